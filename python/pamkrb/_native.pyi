@@ -1,0 +1,46 @@
+from typing import Final, Optional
+
+MAX_USERNAME_LEN: Final[int]
+
+class TicketInfo:
+    @property
+    def principal(self) -> str: ...
+    @property
+    def starts_at(self) -> int: ...
+    @property
+    def expires_at(self) -> int: ...
+    @property
+    def renew_until(self) -> Optional[int]: ...
+
+def pam_authenticate(
+    service: str,
+    username: str,
+    password: bytearray,
+    *,
+    remote_host: Optional[str] = None,
+    check_account: bool = True,
+) -> None: ...
+def obtain_ticket(
+    principal: str,
+    keytab: str,
+    ccache: str,
+    *,
+    uid: Optional[int] = None,
+    gid: Optional[int] = None,
+    lifetime: Optional[int] = None,
+    renew_lifetime: Optional[int] = None,
+) -> TicketInfo: ...
+def inspect_ticket(ccache: str) -> TicketInfo: ...
+def default_realm() -> str: ...
+def validate_template(template: str) -> None: ...
+def expand_template(
+    template: str,
+    *,
+    username: str,
+    uid: int,
+    gid: int,
+    home: str,
+    realm: str,
+    path: bool = False,
+) -> str: ...
+def check_username(username: str) -> None: ...

@@ -1,0 +1,377 @@
+"""PAMKerberosAuthenticator: JupyterHub's PAMAuthenticator plus a Kerberos
+ticket from the user's keytab, kept fresh and handed to their server."""
+
+from __future__ import annotations
+
+import asyncio
+import pwd
+import time
+from dataclasses import dataclass
+from functools import partial
+
+from jupyterhub.auth import PAMAuthenticator
+from tornado import web
+from traitlets import Bool, Integer, TraitError, Unicode, default, validate
+
+from . import _native
+from .exceptions import (
+    AuthenticationDenied,
+    CredentialCacheError,
+    InvalidUsername,
+    KerberosError,
+    KeytabError,
+    PAMSystemError,
+    TemplateError,
+    TicketFormatError,
+)
+
+# PAM's own replies are capped at 512 bytes (PAM_MAX_RESP_SIZE); anything
+# much longer is an attack on the hub's memory, not a password.
+MAX_PASSWORD_BYTES = 8192
+
+_TICKET_ERRORS = (KerberosError, KeytabError, CredentialCacheError, TicketFormatError, TemplateError)
+
+LOGIN_REFUSED = (
+    "Your password was accepted, but no Kerberos ticket could be obtained for you, "
+    "so Spark and Hadoop would not work. Please contact your administrator."
+)
+
+
+def shown_username(name: str) -> str:
+    """A user-supplied name fit for a log line: truncated, never the whole input."""
+    if len(name) > 32:
+        return f"{name[:16]!r}...({len(name)} chars)"
+    return repr(name)
+
+
+@dataclass(frozen=True)
+class UserKerberos:
+    """Where one user's Kerberos material lives, from the password database."""
+
+    username: str
+    uid: int
+    gid: int
+    principal: str
+    keytab: str
+    ccache: str
+
+
+class PAMKerberosAuthenticator(PAMAuthenticator):
+    """Authenticate local users with PAM, then give each a Kerberos ticket.
+
+    A drop-in for :class:`jupyterhub.auth.PAMAuthenticator`: every option of
+    that class keeps its meaning. After a successful login the user's keytab
+    is used (in-process, through libkrb5) to obtain a ticket-granting ticket,
+    which is written atomically to the user's credential cache, owned by
+    the user with mode 0600. The spawned server and its kernels get
+    ``KRB5CCNAME`` pointing at that cache.
+    """
+
+    principal_template = Unicode(
+        "{username}@{realm}",
+        config=True,
+        help="""
+        Kerberos principal of a user, as a template.
+
+        Placeholders: {username}, {uid}, {gid}, {home} and {realm}, filled in from
+        the password database entry of the authenticated user and from `realm`
+        (never from what was typed into the login form). Write {{ and }} for
+        literal braces. Example for per-host principals:
+        "{username}/pg-dmp-workbench2@{realm}".
+        Default: "{username}@{realm}".
+        """,
+    )
+
+    keytab_template = Unicode(
+        "/home/{username}/{username}.keytab",
+        config=True,
+        help="""
+        Path of a user's keytab, as a template (same placeholders as
+        `principal_template`); must expand to an absolute path.
+
+        The hub reads it as root: a symbolic link or fifo at this path is
+        refused, and the keytab may only yield tickets for the user's own
+        principal. Keep it owned by the user and not readable by others.
+        Default: "/home/{username}/{username}.keytab".
+        """,
+    )
+
+    ccache_template = Unicode(
+        "/tmp/krb5cc_{uid}",
+        config=True,
+        help="""
+        Path of a user's FILE credential cache, as a template (same
+        placeholders as `principal_template`); must expand to an absolute path.
+
+        The default, "/tmp/krb5cc_{uid}", is MIT Kerberos's own default cache
+        name, so Hadoop, Spark and JVM clients find the ticket even without
+        KRB5CCNAME. The cache is replaced atomically through a random temporary
+        file in the same directory, owned by the user with mode 0600. Root
+        refuses to write when the path holds a symlink, hard link, directory or
+        someone else's file, when a directory on the path is a symlink, or when
+        the directory is writable by others without the sticky bit.
+        """,
+    )
+
+    realm = Unicode(
+        config=True,
+        help="""
+        Kerberos realm used for {realm} in the templates.
+
+        Default: `default_realm` from the krb5.conf that libkrb5 reads
+        (/etc/krb5.conf, or the file named by KRB5_CONFIG in the hub's
+        environment).
+        """,
+    )
+
+    ticket_lifetime = Integer(
+        None,
+        allow_none=True,
+        min=60,
+        config=True,
+        help="""
+        Requested ticket lifetime in seconds. The KDC may grant less.
+
+        Default: None (krb5.conf's ticket_lifetime and the KDC decide).
+        """,
+    )
+
+    refresh_margin = Integer(
+        3600,
+        min=0,
+        config=True,
+        help="""
+        Seconds. A ticket with less than this left is renewed from the keytab
+        (when the server is spawned and when JupyterHub refreshes the user).
+        Below the ticket lifetime, or every check would renew. Default: 3600.
+        """,
+    )
+
+    kinit_required = Bool(
+        True,
+        config=True,
+        help="""
+        Whether a login needs a Kerberos ticket to succeed.
+
+        If True (default), a user whose ticket cannot be obtained (no keytab,
+        KDC down, principal missing) is refused with a message on the login page,
+        and the hub log says exactly why. If False, the login proceeds without a
+        ticket and the failure is logged as a warning.
+        """,
+    )
+
+    @default("realm")
+    def _default_realm(self):
+        try:
+            return _native.default_realm()
+        except KerberosError as e:
+            self.log.warning("No default Kerberos realm (%s); set PAMKerberosAuthenticator.realm", e)
+            return ""
+
+    @validate("principal_template", "keytab_template", "ccache_template")
+    def _validate_template(self, proposal):
+        try:
+            _native.validate_template(proposal.value)
+        except TemplateError as e:
+            raise TraitError(f"PAMKerberosAuthenticator.{proposal.trait.name}: {e}") from None
+        return proposal.value
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._renewals: dict[str, asyncio.Future] = {}
+        uses_realm = any(
+            "{realm}" in t for t in (self.principal_template, self.keytab_template, self.ccache_template)
+        )
+        if uses_realm and not self.realm:
+            raise TraitError(
+                "PAMKerberosAuthenticator: the templates use {realm} but no realm is configured "
+                "and krb5.conf has no default_realm; set c.PAMKerberosAuthenticator.realm"
+            )
+
+    # -- login ---------------------------------------------------------------
+
+    async def authenticate(self, handler, data):
+        """Check the password with PAM (and the account, if `check_account`).
+
+        Returns the username, or None if PAM denies the login. A broken PAM
+        stack raises: that is our failure, not the user's.
+        """
+        username = data.get("username") or ""
+        password = data.get("password") or ""
+        remote_ip = handler.request.remote_ip if handler is not None else None
+        where = f"{shown_username(username)}@{remote_ip}" if remote_ip else shown_username(username)
+        try:
+            _native.check_username(username)
+        except InvalidUsername as e:
+            self.log.warning("PAM Authentication failed (%s): %s", where, e)
+            return None
+        try:
+            secret = bytearray(password.encode(self.encoding))
+        except (UnicodeEncodeError, AttributeError):
+            self.log.warning("PAM Authentication failed (%s): password not encodable", where)
+            return None
+        if len(secret) > MAX_PASSWORD_BYTES or 0 in secret:
+            self.log.warning("PAM Authentication failed (%s): password too long or contains NUL", where)
+            return None
+        loop = asyncio.get_running_loop()
+        call = partial(
+            _native.pam_authenticate,
+            self.service,
+            username,
+            secret,
+            remote_host=remote_ip,
+            check_account=self.check_account,
+        )
+        try:
+            await loop.run_in_executor(self.executor, call)
+        except AuthenticationDenied as e:
+            self.log.warning("PAM Authentication failed (%s): %s", where, e)
+            return None
+        except PAMSystemError as e:
+            self.log.error("PAM failed (%s): %s", where, e)
+            raise
+        finally:
+            # The native layer already zeroed it; this covers paths where the
+            # call never ran.
+            secret[:] = bytes(len(secret))
+        return username
+
+    async def run_post_auth_hook(self, handler, auth_model):
+        """Obtain the ticket once the user is known to be allowed in.
+
+        Doing it here rather than in `authenticate` means a user who passes
+        PAM but is not allowed or is blocked gets no cache written.
+        """
+        auth_model = await super().run_post_auth_hook(handler, auth_model)
+        name = auth_model["name"]
+        try:
+            info = await self._run_blocking(self._obtain_ticket_for, name)
+        except (_TICKET_ERRORS + (KeyError,)) as e:
+            reason = _explain(e, name)
+            if self.kinit_required:
+                self.log.error("Refusing login of %s: no Kerberos ticket: %s", shown_username(name), reason)
+                raise web.HTTPError(403, "%s", LOGIN_REFUSED) from None
+            self.log.warning("Login of %s without a Kerberos ticket: %s", shown_username(name), reason)
+            return auth_model
+        self.log.info(
+            "Kerberos ticket for %s (%s) valid until %s",
+            shown_username(name),
+            info.principal,
+            _format_time(info.expires_at),
+        )
+        return auth_model
+
+    # -- spawning and refreshing ----------------------------------------------
+
+    async def pre_spawn_start(self, user, spawner):
+        """Open the PAM session if configured, make sure the ticket is fresh,
+        and point the server's KRB5CCNAME at the user's cache."""
+        await super().pre_spawn_start(user, spawner)
+        try:
+            where = await self._run_blocking(self._user_kerberos, user.name)
+            await self.ensure_fresh_ticket(user.name, trigger="spawn")
+        except (_TICKET_ERRORS + (KeyError,)) as e:
+            reason = _explain(e, user.name)
+            if self.kinit_required:
+                self.log.error("Not spawning %s: no Kerberos ticket: %s", shown_username(user.name), reason)
+                raise web.HTTPError(
+                    500, "%s", "No Kerberos ticket could be obtained for your server; contact your administrator."
+                ) from None
+            self.log.warning("Spawning %s without a fresh Kerberos ticket: %s", shown_username(user.name), reason)
+            return
+        spawner.environment["KRB5CCNAME"] = f"FILE:{where.ccache}"
+        # What the pamkrb server extension needs to renew the ticket as the
+        # user, so there is no per-user setup.
+        spawner.environment["PAMKRB_PRINCIPAL"] = where.principal
+        spawner.environment["PAMKRB_KEYTAB"] = where.keytab
+        spawner.environment["PAMKRB_CCACHE"] = where.ccache
+        spawner.environment["PAMKRB_REFRESH_MARGIN"] = str(self.refresh_margin)
+        if self.ticket_lifetime is not None:
+            spawner.environment["PAMKRB_TICKET_LIFETIME"] = str(self.ticket_lifetime)
+
+    async def refresh_user(self, user, handler=None):
+        """Renew the user's ticket when less than `refresh_margin` remains.
+
+        A failed renewal is logged, not turned into a logout: the user's
+        server keeps working, and the next refresh tries again.
+        """
+        try:
+            await self.ensure_fresh_ticket(user.name, trigger="refresh")
+        except (_TICKET_ERRORS + (KeyError,)) as e:
+            self.log.warning(
+                "Could not renew the Kerberos ticket of %s: %s", shown_username(user.name), _explain(e, user.name)
+            )
+        return True
+
+    async def ensure_fresh_ticket(self, username, trigger="refresh"):
+        """Return the user's ticket, renewing it first if it is missing or
+        has less than `refresh_margin` left. Concurrent calls for the same user
+        share one renewal."""
+        pending = self._renewals.get(username)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future = asyncio.ensure_future(self._run_blocking(self._fresh_ticket_for, username, trigger))
+        self._renewals[username] = future
+        try:
+            return await asyncio.shield(future)
+        finally:
+            if self._renewals.get(username) is future and future.done():
+                del self._renewals[username]
+            else:
+                future.add_done_callback(lambda _: self._renewals.pop(username, None))
+
+    # -- blocking work, run on the executor ------------------------------------
+
+    async def _run_blocking(self, func, *args):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, partial(func, *args))
+
+    def _user_kerberos(self, username) -> UserKerberos:
+        entry = pwd.getpwnam(username)
+        fields = {
+            "username": entry.pw_name,
+            "uid": entry.pw_uid,
+            "gid": entry.pw_gid,
+            "home": entry.pw_dir,
+            "realm": self.realm,
+        }
+        return UserKerberos(
+            username=entry.pw_name,
+            uid=entry.pw_uid,
+            gid=entry.pw_gid,
+            principal=_native.expand_template(self.principal_template, **fields),
+            keytab=_native.expand_template(self.keytab_template, path=True, **fields),
+            ccache=_native.expand_template(self.ccache_template, path=True, **fields),
+        )
+
+    def _obtain_ticket_for(self, username):
+        where = self._user_kerberos(username)
+        return _native.obtain_ticket(
+            where.principal,
+            where.keytab,
+            where.ccache,
+            uid=where.uid,
+            gid=where.gid,
+            lifetime=self.ticket_lifetime,
+        )
+
+    def _fresh_ticket_for(self, username, trigger):
+        where = self._user_kerberos(username)
+        try:
+            info = _native.inspect_ticket(where.ccache)
+        except (CredentialCacheError, TicketFormatError) as e:
+            self.log.info("Kerberos cache of %s needs a new ticket (%s): %s", shown_username(username), trigger, e)
+        else:
+            if info.principal == where.principal and info.expires_at - time.time() > self.refresh_margin:
+                return info
+        return self._obtain_ticket_for(username)
+
+
+def _explain(error: Exception, username: str) -> str:
+    if isinstance(error, KeyError):
+        return f"user {shown_username(username)} is not in the password database"
+    return str(error)
+
+
+def _format_time(epoch: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))

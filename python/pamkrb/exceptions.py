@@ -1,0 +1,70 @@
+"""Exceptions raised by pamkrb.
+
+The native core raises these classes (they are imported into Rust), so they
+can be caught and tested from Python like any other exception.
+"""
+
+
+class PamkrbError(Exception):
+    """Base class of every pamkrb error."""
+
+
+class AuthenticationDenied(PamkrbError):
+    """PAM refused the user: wrong password, unknown user, expired account.
+
+    This is the user's failure, not the system's; the authenticator turns it
+    into a failed login, not an error.
+    """
+
+
+class PAMSystemError(PamkrbError):
+    """The PAM stack itself failed (missing service file or module, unreadable
+    shadow file): something the administrator must fix."""
+
+
+class KerberosError(PamkrbError):
+    """libkrb5 could not obtain a ticket (KDC unreachable, principal not in
+    the keytab, clock skew, ...). ``code`` is the krb5 error code, if any."""
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        self.code = code
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+class KeytabError(PamkrbError):
+    """The keytab is missing, empty, not a regular file, or a symbolic link."""
+
+
+class CredentialCacheError(PamkrbError):
+    """The credential cache could not be read or written safely: a planted
+    symlink, hard link or foreign file at its path, an unsafe directory, or an
+    I/O error. Nothing was written."""
+
+
+class TicketFormatError(PamkrbError):
+    """A credential cache is not in a format pamkrb understands, or holds no
+    ticket-granting ticket."""
+
+
+class InvalidUsername(PamkrbError, ValueError):
+    """A username that is not safe to pass to PAM or to put into a path."""
+
+
+class TemplateError(PamkrbError, ValueError):
+    """A principal, keytab or cache template is invalid."""
+
+
+__all__ = [
+    "AuthenticationDenied",
+    "CredentialCacheError",
+    "InvalidUsername",
+    "KerberosError",
+    "KeytabError",
+    "PAMSystemError",
+    "PamkrbError",
+    "TemplateError",
+    "TicketFormatError",
+]

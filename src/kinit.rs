@@ -1,0 +1,373 @@
+//! Keytab kinit in-process through MIT libkrb5: principal + keytab → initial
+//! ticket-granting ticket, returned as plain Rust data so that the caller
+//! decides where and how it is written (see `cache_file`).
+//!
+//! Every libkrb5 handle lives in a small RAII wrapper that frees it in `Drop`,
+//! so no error path can leak one.
+
+use std::ffi::{CStr, CString};
+use std::ptr;
+
+use crate::ccache::{Credential, CredentialCache, Keyblock, Principal, TaggedData};
+use crate::krb5_ffi as ffi;
+
+/// A libkrb5 failure: what we were doing and libkrb5's own message, which
+/// names the actual problem (missing keytab, unknown principal, KDC
+/// unreachable, clock skew, …).
+#[derive(Debug, thiserror::Error)]
+pub enum KerberosError {
+    #[error("{action}: {message} (krb5 error {code})")]
+    Library {
+        action: String,
+        code: i32,
+        message: String,
+    },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+impl KerberosError {
+    /// The libkrb5 error code, when the failure came from libkrb5.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            KerberosError::Library { code, .. } => Some(*code),
+            KerberosError::InvalidArgument(_) => None,
+        }
+    }
+}
+
+/// A krb5 library context. Each operation creates its own: contexts are not
+/// thread-safe, and a fresh one re-reads `KRB5_CONFIG`, so a configuration
+/// change needs no hub restart.
+struct Context(ffi::krb5_context);
+
+impl Context {
+    fn new() -> Result<Self, KerberosError> {
+        let mut ctx: ffi::krb5_context = ptr::null_mut();
+        // SAFETY: `ctx` is a valid out-pointer; on success libkrb5 stores an
+        // owned context in it, which `Drop` frees exactly once.
+        let code = unsafe { ffi::krb5_init_context(&mut ctx) };
+        if code != 0 || ctx.is_null() {
+            // Without a context libkrb5 cannot format its own message.
+            return Err(KerberosError::Library {
+                action: "initialising the Kerberos library (check KRB5_CONFIG and krb5.conf)"
+                    .into(),
+                code,
+                message: std::io::Error::from_raw_os_error(code.abs()).to_string(),
+            });
+        }
+        Ok(Context(ctx))
+    }
+
+    fn check(&self, code: ffi::krb5_error_code, action: &str) -> Result<(), KerberosError> {
+        if code == 0 {
+            return Ok(());
+        }
+        Err(KerberosError::Library {
+            action: action.to_owned(),
+            code,
+            message: self.message(code),
+        })
+    }
+
+    fn message(&self, code: ffi::krb5_error_code) -> String {
+        // SAFETY: the context is live; the returned string is owned by us
+        // until freed with krb5_free_error_message, which we do after copying.
+        unsafe {
+            let raw = ffi::krb5_get_error_message(self.0, code);
+            if raw.is_null() {
+                return format!("unknown error {code}");
+            }
+            let text = CStr::from_ptr(raw).to_string_lossy().into_owned();
+            ffi::krb5_free_error_message(self.0, raw);
+            text
+        }
+    }
+
+    fn default_realm(&self) -> Result<String, KerberosError> {
+        let mut raw: *mut libc::c_char = ptr::null_mut();
+        // SAFETY: valid context and out-pointer.
+        let code = unsafe { ffi::krb5_get_default_realm(self.0, &mut raw) };
+        self.check(code, "reading default_realm from krb5.conf")?;
+        // SAFETY: on success `raw` is a NUL-terminated string owned by us,
+        // copied before it is freed.
+        unsafe {
+            let realm = CStr::from_ptr(raw).to_string_lossy().into_owned();
+            ffi::krb5_free_default_realm(self.0, raw);
+            Ok(realm)
+        }
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: the context was created by krb5_init_context and every
+        // handle borrowing it has been dropped first (they borrow `&Context`).
+        unsafe { ffi::krb5_free_context(self.0) }
+    }
+}
+
+struct OwnedPrincipal<'c> {
+    ctx: &'c Context,
+    raw: ffi::krb5_principal,
+}
+
+impl<'c> OwnedPrincipal<'c> {
+    fn parse(ctx: &'c Context, name: &str) -> Result<Self, KerberosError> {
+        let c_name = c_string(name, "principal")?;
+        let mut raw: ffi::krb5_principal = ptr::null_mut();
+        // SAFETY: valid context, NUL-terminated name and out-pointer.
+        let code = unsafe { ffi::krb5_parse_name(ctx.0, c_name.as_ptr(), &mut raw) };
+        ctx.check(code, &format!("parsing principal {name:?}"))?;
+        Ok(OwnedPrincipal { ctx, raw })
+    }
+}
+
+impl Drop for OwnedPrincipal<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from krb5_parse_name in this context.
+        unsafe { ffi::krb5_free_principal(self.ctx.0, self.raw) }
+    }
+}
+
+struct Keytab<'c> {
+    ctx: &'c Context,
+    raw: ffi::krb5_keytab,
+}
+
+impl<'c> Keytab<'c> {
+    fn resolve(ctx: &'c Context, name: &str) -> Result<Self, KerberosError> {
+        let c_name = c_string(name, "keytab")?;
+        let mut raw: ffi::krb5_keytab = ptr::null_mut();
+        // SAFETY: valid context, NUL-terminated name and out-pointer.
+        let code = unsafe { ffi::krb5_kt_resolve(ctx.0, c_name.as_ptr(), &mut raw) };
+        ctx.check(code, &format!("opening keytab {name}"))?;
+        Ok(Keytab { ctx, raw })
+    }
+}
+
+impl Drop for Keytab<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from krb5_kt_resolve in this context. A close
+        // error cannot be acted upon here.
+        unsafe {
+            ffi::krb5_kt_close(self.ctx.0, self.raw);
+        }
+    }
+}
+
+struct InitCredsOptions<'c> {
+    ctx: &'c Context,
+    raw: *mut ffi::krb5_get_init_creds_opt,
+}
+
+impl<'c> InitCredsOptions<'c> {
+    fn new(ctx: &'c Context) -> Result<Self, KerberosError> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: valid context and out-pointer.
+        let code = unsafe { ffi::krb5_get_init_creds_opt_alloc(ctx.0, &mut raw) };
+        ctx.check(code, "allocating ticket request options")?;
+        Ok(InitCredsOptions { ctx, raw })
+    }
+}
+
+impl Drop for InitCredsOptions<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from krb5_get_init_creds_opt_alloc.
+        unsafe { ffi::krb5_get_init_creds_opt_free(self.ctx.0, self.raw) }
+    }
+}
+
+/// Credentials filled in by libkrb5; their contents are freed in `Drop`.
+struct Creds<'c> {
+    ctx: &'c Context,
+    raw: ffi::krb5_creds,
+}
+
+impl Drop for Creds<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `raw` was zero-initialised and then filled in by
+        // krb5_get_init_creds_keytab; freeing the contents of a zeroed or
+        // filled structure is valid.
+        unsafe { ffi::krb5_free_cred_contents(self.ctx.0, &mut self.raw) }
+    }
+}
+
+fn c_string(value: &str, what: &str) -> Result<CString, KerberosError> {
+    CString::new(value)
+        .map_err(|_| KerberosError::InvalidArgument(format!("{what} contains a NUL byte")))
+}
+
+/// The realm of `default_realm` in the active krb5.conf (`KRB5_CONFIG`).
+pub fn default_realm() -> Result<String, KerberosError> {
+    Context::new()?.default_realm()
+}
+
+/// What to ask the KDC for.
+pub struct TicketRequest<'a> {
+    pub principal: &'a str,
+    /// A keytab name as libkrb5 understands it (`FILE:/path` or a plain path).
+    pub keytab: &'a str,
+    /// Requested ticket lifetime in seconds; `None` lets krb5.conf and the KDC decide.
+    pub lifetime: Option<u32>,
+    /// Requested renewable lifetime in seconds; `None` lets krb5.conf decide.
+    pub renew_lifetime: Option<u32>,
+}
+
+/// Obtains an initial ticket for `request.principal` from its keytab and
+/// returns a credential cache holding it, ready to be serialised.
+pub fn kinit_keytab(request: &TicketRequest<'_>) -> Result<CredentialCache, KerberosError> {
+    let ctx = Context::new()?;
+    let client = OwnedPrincipal::parse(&ctx, request.principal)?;
+    let keytab = Keytab::resolve(&ctx, request.keytab)?;
+    let options = InitCredsOptions::new(&ctx)?;
+    if let Some(lifetime) = request.lifetime {
+        // SAFETY: `options.raw` is a live options structure.
+        unsafe { ffi::krb5_get_init_creds_opt_set_tkt_life(options.raw, clamp_deltat(lifetime)) }
+    }
+    if let Some(renew) = request.renew_lifetime {
+        // SAFETY: `options.raw` is a live options structure.
+        unsafe { ffi::krb5_get_init_creds_opt_set_renew_life(options.raw, clamp_deltat(renew)) }
+    }
+
+    let mut creds = Creds {
+        ctx: &ctx,
+        // SAFETY: krb5_creds is a plain C struct for which all-zero bytes
+        // (null pointers, zero lengths) is the documented initial state.
+        raw: unsafe { std::mem::zeroed() },
+    };
+    // SAFETY: every pointer argument is live for the duration of the call;
+    // a null in_tkt_service asks for the TGT of the client's realm.
+    let code = unsafe {
+        ffi::krb5_get_init_creds_keytab(
+            ctx.0,
+            &mut creds.raw,
+            client.raw,
+            keytab.raw,
+            0,
+            ptr::null(),
+            options.raw,
+        )
+    };
+    ctx.check(
+        code,
+        &format!(
+            "getting a ticket for {} from keytab {}",
+            request.principal, request.keytab
+        ),
+    )?;
+
+    // SAFETY: on success libkrb5 filled `creds.raw` with valid principals
+    // and counted buffers, which stay alive until `creds` is dropped.
+    let credential = unsafe { credential_from_raw(&creds.raw) };
+    let mut cache = CredentialCache::new(credential.client.clone(), vec![credential]);
+    if let Some(offset) = time_offset(&ctx) {
+        // Header tag 1 records the KDC clock offset, as MIT's FILE cache
+        // does, so later users of the cache correct for a skewed clock.
+        cache.header.push(TaggedData {
+            tag: 1,
+            data: offset,
+        });
+    }
+    Ok(cache)
+}
+
+fn clamp_deltat(seconds: u32) -> ffi::krb5_deltat {
+    i32::try_from(seconds).unwrap_or(i32::MAX)
+}
+
+fn time_offset(ctx: &Context) -> Option<Vec<u8>> {
+    let (mut seconds, mut micros) = (0, 0);
+    // SAFETY: valid context and out-pointers.
+    let code = unsafe { ffi::krb5_get_time_offsets(ctx.0, &mut seconds, &mut micros) };
+    if code != 0 || (seconds == 0 && micros == 0) {
+        return None;
+    }
+    let mut data = seconds.to_be_bytes().to_vec();
+    data.extend_from_slice(&micros.to_be_bytes());
+    Some(data)
+}
+
+/// Copies a counted buffer. # Safety: `ptr` must be valid for `len` bytes or null.
+unsafe fn bytes(ptr: *const u8, len: libc::c_uint) -> Vec<u8> {
+    if ptr.is_null() || len == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the caller guarantees `ptr` is valid for `len` bytes.
+    unsafe { std::slice::from_raw_parts(ptr, len as usize) }.to_vec()
+}
+
+/// # Safety: `data` must be a valid krb5_data.
+unsafe fn data_bytes(data: &ffi::krb5_data) -> Vec<u8> {
+    // SAFETY: forwarded from the caller.
+    unsafe { bytes(data.data.cast(), data.length) }
+}
+
+/// # Safety: `raw` must point to a valid principal.
+unsafe fn principal_from_raw(raw: ffi::krb5_principal) -> Principal {
+    // SAFETY: forwarded from the caller.
+    let p = unsafe { &*raw };
+    let count = usize::try_from(p.length).unwrap_or(0);
+    let components = (0..count)
+        // SAFETY: `p.data` holds `p.length` krb5_data entries.
+        .map(|i| unsafe { data_bytes(&*p.data.add(i)) })
+        .collect();
+    Principal {
+        name_type: p.type_,
+        // SAFETY: the realm is a valid krb5_data of the same principal.
+        realm: unsafe { data_bytes(&p.realm) },
+        components,
+    }
+}
+
+/// # Safety: `list` must be null or a null-terminated array of valid entries.
+unsafe fn tagged_list(list: *mut *mut ffi::krb5_tagged_octets) -> Vec<TaggedData> {
+    let mut out = Vec::new();
+    if list.is_null() {
+        return out;
+    }
+    let mut i = 0;
+    loop {
+        // SAFETY: the array is null-terminated, so reading up to and including
+        // the terminator stays in bounds.
+        let entry = unsafe { *list.add(i) };
+        if entry.is_null() {
+            return out;
+        }
+        // SAFETY: non-null entries are valid address/authdata structures.
+        let entry = unsafe { &*entry };
+        out.push(TaggedData {
+            // The file format stores these tags as 16 bits.
+            tag: entry.tag as u16,
+            // SAFETY: `contents` is valid for `length` bytes.
+            data: unsafe { bytes(entry.contents, entry.length) },
+        });
+        i += 1;
+    }
+}
+
+/// # Safety: `raw` must be credentials filled in by libkrb5.
+unsafe fn credential_from_raw(raw: &ffi::krb5_creds) -> Credential {
+    // SAFETY: forwarded from the caller; every pointer in a filled
+    // krb5_creds is valid or null with a zero length.
+    unsafe {
+        Credential {
+            client: principal_from_raw(raw.client),
+            server: principal_from_raw(raw.server),
+            keyblock: Keyblock {
+                enctype: raw.keyblock.enctype as u16,
+                data: bytes(raw.keyblock.contents, raw.keyblock.length),
+            },
+            authtime: raw.times.authtime as u32,
+            starttime: raw.times.starttime as u32,
+            endtime: raw.times.endtime as u32,
+            renew_till: raw.times.renew_till as u32,
+            is_skey: raw.is_skey != 0,
+            ticket_flags: raw.ticket_flags as u32,
+            addresses: tagged_list(raw.addresses),
+            authdata: tagged_list(raw.authdata),
+            ticket: data_bytes(&raw.ticket),
+            second_ticket: data_bytes(&raw.second_ticket),
+        }
+    }
+}

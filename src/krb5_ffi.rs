@@ -1,0 +1,142 @@
+//! The few MIT libkrb5 declarations pamkrb needs, written by hand from
+//! `<krb5/krb5.h>` (krb5 1.20) so that every foreign call is visible and
+//! audited. Struct layouts are part of libkrb5's stable public ABI.
+
+#![allow(non_camel_case_types)]
+
+use libc::{c_char, c_uint};
+
+pub type krb5_error_code = i32;
+pub type krb5_magic = i32;
+pub type krb5_timestamp = i32;
+pub type krb5_deltat = i32;
+pub type krb5_boolean = c_uint;
+
+#[repr(C)]
+pub struct krb5_data {
+    pub magic: krb5_magic,
+    pub length: c_uint,
+    pub data: *mut c_char,
+}
+
+#[repr(C)]
+pub struct krb5_principal_data {
+    pub magic: krb5_magic,
+    pub realm: krb5_data,
+    pub data: *mut krb5_data,
+    pub length: i32,
+    pub type_: i32,
+}
+
+pub type krb5_principal = *mut krb5_principal_data;
+
+#[repr(C)]
+pub struct krb5_keyblock {
+    pub magic: krb5_magic,
+    pub enctype: i32,
+    pub length: c_uint,
+    pub contents: *mut u8,
+}
+
+#[repr(C)]
+pub struct krb5_ticket_times {
+    pub authtime: krb5_timestamp,
+    pub starttime: krb5_timestamp,
+    pub endtime: krb5_timestamp,
+    pub renew_till: krb5_timestamp,
+}
+
+/// Shared layout of `krb5_address` and `krb5_authdata`: a magic, a type tag
+/// and a counted byte string.
+#[repr(C)]
+pub struct krb5_tagged_octets {
+    pub magic: krb5_magic,
+    pub tag: i32,
+    pub length: c_uint,
+    pub contents: *mut u8,
+}
+
+#[repr(C)]
+pub struct krb5_creds {
+    pub magic: krb5_magic,
+    pub client: krb5_principal,
+    pub server: krb5_principal,
+    pub keyblock: krb5_keyblock,
+    pub times: krb5_ticket_times,
+    pub is_skey: krb5_boolean,
+    pub ticket_flags: i32,
+    pub addresses: *mut *mut krb5_tagged_octets,
+    pub ticket: krb5_data,
+    pub second_ticket: krb5_data,
+    pub authdata: *mut *mut krb5_tagged_octets,
+}
+
+#[repr(C)]
+pub struct _krb5_context {
+    _private: [u8; 0],
+}
+pub type krb5_context = *mut _krb5_context;
+
+#[repr(C)]
+pub struct _krb5_kt {
+    _private: [u8; 0],
+}
+pub type krb5_keytab = *mut _krb5_kt;
+
+#[repr(C)]
+pub struct krb5_get_init_creds_opt {
+    _private: [u8; 0],
+}
+
+#[link(name = "krb5")]
+extern "C" {
+    pub fn krb5_init_context(context: *mut krb5_context) -> krb5_error_code;
+    pub fn krb5_free_context(context: krb5_context);
+    pub fn krb5_get_error_message(context: krb5_context, code: krb5_error_code) -> *const c_char;
+    pub fn krb5_free_error_message(context: krb5_context, msg: *const c_char);
+    pub fn krb5_get_default_realm(
+        context: krb5_context,
+        lrealm: *mut *mut c_char,
+    ) -> krb5_error_code;
+    pub fn krb5_free_default_realm(context: krb5_context, lrealm: *mut c_char);
+    pub fn krb5_parse_name(
+        context: krb5_context,
+        name: *const c_char,
+        principal_out: *mut krb5_principal,
+    ) -> krb5_error_code;
+    pub fn krb5_free_principal(context: krb5_context, val: krb5_principal);
+    pub fn krb5_kt_resolve(
+        context: krb5_context,
+        name: *const c_char,
+        ktid: *mut krb5_keytab,
+    ) -> krb5_error_code;
+    pub fn krb5_kt_close(context: krb5_context, keytab: krb5_keytab) -> krb5_error_code;
+    pub fn krb5_get_init_creds_opt_alloc(
+        context: krb5_context,
+        opt: *mut *mut krb5_get_init_creds_opt,
+    ) -> krb5_error_code;
+    pub fn krb5_get_init_creds_opt_free(context: krb5_context, opt: *mut krb5_get_init_creds_opt);
+    pub fn krb5_get_init_creds_opt_set_tkt_life(
+        opt: *mut krb5_get_init_creds_opt,
+        tkt_life: krb5_deltat,
+    );
+    pub fn krb5_get_init_creds_opt_set_renew_life(
+        opt: *mut krb5_get_init_creds_opt,
+        renew_life: krb5_deltat,
+    );
+    pub fn krb5_get_init_creds_keytab(
+        context: krb5_context,
+        creds: *mut krb5_creds,
+        client: krb5_principal,
+        arg_keytab: krb5_keytab,
+        start_time: krb5_deltat,
+        in_tkt_service: *const c_char,
+        k5_gic_options: *mut krb5_get_init_creds_opt,
+    ) -> krb5_error_code;
+    pub fn krb5_free_cred_contents(context: krb5_context, val: *mut krb5_creds);
+    pub fn krb5_get_time_offsets(
+        context: krb5_context,
+        seconds: *mut krb5_timestamp,
+        microseconds: *mut i32,
+    ) -> krb5_error_code;
+}

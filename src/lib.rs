@@ -1,0 +1,14 @@
+//! pamkrb's native core. The modules below know nothing of Python; the
+//! `python` module (feature `python`) is the only bindings layer.
+
+pub mod cache_file;
+pub mod ccache;
+pub mod kinit;
+mod krb5_ffi;
+pub mod pam;
+pub mod secret;
+pub mod template;
+pub mod ticket;
+
+#[cfg(feature = "python")]
+mod python;

@@ -1,0 +1,278 @@
+//! The bindings layer: argument conversion, GIL release around blocking
+//! work, and the one mapping from native errors to `pamkrb.exceptions`.
+
+use std::path::Path;
+
+use pyo3::prelude::*;
+use pyo3::types::PyByteArray;
+
+use crate::cache_file::Owner;
+use crate::ccache::TicketInfo as NativeTicketInfo;
+use crate::pam::{self, PamError};
+use crate::secret::SecretBytes;
+use crate::template::{self, Identity, TemplateError};
+use crate::ticket::{self, Acquisition, TicketError};
+
+mod exceptions {
+    pyo3::import_exception!(pamkrb.exceptions, AuthenticationDenied);
+    pyo3::import_exception!(pamkrb.exceptions, PAMSystemError);
+    pyo3::import_exception!(pamkrb.exceptions, KerberosError);
+    pyo3::import_exception!(pamkrb.exceptions, CredentialCacheError);
+    pyo3::import_exception!(pamkrb.exceptions, TicketFormatError);
+    pyo3::import_exception!(pamkrb.exceptions, KeytabError);
+    pyo3::import_exception!(pamkrb.exceptions, InvalidUsername);
+    pyo3::import_exception!(pamkrb.exceptions, TemplateError);
+}
+
+/// Every error the core can return, so that the mapping to Python lives in
+/// one `From` impl.
+enum NativeError {
+    Pam(PamError),
+    Ticket(TicketError),
+    Template(TemplateError),
+}
+
+impl From<PamError> for NativeError {
+    fn from(err: PamError) -> Self {
+        NativeError::Pam(err)
+    }
+}
+
+impl From<TicketError> for NativeError {
+    fn from(err: TicketError) -> Self {
+        NativeError::Ticket(err)
+    }
+}
+
+impl From<TemplateError> for NativeError {
+    fn from(err: TemplateError) -> Self {
+        NativeError::Template(err)
+    }
+}
+
+impl From<NativeError> for PyErr {
+    fn from(err: NativeError) -> PyErr {
+        let message = match &err {
+            NativeError::Pam(e) => e.to_string(),
+            NativeError::Ticket(e) => e.to_string(),
+            NativeError::Template(e) => e.to_string(),
+        };
+        match err {
+            NativeError::Pam(PamError::Denied { .. }) => {
+                exceptions::AuthenticationDenied::new_err(message)
+            }
+            NativeError::Pam(PamError::InvalidArgument(_)) => {
+                exceptions::AuthenticationDenied::new_err(message)
+            }
+            NativeError::Pam(PamError::System { .. }) => {
+                exceptions::PAMSystemError::new_err(message)
+            }
+            NativeError::Ticket(TicketError::Kerberos(e)) => {
+                exceptions::KerberosError::new_err((message, e.code()))
+            }
+            NativeError::Ticket(TicketError::Keytab { .. }) => {
+                exceptions::KeytabError::new_err(message)
+            }
+            NativeError::Ticket(TicketError::CacheFile(_)) => {
+                exceptions::CredentialCacheError::new_err(message)
+            }
+            NativeError::Ticket(TicketError::Format { .. }) => {
+                exceptions::TicketFormatError::new_err(message)
+            }
+            NativeError::Template(TemplateError::InvalidUsername { .. }) => {
+                exceptions::InvalidUsername::new_err(message)
+            }
+            NativeError::Template(_) => exceptions::TemplateError::new_err(message),
+        }
+    }
+}
+
+/// What a credential cache says about its ticket-granting ticket. Times are
+/// seconds since the epoch.
+#[pyclass(frozen, eq, module = "pamkrb._native")]
+#[derive(PartialEq, Eq)]
+pub struct TicketInfo {
+    #[pyo3(get)]
+    principal: String,
+    #[pyo3(get)]
+    starts_at: u32,
+    #[pyo3(get)]
+    expires_at: u32,
+    #[pyo3(get)]
+    renew_until: Option<u32>,
+}
+
+#[pymethods]
+impl TicketInfo {
+    fn __repr__(&self) -> String {
+        format!(
+            "TicketInfo(principal={:?}, starts_at={}, expires_at={}, renew_until={:?})",
+            self.principal, self.starts_at, self.expires_at, self.renew_until
+        )
+    }
+}
+
+impl From<NativeTicketInfo> for TicketInfo {
+    fn from(info: NativeTicketInfo) -> Self {
+        TicketInfo {
+            principal: info.principal,
+            starts_at: info.starts_at,
+            expires_at: info.expires_at,
+            renew_until: info.renew_until,
+        }
+    }
+}
+
+/// Authenticates `username` with `password` against PAM `service` and, if
+/// `check_account`, runs the account stack, in one transaction. The
+/// password bytearray is zeroed before this returns. Raises
+/// AuthenticationDenied or PAMSystemError.
+#[pyfunction]
+#[pyo3(signature = (service, username, password, *, remote_host=None, check_account=true))]
+fn pam_authenticate(
+    py: Python<'_>,
+    service: &str,
+    username: &str,
+    password: &Bound<'_, PyByteArray>,
+    remote_host: Option<&str>,
+    check_account: bool,
+) -> PyResult<()> {
+    // SAFETY: we hold the GIL and no other Rust reference into the
+    // bytearray exists; the copy and the wipe happen before the GIL is
+    // released, so Python code cannot resize it in between.
+    let secret = unsafe {
+        let buf = password.as_bytes_mut();
+        let secret = SecretBytes::new(buf.to_vec());
+        crate::secret::wipe(buf);
+        secret
+    };
+    template::check_username(username).map_err(NativeError::from)?;
+    py.detach(|| {
+        pam::authenticate(pam::LoginAttempt {
+            service,
+            username,
+            password: secret,
+            remote_host,
+            check_account,
+        })
+    })
+    .map_err(NativeError::from)?;
+    Ok(())
+}
+
+/// Gets a ticket for `principal` from `keytab` (in-process, libkrb5) and
+/// atomically installs it at `ccache`, owned by uid/gid (default: the
+/// calling user) with mode 0600. Blocks on the KDC with the GIL released.
+#[pyfunction]
+#[pyo3(signature = (principal, keytab, ccache, *, uid=None, gid=None, lifetime=None, renew_lifetime=None))]
+#[allow(clippy::too_many_arguments)] // mirrors the keyword-only Python signature
+fn obtain_ticket(
+    py: Python<'_>,
+    principal: &str,
+    keytab: &str,
+    ccache: &str,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    lifetime: Option<u32>,
+    renew_lifetime: Option<u32>,
+) -> PyResult<TicketInfo> {
+    let owner = match (uid, gid) {
+        (Some(uid), Some(gid)) => Some(Owner { uid, gid }),
+        (None, None) => None,
+        _ => {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "uid and gid must be given together",
+            ))
+        }
+    };
+    let info = py
+        .detach(|| {
+            ticket::obtain(&Acquisition {
+                principal,
+                keytab: Path::new(keytab),
+                cache: Path::new(ccache),
+                owner,
+                lifetime,
+                renew_lifetime,
+            })
+        })
+        .map_err(NativeError::from)?;
+    Ok(info.into())
+}
+
+/// Reads the FILE credential cache at `ccache` and describes its
+/// ticket-granting ticket, without a KDC or a krb5 context (microseconds;
+/// safe to call on the event loop).
+#[pyfunction]
+fn inspect_ticket(ccache: &str) -> PyResult<TicketInfo> {
+    let info = ticket::inspect(Path::new(ccache)).map_err(NativeError::from)?;
+    Ok(info.into())
+}
+
+/// `default_realm` from the krb5.conf libkrb5 reads (honours KRB5_CONFIG).
+#[pyfunction]
+fn default_realm() -> PyResult<String> {
+    let realm =
+        crate::kinit::default_realm().map_err(|e| NativeError::Ticket(TicketError::Kerberos(e)))?;
+    Ok(realm)
+}
+
+/// Raises TemplateError if `template` has a syntax error or unknown placeholder.
+#[pyfunction]
+fn validate_template(template: &str) -> PyResult<()> {
+    template::validate(template).map_err(NativeError::from)?;
+    Ok(())
+}
+
+/// Fills in `template`; with `path=True` the result must be an absolute path
+/// without `..` components.
+#[pyfunction]
+#[pyo3(signature = (template, *, username, uid, gid, home, realm, path=false))]
+fn expand_template(
+    template: &str,
+    username: &str,
+    uid: u32,
+    gid: u32,
+    home: &str,
+    realm: &str,
+    path: bool,
+) -> PyResult<String> {
+    let identity = Identity {
+        username,
+        uid,
+        gid,
+        home,
+        realm,
+    };
+    let expanded = if path {
+        template::expand_path(template, &identity)
+    } else {
+        template::expand(template, &identity)
+    };
+    Ok(expanded.map_err(NativeError::from)?)
+}
+
+/// Raises InvalidUsername unless `username` is safe to use in PAM and paths.
+#[pyfunction]
+fn check_username(username: &str) -> PyResult<()> {
+    template::check_username(username).map_err(NativeError::from)?;
+    Ok(())
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Rust `log` records go to the Python logger named after the module
+    // path ("pamkrb._native..."), which the hub's logging configuration
+    // handles like any other.
+    let _ = pyo3_log::try_init();
+    m.add_class::<TicketInfo>()?;
+    m.add_function(wrap_pyfunction!(pam_authenticate, m)?)?;
+    m.add_function(wrap_pyfunction!(obtain_ticket, m)?)?;
+    m.add_function(wrap_pyfunction!(inspect_ticket, m)?)?;
+    m.add_function(wrap_pyfunction!(default_realm, m)?)?;
+    m.add_function(wrap_pyfunction!(validate_template, m)?)?;
+    m.add_function(wrap_pyfunction!(expand_template, m)?)?;
+    m.add_function(wrap_pyfunction!(check_username, m)?)?;
+    m.add("MAX_USERNAME_LEN", template::MAX_USERNAME_LEN)?;
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! Obtaining and inspecting a user's ticket: kinit from the keytab, write
+//! the cache safely, read it back cheaply. Glue between `kinit`, `ccache`
+//! and `cache_file`.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use crate::cache_file::{self, CacheFileError, Owner};
+use crate::ccache::{self, CcacheError, TicketInfo};
+use crate::kinit::{self, KerberosError};
+
+/// Credential caches hold a handful of tickets; anything this large is not
+/// a cache pamkrb wrote and is not worth reading on every save.
+pub const MAX_CACHE_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TicketError {
+    #[error(transparent)]
+    Kerberos(#[from] KerberosError),
+    #[error(transparent)]
+    CacheFile(#[from] CacheFileError),
+    #[error("credential cache {path}: {source}")]
+    Format { path: String, source: CcacheError },
+    #[error("keytab {path}: {reason}")]
+    Keytab { path: String, reason: String },
+}
+
+/// Where the ticket comes from and where it goes.
+pub struct Acquisition<'a> {
+    pub principal: &'a str,
+    pub keytab: &'a Path,
+    pub cache: &'a Path,
+    /// Owner of the written cache; `None` for the calling user.
+    pub owner: Option<Owner>,
+    pub lifetime: Option<u32>,
+    pub renew_lifetime: Option<u32>,
+}
+
+/// Gets a fresh ticket from the keytab and atomically replaces the cache
+/// with it. Blocks on the KDC.
+pub fn obtain(request: &Acquisition<'_>) -> Result<TicketInfo, TicketError> {
+    let keytab = open_keytab(request.keytab)?;
+    // libkrb5 opens keytabs by name. Handing it our already opened, checked
+    // descriptor through /proc means a keytab path the user controls is
+    // resolved exactly once, by us, without following a final symlink and
+    // without blocking on a planted fifo.
+    let keytab_name = format!("FILE:/proc/self/fd/{}", keytab.as_raw_fd());
+    let cache = kinit::kinit_keytab(&kinit::TicketRequest {
+        principal: request.principal,
+        keytab: &keytab_name,
+        lifetime: request.lifetime,
+        renew_lifetime: request.renew_lifetime,
+    })
+    .map_err(|err| describe_keytab(err, request.keytab))?;
+    drop(keytab);
+    let info = cache.ticket_info().map_err(|source| TicketError::Format {
+        path: request.cache.display().to_string(),
+        source,
+    })?;
+    cache_file::install(request.cache, &ccache::serialize(&cache), request.owner)?;
+    log::debug!(
+        "installed a ticket for {} in {}, valid until {}",
+        info.principal,
+        request.cache.display(),
+        info.expires_at
+    );
+    Ok(info)
+}
+
+/// Reads the cache and returns its TGT's times. No KDC, no krb5 context:
+/// a couple of syscalls and a parse.
+pub fn inspect(cache: &Path) -> Result<TicketInfo, TicketError> {
+    let bytes = cache_file::read(cache, MAX_CACHE_BYTES)?;
+    ccache::inspect_bytes(&bytes).map_err(|source| TicketError::Format {
+        path: cache.display().to_string(),
+        source,
+    })
+}
+
+fn open_keytab(path: &Path) -> Result<File, TicketError> {
+    let fail = |reason: String| TicketError::Keytab {
+        path: path.display().to_string(),
+        reason,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::ELOOP) => fail("is a symbolic link; refusing to follow it".into()),
+            Some(libc::ENOENT) => fail("does not exist".into()),
+            _ => fail(err.to_string()),
+        })?;
+    let meta = file.metadata().map_err(|err| fail(err.to_string()))?;
+    if !meta.file_type().is_file() {
+        return Err(fail("is not a regular file".into()));
+    }
+    if meta.size() == 0 {
+        return Err(fail("is empty".into()));
+    }
+    Ok(file)
+}
+
+/// libkrb5 names the keytab by its /proc alias; put the real path back.
+fn describe_keytab(err: KerberosError, path: &Path) -> KerberosError {
+    let shown = path.display().to_string();
+    let restore = |text: String| replace_fd_alias(&text, &shown);
+    match err {
+        KerberosError::Library {
+            action,
+            code,
+            message,
+        } => KerberosError::Library {
+            action: restore(action),
+            code,
+            message: restore(message),
+        },
+        other => other,
+    }
+}
+
+fn replace_fd_alias(text: &str, shown: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("/proc/self/fd/") {
+        let prefix = rest[..start]
+            .strip_suffix("FILE:")
+            .unwrap_or(&rest[..start]);
+        out.push_str(prefix);
+        out.push_str(shown);
+        let after = &rest[start + "/proc/self/fd/".len()..];
+        rest = after.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_alias_is_replaced_by_the_real_path() {
+        assert_eq!(
+            replace_fd_alias(
+                "Key table file 'FILE:/proc/self/fd/12' not found",
+                "/home/a/a.keytab"
+            ),
+            "Key table file '/home/a/a.keytab' not found"
+        );
+        assert_eq!(replace_fd_alias("/proc/self/fd/3", "/k"), "/k");
+        assert_eq!(replace_fd_alias("no alias", "/k"), "no alias");
+    }
+
+    #[test]
+    fn keytab_symlink_and_fifo_are_refused() {
+        let dir = std::env::temp_dir().join(format!("pamkrb-kt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let link = dir.join("link.keytab");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
+        let err = open_keytab(&link).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        let fifo = dir.join("fifo.keytab");
+        let _ = std::fs::remove_file(&fifo);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = open_keytab(&fifo).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        let err = open_keytab(&dir.join("missing")).unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,156 @@
+"""Fixtures that start real components: an MIT KDC realm, Unix users, PAM, JupyterHub.
+
+The building blocks live in ``tools/sandbox.py`` (shared with ``make demo``); this
+file only ties their lifetimes to pytest scopes. Everything here needs root:
+without it the fixtures skip the test with a reason, never pass it silently.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sandbox  # tools/sandbox.py, on the path through pytest.ini's `pythonpath`
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+
+REALM_NAME = "PAMKRB.TEST"
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip(
+            "needs root: creates Unix users, runs PAM for them and installs "
+            "their credential caches"
+        )
+
+
+def artifact_dir(nodeid: str) -> Path:
+    """A per-test directory under test-artifacts/ (gitignored)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")
+    path = ARTIFACTS / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def realm() -> Iterator[sandbox.Realm]:
+    """A KDC on loopback for the whole session; KRB5_CONFIG points at it.
+
+    KRB5_CONFIG is set in this (test) process too, before any test loads
+    libkrb5, so in-process authenticator tests talk to this realm.
+    """
+    require_root()
+    realm = sandbox.Realm(REALM_NAME)
+    saved = os.environ.get("KRB5_CONFIG")
+    os.environ["KRB5_CONFIG"] = str(realm.krb5_conf)
+    try:
+        realm.start()
+        yield realm
+    finally:
+        realm.stop()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        if realm.kdc_log.exists():
+            shutil.copyfile(realm.kdc_log, ARTIFACTS / "kdc.log")
+        realm.close()
+        if saved is None:
+            os.environ.pop("KRB5_CONFIG", None)
+        else:
+            os.environ["KRB5_CONFIG"] = saved
+
+
+@pytest.fixture(scope="session")
+def pam_service() -> Iterator[str]:
+    """The fast pam_unix service /etc/pam.d/pamkrb-test; its name."""
+    require_root()
+    existed = sandbox.pam_service_path().exists()
+    sandbox.install_pam_test_service()
+    yield sandbox.PAM_TEST_SERVICE
+    if not existed:
+        sandbox.remove_pam_test_service()
+
+
+@pytest.fixture
+def bare_user() -> Iterator[sandbox.UnixUser]:
+    """A fresh Unix user with a random password, no principal or keytab."""
+    require_root()
+    user = sandbox.UnixUser.create("pkt")
+    try:
+        yield user
+    finally:
+        user.remove()
+
+
+@pytest.fixture
+def user(realm: sandbox.Realm, bare_user: sandbox.UnixUser) -> sandbox.UnixUser:
+    """A user with principal ``<name>@REALM`` and keytab ``~/<name>.keytab`` (0600)."""
+    principal = realm.add_principal(bare_user.name)
+    realm.write_keytab(
+        principal,
+        bare_user.home / f"{bare_user.name}.keytab",
+        bare_user.uid,
+        bare_user.gid,
+    )
+    return bare_user
+
+
+HubFactory = Callable[..., sandbox.Hub]
+
+
+def _hub_factory(
+    realm: sandbox.Realm, pam_service: str, nodeid: str
+) -> tuple[HubFactory, list[sandbox.Hub]]:
+    started: list[sandbox.Hub] = []
+
+    def start(
+        config: dict[str, Any] | None = None,
+        *,
+        service: str | None = None,
+        **kwargs: Any,
+    ) -> sandbox.Hub:
+        settings = {"PAMKerberosAuthenticator.service": service or pam_service}
+        settings.update(config or {})
+        log = artifact_dir(nodeid) / f"jupyterhub-{len(started)}.log"
+        log.unlink(missing_ok=True)
+        hub = sandbox.Hub(realm, config=settings, log_path=log, **kwargs)
+        started.append(hub)
+        hub.start()
+        return hub
+
+    return start, started
+
+
+@pytest.fixture
+def hub_factory(
+    realm: sandbox.Realm, pam_service: str, request: pytest.FixtureRequest
+) -> Iterator[HubFactory]:
+    """Start hubs with pamkrb and extra config: ``hub_factory({"Class.trait": v})``.
+
+    Every hub started is stopped (with its proxy and user servers) at teardown;
+    logs go to test-artifacts/<test>/.
+    """
+    start, started = _hub_factory(realm, pam_service, request.node.nodeid)
+    try:
+        yield start
+    finally:
+        for hub in started:
+            hub.close()
+
+
+@pytest.fixture(scope="module")
+def hub(
+    realm: sandbox.Realm, pam_service: str, request: pytest.FixtureRequest
+) -> Iterator[sandbox.Hub]:
+    """One hub with pamkrb's default configuration, shared by a module."""
+    start, started = _hub_factory(realm, pam_service, request.node.nodeid)
+    try:
+        yield start()
+    finally:
+        for each in started:
+            each.close()

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Idempotent machine setup for building, testing and demonstrating pamkrb.
+#
+# Run as root on Debian 12. Every step first checks whether its work is already
+# done, so a second run takes about a second. What it installs:
+#   - apt: MIT Kerberos (KDC, admin tools, client, headers), PAM headers, libclang
+#     (bindgen for the `pam` crate), Python venv/headers, build tools, Node/npm.
+#   - a venv at /opt/pamkrb/venv made from Debian's /usr/bin/python3: /root is
+#     mode 0700, so an interpreter under /root (pyenv) cannot be executed by the
+#     test users' single-user servers.
+#   - configurable-http-proxy from npm (JupyterHub's default proxy).
+#   - the Rust toolchain via rustup when cargo is missing.
+# It never installs libpam-krb5: pam-auth-update would add it to the common PAM
+# stacks, after which chpasswd fails and logins talk to the wrong realm.
+set -euo pipefail
+
+VENV=/opt/pamkrb/venv
+APT_PACKAGES=(
+    krb5-kdc krb5-admin-server krb5-user libkrb5-dev
+    libpam0g-dev libclang-dev
+    python3-venv python3-dev pkg-config build-essential curl
+    nodejs npm
+)
+PIP_PACKAGES=(
+    "jupyterhub==6.*"
+    "notebook==7.*"
+    "jupyterlab==4.*"
+    jupyter_server
+    pamela
+    "maturin>=1.9,<2"
+    pytest
+    pytest-timeout
+    requests
+    ruff
+)
+CHP_VERSION=5
+
+log() { printf 'setup: %s\n' "$*"; }
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: must run as root (installs system packages and creates /opt/pamkrb)" >&2
+    exit 1
+fi
+
+# --- apt -------------------------------------------------------------------
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    # Node may come from elsewhere (NodeSource, nvm); only ask apt for it when absent.
+    if [[ $pkg == nodejs ]] && command -v node >/dev/null; then continue; fi
+    if [[ $pkg == npm ]] && command -v npm >/dev/null; then continue; fi
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    [[ $status == "install ok installed" ]] || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+    log "apt packages present"
+fi
+if dpkg-query -W -f='${Status}' libpam-krb5 2>/dev/null | grep -q "install ok installed"; then
+    log "WARNING: libpam-krb5 is installed; it alters the common PAM stacks and breaks the tests"
+fi
+
+# --- Rust ------------------------------------------------------------------
+export PATH="$HOME/.cargo/bin:/root/.cargo/bin:$PATH"
+if ! command -v cargo >/dev/null; then
+    log "installing Rust via rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+        sh -s -- -y --profile minimal --component clippy,rustfmt
+    export PATH="$HOME/.cargo/bin:$PATH"
+else
+    for component in clippy rustfmt; do
+        if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+            log "rustup component add $component"
+            rustup component add "$component"
+        fi
+    done
+    log "cargo present ($(cargo --version))"
+fi
+
+# --- Python venv -------------------------------------------------------------
+if [[ ! -x $VENV/bin/python ]]; then
+    log "creating $VENV from /usr/bin/python3"
+    mkdir -p "$(dirname "$VENV")"
+    /usr/bin/python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+fi
+# World-readable and executable: single-user servers run as the test users.
+chmod 0755 /opt/pamkrb "$VENV"
+
+# `pip install` resolves against the index even when everything is satisfied,
+# so check with importlib.metadata first and only call pip when something is off.
+if ! "$VENV/bin/python" - "${PIP_PACKAGES[@]}" 2>/dev/null <<'EOF'; then
+import sys
+from importlib import metadata
+
+from packaging.requirements import Requirement
+
+bad = []
+for spec in sys.argv[1:]:
+    req = Requirement(spec)
+    try:
+        version = metadata.version(req.name)
+    except metadata.PackageNotFoundError:
+        bad.append(spec)
+        continue
+    if not req.specifier.contains(version, prereleases=True):
+        bad.append(spec)
+sys.exit(1 if bad else 0)
+EOF
+    log "pip install into $VENV"
+    "$VENV/bin/pip" install -q packaging "${PIP_PACKAGES[@]}"
+else
+    log "python packages present"
+fi
+
+# --- configurable-http-proxy -------------------------------------------------
+NPM_BIN="$(npm prefix -g)/bin"
+if [[ -x $NPM_BIN/configurable-http-proxy ]] &&
+    "$NPM_BIN/configurable-http-proxy" --version 2>/dev/null | grep -q "^$CHP_VERSION\."; then
+    log "configurable-http-proxy present"
+else
+    log "npm install -g configurable-http-proxy@$CHP_VERSION"
+    npm install -g --no-fund --no-audit "configurable-http-proxy@$CHP_VERSION"
+fi
+
+log "done"
