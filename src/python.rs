@@ -105,9 +105,12 @@ pub struct TicketInfo {
 #[pymethods]
 impl TicketInfo {
     fn __repr__(&self) -> String {
+        let renew_until = self
+            .renew_until
+            .map_or_else(|| "None".to_owned(), |t| t.to_string());
         format!(
-            "TicketInfo(principal={:?}, starts_at={}, expires_at={}, renew_until={:?})",
-            self.principal, self.starts_at, self.expires_at, self.renew_until
+            "TicketInfo(principal={:?}, starts_at={}, expires_at={}, renew_until={renew_until})",
+            self.principal, self.starts_at, self.expires_at
         )
     }
 }

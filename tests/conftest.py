@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 import sandbox  # tools/sandbox.py, on the path through pytest.ini's `pythonpath`
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,10 +26,7 @@ REALM_NAME = "PAMKRB.TEST"
 
 def require_root() -> None:
     if os.geteuid() != 0:
-        pytest.skip(
-            "needs root: creates Unix users, runs PAM for them and installs "
-            "their credential caches"
-        )
+        pytest.skip("needs root: creates Unix users, runs PAM for them and installs their credential caches")
 
 
 def artifact_dir(nodeid: str) -> Path:
@@ -103,9 +101,7 @@ def user(realm: sandbox.Realm, bare_user: sandbox.UnixUser) -> sandbox.UnixUser:
 HubFactory = Callable[..., sandbox.Hub]
 
 
-def _hub_factory(
-    realm: sandbox.Realm, pam_service: str, nodeid: str
-) -> tuple[HubFactory, list[sandbox.Hub]]:
+def _hub_factory(realm: sandbox.Realm, pam_service: str, nodeid: str) -> tuple[HubFactory, list[sandbox.Hub]]:
     started: list[sandbox.Hub] = []
 
     def start(
@@ -127,9 +123,7 @@ def _hub_factory(
 
 
 @pytest.fixture
-def hub_factory(
-    realm: sandbox.Realm, pam_service: str, request: pytest.FixtureRequest
-) -> Iterator[HubFactory]:
+def hub_factory(realm: sandbox.Realm, pam_service: str, request: pytest.FixtureRequest) -> Iterator[HubFactory]:
     """Start hubs with pamkrb and extra config: ``hub_factory({"Class.trait": v})``.
 
     Every hub started is stopped (with its proxy and user servers) at teardown;
@@ -144,9 +138,7 @@ def hub_factory(
 
 
 @pytest.fixture(scope="module")
-def hub(
-    realm: sandbox.Realm, pam_service: str, request: pytest.FixtureRequest
-) -> Iterator[sandbox.Hub]:
+def hub(realm: sandbox.Realm, pam_service: str, request: pytest.FixtureRequest) -> Iterator[sandbox.Hub]:
     """One hub with pamkrb's default configuration, shared by a module."""
     start, started = _hub_factory(realm, pam_service, request.node.nodeid)
     try:

@@ -110,9 +110,7 @@ def npm_global_bin() -> Path | None:
     npm = shutil.which("npm")
     if npm is None:
         return None
-    result = subprocess.run(
-        [npm, "prefix", "-g"], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([npm, "prefix", "-g"], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         return None
     return Path(result.stdout.strip()) / "bin"
@@ -122,14 +120,9 @@ def _run(
     args: list[str], *, env: Mapping[str, str] | None = None, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a command, raising SandboxError with its output when it fails."""
-    result = subprocess.run(
-        args, env=env, input=input, capture_output=True, text=True, check=False
-    )
+    result = subprocess.run(args, env=env, input=input, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise SandboxError(
-            f"{' '.join(args)} exited with {result.returncode}:\n"
-            f"{result.stdout}{result.stderr}"
-        )
+        raise SandboxError(f"{' '.join(args)} exited with {result.returncode}:\n{result.stdout}{result.stderr}")
     return result
 
 
@@ -186,9 +179,7 @@ class TicketCache:
 
 
 _KLIST_TIME_FORMATS = ("%m/%d/%y %H:%M:%S", "%m/%d/%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S")
-_KLIST_ROW = re.compile(
-    r"^(?P<start>\S+ \S+)\s+(?P<end>\S+ \S+)\s+(?P<service>\S+@\S+)\s*$"
-)
+_KLIST_ROW = re.compile(r"^(?P<start>\S+ \S+)\s+(?P<end>\S+ \S+)\s+(?P<service>\S+@\S+)\s*$")
 
 
 def _parse_klist_time(text: str) -> datetime.datetime:
@@ -328,10 +319,7 @@ class Realm:
 
         def ready() -> bool:
             if self._proc is not None and self._proc.poll() is not None:
-                raise SandboxError(
-                    f"krb5kdc exited with {self._proc.returncode}; "
-                    f"log:\n{self._log_tail()}"
-                )
+                raise SandboxError(f"krb5kdc exited with {self._proc.returncode}; log:\n{self._log_tail()}")
             return self.pidfile.exists() and port_accepts(self.port)
 
         wait_until(ready, timeout=timeout, message=f"krb5kdc on port {self.port}")
@@ -368,23 +356,17 @@ class Realm:
         except FileNotFoundError:
             return 0
         # Lines look like "... krb5kdc[123](info): AS_REQ (8 etypes {...}) ...".
-        return sum(
-            1 for line in text.splitlines() if any(f" {k} " in line for k in kinds)
-        )
+        return sum(1 for line in text.splitlines() if any(f" {k} " in line for k in kinds))
 
     # -- principals and keytabs ---------------------------------------------
 
     def kadmin(self, query: str) -> str:
         """Run one kadmin.local query against this realm's database."""
-        result = _run(
-            ["kadmin.local", "-r", self.name, "-q", query], env=self._admin_env()
-        )
+        result = _run(["kadmin.local", "-r", self.name, "-q", query], env=self._admin_env())
         # kadmin.local reports failed queries on stderr with exit status 0; the
         # only harmless stderr line is addprinc's note about having no policy.
         problems = [
-            line
-            for line in result.stderr.splitlines()
-            if line.strip() and not line.startswith("No policy specified")
+            line for line in result.stderr.splitlines() if line.strip() and not line.startswith("No policy specified")
         ]
         if problems:
             raise SandboxError(f"kadmin.local -q {query!r}: {' '.join(problems)}")
@@ -428,9 +410,7 @@ class Realm:
 
     # -- client side helpers --------------------------------------------------
 
-    def kinit(
-        self, principal: str, keytab: str | os.PathLike[str], ccache: str
-    ) -> None:
+    def kinit(self, principal: str, keytab: str | os.PathLike[str], ccache: str) -> None:
         """Obtain a TGT with the ``kinit`` CLI (for checking the sandbox itself)."""
         _run(
             ["kinit", "-k", "-t", str(keytab), "-c", ccache, self.qualify(principal)],
@@ -464,9 +444,7 @@ class Realm:
         name = str(ccache)
         if ":" not in name:
             name = f"FILE:{name}"
-        result = subprocess.run(
-            ["klist", "-s", "-c", name], env=self.client_env(), check=False
-        )
+        result = subprocess.run(["klist", "-s", "-c", name], env=self.client_env(), check=False)
         return result.returncode == 0
 
 
@@ -518,9 +496,7 @@ class UnixUser:
             user = cls(name, entry.pw_uid, entry.pw_gid, Path(entry.pw_dir), password)
         finally:
             if user is None:
-                subprocess.run(
-                    ["userdel", "-r", name], capture_output=True, check=False
-                )
+                subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
         return user
 
     @classmethod
@@ -643,9 +619,7 @@ class Hub:
         self.hub_port = free_port()
         self.api_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = (
-            log_path if log_path is not None else self.dir / "jupyterhub.log"
-        )
+        self.log_path = log_path if log_path is not None else self.dir / "jupyterhub.log"
         self.config_path = self.dir / "jupyterhub_config.py"
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
@@ -722,8 +696,7 @@ class Hub:
         def healthy() -> bool:
             if self._proc is not None and self._proc.poll() is not None:
                 raise SandboxError(
-                    f"jupyterhub exited with {self._proc.returncode}; "
-                    f"log {self.log_path}:\n{self.log_tail()}"
+                    f"jupyterhub exited with {self._proc.returncode}; log {self.log_path}:\n{self.log_tail()}"
                 )
             try:
                 with urllib.request.urlopen(f"{self.url}/hub/health", timeout=2) as r:
@@ -811,9 +784,7 @@ class Hub:
             status = session.get(f"{base}/api/status", timeout=10)
             return status if status.status_code == 200 else None
 
-        return wait_until(
-            ready, timeout=timeout, interval=0.25, message=f"server of {username}"
-        )
+        return wait_until(ready, timeout=timeout, interval=0.25, message=f"server of {username}")
 
 
 def login_and_spawn(hub: Hub, user: UnixUser, timeout: float = 60) -> Any:
@@ -821,24 +792,19 @@ def login_and_spawn(hub: Hub, user: UnixUser, timeout: float = 60) -> Any:
     response = hub.login(user.name, user.password)
     if response.status_code != 200 or "/hub/login" in response.url:
         raise SandboxError(
-            f"login of {user.name} failed: HTTP {response.status_code} at "
-            f"{response.url}\nhub log:\n{hub.log_tail()}"
+            f"login of {user.name} failed: HTTP {response.status_code} at {response.url}\nhub log:\n{hub.log_tail()}"
         )
     hub.wait_for_server(response.session, user.name, timeout=timeout)
     return response.session
 
 
 @contextlib.contextmanager
-def provisioned_user(
-    realm: Realm, name_prefix: str = "pkt", *, name: str | None = None
-) -> Iterator[UnixUser]:
+def provisioned_user(realm: Realm, name_prefix: str = "pkt", *, name: str | None = None) -> Iterator[UnixUser]:
     """A user with principal ``<name>@REALM`` and keytab ``~/<name>.keytab``."""
     user = UnixUser.create(name_prefix, name=name)
     try:
         principal = realm.add_principal(user.name)
-        realm.write_keytab(
-            principal, user.home / f"{user.name}.keytab", user.uid, user.gid
-        )
+        realm.write_keytab(principal, user.home / f"{user.name}.keytab", user.uid, user.gid)
         yield user
     finally:
         user.remove()

@@ -1,4 +1,4 @@
-from typing import Final, Optional
+from typing import Final
 
 MAX_USERNAME_LEN: Final[int]
 
@@ -10,14 +10,14 @@ class TicketInfo:
     @property
     def expires_at(self) -> int: ...
     @property
-    def renew_until(self) -> Optional[int]: ...
+    def renew_until(self) -> int | None: ...
 
 def pam_authenticate(
     service: str,
     username: str,
     password: bytearray,
     *,
-    remote_host: Optional[str] = None,
+    remote_host: str | None = None,
     check_account: bool = True,
 ) -> None: ...
 def obtain_ticket(
@@ -25,10 +25,10 @@ def obtain_ticket(
     keytab: str,
     ccache: str,
     *,
-    uid: Optional[int] = None,
-    gid: Optional[int] = None,
-    lifetime: Optional[int] = None,
-    renew_lifetime: Optional[int] = None,
+    uid: int | None = None,
+    gid: int | None = None,
+    lifetime: int | None = None,
+    renew_lifetime: int | None = None,
 ) -> TicketInfo: ...
 def inspect_ticket(ccache: str) -> TicketInfo: ...
 def default_realm() -> str: ...

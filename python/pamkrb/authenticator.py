@@ -29,7 +29,18 @@ from .exceptions import (
 # much longer is an attack on the hub's memory, not a password.
 MAX_PASSWORD_BYTES = 8192
 
-_TICKET_ERRORS = (KerberosError, KeytabError, CredentialCacheError, TicketFormatError, TemplateError)
+# What can go wrong between a successful PAM login and a ticket in place;
+# KeyError is pwd's "no such user".
+_TICKET_ERRORS = (
+    KerberosError,
+    KeytabError,
+    CredentialCacheError,
+    TicketFormatError,
+    TemplateError,
+    KeyError,
+)
+
+SPAWN_REFUSED = "No Kerberos ticket could be obtained for your server; please contact your administrator."
 
 LOGIN_REFUSED = (
     "Your password was accepted, but no Kerberos ticket could be obtained for you, "
@@ -173,19 +184,20 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         try:
             _native.validate_template(proposal.value)
         except TemplateError as e:
-            raise TraitError(f"PAMKerberosAuthenticator.{proposal.trait.name}: {e}") from None
+            name = f"PAMKerberosAuthenticator.{proposal.trait.name}"
+            raise TraitError(f"{name}: {e}") from None
         return proposal.value
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._renewals: dict[str, asyncio.Future] = {}
-        uses_realm = any(
-            "{realm}" in t for t in (self.principal_template, self.keytab_template, self.ccache_template)
-        )
+        templates = (self.principal_template, self.keytab_template, self.ccache_template)
+        uses_realm = any("{realm}" in t for t in templates)
         if uses_realm and not self.realm:
             raise TraitError(
-                "PAMKerberosAuthenticator: the templates use {realm} but no realm is configured "
-                "and krb5.conf has no default_realm; set c.PAMKerberosAuthenticator.realm"
+                "PAMKerberosAuthenticator: the templates use {realm}, but no realm is "
+                "configured and krb5.conf has no default_realm; "
+                "set c.PAMKerberosAuthenticator.realm"
             )
 
     # -- login ---------------------------------------------------------------
@@ -199,7 +211,9 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         username = data.get("username") or ""
         password = data.get("password") or ""
         remote_ip = handler.request.remote_ip if handler is not None else None
-        where = f"{shown_username(username)}@{remote_ip}" if remote_ip else shown_username(username)
+        where = shown_username(username)
+        if remote_ip:
+            where = f"{where}@{remote_ip}"
         try:
             _native.check_username(username)
         except InvalidUsername as e:
@@ -208,10 +222,10 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         try:
             secret = bytearray(password.encode(self.encoding))
         except (UnicodeEncodeError, AttributeError):
-            self.log.warning("PAM Authentication failed (%s): password not encodable", where)
+            self.log.warning("PAM Authentication failed (%s): bad password input", where)
             return None
         if len(secret) > MAX_PASSWORD_BYTES or 0 in secret:
-            self.log.warning("PAM Authentication failed (%s): password too long or contains NUL", where)
+            self.log.warning("PAM Authentication failed (%s): password too long or has NUL", where)
             return None
         loop = asyncio.get_running_loop()
         call = partial(
@@ -246,10 +260,14 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         name = auth_model["name"]
         try:
             info = await self._run_blocking(self._obtain_ticket_for, name)
-        except (_TICKET_ERRORS + (KeyError,)) as e:
+        except _TICKET_ERRORS as e:
             reason = _explain(e, name)
             if self.kinit_required:
-                self.log.error("Refusing login of %s: no Kerberos ticket: %s", shown_username(name), reason)
+                self.log.error(
+                    "Refusing login of %s: no Kerberos ticket: %s",
+                    shown_username(name),
+                    reason,
+                )
                 raise web.HTTPError(403, "%s", LOGIN_REFUSED) from None
             self.log.warning("Login of %s without a Kerberos ticket: %s", shown_username(name), reason)
             return auth_model
@@ -270,14 +288,13 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         try:
             where = await self._run_blocking(self._user_kerberos, user.name)
             await self.ensure_fresh_ticket(user.name, trigger="spawn")
-        except (_TICKET_ERRORS + (KeyError,)) as e:
+        except _TICKET_ERRORS as e:
             reason = _explain(e, user.name)
+            shown = shown_username(user.name)
             if self.kinit_required:
-                self.log.error("Not spawning %s: no Kerberos ticket: %s", shown_username(user.name), reason)
-                raise web.HTTPError(
-                    500, "%s", "No Kerberos ticket could be obtained for your server; contact your administrator."
-                ) from None
-            self.log.warning("Spawning %s without a fresh Kerberos ticket: %s", shown_username(user.name), reason)
+                self.log.error("Not spawning %s: no Kerberos ticket: %s", shown, reason)
+                raise web.HTTPError(500, "%s", SPAWN_REFUSED) from None
+            self.log.warning("Spawning %s without a fresh Kerberos ticket: %s", shown, reason)
             return
         spawner.environment["KRB5CCNAME"] = f"FILE:{where.ccache}"
         # What the pamkrb server extension needs to renew the ticket as the
@@ -297,9 +314,11 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         """
         try:
             await self.ensure_fresh_ticket(user.name, trigger="refresh")
-        except (_TICKET_ERRORS + (KeyError,)) as e:
+        except _TICKET_ERRORS as e:
             self.log.warning(
-                "Could not renew the Kerberos ticket of %s: %s", shown_username(user.name), _explain(e, user.name)
+                "Could not renew the Kerberos ticket of %s: %s",
+                shown_username(user.name),
+                _explain(e, user.name),
             )
         return True
 
@@ -307,18 +326,18 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         """Return the user's ticket, renewing it first if it is missing or
         has less than `refresh_margin` left. Concurrent calls for the same user
         share one renewal."""
-        pending = self._renewals.get(username)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future = asyncio.ensure_future(self._run_blocking(self._fresh_ticket_for, username, trigger))
-        self._renewals[username] = future
-        try:
-            return await asyncio.shield(future)
-        finally:
-            if self._renewals.get(username) is future and future.done():
-                del self._renewals[username]
-            else:
-                future.add_done_callback(lambda _: self._renewals.pop(username, None))
+        future = self._renewals.get(username)
+        if future is None:
+            future = asyncio.ensure_future(self._run_blocking(self._fresh_ticket_for, username, trigger))
+            self._renewals[username] = future
+
+            def forget(done):
+                if self._renewals.get(username) is done:
+                    del self._renewals[username]
+
+            future.add_done_callback(forget)
+        # shield: a cancelled request must not cancel a renewal others await.
+        return await asyncio.shield(future)
 
     # -- blocking work, run on the executor ------------------------------------
 
@@ -360,9 +379,15 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         try:
             info = _native.inspect_ticket(where.ccache)
         except (CredentialCacheError, TicketFormatError) as e:
-            self.log.info("Kerberos cache of %s needs a new ticket (%s): %s", shown_username(username), trigger, e)
+            self.log.info(
+                "Kerberos cache of %s needs a new ticket (%s): %s",
+                shown_username(username),
+                trigger,
+                e,
+            )
         else:
-            if info.principal == where.principal and info.expires_at - time.time() > self.refresh_margin:
+            seconds_left = info.expires_at - time.time()
+            if info.principal == where.principal and seconds_left > self.refresh_margin:
                 return info
         return self._obtain_ticket_for(username)
 
