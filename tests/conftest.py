@@ -64,14 +64,15 @@ def realm() -> Iterator[sandbox.Realm]:
 
 
 @pytest.fixture(scope="session")
-def pam_service() -> Iterator[str]:
-    """The fast pam_unix service /etc/pam.d/pamkrb-test; its name."""
+def pam_service() -> str:
+    """The fast pam_unix service /etc/pam.d/pamkrb-test; its name.
+
+    Left installed after the session: it only runs pam_unix, and removing it
+    would pull it from under a concurrent run (a second pytest, `make demo`).
+    """
     require_root()
-    existed = sandbox.pam_service_path().exists()
     sandbox.install_pam_test_service()
-    yield sandbox.PAM_TEST_SERVICE
-    if not existed:
-        sandbox.remove_pam_test_service()
+    return sandbox.PAM_TEST_SERVICE
 
 
 @pytest.fixture

@@ -1,0 +1,187 @@
+"""The native boundary: argument checks, and the mapping of every native error
+to its exception class in pamkrb.exceptions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import sandbox
+from pamkrb import _native
+from pamkrb.exceptions import (
+    AuthenticationDenied,
+    CredentialCacheError,
+    InvalidUsername,
+    KerberosError,
+    KeytabError,
+    PAMSystemError,
+    PamkrbError,
+    TemplateError,
+    TicketFormatError,
+)
+
+FIXTURES = Path(__file__).parent / "data" / "ccache"
+
+
+@pytest.fixture
+def workdir():
+    with tempfile.TemporaryDirectory(prefix="pamkrb-native-") as d:
+        yield Path(d)
+
+
+@pytest.mark.parametrize("name", ["", "..", "../etc", "a/b", "a;id", "a\0b", "a\nb", "\u0430lice", "x" * 5000])
+def test_unsafe_usernames_raise_invalid_username(name):
+    with pytest.raises(InvalidUsername) as info:
+        _native.check_username(name)
+    assert isinstance(info.value, ValueError)
+    # The message shows at most a truncated, escaped form of hostile input.
+    assert len(str(info.value)) < 200
+    assert "\n" not in str(info.value)
+
+
+def test_template_errors_name_the_problem():
+    with pytest.raises(TemplateError, match=r"\{user\}"):
+        _native.validate_template("/tmp/krb5cc_{user}")
+    with pytest.raises(TemplateError, match="unbalanced"):
+        _native.validate_template("/tmp/krb5cc_{uid")
+    with pytest.raises(TemplateError, match="absolute"):
+        _native.expand_template("krb5cc_{uid}", username="a", uid=1, gid=1, home="/h", realm="R", path=True)
+
+
+def test_expand_template_uses_only_given_fields():
+    out = _native.expand_template(
+        "{username}/pg-dmp-workbench2@{realm}",
+        username="alice",
+        uid=1001,
+        gid=1001,
+        home="/home/alice",
+        realm="XX.COM",
+    )
+    assert out == "alice/pg-dmp-workbench2@XX.COM"
+
+
+def test_inspect_fixture_written_by_mit_kinit():
+    info = _native.inspect_ticket(str(FIXTURES / "v4-two-components"))
+    assert info.principal.startswith("alice/pg-dmp-workbench2@")
+    assert info.expires_at > info.starts_at
+    assert info == _native.inspect_ticket(str(FIXTURES / "v4-two-components"))
+    assert "alice/pg-dmp-workbench2" in repr(info)
+
+
+def test_inspect_missing_cache_is_a_cache_error(workdir):
+    with pytest.raises(CredentialCacheError, match="No such file"):
+        _native.inspect_ticket(str(workdir / "krb5cc_missing"))
+
+
+def test_inspect_refuses_symlink_and_fifo(workdir):
+    link = workdir / "link"
+    link.symlink_to(FIXTURES / "v4-kinit-keytab")
+    with pytest.raises(CredentialCacheError, match="symbolic link"):
+        _native.inspect_ticket(str(link))
+    fifo = workdir / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(CredentialCacheError):
+        _native.inspect_ticket(str(fifo))
+
+
+def test_inspect_garbage_is_a_format_error(workdir):
+    bad = workdir / "krb5cc_bad"
+    bad.write_bytes(b"\x05\x04\x00\x00garbage")
+    with pytest.raises(TicketFormatError):
+        _native.inspect_ticket(str(bad))
+
+
+def test_missing_keytab_is_a_keytab_error(workdir):
+    with pytest.raises(KeytabError, match="does not exist"):
+        _native.obtain_ticket("a@R", str(workdir / "none.keytab"), str(workdir / "cc"))
+    assert not (workdir / "cc").exists()
+
+
+def test_uid_without_gid_is_refused(workdir):
+    with pytest.raises(ValueError, match="together"):
+        _native.obtain_ticket("a@R", "/k", str(workdir / "cc"), uid=1)
+
+
+def test_every_exception_is_a_pamkrb_error():
+    for cls in (
+        AuthenticationDenied,
+        PAMSystemError,
+        KerberosError,
+        KeytabError,
+        CredentialCacheError,
+        TicketFormatError,
+        InvalidUsername,
+        TemplateError,
+    ):
+        assert issubclass(cls, PamkrbError)
+
+
+def _require_root():
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates Unix users and PAM service files")
+
+
+def test_wrong_password_is_denied_and_buffer_wiped(pam_service, bare_user):
+    secret = bytearray(b"Wrong-Marker-Password")
+    with pytest.raises(AuthenticationDenied) as info:
+        _native.pam_authenticate(pam_service, bare_user.name, secret)
+    assert secret == bytearray(len(secret))
+    assert "Marker" not in str(info.value)
+
+
+def test_right_password_passes_and_buffer_wiped(pam_service, bare_user):
+    secret = bytearray(bare_user.password.encode())
+    _native.pam_authenticate(pam_service, bare_user.name, secret, remote_host="127.0.0.1")
+    assert secret == bytearray(len(secret))
+
+
+def test_broken_pam_stack_is_a_system_error(bare_user):
+    _require_root()
+    service = "pamkrb-test-broken"
+    path = Path("/etc/pam.d") / service
+    path.write_text("auth required pam_pamkrb_does_not_exist.so\n")
+    try:
+        with pytest.raises(PAMSystemError, match=service):
+            _native.pam_authenticate(service, bare_user.name, bytearray(bare_user.password.encode()))
+    finally:
+        path.unlink()
+
+
+def test_unknown_principal_is_a_kerberos_error_with_code(realm, user, workdir):
+    keytab = user.home / f"{user.name}.keytab"
+    with pytest.raises(KerberosError) as info:
+        _native.obtain_ticket(f"nobody-else@{realm.name}", str(keytab), str(workdir / "cc"))
+    assert isinstance(info.value.code, int)
+    assert info.value.code != 0
+    # The real keytab path is shown, not the /proc descriptor alias.
+    assert str(keytab) in str(info.value)
+    assert "/proc/self/fd" not in str(info.value)
+    assert not (workdir / "cc").exists()
+
+
+def test_obtained_cache_is_readable_by_klist(realm, user, workdir):
+    keytab = user.home / f"{user.name}.keytab"
+    cache = workdir / "krb5cc_test"
+    info = _native.obtain_ticket(f"{user.name}@{realm.name}", str(keytab), str(cache), lifetime=3600)
+    assert info.principal == f"{user.name}@{realm.name}"
+    assert info.expires_at - info.starts_at <= 3600
+    assert _native.inspect_ticket(str(cache)) == info
+    out = subprocess.run(
+        ["klist", "-c", f"FILE:{cache}"],
+        env={**os.environ, **realm.env()},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"Default principal: {user.name}@{realm.name}" in out
+    assert f"krbtgt/{realm.name}@{realm.name}" in out
+    assert oct(cache.stat().st_mode & 0o777) == "0o600"
+
+
+def test_sandbox_is_importable():
+    # Guards the pytest.ini pythonpath the other tests rely on.
+    assert hasattr(sandbox, "Realm")
