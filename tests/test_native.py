@@ -18,8 +18,8 @@ from pamkrb.exceptions import (
     InvalidUsername,
     KerberosError,
     KeytabError,
-    PAMSystemError,
     PamkrbError,
+    PAMSystemError,
     TemplateError,
     TicketFormatError,
 )

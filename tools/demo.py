@@ -44,6 +44,9 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
+    # Ctrl-C must reach the cleanup even when started with SIGINT ignored (as
+    # background jobs of a non-interactive shell are).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
     realm: sandbox.Realm | None = None

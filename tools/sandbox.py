@@ -453,15 +453,22 @@ class Realm:
 
 
 def _pids_of_uid(uid: int) -> list[int]:
+    """Live processes owned by ``uid``; zombies (already dead, awaiting their
+    parent's wait) are left out, since killing them is neither needed nor possible."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if entry.stat().st_uid == uid:
-                pids.append(int(entry.name))
-        except FileNotFoundError:
+            if entry.stat().st_uid != uid:
+                continue
+            # The state follows the parenthesised command name, which may itself
+            # contain spaces and parentheses.
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
+        if state != "Z":
+            pids.append(int(entry.name))
     return pids
 
 
