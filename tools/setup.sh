@@ -9,7 +9,7 @@
 #     mode 0700, so an interpreter under /root (pyenv) cannot be executed by the
 #     test users' single-user servers.
 #   - configurable-http-proxy from npm (JupyterHub's default proxy).
-#   - the Rust toolchain via rustup when cargo is missing.
+#   - rustfmt and clippy for the existing Rust toolchain.
 # It never installs libpam-krb5: pam-auth-update would add it to the common PAM
 # stacks, after which chpasswd fails and logins talk to the wrong realm.
 set -euo pipefail
@@ -66,10 +66,8 @@ fi
 # --- Rust ------------------------------------------------------------------
 export PATH="$HOME/.cargo/bin:/root/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null; then
-    log "installing Rust via rustup"
-    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
-        sh -s -- -y --profile minimal --component clippy,rustfmt
-    export PATH="$HOME/.cargo/bin:$PATH"
+    echo "setup: cargo not found; install the Rust toolchain (rustup) first" >&2
+    exit 1
 else
     for component in clippy rustfmt; do
         if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
