@@ -1,8 +1,12 @@
-"""pamkrb: JupyterHub PAM authentication with a Kerberos ticket per user."""
+"""pamkrb: JupyterHub PAM authentication with a Kerberos ticket per user.
+
+The package is also the ``pamkrb`` Jupyter server extension, which keeps the
+ticket fresh inside each user's server. The authenticator is imported lazily:
+single-user servers load this package without needing JupyterHub's hub-side
+machinery.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
-
-from .authenticator import PAMKerberosAuthenticator
 
 try:
     __version__ = version("jupyterhub-pamkrb")
@@ -10,3 +14,21 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
 __all__ = ["PAMKerberosAuthenticator", "__version__"]
+
+
+def __getattr__(name):
+    if name == "PAMKerberosAuthenticator":
+        from .authenticator import PAMKerberosAuthenticator
+
+        return PAMKerberosAuthenticator
+    raise AttributeError(f"module 'pamkrb' has no attribute {name!r}")
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "pamkrb.serverextension", "app": _extension_app()}]
+
+
+def _extension_app():
+    from .serverextension import KerberosTicketExtension
+
+    return KerberosTicketExtension
