@@ -1,0 +1,240 @@
+"""``pamkrb kernelspec install``: a PySpark kernel for the users' servers.
+
+It writes what a hand-made PySpark ``kernel.json`` holds — SPARK_HOME, the
+py4j zip on PYTHONPATH, PYSPARK_PYTHON, HADOOP_CONF_DIR and
+PYSPARK_SUBMIT_ARGS — with every path checked before anything is installed.
+It deliberately sets no KRB5CCNAME: pamkrb puts that into each user's server
+environment, and every kernel inherits it, so one kernelspec serves all users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import UsageError
+
+# Variables the kernelspec must not pin: they are per user and come from the
+# server environment pamkrb sets up.
+INHERITED_VARIABLES = frozenset({"KRB5CCNAME", "PAMKRB_PRINCIPAL", "PAMKRB_KEYTAB", "PAMKRB_CCACHE"})
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "kernelspec",
+        help="install a PySpark kernelspec",
+        description="Manage Jupyter kernelspecs for PySpark.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    install = actions.add_parser(
+        "install",
+        help="write a PySpark kernelspec and install it like `jupyter kernelspec install`",
+        description=(
+            "Write a PySpark kernelspec and install it with jupyter_client (like `jupyter kernelspec install`). "
+            "Kernels started from it run the driver in the kernel process (client mode) and inherit KRB5CCNAME "
+            "from the user's server, which pamkrb points at the user's ticket cache; the spec itself holds no "
+            "per-user setting."
+        ),
+        epilog=(
+            "example: pamkrb kernelspec install --spark-home /opt/spark --hadoop-conf-dir /etc/hadoop/conf "
+            "--name workbench --sys-prefix"
+        ),
+    )
+    install.add_argument(
+        "--spark-home",
+        required=True,
+        metavar="DIR",
+        help="Spark installation (SPARK_HOME); must contain python/lib/py4j-*-src.zip",
+    )
+    install.add_argument(
+        "--master",
+        default="yarn",
+        help="Spark master URL passed to spark-submit, e.g. yarn or local[2] (default: %(default)s)",
+    )
+    install.add_argument(
+        "--deploy-mode",
+        default="client",
+        choices=("client", "cluster"),
+        help="spark-submit --deploy-mode (default: %(default)s); an interactive kernel needs client",
+    )
+    install.add_argument(
+        "--name",
+        default="Jupyter PySpark",
+        help="Spark application name shown in YARN and the Spark UI (default: %(default)s)",
+    )
+    install.add_argument(
+        "--hadoop-conf-dir",
+        metavar="DIR",
+        help="HADOOP_CONF_DIR for the kernel (core-site.xml, yarn-site.xml); required with --master yarn",
+    )
+    install.add_argument(
+        "--python",
+        default=sys.executable,
+        metavar="PATH",
+        help=(
+            "Python that runs the kernel (it needs ipykernel) and Spark's Python workers (PYSPARK_PYTHON); "
+            "the same interpreter for both, since Spark refuses mismatched driver and worker versions "
+            "(default: %(default)s)"
+        ),
+    )
+    install.add_argument(
+        "--py4j",
+        metavar="ZIP",
+        help="py4j source zip to put on PYTHONPATH (default: the one py4j-*-src.zip under SPARK_HOME/python/lib)",
+    )
+    install.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=(
+            "extra environment variable for the kernel, e.g. HADOOP_CLIENT_OPTS=-Xmx2g; repeatable. "
+            "KRB5CCNAME is refused: kernels must inherit each user's own cache"
+        ),
+    )
+    install.add_argument(
+        "--kernel-name",
+        default="pyspark",
+        help="directory name of the kernelspec, what notebooks record (default: %(default)s)",
+    )
+    install.add_argument(
+        "--display-name",
+        help="name shown in the launcher and kernel picker (default: 'PySpark (<master>)')",
+    )
+    where = install.add_mutually_exclusive_group()
+    where.add_argument(
+        "--user",
+        action="store_true",
+        help="install for the current user only (~/.local/share/jupyter/kernels)",
+    )
+    where.add_argument(
+        "--sys-prefix",
+        action="store_true",
+        help=f"install into this Python's prefix, {sys.prefix}/share/jupyter/kernels",
+    )
+    where.add_argument(
+        "--prefix",
+        metavar="DIR",
+        help="install into DIR/share/jupyter/kernels (DIR/share/jupyter must then be on the servers' JUPYTER_PATH)",
+    )
+    install.set_defaults(run=run_install)
+
+
+def build_kernel_json(args: argparse.Namespace) -> dict:
+    """The kernel.json for ``args``, after checking every path it names."""
+    spark_home = _existing_dir(args.spark_home, "--spark-home")
+    python = _absolute(args.python)
+    if not os.path.isfile(python) or not os.access(python, os.X_OK):
+        raise UsageError(f"--python: {python}: not an executable file")
+    py4j = _existing_file(args.py4j, "--py4j") if args.py4j else find_py4j(spark_home)
+    if args.deploy_mode == "cluster":
+        raise UsageError("--deploy-mode cluster: Spark runs interactive shells (and so kernels) only in client mode")
+    if not args.master.strip() or not args.name.strip():
+        raise UsageError("--master and --name must not be empty")
+    extra = _parse_env(args.env)
+
+    env = {
+        "SPARK_HOME": spark_home,
+        "PYTHONPATH": os.pathsep.join([os.path.join(spark_home, "python"), py4j]),
+        # IPython runs PYTHONSTARTUP when the kernel starts: Spark's own shell
+        # start-up file creates `spark` and `sc` from PYSPARK_SUBMIT_ARGS.
+        "PYTHONSTARTUP": _existing_file(os.path.join(spark_home, "python", "pyspark", "shell.py"), "--spark-home"),
+        "PYSPARK_PYTHON": python,
+        # pyspark splits this with shlex, so quoting keeps a name with spaces whole.
+        "PYSPARK_SUBMIT_ARGS": shlex.join(
+            ["--master", args.master, "--deploy-mode", args.deploy_mode, "--name", args.name, "pyspark-shell"]
+        ),
+    }
+    if args.hadoop_conf_dir:
+        env["HADOOP_CONF_DIR"] = _existing_dir(args.hadoop_conf_dir, "--hadoop-conf-dir")
+    elif args.master == "yarn" and "HADOOP_CONF_DIR" not in extra and "YARN_CONF_DIR" not in extra:
+        raise UsageError("--master yarn needs --hadoop-conf-dir (the directory holding yarn-site.xml)")
+    env.update(extra)
+    return {
+        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": args.display_name or f"PySpark ({args.master})",
+        "language": "python",
+        "env": env,
+        "metadata": {"debugger": False, "generated_by": "pamkrb kernelspec install"},
+    }
+
+
+def find_py4j(spark_home: str) -> str:
+    """The single ``py4j-*-src.zip`` under SPARK_HOME/python/lib."""
+    lib = Path(spark_home, "python", "lib")
+    found = sorted(str(p) for p in lib.glob("py4j-*-src.zip"))
+    if not found:
+        raise UsageError(f"--spark-home: {spark_home}: no py4j-*-src.zip in {lib}; is this a Spark installation?")
+    if len(found) > 1:
+        raise UsageError(f"--spark-home: {spark_home}: several py4j zips in {lib} ({', '.join(found)}); choose with --py4j")
+    return found[0]
+
+
+def run_install(args: argparse.Namespace) -> int:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = build_kernel_json(args)
+    prefix = None
+    if args.sys_prefix:
+        prefix = sys.prefix
+    elif args.prefix:
+        prefix = _absolute(args.prefix)
+    with tempfile.TemporaryDirectory(prefix="pamkrb-kernelspec-") as staging:
+        with open(os.path.join(staging, "kernel.json"), "w") as f:
+            json.dump(spec, f, indent=2, sort_keys=True)
+            f.write("\n")
+        try:
+            installed = KernelSpecManager().install_kernel_spec(
+                staging, kernel_name=args.kernel_name, user=args.user, prefix=prefix
+            )
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot install kernelspec {args.kernel_name!r}: {e}") from None
+    # jupyter_client copies with the staging directory's 0700 mode; the
+    # servers run as the users, who must be able to read the spec.
+    if not args.user:
+        os.chmod(installed, 0o755)
+        os.chmod(os.path.join(installed, "kernel.json"), 0o644)
+    print(f"Installed kernelspec {args.kernel_name} in {installed}")
+    return 0
+
+
+def _parse_env(items: list[str]) -> dict[str, str]:
+    env = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise UsageError(f"--env {item}: expected NAME=VALUE")
+        if name in INHERITED_VARIABLES:
+            raise UsageError(
+                f"--env {name}: kernels inherit {name} from the user's server (set by pamkrb); pinning it in the "
+                "kernelspec would point every user at the same value"
+            )
+        env[name] = value
+    return env
+
+
+def _absolute(path: str) -> str:
+    # abspath, not realpath: a venv's bin/python is a symlink, and resolving
+    # it would lose the venv.
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _existing_dir(path: str, option: str) -> str:
+    full = _absolute(path)
+    if not os.path.isdir(full):
+        problem = "not a directory" if os.path.exists(full) else "no such directory"
+        raise UsageError(f"{option}: {full}: {problem}")
+    return full
+
+
+def _existing_file(path: str, option: str) -> str:
+    full = _absolute(path)
+    if not os.path.isfile(full):
+        problem = "not a regular file" if os.path.exists(full) else "no such file"
+        raise UsageError(f"{option}: {full}: {problem}")
+    return full

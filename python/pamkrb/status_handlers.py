@@ -1,0 +1,107 @@
+"""``pamkrb/api/status`` (JSON) and ``pamkrb/status`` (a page for people)."""
+
+from __future__ import annotations
+
+import html
+import json
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from tornado import web
+
+AUTH_RESOURCE = "pamkrb"
+
+_LABELS = {
+    "valid": ("Valid", "#1a7f37"),
+    "expiring": ("Expiring soon", "#9a6700"),
+    "expired": ("Expired", "#cf222e"),
+    "missing": ("No ticket", "#cf222e"),
+    "error": ("Renewal failed", "#cf222e"),
+    "disabled": ("Not configured", "#57606a"),
+}
+
+
+class StatusAPIHandler(APIHandler):
+    auth_resource = AUTH_RESOURCE
+
+    @web.authenticated
+    @authorized
+    def get(self):
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(self.settings["pamkrb_status"]()))
+
+
+class StatusPageHandler(JupyterHandler):
+    auth_resource = AUTH_RESOURCE
+
+    @web.authenticated
+    @authorized
+    def get(self):
+        status = self.settings["pamkrb_status"]()
+        label, colour = _LABELS.get(status["state"], (status["state"], "#57606a"))
+        rows = [
+            ("Principal", status["principal"]),
+            ("Credential cache", status["ccache"]),
+            ("Valid until", _local_time_script(status["expires_at"])),
+            ("Seconds left", status["seconds_left"]),
+            ("Renewable until", _local_time_script(status["renew_until"])),
+            ("Last renewal", _local_time_script(status["last_refresh"])),
+            ("Renewals by this server", status["renewals"]),
+            ("Last error", status["last_error"]),
+        ]
+        body = "\n".join(f"<tr><th>{html.escape(name)}</th><td>{_cell(value)}</td></tr>" for name, value in rows)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(
+            _PAGE.format(
+                state=html.escape(status["state"]),
+                label=html.escape(label),
+                colour=colour,
+                rows=body,
+            )
+        )
+
+
+class _Markup(str):
+    """Already-escaped HTML."""
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, _Markup):
+        return value
+    return html.escape(str(value))
+
+
+def _local_time_script(iso: str | None):
+    if iso is None:
+        return None
+    safe = html.escape(iso)
+    return _Markup(f'<time datetime="{safe}">{safe}</time>')
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="30">
+<title>Kerberos ticket status</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #1f2328; }}
+.badge {{ display: inline-block; padding: .3rem .8rem; border-radius: 1rem;
+  color: white; background: {colour}; font-weight: 600; }}
+table {{ border-collapse: collapse; margin-top: 1.5rem; }}
+th, td {{ text-align: left; padding: .35rem 1rem .35rem 0; vertical-align: top; }}
+th {{ color: #57606a; font-weight: 500; }}
+</style></head>
+<body data-pamkrb-state="{state}">
+<h1>Kerberos ticket</h1>
+<p><span class="badge" id="pamkrb-state">{label}</span></p>
+<table>
+{rows}
+</table>
+<script>
+for (const el of document.querySelectorAll("time[datetime]")) {{
+  el.textContent = new Date(el.getAttribute("datetime")).toLocaleString();
+}}
+</script>
+</body></html>
+"""
