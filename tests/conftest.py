@@ -109,6 +109,7 @@ def _hub_factory(realm: sandbox.Realm, pam_service: str, nodeid: str) -> tuple[H
         config: dict[str, Any] | None = None,
         *,
         service: str | None = None,
+        realm: sandbox.Realm = realm,
         **kwargs: Any,
     ) -> sandbox.Hub:
         settings = {"PAMKerberosAuthenticator.service": service or pam_service}
