@@ -20,6 +20,7 @@ APT_PACKAGES=(
     libpam0g-dev libclang-dev
     python3-venv python3-dev pkg-config build-essential curl
     nodejs npm
+    chromium
 )
 PIP_PACKAGES=(
     "jupyterhub==6.*"
@@ -32,6 +33,7 @@ PIP_PACKAGES=(
     pytest-timeout
     requests
     ruff
+    playwright
 )
 CHP_VERSION=5
 

@@ -1,0 +1,243 @@
+"""A data scientist's day, in headless Chromium: log in through the real form,
+open, edit and save notebooks in Notebook 7 and in JupyterLab 4, start a
+kernel, and look at the Kerberos status — while tickets live 90 seconds.
+Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+
+import pytest
+
+import sandbox
+from conftest import artifact_dir, require_root
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+LIFETIME = 90
+ALWAYS_RENEW = 120
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    require_root()
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def short_realm() -> Iterator[sandbox.Realm]:
+    require_root()
+    realm = sandbox.Realm("BROWSER.TEST", max_life=LIFETIME)
+    try:
+        realm.start()
+        yield realm
+    finally:
+        realm.stop()
+        realm.close()
+
+
+@pytest.fixture
+def short_user(short_realm) -> Iterator[sandbox.UnixUser]:
+    with sandbox.provisioned_user(short_realm) as user:
+        yield user
+
+
+NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "source": "",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+        }
+    ],
+    "metadata": {
+        "kernelspec": {
+            "name": "python3",
+            "display_name": "Python 3 (ipykernel)",
+            "language": "python",
+        }
+    },
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+class Session:
+    """A browser page logged in to the hub as a user."""
+
+    def __init__(self, browser, hub: sandbox.Hub, user: sandbox.UnixUser):
+        self.context = browser.new_context(viewport={"width": 1400, "height": 900})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(60_000)
+        self.hub, self.user = hub, user
+        self.base = f"{hub.url}/user/{user.name}"
+        self.requests: list[str] = []
+        self.page.on("request", lambda r: self.requests.append(f"{r.method} {r.url}"))
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def log_in(self) -> None:
+        page = self.page
+        page.goto(f"{self.hub.url}/hub/login")
+        page.fill("#username_input", self.user.name)
+        page.fill("#password_input", self.user.password)
+        page.click("#login_submit")
+        page.wait_for_url(f"**/user/{self.user.name}/**", timeout=90_000)
+
+    def xsrf(self) -> str:
+        for cookie in self.context.cookies():
+            if cookie["name"] == "_xsrf" and cookie["path"].startswith(f"/user/{self.user.name}"):
+                return cookie["value"]
+        return ""
+
+    def put_notebook(self, path: str) -> None:
+        response = self.context.request.put(
+            f"{self.base}/api/contents/{path}",
+            data=json.dumps({"type": "notebook", "content": NOTEBOOK}),
+            headers={"X-XSRFToken": self.xsrf(), "Content-Type": "application/json"},
+        )
+        assert response.status in (200, 201), response.text()
+
+    def notebook_source(self, path: str) -> str:
+        response = self.context.request.get(f"{self.base}/api/contents/{path}")
+        assert response.status == 200
+        return "".join(cell["source"] for cell in response.json()["content"]["cells"])
+
+    def status(self) -> dict:
+        response = self.context.request.get(f"{self.base}/pamkrb/api/status")
+        assert response.status == 200
+        return response.json()
+
+    def edit_first_cell_and_save(self, text: str, path: str) -> None:
+        page = self.page
+        editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+        editor.click()
+        page.keyboard.type(text)
+        with page.expect_response(lambda r: r.request.method == "PUT" and f"/api/contents/{path}" in r.url) as saved:
+            page.keyboard.press("Control+s")
+        assert saved.value.status == 200
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def assert_user_owned_cache(user: sandbox.UnixUser) -> None:
+    st = os.lstat(user.default_ccache)
+    assert stat.S_ISREG(st.st_mode)
+    assert (st.st_uid, st.st_gid) == (user.uid, user.gid)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+
+
+def wait_for_count(session: Session, key: str, above: int, what: str) -> dict:
+    def reached():
+        status = session.status()
+        return status if status["triggers"].get(key, 0) > above else None
+
+    return sandbox.wait_until(reached, timeout=30, interval=0.25, message=what)
+
+
+def test_notebook7_open_edit_save_and_kernel(browser, hub_factory, short_realm, short_user, request):
+    hub = hub_factory({"PAMKerberosAuthenticator.refresh_margin": ALWAYS_RENEW}, realm=short_realm)
+    session = Session(browser, hub, short_user)
+    try:
+        session.log_in()
+        session.put_notebook("day.ipynb")
+        before = session.status()
+
+        session.page.goto(f"{session.base}/notebooks/day.ipynb")
+        session.page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+        opened = wait_for_count(session, "open", before["triggers"].get("open", 0), "open")
+        wait_for_count(session, "kernel", before["triggers"].get("kernel", 0), "kernel")
+
+        session.edit_first_cell_and_save("x = 41 + 1", "day.ipynb")
+        assert "x = 41 + 1" in session.notebook_source("day.ipynb")
+        saved = wait_for_count(session, "save", opened["triggers"].get("save", 0), "save")
+
+        assert saved["renewals"] > before["renewals"]
+        # The margin is above the lifetime, so even a fresh ticket counts as
+        # expiring; what matters is that renewal works and reports no error.
+        assert saved["state"] == "expiring"
+        assert saved["last_error"] is None
+        assert_user_owned_cache(short_user)
+        assert short_realm.klist_valid(short_user.default_ccache)
+        session.page.screenshot(path=str(artifact_dir(request.node.nodeid) / "notebook7.png"))
+        assert not [e for e in session.errors if "pamkrb" in e], session.errors
+    finally:
+        session.close()
+
+
+def test_jupyterlab_opens_through_contents_only_and_saves(browser, hub_factory, short_realm, short_user, request):
+    hub = hub_factory({"PAMKerberosAuthenticator.refresh_margin": ALWAYS_RENEW}, realm=short_realm)
+    session = Session(browser, hub, short_user)
+    try:
+        session.log_in()
+        session.put_notebook("lab.ipynb")
+        page = session.page
+        page.goto(f"{session.base}/lab")
+        page.locator(".jp-DirListing-item[title*='lab.ipynb']").first.wait_for()
+        before = session.status()
+        session.requests.clear()
+
+        page.locator(".jp-DirListing-item[title*='lab.ipynb']").first.dblclick()
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+        opened = wait_for_count(session, "open", before["triggers"].get("open", 0), "open")
+        # JupyterLab sent no page request for the notebook: the contents GET
+        # alone triggered the check.
+        assert not [r for r in session.requests if r.startswith("GET") and "/lab/tree/" in r]
+        assert any("/api/contents/lab.ipynb" in r for r in session.requests)
+
+        session.edit_first_cell_and_save("y = 6 * 7", "lab.ipynb")
+        assert "y = 6 * 7" in session.notebook_source("lab.ipynb")
+        wait_for_count(session, "save", opened["triggers"].get("save", 0), "save")
+        status = session.status()
+        assert status["renewals"] > before["renewals"]
+        assert_user_owned_cache(short_user)
+
+        # The status-bar item from the prebuilt labextension.
+        item = page.locator("#pamkrb-status")
+        item.wait_for()
+        assert item.inner_text().startswith("Kerberos: ")
+        assert item.get_attribute("data-pamkrb-state") == status["state"]
+        page.screenshot(path=str(artifact_dir(request.node.nodeid) / "jupyterlab.png"))
+        assert not [e for e in session.errors if "pamkrb" in e], session.errors
+    finally:
+        session.close()
+
+
+def test_status_view_screenshot(browser, hub_factory, short_realm, short_user, request):
+    hub = hub_factory({"PAMKerberosAuthenticator.refresh_margin": 10}, realm=short_realm)
+    session = Session(browser, hub, short_user)
+    try:
+        session.log_in()
+        page = session.page
+        page.goto(f"{session.base}/pamkrb/status")
+        badge = page.locator("#pamkrb-state")
+        assert badge.inner_text() == "Valid"
+        assert short_user.name in page.content()
+        page.screenshot(path=str(artifact_dir(request.node.nodeid) / "status-view.png"))
+    finally:
+        session.close()
