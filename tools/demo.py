@@ -87,6 +87,8 @@ pamkrb demo
   hub log    {LOG}
 
 Open {hub.url} and log in as {user.name} / {user.password}
+Kerberos status: {hub.url}/user/{user.name}/pamkrb/status
+  (also in JupyterLab's status bar, and under Help > Kerberos ticket status)
 
 Press Ctrl-C to stop and remove everything.
 """,
