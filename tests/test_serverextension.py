@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import artifact_dir, require_root
 
 import sandbox
+from conftest import artifact_dir, require_root
 
 LIFETIME = 90
 ALWAYS_RENEW = 120  # margin above the lifetime

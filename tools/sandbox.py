@@ -815,3 +815,258 @@ def provisioned_user(realm: Realm, name_prefix: str = "pkt", *, name: str | None
         yield user
     finally:
         user.remove()
+
+
+# ==========================================================================
+# Operator tools (`pamkrb` CLI): nginx, TLS test certificates, logins through
+# a front end, and kernels driven over the REST API and WebSocket.
+# Used by tests/test_cli_*.py. Begin of block.
+
+
+def run_pamkrb(args: list[str], *, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``pamkrb`` console script; never raises on its exit status."""
+    return subprocess.run(
+        [str(VENV_BIN / "pamkrb"), *args], env=env, capture_output=True, text=True, check=False, timeout=120
+    )
+
+
+def self_signed_certificate(directory: Path, names: list[str]) -> tuple[Path, Path]:
+    """An EC certificate and key in ``directory`` valid for DNS ``names``; (cert, key)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    san = ",".join(f"DNS:{name}" for name in names)
+    _run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "2", "-subj", f"/CN={names[0]}", "-addext", f"subjectAltName={san}",
+            "-keyout", str(key), "-out", str(cert),
+        ]
+    )  # fmt: skip
+    key.chmod(0o600)
+    return cert, key
+
+
+class Nginx:
+    """Debian's nginx with a generated site, in the foreground with its own prefix.
+
+    ``site`` is text for the http{} context (what ``pamkrb nginx-config``
+    prints). Logs, PID file and temp paths live in a temporary directory; the
+    master runs as root with ``daemon off``, so the PID we stop is the one we
+    started, and workers run as ``nobody``.
+    """
+
+    def __init__(self, site: str, *, base_dir: Path | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="pamkrb-nginx-", dir=base_dir))
+        # Workers (nobody) need to reach their temp directories.
+        self.dir.chmod(0o755)
+        self.conf = self.dir / "nginx.conf"
+        self.error_log = self.dir / "error.log"
+        self.pidfile = self.dir / "nginx.pid"
+        temp = "\n".join(
+            f"    {kind}_temp_path {self.dir / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        self.conf.write_text(
+            f"""\
+# Written by tools/sandbox.py
+worker_processes 1;
+pid {self.pidfile};
+error_log {self.error_log} info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {self.dir / "access.log"};
+{temp}
+    include {self.dir / "site.conf"};
+}}
+"""
+        )
+        (self.dir / "site.conf").write_text(site)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _command(self, *extra: str) -> list[str]:
+        return ["nginx", "-p", str(self.dir), "-e", str(self.error_log), "-c", str(self.conf), *extra]
+
+    def check(self) -> subprocess.CompletedProcess[str]:
+        """``nginx -t`` on the configuration; the result, whatever its status."""
+        return subprocess.run(self._command("-t"), capture_output=True, text=True, check=False)
+
+    def start(self, ports: list[int], timeout: float = 15) -> None:
+        self._proc = subprocess.Popen(
+            self._command("-g", "daemon off;"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+        def ready() -> bool:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise SandboxError(f"nginx exited with {self._proc.returncode}:\n{self.log_tail()}")
+            return all(port_accepts(port) for port in ports)
+
+        wait_until(ready, timeout=timeout, message=f"nginx on {ports}")
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            _terminate(self._proc)
+            self._proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.error_log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no error.log)"
+
+
+@contextlib.contextmanager
+def resolve_to_loopback(names: set[str]) -> Iterator[None]:
+    """Make ``requests`` (urllib3) connect to 127.0.0.1 for ``names``.
+
+    Only the TCP destination changes: the URL, Host header, SNI and
+    certificate check keep the name, as with ``curl --resolve``.
+    """
+    from urllib3.util import connection
+
+    original = connection.create_connection
+
+    def create_connection(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        host, port = address
+        return original(("127.0.0.1" if host in names else host, port), *args, **kwargs)
+
+    connection.create_connection = create_connection
+    try:
+        yield
+    finally:
+        connection.create_connection = original
+
+
+def login_and_spawn_at(base_url: str, user: UnixUser, session: Any, timeout: float = 60) -> Any:
+    """Log ``user`` in at ``base_url`` (a hub or a proxy in front of it) and wait for their server."""
+    session.get(f"{base_url}/hub/login", timeout=10).raise_for_status()
+    response = session.post(
+        f"{base_url}/hub/login",
+        data={"username": user.name, "password": user.password, "_xsrf": session.cookies.get("_xsrf", path="/hub/")},
+        timeout=60,
+    )
+    if response.status_code != 200 or "/hub/login" in response.url:
+        raise SandboxError(f"login of {user.name} at {base_url} failed: HTTP {response.status_code} at {response.url}")
+    server = f"{base_url}/user/{user.name}"
+
+    def ready() -> Any:
+        page = session.get(f"{server}/tree", timeout=10)
+        if page.status_code != 200 or not page.url.startswith(f"{server}/"):
+            return None
+        return session.get(f"{server}/api/status", timeout=10).status_code == 200
+
+    wait_until(ready, timeout=timeout, interval=0.25, message=f"server of {user.name} at {base_url}")
+    return session
+
+
+def start_kernel(session: Any, server_url: str, kernel_name: str) -> str:
+    """POST /api/kernels on a single-user server; the new kernel's id."""
+    import urllib.parse
+
+    path = urllib.parse.urlsplit(server_url).path.rstrip("/") + "/"
+    xsrf = next(c.value for c in session.cookies if c.name == "_xsrf" and path.startswith(c.path.rstrip("/") + "/"))
+    response = session.post(
+        f"{server_url}/api/kernels", json={"name": kernel_name}, headers={"X-XSRFToken": xsrf}, timeout=120
+    )
+    if response.status_code != 201:
+        raise SandboxError(f"starting kernel {kernel_name}: HTTP {response.status_code}: {response.text[:500]}")
+    return response.json()["id"]
+
+
+def kernel_websocket(
+    session: Any,
+    server_url: str,
+    kernel_id: str,
+    *,
+    origin: str | None = None,
+    sock: socket.socket | None = None,
+) -> Any:
+    """Connect to a kernel's channels WebSocket with the session's cookies.
+
+    Without ``origin`` no Origin header is sent at all (as from a script);
+    with it, that exact value. ``sock`` is an already connected (TLS) socket,
+    for names that do not resolve.
+    """
+    import websocket
+
+    ws_url = re.sub(r"^http", "ws", server_url) + f"/api/kernels/{kernel_id}/channels"
+    cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+    options: dict[str, Any] = {"cookie": cookie, "timeout": 30, "socket": sock}
+    if origin is None:
+        options["suppress_origin"] = True
+    else:
+        options["origin"] = origin
+    return websocket.create_connection(ws_url, **options)
+
+
+def kernel_execute(ws: Any, code: str, timeout: float = 120) -> dict[str, Any]:
+    """Run ``code`` over a kernel WebSocket until the kernel is idle again.
+
+    Returns {"status": ..., "result": text/plain of execute_result or None,
+    "stdout": ..., "error": "ename: evalue" or None}.
+    """
+    import json
+
+    import websocket
+
+    msg_id = secrets.token_hex(16)
+    ws.send(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "msg_type": "execute_request",
+                    "session": secrets.token_hex(8),
+                    "username": "sandbox",
+                    "version": "5.3",
+                    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                    "stop_on_error": True,
+                },
+                "buffers": [],
+            }
+        )
+    )
+    outcome: dict[str, Any] = {"status": None, "result": None, "stdout": "", "error": None}
+    idle = False
+    deadline = time.monotonic() + timeout
+    while not (idle and outcome["status"] is not None):
+        if time.monotonic() > deadline:
+            raise SandboxError(f"no reply to {code!r} within {timeout:g} s: {outcome}")
+        try:
+            raw = ws.recv()
+        except websocket.WebSocketTimeoutException:
+            continue
+        msg = json.loads(raw)
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind, content = msg["header"]["msg_type"], msg["content"]
+        if kind == "execute_reply":
+            outcome["status"] = content["status"]
+        elif kind == "execute_result":
+            outcome["result"] = content["data"].get("text/plain")
+        elif kind == "stream" and content.get("name") == "stdout":
+            outcome["stdout"] += content["text"]
+        elif kind == "error":
+            outcome["error"] = f"{content['ename']}: {content['evalue']}"
+        elif kind == "status" and content["execution_state"] == "idle":
+            idle = True
+    return outcome
+
+
+# End of block: operator tools.
+# ==========================================================================

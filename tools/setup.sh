@@ -4,7 +4,9 @@
 # Run as root on Debian 12. Every step first checks whether its work is already
 # done, so a second run takes about a second. What it installs:
 #   - apt: MIT Kerberos (KDC, admin tools, client, headers), PAM headers, libclang
-#     (bindgen for the `pam` crate), Python venv/headers, build tools, Node/npm.
+#     (bindgen for the `pam` crate), Python venv/headers, build tools, Node/npm,
+#     nginx and openssl (the TLS front-end tests), a Java runtime if none is on PATH
+#     (Spark in the PySpark kernel tests). apt starts no nginx: the tests run their own.
 #   - a venv at /opt/pamkrb/venv made from Debian's /usr/bin/python3: /root is
 #     mode 0700, so an interpreter under /root (pyenv) cannot be executed by the
 #     test users' single-user servers.
@@ -50,6 +52,8 @@ for pkg in "${APT_PACKAGES[@]}"; do
     # Node may come from elsewhere (NodeSource, nvm); only ask apt for it when absent.
     if [[ $pkg == nodejs ]] && command -v node >/dev/null; then continue; fi
     if [[ $pkg == npm ]] && command -v npm >/dev/null; then continue; fi
+    # Spark (the PySpark kernel tests) needs Java 17+; any java on PATH will do.
+    if [[ $pkg == default-jre-headless ]] && command -v java >/dev/null; then continue; fi
     status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
     [[ $status == "install ok installed" ]] || missing+=("$pkg")
 done

@@ -4,16 +4,19 @@ ticket from the user's keytab, kept fresh and handed to their server."""
 from __future__ import annotations
 
 import asyncio
+import os
 import pwd
+import stat
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
 from jupyterhub.auth import PAMAuthenticator
 from tornado import web
-from traitlets import Bool, Integer, TraitError, Unicode, default, validate
+from traitlets import Any, Bool, Float, Integer, TraitError, Unicode, default, validate
 
-from . import _native
+from . import _native, metrics
 from .exceptions import (
     AuthenticationDenied,
     CredentialCacheError,
@@ -24,6 +27,7 @@ from .exceptions import (
     TemplateError,
     TicketFormatError,
 )
+from .pam_stack import unsafe_service_reason
 
 # PAM's own replies are capped at 512 bytes (PAM_MAX_RESP_SIZE); anything
 # much longer is an attack on the hub's memory, not a password.
@@ -171,6 +175,30 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         """,
     )
 
+    kdc_timeout = Float(
+        15.0,
+        min=1.0,
+        config=True,
+        help="""
+        Seconds to wait for a ticket before giving up on the KDC.
+
+        libkrb5 itself retries for about 30 seconds against a KDC that accepts
+        connections but never answers; after this many seconds the login (or
+        renewal) fails with a clear message instead. Kerberos work runs on its
+        own threads, so a hung KDC never delays password checks or the hub's
+        event loop. Default: 15.
+        """,
+    )
+
+    kerberos_executor = Any(
+        help="""Thread pool for keytab kinit and cache installation, separate
+        from the PAM executor. Not configurable; sized like `executor_threads`."""
+    )
+
+    @default("kerberos_executor")
+    def _default_kerberos_executor(self):
+        return ThreadPoolExecutor(max(self.executor_threads, 4), thread_name_prefix="pamkrb-kinit")
+
     @default("realm")
     def _default_realm(self):
         try:
@@ -190,6 +218,14 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        reason = unsafe_service_reason(self.service)
+        if reason:
+            # Checked here rather than in a validator so that the default
+            # service is checked too: /etc/pam.d/login could be edited.
+            raise TraitError(
+                f"PAMKerberosAuthenticator: refusing to start: {reason}. Set "
+                "c.PAMKerberosAuthenticator.service to a login service such as 'login'."
+            )
         self._renewals: dict[str, asyncio.Future] = {}
         templates = (self.principal_template, self.keytab_template, self.ccache_template)
         uses_realm = any("{realm}" in t for t in templates)
@@ -259,7 +295,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         auth_model = await super().run_post_auth_hook(handler, auth_model)
         name = auth_model["name"]
         try:
-            info = await self._run_blocking(self._obtain_ticket_for, name)
+            info = await self._kerberos(self._obtain_ticket_for, name, "acquisition", "login")
         except _TICKET_ERRORS as e:
             reason = _explain(e, name)
             if self.kinit_required:
@@ -303,6 +339,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         spawner.environment["PAMKRB_KEYTAB"] = where.keytab
         spawner.environment["PAMKRB_CCACHE"] = where.ccache
         spawner.environment["PAMKRB_REFRESH_MARGIN"] = str(self.refresh_margin)
+        spawner.environment["PAMKRB_KDC_TIMEOUT"] = f"{self.kdc_timeout:g}"
         if self.ticket_lifetime is not None:
             spawner.environment["PAMKRB_TICKET_LIFETIME"] = str(self.ticket_lifetime)
 
@@ -328,7 +365,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         share one renewal."""
         future = self._renewals.get(username)
         if future is None:
-            future = asyncio.ensure_future(self._run_blocking(self._fresh_ticket_for, username, trigger))
+            future = asyncio.ensure_future(self._kerberos(self._fresh_ticket_for, username, trigger))
             self._renewals[username] = future
 
             def forget(done):
@@ -344,6 +381,22 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
     async def _run_blocking(self, func, *args):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, partial(func, *args))
+
+    async def _kerberos(self, func, *args):
+        """Run Kerberos work on its own threads, giving up after kdc_timeout.
+
+        On a time-out the thread finishes in the background (libkrb5 cannot
+        be interrupted); its result is dropped.
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.kerberos_executor, partial(func, *args))
+        try:
+            return await asyncio.wait_for(future, self.kdc_timeout)
+        except asyncio.TimeoutError:
+            raise KerberosError(
+                f"no ticket within {self.kdc_timeout:g} s (kdc_timeout): "
+                "the KDC did not answer; is it running and reachable?"
+            ) from None
 
     def _user_kerberos(self, username) -> UserKerberos:
         entry = pwd.getpwnam(username)
@@ -363,18 +416,43 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             ccache=_native.expand_template(self.ccache_template, path=True, **fields),
         )
 
-    def _obtain_ticket_for(self, username):
+    def _obtain_ticket_for(self, username, kind, trigger):
         where = self._user_kerberos(username)
-        return _native.obtain_ticket(
-            where.principal,
-            where.keytab,
-            where.ccache,
-            uid=where.uid,
-            gid=where.gid,
-            lifetime=self.ticket_lifetime,
-        )
+        self._warn_about_keytab(where)
+        with metrics.timed(kind, trigger):
+            return _native.obtain_ticket(
+                where.principal,
+                where.keytab,
+                where.ccache,
+                uid=where.uid,
+                gid=where.gid,
+                lifetime=self.ticket_lifetime,
+            )
+
+    def _warn_about_keytab(self, where: UserKerberos) -> None:
+        """A keytab is a password: others must not be able to read it."""
+        try:
+            st = os.lstat(where.keytab)
+        except OSError:
+            return  # the kinit reports a missing keytab with the reason
+        if st.st_uid not in (where.uid, 0):
+            self.log.warning(
+                "Keytab %s of %s is owned by uid %d, not by the user or root",
+                where.keytab,
+                shown_username(where.username),
+                st.st_uid,
+            )
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            self.log.warning(
+                "Keytab %s of %s has mode %o: group or others can read or change it; run chmod 600 %s",
+                where.keytab,
+                shown_username(where.username),
+                stat.S_IMODE(st.st_mode),
+                where.keytab,
+            )
 
     def _fresh_ticket_for(self, username, trigger):
+        metrics.TICKET_CHECKS.labels(trigger=trigger).inc()
         where = self._user_kerberos(username)
         try:
             info = _native.inspect_ticket(where.ccache)
@@ -389,7 +467,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             seconds_left = info.expires_at - time.time()
             if info.principal == where.principal and seconds_left > self.refresh_margin:
                 return info
-        return self._obtain_ticket_for(username)
+        return self._obtain_ticket_for(username, "renewal", trigger)
 
 
 def _explain(error: Exception, username: str) -> str:

@@ -30,6 +30,9 @@ class RefresherConfig:
     ccache: str
     refresh_margin: int = 3600
     ticket_lifetime: int | None = None
+    # libkrb5 keeps trying a silent KDC for about 30 s; a trigger stops
+    # waiting after this long (the attempt finishes in the background).
+    kdc_timeout: float = 15.0
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -48,6 +51,7 @@ class TicketRefresher:
         logger: logging.Logger | logging.LoggerAdapter = log,
         clock: Callable[[], float] = time.time,
         on_renewal: Callable[[str, str, float], None] | None = None,
+        on_check: Callable[[str], None] | None = None,
     ):
         self.config = config
         self.log = logger
@@ -55,6 +59,7 @@ class TicketRefresher:
         # Called with (trigger, result, seconds) after each renewal attempt;
         # the metrics hook.
         self.on_renewal = on_renewal
+        self.on_check = on_check
         self.triggers: collections.Counter[str] = collections.Counter()
         self.renewals = 0
         self.last_refresh: float | None = None
@@ -63,6 +68,7 @@ class TicketRefresher:
         self._stat_key = None
         self._inspect_error: str | None = None
         self._inflight: asyncio.Future | None = None
+        self._thread: asyncio.Future | None = None
 
     # -- reading the cache ---------------------------------------------------
 
@@ -104,6 +110,8 @@ class TicketRefresher:
     async def trigger(self, reason: str) -> None:
         """Make sure the ticket is fresh; never raises."""
         self.triggers[reason] += 1
+        if self.on_check is not None:
+            self.on_check(reason)
         try:
             if self.needs_renewal(self.inspect()):
                 await self.renew(reason)
@@ -123,18 +131,35 @@ class TicketRefresher:
 
     async def _renew(self, reason: str) -> bool:
         cfg = self.config
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        try:
-            info = await loop.run_in_executor(
+        if self._thread is None:
+            # A kinit that outlived a time-out is still running: wait for it
+            # rather than start a second one against the same silent KDC.
+            loop = asyncio.get_running_loop()
+            started = time.perf_counter()
+            self._thread = loop.run_in_executor(
                 None,
                 lambda: _native.obtain_ticket(cfg.principal, cfg.keytab, cfg.ccache, lifetime=cfg.ticket_lifetime),
             )
-        except PamkrbError as e:
-            self.last_error = str(e)
-            self.log.warning("pamkrb: ticket renewal (%s) failed: %s", reason, e)
-            self._report(reason, "failure", started)
+            self._thread.add_done_callback(lambda done: self._finished(done, reason, started))
+        try:
+            await asyncio.wait_for(asyncio.shield(self._thread), cfg.kdc_timeout)
+        except asyncio.TimeoutError:
+            self.last_error = f"no ticket within {cfg.kdc_timeout:g} s: the KDC did not answer"
+            self.log.warning("pamkrb: ticket renewal (%s): %s", reason, self.last_error)
             return False
+        except PamkrbError:
+            return False
+        return True
+
+    def _finished(self, done: asyncio.Future, reason: str, started: float) -> None:
+        self._thread = None
+        error = done.exception()
+        if error is not None:
+            self.last_error = str(error)
+            self.log.warning("pamkrb: ticket renewal (%s) failed: %s", reason, error)
+            self._report(reason, "failure", started)
+            return
+        info = done.result()
         self.renewals += 1
         self.last_refresh = self.clock()
         self.last_error = None
@@ -145,7 +170,6 @@ class TicketRefresher:
             _iso(info.expires_at),
         )
         self._report(reason, "success", started)
-        return True
 
     def _report(self, reason, result, started):
         if self.on_renewal is not None:

@@ -24,8 +24,9 @@ import re
 from jupyter_server.extension.application import ExtensionApp
 from tornado import web
 from tornado.ioloop import PeriodicCallback
-from traitlets import Integer, Unicode, default
+from traitlets import Float, Integer, Unicode, default
 
+from . import metrics
 from .refresher import RefresherConfig, TicketRefresher, disabled_status
 from .status_handlers import StatusAPIHandler, StatusPageHandler
 
@@ -76,6 +77,13 @@ class KerberosTicketExtension(ExtensionApp):
         help="""Requested lifetime of renewed tickets, in seconds.
         Default: $PAMKRB_TICKET_LIFETIME, else krb5.conf and the KDC decide.""",
     )
+    kdc_timeout = Float(
+        config=True,
+        min=1.0,
+        help="""Seconds a trigger waits for the KDC before recording a failure
+        (the attempt finishes in the background). Default: $PAMKRB_KDC_TIMEOUT,
+        else 15.""",
+    )
     refresh_interval = Integer(
         config=True,
         min=0,
@@ -112,6 +120,13 @@ class KerberosTicketExtension(ExtensionApp):
     def _default_ticket_lifetime(self):
         return _env_int("PAMKRB_TICKET_LIFETIME", None)
 
+    @default("kdc_timeout")
+    def _default_kdc_timeout(self):
+        try:
+            return float(os.environ.get("PAMKRB_KDC_TIMEOUT", "") or 15.0)
+        except ValueError:
+            return 15.0
+
     @default("refresh_interval")
     def _default_refresh_interval(self):
         return _env_int("PAMKRB_REFRESH_INTERVAL", 300)
@@ -135,8 +150,11 @@ class KerberosTicketExtension(ExtensionApp):
                     ccache=self.ccache,
                     refresh_margin=self.refresh_margin,
                     ticket_lifetime=self.ticket_lifetime,
+                    kdc_timeout=self.kdc_timeout,
                 ),
                 logger=self.log,
+                on_renewal=lambda trigger, result, seconds: metrics.record("renewal", trigger, result, seconds),
+                on_check=lambda trigger: metrics.TICKET_CHECKS.labels(trigger=trigger).inc(),
             )
         self.settings["pamkrb_status"] = self.status
 

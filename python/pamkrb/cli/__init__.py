@@ -1,9 +1,10 @@
 """The ``pamkrb`` command: operator tools for a hub that uses pamkrb.
 
 Each subcommand lives in its own module with an ``add_parser(subparsers)``
-that declares its options (their help texts are the documentation) and a
-``run(args) -> int``. Exit codes: 0 all good, 1 a problem was found (doctor),
-2 a usage error (bad option, missing path).
+that declares its options (their help texts are the documentation) and sets
+``run(args) -> int`` and ``prog`` (for messages) as parser defaults. Exit
+codes: 0 all good, 1 a problem was found (doctor), 2 a usage error (bad
+option, missing path).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except UsageError as e:
         # The same shape as argparse's own errors, without a traceback.
-        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
+        print(f"{args.prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

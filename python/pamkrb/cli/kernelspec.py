@@ -100,10 +100,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     install.add_argument(
         "--kernel-name",
         default="pyspark",
+        metavar="NAME",
         help="directory name of the kernelspec, what notebooks record (default: %(default)s)",
     )
     install.add_argument(
         "--display-name",
+        metavar="TEXT",
         help="name shown in the launcher and kernel picker (default: 'PySpark (<master>)')",
     )
     where = install.add_mutually_exclusive_group()
@@ -122,7 +124,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="install into DIR/share/jupyter/kernels (DIR/share/jupyter must then be on the servers' JUPYTER_PATH)",
     )
-    install.set_defaults(run=run_install)
+    install.set_defaults(run=run_install, prog=install.prog)
 
 
 def build_kernel_json(args: argparse.Namespace) -> dict:
@@ -171,7 +173,9 @@ def find_py4j(spark_home: str) -> str:
     if not found:
         raise UsageError(f"--spark-home: {spark_home}: no py4j-*-src.zip in {lib}; is this a Spark installation?")
     if len(found) > 1:
-        raise UsageError(f"--spark-home: {spark_home}: several py4j zips in {lib} ({', '.join(found)}); choose with --py4j")
+        raise UsageError(
+            f"--spark-home: {spark_home}: several py4j zips in {lib} ({', '.join(found)}); choose with --py4j"
+        )
     return found[0]
 
 

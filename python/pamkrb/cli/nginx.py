@@ -98,7 +98,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="SIZE",
         help="largest request body, bounds notebook and file uploads (default: %(default)s)",
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, prog=parser.prog)
 
 
 def run(args: argparse.Namespace) -> int:

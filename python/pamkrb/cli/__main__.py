@@ -1,0 +1,7 @@
+"""``python -m pamkrb.cli``: the same as the ``pamkrb`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,66 @@
+"""Prometheus metrics, in the default registry: JupyterHub serves it on
+/hub/metrics and jupyter_server on <base url>metrics.
+
+Acquisitions are the tickets the hub gets at login; renewals are every later
+kinit from the keytab, whether the hub does it (spawn, refresh) or the
+user's server (open, save, kernel, timer).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+from prometheus_client import Counter, Histogram
+
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 10, 30)
+
+TICKET_ACQUISITIONS = Counter(
+    "pamkrb_ticket_acquisitions_total",
+    "Kerberos tickets obtained from users' keytabs at login",
+    ["result", "trigger"],
+)
+TICKET_ACQUISITION_DURATION = Histogram(
+    "pamkrb_ticket_acquisition_duration_seconds",
+    "Time to obtain and install a ticket at login",
+    ["result", "trigger"],
+    buckets=_BUCKETS,
+)
+TICKET_RENEWALS = Counter(
+    "pamkrb_ticket_renewals_total",
+    "Kerberos tickets renewed from users' keytabs after login",
+    ["result", "trigger"],
+)
+TICKET_RENEWAL_DURATION = Histogram(
+    "pamkrb_ticket_renewal_duration_seconds",
+    "Time to renew and install a ticket",
+    ["result", "trigger"],
+    buckets=_BUCKETS,
+)
+TICKET_CHECKS = Counter(
+    "pamkrb_ticket_checks_total",
+    "Freshness checks of a user's credential cache, by trigger",
+    ["trigger"],
+)
+
+
+def record(kind: str, trigger: str, result: str, seconds: float) -> None:
+    """Count one acquisition (kind "acquisition") or renewal ("renewal")."""
+    if kind == "acquisition":
+        counter, histogram = TICKET_ACQUISITIONS, TICKET_ACQUISITION_DURATION
+    else:
+        counter, histogram = TICKET_RENEWALS, TICKET_RENEWAL_DURATION
+    counter.labels(result=result, trigger=trigger).inc()
+    histogram.labels(result=result, trigger=trigger).observe(seconds)
+
+
+@contextmanager
+def timed(kind: str, trigger: str):
+    """Record the enclosed kinit as a success, or a failure if it raises."""
+    started = time.perf_counter()
+    try:
+        yield
+    except BaseException:
+        record(kind, trigger, "failure", time.perf_counter() - started)
+        raise
+    record(kind, trigger, "success", time.perf_counter() - started)

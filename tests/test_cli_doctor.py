@@ -1,0 +1,319 @@
+"""`pamkrb doctor USER` against the real KDC, PAM stacks, keytabs and caches.
+
+Each test breaks one link (account, PAM service, keytab, KDC, cache) and
+checks that the installed `pamkrb` command reports it with a ✗ line and a
+fix, and exits 1; the healthy case exits 0. The command runs as a subprocess
+with the test realm's KRB5_CONFIG, as an admin would run it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import sandbox
+from pamkrb import _native
+
+NOBODY = 65534
+
+
+def write_config(directory: Path, **settings: object) -> Path:
+    config = {"JupyterHub.authenticator_class": "pamkrb", **settings}
+    path = directory / "jupyterhub_config.py"
+    lines = ["c = get_config()  # noqa: F821", *(f"c.{key} = {value!r}" for key, value in config.items())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def config(tmp_path: Path, pam_service: str) -> Path:
+    """A hub config like the tests' hubs use: pamkrb on the fast PAM test service."""
+    return write_config(tmp_path, **{"PAMKerberosAuthenticator.service": pam_service})
+
+
+def doctor(realm: sandbox.Realm, username: str, config: Path | None) -> subprocess.CompletedProcess[str]:
+    args = ["doctor", username] + (["--config", str(config)] if config else [])
+    return sandbox.run_pamkrb(args, env=realm.client_env())
+
+
+def problems(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stdout.splitlines() if line.startswith("✗")]
+
+
+def assert_only_problem(result: subprocess.CompletedProcess[str], *expected: str) -> None:
+    """Exit 1 and exactly one ✗ line, holding every ``expected`` text."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    found = problems(result)
+    assert len(found) == 1, result.stdout
+    for text in expected:
+        assert text in found[0], result.stdout
+
+
+def keytab_of(user: sandbox.UnixUser) -> Path:
+    return user.home / f"{user.name}.keytab"
+
+
+def give_ticket(realm: sandbox.Realm, user: sandbox.UnixUser, **kwargs: object) -> None:
+    """Install the user's cache as pamkrb would (owner user, 0600) unless told otherwise."""
+    owner = {"uid": user.uid, "gid": user.gid, **kwargs}
+    _native.obtain_ticket(realm.qualify(user.name), str(keytab_of(user)), str(user.default_ccache), **owner)
+
+
+@pytest.fixture
+def extra_pam_service() -> Iterator[Path]:
+    """A path /etc/pam.d/pamkrb-doctor-<random>, removed afterwards."""
+    path = Path("/etc/pam.d") / f"pamkrb-doctor-{secrets.token_hex(4)}"
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def test_all_good(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
+    give_ticket(realm, user)
+
+    result = doctor(realm, user.name, config)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert problems(result) == []
+    out = result.stdout
+    assert f"✓ user {user.name}" in out
+    assert "no password-less path for root" in out
+    assert f"✓ principal in {keytab_of(user)}: {user.name}@{realm.name} present" in out
+    assert f"✓ KDC: ticket for {user.name}@{realm.name} obtained" in out
+    assert f"✓ credential cache {user.default_ccache}: owner {user.name}, mode 0600" in out
+    assert "All checks passed." in out
+
+
+def test_kdc_check_leaves_the_users_cache_alone(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
+    give_ticket(realm, user)
+    before = os.stat(user.default_ccache)
+
+    doctor(realm, user.name, config)
+
+    after = os.stat(user.default_ccache)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_missing_user(realm: sandbox.Realm, config: Path) -> None:
+    result = doctor(realm, f"pktnone{secrets.token_hex(3)}", config)
+
+    assert_only_problem(result, "not in the password database")
+    assert "KDC: not checked (no such user)" in result.stdout
+
+
+def test_invalid_username(realm: sandbox.Realm, config: Path) -> None:
+    result = doctor(realm, "../etc", config)
+
+    assert_only_problem(result, "'../etc'")
+
+
+@pytest.mark.parametrize("service", ["su", "su-l", "sudo", "runuser"])
+def test_user_switching_service_is_refused(
+    realm: sandbox.Realm, user: sandbox.UnixUser, tmp_path: Path, service: str
+) -> None:
+    give_ticket(realm, user)
+    config = write_config(tmp_path, **{"PAMKerberosAuthenticator.service": service})
+
+    result = doctor(realm, user.name, config)
+
+    assert_only_problem(result, f"PAM service {service!r}", "without a password")
+    assert "fix: set c.PAMKerberosAuthenticator.service" in result.stdout
+
+
+def test_pam_rootok_reached_through_an_include_is_found(
+    realm: sandbox.Realm, user: sandbox.UnixUser, tmp_path: Path, extra_pam_service: Path
+) -> None:
+    # A custom service that borrows su's auth stack, where pam_rootok is sufficient.
+    extra_pam_service.write_text("auth include su\naccount required pam_unix.so\n")
+    give_ticket(realm, user)
+    config = write_config(tmp_path, **{"PAMKerberosAuthenticator.service": extra_pam_service.name})
+
+    result = doctor(realm, user.name, config)
+
+    assert_only_problem(result, "pam_rootok", "/etc/pam.d/su:")
+
+
+def test_stock_login_service_is_accepted(realm: sandbox.Realm, user: sandbox.UnixUser, tmp_path: Path) -> None:
+    give_ticket(realm, user)
+    config = write_config(tmp_path, **{"PAMKerberosAuthenticator.service": "login"})
+
+    result = doctor(realm, user.name, config)
+
+    assert result.returncode == 0, result.stdout
+    assert "✓ PAM service 'login': /etc/pam.d/login" in result.stdout
+
+
+def test_missing_pam_service(realm: sandbox.Realm, user: sandbox.UnixUser, tmp_path: Path) -> None:
+    give_ticket(realm, user)
+    config = write_config(tmp_path, **{"PAMKerberosAuthenticator.service": f"pamkrb-none-{secrets.token_hex(3)}"})
+
+    result = doctor(realm, user.name, config)
+
+    assert_only_problem(result, "does not exist", "/etc/pam.d/other")
+
+
+def test_missing_keytab(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
+    give_ticket(realm, user)
+    keytab_of(user).unlink()
+
+    result = doctor(realm, user.name, config)
+
+    assert_only_problem(result, f"keytab {keytab_of(user)}: does not exist")
+    assert f"fix: export the key: kadmin -q 'ktadd -k {keytab_of(user)}" in result.stdout
+    assert "KDC: not checked" in result.stdout
+
+
+def test_keytab_readable_by_others(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
+    give_ticket(realm, user)
+    keytab_of(user).chmod(0o644)
+
+    result = doctor(realm, user.name, config)
+
+    assert_only_problem(result, "mode 0644", "group/others")
+    assert f"fix: chmod 600 {keytab_of(user)}" in result.stdout
+
+
+def test_keytab_owned_by_another_user(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
+    give_ticket(realm, user)
+    os.chown(keytab_of(user), NOBODY, NOBODY)
+
+    result = doctor(realm, user.name, config)
+
+    assert_only_problem(result, "owned by nobody", f"not by {user.name}")
+    assert f"fix: chown {user.name}: {keytab_of(user)}" in result.stdout
+
+
+def test_keytab_symlink_is_refused(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
+    give_ticket(realm, user)
+    real = user.home / "real.keytab"
+    keytab_of(user).rename(real)
+    keytab_of(user).symlink_to(real)
+
+    result = doctor(realm, user.name, config)
+
+    assert_only_problem(result, "symbolic link")
+
+
+def test_principal_not_in_keytab(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
+    give_ticket(realm, user)
+    other = realm.add_principal(f"other{secrets.token_hex(3)}")
+    realm.write_keytab(other, keytab_of(user), user.uid, user.gid)
+
+    result = doctor(realm, user.name, config)
+
+    assert_only_problem(result, f"{user.name}@{realm.name} not found", f"holds: {other}")
+    assert "KDC: not checked" in result.stdout
+
+
+def test_kdc_stopped(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
+    give_ticket(realm, user)
+    realm.stop()
+    try:
+        result = doctor(realm, user.name, config)
+    finally:
+        realm.start()
+
+    assert_only_problem(result, "KDC", f"no ticket for {user.name}@{realm.name}")
+    assert realm.krb5_conf.as_posix() in result.stdout  # the fix names the krb5.conf in use
+
+
+def test_cache_missing(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
+    assert not os.path.lexists(user.default_ccache)
+
+    result = doctor(realm, user.name, config)
+
+    assert_only_problem(result, f"credential cache {user.default_ccache}: does not exist")
+
+
+def test_cache_expired(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
+    give_ticket(realm, user, lifetime=1)
+    sandbox.wait_until(
+        lambda: _native.inspect_ticket(str(user.default_ccache)).expires_at < time.time(),
+        timeout=10,
+        message="the one-second ticket to expire",
+    )
+
+    result = doctor(realm, user.name, config)
+
+    assert_only_problem(result, f"ticket in {user.default_ccache}: expired at")
+
+
+def test_cache_owned_by_root(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
+    # What `kinit` run as root leaves behind (it replaces the file with its own).
+    give_ticket(realm, user, uid=0, gid=0)
+
+    result = doctor(realm, user.name, config)
+
+    assert_only_problem(result, "owned by root", f"not by {user.name}")
+    assert f"fix: remove it (rm {user.default_ccache})" in result.stdout
+
+
+def test_cache_readable_by_others(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
+    give_ticket(realm, user)
+    user.default_ccache.chmod(0o644)
+
+    result = doctor(realm, user.name, config)
+
+    assert_only_problem(result, "mode 0644")
+
+
+def test_cache_of_another_principal(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
+    other = realm.add_principal(f"other{secrets.token_hex(3)}")
+    keytab = user.home / "other.keytab"
+    realm.write_keytab(other, keytab, user.uid, user.gid)
+    _native.obtain_ticket(other, str(keytab), str(user.default_ccache), uid=user.uid, gid=user.gid)
+
+    result = doctor(realm, user.name, config)
+
+    assert_only_problem(result, f"for {other}, not {user.name}@{realm.name}")
+
+
+def test_other_authenticator_is_reported(realm: sandbox.Realm, user: sandbox.UnixUser, tmp_path: Path) -> None:
+    give_ticket(realm, user)
+    config = write_config(tmp_path, **{"JupyterHub.authenticator_class": "pam"})
+
+    result = doctor(realm, user.name, config)
+
+    assert_only_problem(result, "authenticator", "'pam', not pamkrb")
+
+
+def test_invalid_template_is_reported(realm: sandbox.Realm, user: sandbox.UnixUser, tmp_path: Path) -> None:
+    config = write_config(tmp_path, **{"PAMKerberosAuthenticator.keytab_template": "/home/{user}/k"})
+
+    result = doctor(realm, user.name, config)
+
+    assert_only_problem(result, "configuration", "keytab_template")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["doctor", "root", "--config", "/nonexistent/jupyterhub_config.py"], "/nonexistent/jupyterhub_config.py"),
+        (["doctor"], "USER"),
+    ],
+)
+def test_usage_errors(args: list[str], expected: str) -> None:
+    result = sandbox.run_pamkrb(args)
+
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_broken_config_is_a_usage_error(tmp_path: Path) -> None:
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text("c = get_config()  # noqa: F821\nc.JupyterHub.port = 1 / 0\n")
+
+    result = sandbox.run_pamkrb(["doctor", "root", "--config", str(config)])
+
+    assert result.returncode == 2
+    assert "ZeroDivisionError" in result.stderr
+    assert "Traceback" not in result.stderr
