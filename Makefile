@@ -14,7 +14,7 @@ export PATH := $(HOME)/.cargo/bin:/root/.cargo/bin:$(PATH)
 # clippy with --all-features builds the pyo3 bindings against the venv's Python.
 export PYO3_PYTHON := $(PYTHON)
 
-.PHONY: setup build lint test-rust test-python test demo clean
+.PHONY: setup build lint audit fuzz test-rust test-python test demo clean bench
 
 setup:
 	bash tools/setup.sh
@@ -22,11 +22,22 @@ setup:
 build:
 	$(VENV)/bin/pip install --no-deps --force-reinstall --no-build-isolation .
 
-lint:
+lint: audit
 	cargo fmt --check
+	cargo fmt --check --manifest-path fuzz/Cargo.toml
 	cargo clippy --all-targets --all-features -- -D warnings
 	$(RUFF) check .
 	$(RUFF) format --check .
+
+# Dependency policy (bans, licences, sources) and RustSec advisories when the
+# advisory database is reachable; see tools/audit.sh.
+audit:
+	bash tools/audit.sh
+
+# Bounded fuzzing of the ccache parser and the templates; FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash tools/fuzz.sh $(FUZZ_SECONDS)
 
 test-rust:
 	cargo test
@@ -34,10 +45,13 @@ test-rust:
 test-python:
 	$(PYTHON) -m pytest tests
 
-test: setup build lint test-rust test-python
+test: setup build lint test-rust test-python fuzz
+
+bench: setup build
+	$(PYTHON) bench/run.py
 
 demo: setup build
 	$(PYTHON) tools/demo.py
 
 clean:
-	rm -rf target test-artifacts .pytest_cache .ruff_cache
+	rm -rf target fuzz/target test-artifacts .pytest_cache .ruff_cache

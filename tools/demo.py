@@ -98,6 +98,7 @@ Press Ctrl-C to stop and remove everything.
         while hub.running:
             mtime = _mtime(user.default_ccache)
             if mtime and mtime != announced:
+                first = not announced
                 announced = mtime
                 ticket = realm.klist(user.default_ccache)
                 print(
@@ -105,6 +106,19 @@ Press Ctrl-C to stop and remove everything.
                     f"{user.default_ccache}, valid until {ticket.expires:%H:%M:%S}",
                     flush=True,
                 )
+                if first:
+                    # What an admin would run to ask "does alice have a ticket?"
+                    doctor = sandbox.run_pamkrb(
+                        ["doctor", user.name, "--config", str(hub.config_path)],
+                        env={**os.environ, **realm.client_env()},
+                    )
+                    print(
+                        f"\n$ pamkrb doctor {user.name} --config {hub.config_path}",
+                        doctor.stdout,
+                        doctor.stderr,
+                        sep="\n",
+                        flush=True,
+                    )
             time.sleep(1)
         print(f"JupyterHub stopped unexpectedly; see {LOG}", file=sys.stderr)
         return 1

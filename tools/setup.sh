@@ -36,6 +36,7 @@ PIP_PACKAGES=(
     requests
     ruff
     playwright
+    matplotlib
 )
 CHP_VERSION=5
 
@@ -82,6 +83,17 @@ else
         fi
     done
     log "cargo present ($(cargo --version))"
+fi
+
+# Fuzzing and dependency-audit tools, built once per machine (~10 min on
+# 2 cores) rather than inside a gate.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    log "cargo install cargo-fuzz"
+    cargo install --locked cargo-fuzz
+fi
+if ! cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0\.20\.'; then
+    log "cargo install cargo-deny"
+    cargo install --locked cargo-deny --version '~0.20'
 fi
 
 # --- Python venv -------------------------------------------------------------

@@ -29,15 +29,25 @@ fuzz_target!(|input: Input<'_>| {
     let valid = template::validate(input.template).is_ok();
     let expanded = template::expand(input.template, &identity);
     // expand may also refuse the identity, but never accept a bad template.
-    assert!(valid || expanded.is_err(), "expand accepted a template validate refused");
+    assert!(
+        valid || expanded.is_err(),
+        "expand accepted a template validate refused"
+    );
 
     if let Ok(path) = template::expand_path(input.template, &identity) {
-        assert!(path.starts_with('/'), "expand_path gave a relative path {path:?}");
+        assert!(
+            path.starts_with('/'),
+            "expand_path gave a relative path {path:?}"
+        );
         assert!(
             !path.split('/').any(|c| c == ".."),
             "expand_path gave a path with a '..' component: {path:?}"
         );
-        assert_eq!(Ok(&path), expanded.as_ref(), "expand_path and expand disagree");
+        assert_eq!(
+            Ok(&path),
+            expanded.as_ref(),
+            "expand_path and expand disagree"
+        );
     }
 
     let username_ok = template::check_username(input.username).is_ok();
@@ -63,7 +73,11 @@ fuzz_target!(|input: Input<'_>| {
     }
     // A username the check refuses can never be expanded into anything.
     if !username_ok {
-        assert!(expanded.is_err(), "expand used refused username {:?}", input.username);
+        assert!(
+            expanded.is_err(),
+            "expand used refused username {:?}",
+            input.username
+        );
     }
     let _ = template::shown_username(input.username);
 });

@@ -27,6 +27,7 @@ from ..pam_stack import (
     PamStackError,
     pam_stack,
     password_free_path,
+    unsafe_service_reason,
 )
 from .errors import UsageError
 
@@ -191,8 +192,21 @@ def check_authenticator(config, config_path: str | None, report: Report):
     try:
         return cls(config=config)
     except TraitError as e:
-        report.fail("configuration", str(e), "correct the setting in the config")
+        service = _configured_service(config)
+        if unsafe_service_reason(service):
+            # The authenticator refuses such a service at start-up; report
+            # it as the PAM check so the admin gets the PAM-specific fix.
+            check_pam_service(service, report)
+        else:
+            report.fail("configuration", str(e), "correct the setting in the config")
         return None
+
+
+def _configured_service(config) -> str:
+    for section in ("PAMKerberosAuthenticator", "PAMAuthenticator"):
+        if section in config and "service" in config[section]:
+            return config[section]["service"]
+    return "login"
 
 
 # -- account ----------------------------------------------------------------------

@@ -1,0 +1,340 @@
+"""Hostile files where pamkrb writes: things planted at the cache path, at
+temporary-looking names, and unsafe cache directories.
+
+Root writes each user's cache into a directory others can write to. Whatever
+is planted there, pamkrb must refuse with a message that names the problem,
+modify no file it did not create (content, owner, mode, mtime and ctime are
+compared), and leave no temporary file behind. fs.protected_symlinks and
+protected_fifos are 0 on the test machine, so the kernel does not help: these
+tests see pamkrb's own checks. SECURITY.md points here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import stat
+import types
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado import web
+
+import sandbox
+from conftest import require_root
+from pamkrb import PAMKerberosAuthenticator
+from pamkrb.exceptions import CredentialCacheError
+
+VICTIM_TEXT = b"root's file: must never change\n"
+# A margin above the realm's 10-hour maximum ticket life: every check renews.
+ALWAYS_RENEW = 11 * 3600
+
+
+@pytest.fixture
+def attacker() -> Iterator[sandbox.UnixUser]:
+    """Another local user: the one who plants things."""
+    require_root()
+    user = sandbox.UnixUser.create("pka")
+    try:
+        yield user
+    finally:
+        user.remove()
+
+
+@pytest.fixture
+def victim_file(tmp_path: Path) -> Path:
+    """A root-owned 0644 file in a root-owned 0755 directory on /tmp's file system."""
+    tmp_path.chmod(0o755)
+    path = tmp_path / "victim"
+    path.write_bytes(VICTIM_TEXT)
+    path.chmod(0o644)
+    return path
+
+
+@pytest.fixture
+def cache(user: sandbox.UnixUser) -> Iterator[Path]:
+    """The user's default cache path; whatever was planted there (a directory
+    too) is removed before the user fixture's teardown, which only unlinks files."""
+    yield user.default_ccache
+    if os.path.isdir(user.default_ccache) and not os.path.islink(user.default_ccache):
+        os.rmdir(user.default_ccache)
+
+
+def log_in(auth: PAMKerberosAuthenticator, user: sandbox.UnixUser) -> Any:
+    return asyncio.run(auth.get_authenticated_user(None, {"username": user.name, "password": user.password}))
+
+
+def refused_reason(auth: PAMKerberosAuthenticator, user: sandbox.UnixUser, caplog: pytest.LogCaptureFixture) -> str:
+    """Log in expecting the login page's 403; return what the hub log said."""
+    caplog.clear()
+    with caplog.at_level(logging.INFO), pytest.raises(web.HTTPError) as info:
+        log_in(auth, user)
+    assert info.value.status_code == 403
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors, "a refused login must say why in the hub log"
+    return "\n".join(errors)
+
+
+def assert_no_temp_files(directory: Path | str, user: sandbox.UnixUser) -> None:
+    left = [n for n in os.listdir(directory) if sandbox.TEMP_MARKER_PAMKRB in n]
+    assert left == [], f"temporary files left behind: {left}"
+
+
+def plant(kind: str, path: Path, victim: Path, attacker: sandbox.UnixUser) -> None:
+    """Put a ``kind`` at ``path``, as the attacker where an unprivileged user can."""
+    if kind == "symlink":
+        # Root-planted: a root-owned link in /tmp is followed even with
+        # fs.protected_symlinks=1, so only pamkrb's O_NOFOLLOW stands between.
+        os.symlink(victim, path)
+    elif kind == "symlink-by-user":
+        assert attacker.run(["ln", "-s", str(victim), str(path)]).returncode == 0
+    elif kind == "hardlink":
+        # protected_hardlinks stops users from linking root's files; root can.
+        os.link(victim, path)
+    elif kind == "directory":
+        assert attacker.run(["mkdir", str(path)]).returncode == 0
+    elif kind == "fifo":
+        assert attacker.run(["mkfifo", str(path)]).returncode == 0
+    elif kind == "foreign-file":
+        result = attacker.run(["sh", "-c", 'printf attacker > "$1"', "sh", str(path)])
+        assert result.returncode == 0, result.stderr
+    else:
+        raise AssertionError(kind)
+
+
+# What the hub log must name for each planted kind.
+PLANTED = {
+    "symlink": "symbolic link",
+    "symlink-by-user": "symbolic link",
+    "hardlink": "hard links",
+    "directory": "directory",
+    "fifo": "fifo",
+    "foreign-file": "owned by uid",
+}
+
+
+@pytest.mark.parametrize("kind", list(PLANTED))
+def test_planted_entry_at_cache_path_refuses_login_and_touches_nothing(
+    pam_service, user, cache, attacker, victim_file, caplog, kind
+):
+    plant(kind, cache, victim_file, attacker)
+    victim_before = sandbox.FileState.of(victim_file)
+    planted_before = sandbox.FileState.of(cache)
+    auth = PAMKerberosAuthenticator(service=pam_service, allow_all=True)
+
+    reason = refused_reason(auth, user, caplog)
+
+    assert "refusing" in reason, reason
+    assert str(cache) in reason, reason
+    assert PLANTED[kind] in reason, reason
+    assert sandbox.FileState.of(victim_file) == victim_before
+    assert sandbox.FileState.of(cache) == planted_before
+    assert_no_temp_files("/tmp", user)
+    if kind == "directory":
+        assert os.listdir(cache) == []
+
+
+def test_planted_links_at_temporary_names_are_never_used(pam_service, realm, user, victim_file, caplog):
+    """Temporary names carry 64 random bits and are created with O_EXCL, so
+    links planted at guessable names stay untouched and the login works."""
+    guesses = [f".krb5cc_{user.uid}.pamkrb-{secrets.token_hex(8)}" for _ in range(64)]
+    guesses += [f".krb5cc_{user.uid}.pamkrb-{'0' * 16}", f".krb5cc_{user.uid}.pamkrb-", f"krb5cc_{user.uid}.tmp"]
+    planted = [Path("/tmp") / name for name in guesses]
+    try:
+        for path in planted:
+            os.symlink(victim_file, path)
+        before = {path: sandbox.FileState.of(path) for path in planted}
+        victim_before = sandbox.FileState.of(victim_file)
+        auth = PAMKerberosAuthenticator(service=pam_service, allow_all=True)
+
+        assert log_in(auth, user) is not None
+
+        assert {path: sandbox.FileState.of(path) for path in planted} == before
+        assert sandbox.FileState.of(victim_file) == victim_before
+        st = os.lstat(user.default_ccache)
+        assert stat.S_ISREG(st.st_mode)
+        assert (st.st_uid, st.st_gid) == (user.uid, user.gid)
+        assert realm.klist_valid(user.default_ccache)
+        extra = set(sandbox.pamkrb_temp_files(uids={user.uid})) - set(guesses)
+        assert extra == set(), f"temporary files left behind: {extra}"
+    finally:
+        for path in planted:
+            path.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("mode", "owner", "message"),
+    [
+        (0o777, "root", "writable by others and not sticky"),
+        (0o775, "root", "writable by its group and not sticky"),
+        (0o755, "attacker", "owned by uid"),
+    ],
+)
+def test_unsafe_cache_directory_refuses_login(pam_service, user, attacker, tmp_path, caplog, mode, owner, message):
+    tmp_path.chmod(0o755)
+    directory = tmp_path / "caches"
+    directory.mkdir()
+    directory.chmod(mode)
+    if owner == "attacker":
+        os.chown(directory, attacker.uid, attacker.gid)
+    auth = PAMKerberosAuthenticator(service=pam_service, allow_all=True, ccache_template=f"{directory}/krb5cc_{{uid}}")
+
+    reason = refused_reason(auth, user, caplog)
+
+    assert message in reason, reason
+    assert str(directory) in reason, reason
+    assert os.listdir(directory) == []
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o1777])
+def test_safe_cache_directories_work(pam_service, realm, user, tmp_path, mode):
+    """0755 root is the configuration SECURITY.md recommends; 1777 is /tmp's."""
+    tmp_path.chmod(0o755)
+    directory = tmp_path / "caches"
+    directory.mkdir()
+    directory.chmod(mode)
+    auth = PAMKerberosAuthenticator(service=pam_service, allow_all=True, ccache_template=f"{directory}/krb5cc_{{uid}}")
+    assert log_in(auth, user) is not None
+    cache = directory / f"krb5cc_{user.uid}"
+    st = os.lstat(cache)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (user.uid, user.gid, 0o600)
+    assert realm.klist_valid(cache)
+    assert os.listdir(directory) == [cache.name]
+
+
+def test_symlinked_directory_in_cache_path_refuses_login(pam_service, user, attacker, tmp_path, caplog):
+    """ccache_template points into a directory that is (now) a link to one the
+    attacker controls: the walk from / stops at the link."""
+    tmp_path.chmod(0o755)
+    lure = Path(attacker.home) / "lure"
+    assert attacker.run(["mkdir", "-m", "0755", str(lure)]).returncode == 0
+    os.symlink(lure, tmp_path / "caches")
+    auth = PAMKerberosAuthenticator(
+        service=pam_service, allow_all=True, ccache_template=f"{tmp_path}/caches/krb5cc_{{uid}}"
+    )
+
+    reason = refused_reason(auth, user, caplog)
+
+    assert "symbolic link" in reason, reason
+    assert f"{tmp_path}/caches" in reason, reason
+    assert os.listdir(lure) == []
+
+
+def test_renewal_refuses_a_symlink_planted_after_login(pam_service, user, attacker, victim_file, caplog):
+    """The hub's own renewals (spawn, refresh_user) meet the same checks."""
+    auth = PAMKerberosAuthenticator(service=pam_service, allow_all=True, refresh_margin=ALWAYS_RENEW)
+    assert log_in(auth, user) is not None
+    user.default_ccache.unlink()
+    plant("symlink-by-user", user.default_ccache, victim_file, attacker)
+    victim_before = sandbox.FileState.of(victim_file)
+
+    with pytest.raises(CredentialCacheError, match="symbolic link"):
+        asyncio.run(auth.ensure_fresh_ticket(user.name))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        # A failed renewal is logged, not turned into a logout.
+        assert asyncio.run(auth.refresh_user(types.SimpleNamespace(name=user.name))) is True
+    assert any("symbolic link" in r.getMessage() for r in caplog.records)
+    assert sandbox.FileState.of(victim_file) == victim_before
+    assert os.path.islink(user.default_ccache)
+    assert_no_temp_files("/tmp", user)
+
+
+def test_refresher_refuses_symlink_at_its_cache(realm, user, victim_file):
+    """The server extension's renewal logic (TicketRefresher) on a planted link."""
+    from pamkrb.refresher import RefresherConfig, TicketRefresher
+
+    cache = user.default_ccache
+    os.symlink(victim_file, cache)
+    victim_before = sandbox.FileState.of(victim_file)
+    refresher = TicketRefresher(
+        RefresherConfig(
+            principal=f"{user.name}@{realm.name}",
+            keytab=str(user.home / f"{user.name}.keytab"),
+            ccache=str(cache),
+            refresh_margin=ALWAYS_RENEW,
+        )
+    )
+
+    async def trigger() -> dict[str, Any]:
+        await refresher.trigger("save")
+        return refresher.status()
+
+    status = asyncio.run(trigger())
+
+    assert status["state"] == "error"
+    assert "symbolic link" in status["last_error"]
+    assert refresher.renewals == 0
+    assert sandbox.FileState.of(victim_file) == victim_before
+    assert os.path.islink(cache)
+
+
+# -- through a real hub ----------------------------------------------------------
+
+
+def test_fifo_at_cache_path_refuses_login_through_the_hub(hub, user, attacker):
+    cache = user.default_ccache
+    plant("fifo", cache, Path("/nonexistent"), attacker)
+    before = sandbox.FileState.of(cache)
+
+    response = hub.login(user.name, user.password)
+
+    assert response.status_code == 403
+    assert urllib.parse.urlparse(response.url).path == "/hub/login"
+    assert "Kerberos" in response.text
+    log = hub.log_text()
+    assert f"refusing to write {cache}: it is a fifo" in log
+    assert sandbox.FileState.of(cache) == before
+    assert sandbox.singleuser_pids(user.uid) == []
+    assert_no_temp_files("/tmp", user)
+
+
+@pytest.mark.parametrize("planted_by", ["attacker", "root"])
+def test_users_server_refuses_a_symlink_planted_at_its_cache(hub_factory, realm, user, attacker, planted_by):
+    """A user's own server renews as that user. Another user waits for the
+    cache to be gone and plants a link to the victim's file; the next save
+    must not write through it (a root-owned link would even pass
+    fs.protected_symlinks)."""
+    hub = hub_factory(
+        {
+            "PAMKerberosAuthenticator.refresh_margin": ALWAYS_RENEW,
+            "Spawner.environment": {"PAMKRB_REFRESH_INTERVAL": "0"},
+        }
+    )
+    session = sandbox.login_and_spawn(hub, user)
+    base = f"{hub.url}/user/{user.name}"
+    headers = {"X-XSRFToken": session.cookies.get("_xsrf", path=f"/user/{user.name}/") or ""}
+    notes = user.home / "notes.txt"
+    assert user.run(["sh", "-c", "printf 'my notes\\n' > notes.txt && chmod 644 notes.txt"]).returncode == 0
+    before = sandbox.FileState.of(notes)
+    renewals = session.get(f"{base}/pamkrb/api/status", timeout=10).json()["renewals"]
+
+    user.default_ccache.unlink()
+    if planted_by == "root":
+        os.symlink(notes, user.default_ccache)
+    else:
+        assert attacker.run(["ln", "-s", str(notes), str(user.default_ccache)]).returncode == 0
+
+    model = {"type": "file", "format": "text", "content": "saved"}
+    response = session.put(f"{base}/api/contents/saved.txt", json=model, headers=headers, timeout=30)
+    assert response.status_code in (200, 201), response.text
+
+    def error_reported() -> dict[str, Any] | None:
+        status = session.get(f"{base}/pamkrb/api/status", timeout=10).json()
+        return status if status["last_error"] else None
+
+    status = sandbox.wait_until(error_reported, timeout=20, interval=0.25, message="renewal error")
+    assert "symbolic link" in status["last_error"], status
+    assert status["renewals"] == renewals
+    assert sandbox.FileState.of(notes) == before
+    assert os.path.islink(user.default_ccache)
+    # The server's log (in the hub's log file) says why, too.
+    sandbox.wait_until(
+        lambda: f"refusing to write {user.default_ccache}" in hub.log_text(), timeout=10, message="the server's log"
+    )
+    assert_no_temp_files("/tmp", user)
