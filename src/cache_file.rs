@@ -400,7 +400,10 @@ fn not_a_single_regular_file(st: &FileStat) -> Option<String> {
     if let Some(kind) = kind {
         return Some(format!("it is {kind}"));
     }
-    if st.st_nlink != 1 {
+    // Zero links is not an attack: the file was just replaced by an atomic
+    // rename (ours or the user's own server's) after we opened or looked it
+    // up, and what we hold is the complete previous cache.
+    if st.st_nlink > 1 {
         return Some(format!("it has {} hard links", st.st_nlink));
     }
     None
@@ -600,6 +603,20 @@ mod tests {
             uid: geteuid().as_raw(),
             gid: getegid().as_raw(),
         }
+    }
+
+    #[test]
+    fn a_just_replaced_file_is_not_a_hard_link() {
+        // A reader that opened the cache just before a rename replaced it
+        // holds an inode with no links left: that is not an attack.
+        let dir = TestDir::new();
+        let target = dir.path("krb5cc_test");
+        std::fs::write(&target, b"old").unwrap();
+        let file = std::fs::File::open(&target).unwrap();
+        std::fs::remove_file(&target).unwrap();
+        let st = nix::sys::stat::fstat(&file).unwrap();
+        assert_eq!(st.st_nlink, 0);
+        assert_eq!(not_a_single_regular_file(&st), None);
     }
 
     #[test]

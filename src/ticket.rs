@@ -103,7 +103,13 @@ fn open_keytab(path: &Path) -> Result<File, TicketError> {
     Ok(file)
 }
 
-/// libkrb5 names the keytab by its /proc alias; put the real path back.
+/// KDC_ERR_PREAUTH_FAILED and KRB5KRB_AP_ERR_BAD_INTEGRITY: the key in the
+/// keytab is not the principal's current key.
+const STALE_KEY_CODES: [i32; 2] = [-1_765_328_360, -1_765_328_353];
+
+/// libkrb5 names the keytab by its /proc alias; put the real path back, and
+/// say what the admin must do when the keytab's key is out of date (libkrb5
+/// only says "Preauthentication failed" or "Decrypt integrity check failed").
 fn describe_keytab(err: KerberosError, path: &Path) -> KerberosError {
     let shown = path.display().to_string();
     let restore = |text: String| replace_fd_alias(&text, &shown);
@@ -112,11 +118,21 @@ fn describe_keytab(err: KerberosError, path: &Path) -> KerberosError {
             action,
             code,
             message,
-        } => KerberosError::Library {
-            action: restore(action),
-            code,
-            message: restore(message),
-        },
+        } => {
+            let mut message = restore(message);
+            if STALE_KEY_CODES.contains(&code) {
+                message.push_str(&format!(
+                    "; the key in {shown} does not match the KDC's current key version \
+                     (kvno): the principal was re-keyed after the keytab was written. \
+                     Export a fresh keytab (kadmin: ktadd -norandkey)"
+                ));
+            }
+            KerberosError::Library {
+                action: restore(action),
+                code,
+                message,
+            }
+        }
         other => other,
     }
 }

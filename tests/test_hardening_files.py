@@ -81,7 +81,9 @@ def refused_reason(auth: PAMKerberosAuthenticator, user: sandbox.UnixUser, caplo
 
 
 def assert_no_temp_files(directory: Path | str, user: sandbox.UnixUser) -> None:
-    left = [n for n in os.listdir(directory) if sandbox.TEMP_MARKER_PAMKRB in n]
+    """No temporary file of this user's cache; other users' come and go with
+    tests running concurrently."""
+    left = sandbox.pamkrb_temp_files(directory, uids={user.uid})
     assert left == [], f"temporary files left behind: {left}"
 
 
@@ -338,3 +340,90 @@ def test_users_server_refuses_a_symlink_planted_at_its_cache(hub_factory, realm,
         lambda: f"refusing to write {user.default_ccache}" in hub.log_text(), timeout=10, message="the server's log"
     )
     assert_no_temp_files("/tmp", user)
+
+
+# -- the cache directories SECURITY.md recommends instead of /tmp ----------------------
+
+USER_RENEWAL = (
+    "import sys\n"
+    "from pamkrb import _native\n"
+    "from pamkrb.exceptions import PamkrbError\n"
+    "try:\n"
+    "    _native.obtain_ticket(sys.argv[1], sys.argv[2], sys.argv[3])\n"
+    "except PamkrbError as e:\n"
+    "    sys.exit(str(e))\n"
+)
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A root-owned 0755 directory every user can reach (tmp_path's parents are 0700)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="pamkrb-ccdir-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def renew_as(user: sandbox.UnixUser, realm: sandbox.Realm, cache: Path) -> Any:
+    """What the user's server does: obtain_ticket as the user, into ``cache``."""
+    import sys
+
+    keytab = user.home / f"{user.name}.keytab"
+    return user.run(
+        [sys.executable, "-c", USER_RENEWAL, f"{user.name}@{realm.name}", str(keytab), str(cache)],
+        env=realm.client_env(),
+    )
+
+
+def test_root_only_cache_directory_stops_plants_but_also_the_users_own_renewal(
+    pam_service, realm, user, attacker, open_dir
+):
+    """/var/lib/pamkrb/krb5cc_{uid} in a 0755 root directory: nobody can plant,
+    the hub can write, but the user's server cannot create its temporary file
+    there, so server-side renewal fails (clearly) and only the hub renews."""
+    directory = open_dir / "pamkrb"
+    directory.mkdir(mode=0o755)
+    cache = directory / f"krb5cc_{user.uid}"
+    assert attacker.run(["ln", "-s", "/etc/passwd", str(cache)]).returncode != 0
+    auth = PAMKerberosAuthenticator(service=pam_service, allow_all=True, ccache_template=f"{directory}/krb5cc_{{uid}}")
+    assert log_in(auth, user) is not None
+    assert realm.klist_valid(cache)
+
+    renewal = renew_as(user, realm, cache)
+
+    assert renewal.returncode != 0
+    assert "could not create a temporary file" in renewal.stderr, renewal.stderr
+    assert "Permission denied" in renewal.stderr, renewal.stderr
+
+
+def test_per_user_cache_directory_stops_plants_and_keeps_server_renewal(pam_service, realm, user, attacker, open_dir):
+    """/var/lib/pamkrb/{username}/krb5cc: a 0755 root parent, one 0700
+    directory per user owned by that user. Others cannot plant; the hub and
+    the user's own server both write."""
+    parent = open_dir / "pamkrb"
+    parent.mkdir(mode=0o755)
+    directory = parent / user.name
+    directory.mkdir(mode=0o700)
+    os.chown(directory, user.uid, user.gid)
+    cache = directory / "krb5cc"
+    assert attacker.run(["ln", "-s", "/etc/passwd", str(cache)]).returncode != 0
+    assert attacker.run(["ln", "-s", "/etc/passwd", str(parent / "x")]).returncode != 0
+    auth = PAMKerberosAuthenticator(
+        service=pam_service, allow_all=True, ccache_template=f"{parent}/{{username}}/krb5cc"
+    )
+    assert log_in(auth, user) is not None
+    first = os.stat(cache).st_ino
+
+    renewal = renew_as(user, realm, cache)
+
+    assert renewal.returncode == 0, renewal.stderr
+    st = os.lstat(cache)
+    assert st.st_ino != first
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (user.uid, user.gid, 0o600)
+    assert realm.klist_valid(cache)
+    assert os.listdir(directory) == ["krb5cc"]

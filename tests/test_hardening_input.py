@@ -164,13 +164,6 @@ RAW_CASES: list[tuple[str, Case]] = [
     ("lone-surrogate", lambda v: (v.name, v.password + "\ud800")),
 ]
 
-SURROGATE_BUG = (
-    "PRODUCT BUG: PAMKerberosAuthenticator.authenticate passes the username to _native.check_username, "
-    "whose &str conversion raises UnicodeEncodeError for a lone surrogate instead of InvalidUsername, "
-    "so the login raises instead of returning None. Not reachable through JupyterHub 6.1's form "
-    "(Tornado rejects invalid UTF-8 with 400) but through any caller that passes such a str."
-)
-
 
 @pytest.mark.parametrize(
     "case",
@@ -179,7 +172,6 @@ SURROGATE_BUG = (
         pytest.param(
             lambda v: (v.name + "\udcff", v.password),
             id="surrogate-username",
-            marks=pytest.mark.xfail(strict=True, raises=UnicodeEncodeError, reason=SURROGATE_BUG),
         )
     ],
 )

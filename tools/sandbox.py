@@ -1070,3 +1070,257 @@ def kernel_execute(ws: Any, code: str, timeout: float = 120) -> dict[str, Any]:
 
 # End of block: operator tools.
 # ==========================================================================
+
+
+# ==========================================================================
+# Hardening tests (tests/test_hardening_*.py, tests/test_secrets.py): planted
+# files, a KDC that never answers or runs on a skewed clock, many users at
+# once, and latency probes. Begin of block.
+
+# Imported here rather than at the top so this block stays self-contained.
+import stat  # noqa: E402
+import threading  # noqa: E402
+
+
+class SilentKDC:
+    """A listener on a KDC port that accepts TCP, swallows UDP and never answers.
+
+    What a hung KDC (or a firewall that drops replies) looks like to libkrb5,
+    which then keeps trying for about 30 s. ``close`` makes every waiting
+    client fail at once: held connections are closed, the port refuses.
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.tcp = socket.socket()
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind((host, port))
+        self.tcp.listen(128)
+        self.tcp.settimeout(0.2)
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind((host, port))
+        self.held: list[socket.socket] = []
+        self.closed = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="silent-kdc", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.held.append(self.tcp.accept()[0])
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._stop.set()
+        self._thread.join()
+        self.tcp.close()
+        self.udp.close()
+        for conn in self.held:
+            conn.close()
+
+
+def faketime_library() -> Path | None:
+    """libfaketime's multi-threaded preload library (apt: faketime), if installed."""
+    for base in ("/usr/lib/x86_64-linux-gnu/faketime", "/usr/lib/aarch64-linux-gnu/faketime", "/usr/lib/faketime"):
+        path = Path(base) / "libfaketimeMT.so.1"
+        if path.exists():
+            return path
+    return None
+
+
+class SkewedRealm(Realm):
+    """A realm whose KDC (and kadmin.local) run on a clock ``offset`` away from
+    the machine's, through libfaketime. ``offset`` is faketime syntax: "+1h"."""
+
+    def __init__(self, name: str, offset: str, **kwargs: Any) -> None:
+        library = faketime_library()
+        if library is None:
+            raise SandboxError("libfaketime is not installed (apt-get install faketime)")
+        self.offset = offset
+        self.library = library
+        super().__init__(name, **kwargs)
+
+    def _admin_env(self) -> dict[str, str]:
+        env = super()._admin_env()
+        env["LD_PRELOAD"] = str(self.library)
+        env["FAKETIME"] = self.offset
+        env["FAKETIME_DONT_RESET"] = "1"
+        return env
+
+    def set_client_option(self, line: str) -> None:
+        """Add a line to [libdefaults] of this realm's krb5.conf (e.g. ``kdc_timesync = false``)."""
+        text = self.krb5_conf.read_text()
+        self.krb5_conf.write_text(text.replace("[libdefaults]\n", f"[libdefaults]\n    {line}\n", 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class FileState:
+    """Everything about a file that a write through it would change."""
+
+    kind: int
+    uid: int
+    gid: int
+    mode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    content: bytes | None
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str]) -> FileState:
+        st = os.lstat(path)
+        content = None
+        if stat.S_ISREG(st.st_mode):
+            content = Path(path).read_bytes()
+        return cls(
+            stat.S_IFMT(st.st_mode),
+            st.st_uid,
+            st.st_gid,
+            stat.S_IMODE(st.st_mode),
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+            st.st_ino,
+            content,
+        )
+
+
+# What pamkrb puts between a cache's name and the random suffix of its temporary file.
+TEMP_MARKER_PAMKRB = ".pamkrb-"
+
+
+def credential_entries(directory: str | os.PathLike[str] = "/tmp") -> set[str]:
+    """Names in ``directory`` that look like credential caches or pamkrb temp files."""
+    return {
+        name for name in os.listdir(directory) if name.startswith(("krb5cc_", ".krb5cc_")) or TEMP_MARKER_PAMKRB in name
+    }
+
+
+def pamkrb_temp_files(directory: str | os.PathLike[str] = "/tmp", uids: set[int] | None = None) -> list[str]:
+    """pamkrb temporary cache files (``.<name>.pamkrb-<hex>``) in ``directory``,
+    optionally only those of caches named ``krb5cc_<uid>`` for ``uids``."""
+    found = []
+    for name in os.listdir(directory):
+        if TEMP_MARKER_PAMKRB not in name:
+            continue
+        if uids is not None and not any(name.startswith(f".krb5cc_{uid}{TEMP_MARKER_PAMKRB}") for uid in uids):
+            continue
+        found.append(name)
+    return found
+
+
+def foreign_sandbox_uids() -> set[int]:
+    """uids of sandbox accounts that exist right now (other tests, concurrent runs)."""
+    return {entry.pw_uid for entry in pwd.getpwall() if entry.pw_gecos == SANDBOX_GECOS}
+
+
+def child_processes(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of every descendant of ``pid``."""
+    parents: dict[int, int] = {}
+    commands: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            commands[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        parents[int(entry.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent:
+                found.append((child, commands.get(child, "")))
+                frontier.append(child)
+    return found
+
+
+@contextlib.contextmanager
+def provisioned_users(realm: Realm, count: int, name_prefix: str = "pkh") -> Iterator[list[UnixUser]]:
+    """``count`` users, each with a principal and a 0600 keytab ``~/<name>.keytab``."""
+    users: list[UnixUser] = []
+    try:
+        for _ in range(count):
+            user = UnixUser.create(name_prefix)
+            users.append(user)
+            principal = realm.add_principal(user.name)
+            realm.write_keytab(principal, user.home / f"{user.name}.keytab", user.uid, user.gid)
+        yield users
+    finally:
+        for user in users:
+            user.remove()
+
+
+class LatencyProbe:
+    """GETs ``url`` every ``interval`` seconds on a thread; records latency and status.
+
+    A request that fails or times out counts as its full duration with status 0,
+    so a hub that stops answering shows up as a high percentile, not a gap.
+    """
+
+    def __init__(self, url: str, interval: float = 0.05, timeout: float = 10) -> None:
+        import requests
+
+        self.url, self.interval, self.timeout = url, interval, timeout
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="latency-probe", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            try:
+                status = self.session.get(self.url, timeout=self.timeout).status_code
+            except Exception:  # any failure is a sample: the hub did not answer
+                status = 0
+            elapsed = time.perf_counter() - started
+            self.samples.append((elapsed, status))
+            self._stop.wait(max(0.0, self.interval - elapsed))
+
+    def __enter__(self) -> LatencyProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.session.close()
+
+    def percentile(self, fraction: float) -> float:
+        """Latency in seconds below which ``fraction`` of the samples lie."""
+        ordered = sorted(elapsed for elapsed, _ in self.samples)
+        if not ordered:
+            raise SandboxError(f"no samples of {self.url}")
+        # Conservative: with 100 samples, p99 is the largest one.
+        index = min(len(ordered) - 1, int(fraction * len(ordered)))
+        return ordered[index]
+
+
+def hub_metric(hub: Hub, name: str, labels: Mapping[str, str]) -> float:
+    """Value of one Prometheus sample on the hub's /hub/metrics (0 if absent).
+
+    Needs ``JupyterHub.authenticate_prometheus = False`` in the hub's config.
+    """
+    text = hub.session().get(f"{hub.url}/hub/metrics", timeout=10).text
+    wanted = {f'{key}="{value}"' for key, value in labels.items()}
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        inside = line[len(name) + 1 : line.index("}")]
+        if wanted <= set(inside.split(",")):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+# End of block: hardening tests.
+# ==========================================================================

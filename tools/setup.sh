@@ -6,7 +6,8 @@
 #   - apt: MIT Kerberos (KDC, admin tools, client, headers), PAM headers, libclang
 #     (bindgen for the `pam` crate), Python venv/headers, build tools, Node/npm,
 #     nginx and openssl (the TLS front-end tests), a Java runtime if none is on PATH
-#     (Spark in the PySpark kernel tests). apt starts no nginx: the tests run their own.
+#     (Spark in the PySpark kernel tests), Chromium (browser tests) and faketime
+#     (clock-skew tests). apt starts no nginx: the tests run their own.
 #   - a venv at /opt/pamkrb/venv made from Debian's /usr/bin/python3: /root is
 #     mode 0700, so an interpreter under /root (pyenv) cannot be executed by the
 #     test users' single-user servers.
@@ -23,6 +24,9 @@ APT_PACKAGES=(
     python3-venv python3-dev pkg-config build-essential curl
     nodejs npm
     chromium
+    nginx openssl
+    default-jre-headless
+    faketime
 )
 PIP_PACKAGES=(
     "jupyterhub==6.*"
@@ -37,6 +41,8 @@ PIP_PACKAGES=(
     ruff
     playwright
     matplotlib
+    websocket-client
+    pyspark
 )
 CHP_VERSION=5
 

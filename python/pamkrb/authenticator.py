@@ -252,6 +252,11 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             where = f"{where}@{remote_ip}"
         try:
             _native.check_username(username)
+        except UnicodeEncodeError:
+            # A lone surrogate cannot cross into Rust as UTF-8; it is not a
+            # name anyone has.
+            self.log.warning("PAM Authentication failed (%s): invalid username", where)
+            return None
         except InvalidUsername as e:
             self.log.warning("PAM Authentication failed (%s): %s", where, e)
             return None
