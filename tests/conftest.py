@@ -7,9 +7,11 @@ without it the fixtures skip the test with a reason, never pass it silently.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -148,3 +150,53 @@ def hub(realm: sandbox.Realm, pam_service: str, request: pytest.FixtureRequest) 
     finally:
         for each in started:
             each.close()
+
+
+# -- shared assertions --------------------------------------------------------
+
+
+def assert_user_owned_cache(user: sandbox.UnixUser) -> None:
+    """The cache is a regular file (not a link) of the user's, mode 0600."""
+    path = user.default_ccache
+    st = os.lstat(path)
+    assert stat.S_ISREG(st.st_mode), f"{path} is not a regular file"
+    assert (st.st_uid, st.st_gid) == (user.uid, user.gid)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+
+
+def assert_user_cache(realm: sandbox.Realm, user: sandbox.UnixUser, principal: str | None = None) -> None:
+    """The cache is the user's, 0600, and klist shows a live TGT of ``principal``."""
+    assert_user_owned_cache(user)
+    info = realm.klist(user.default_ccache)
+    assert info.principal == (principal or f"{user.name}@{realm.name}")
+    assert info.expires > datetime.datetime.now()
+
+
+def assert_no_cache(user: sandbox.UnixUser) -> None:
+    assert not os.path.lexists(user.default_ccache)
+
+
+# -- a realm whose tickets live 90 seconds ----------------------------------------
+
+SHORT_LIFETIME = 90
+
+
+@pytest.fixture(scope="module")
+def short_realm() -> Iterator[sandbox.Realm]:
+    """A second KDC whose tickets live 90 s, so expiry and renewal really
+    happen during a test."""
+    require_root()
+    realm = sandbox.Realm("SHORT.TEST", max_life=SHORT_LIFETIME)
+    try:
+        realm.start()
+        yield realm
+    finally:
+        realm.stop()
+        realm.close()
+
+
+@pytest.fixture
+def short_user(short_realm: sandbox.Realm) -> Iterator[sandbox.UnixUser]:
+    """A user with principal and keytab in the short-lived realm."""
+    with sandbox.provisioned_user(short_realm) as user:
+        yield user

@@ -9,16 +9,15 @@ was set in this process by the ``realm`` fixture before libkrb5 loaded.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import os
 import secrets
-import stat
 import subprocess
 from typing import Any
 
 from tornado import web
 
 import sandbox
+from conftest import assert_no_cache, assert_user_cache
 from pamkrb import PAMKerberosAuthenticator
 
 
@@ -45,21 +44,6 @@ def assert_refused(auth: PAMKerberosAuthenticator, user: sandbox.UnixUser) -> No
         assert error.status_code < 500, f"refusal must not be a server error: {error}"
     else:
         assert result is None, f"login unexpectedly succeeded: {result!r}"
-
-
-def assert_user_cache(realm: sandbox.Realm, user: sandbox.UnixUser, principal: str | None = None) -> None:
-    path = user.default_ccache
-    st = os.lstat(path)
-    assert stat.S_ISREG(st.st_mode), f"{path} is not a regular file"
-    assert (st.st_uid, st.st_gid) == (user.uid, user.gid)
-    assert stat.S_IMODE(st.st_mode) == 0o600
-    info = realm.klist(path)
-    assert info.principal == (principal or f"{user.name}@{realm.name}")
-    assert info.expires > datetime.datetime.now()
-
-
-def assert_no_cache(user: sandbox.UnixUser) -> None:
-    assert not os.path.lexists(user.default_ccache)
 
 
 def test_right_password_returns_user_and_installs_cache(

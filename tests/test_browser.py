@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from collections.abc import Iterator
 
 import pytest
 
 import sandbox
-from conftest import artifact_dir, require_root
+from conftest import SHORT_LIFETIME, artifact_dir, assert_user_owned_cache, require_root
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -27,7 +26,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-LIFETIME = 90
+LIFETIME = SHORT_LIFETIME
 ALWAYS_RENEW = 120
 
 
@@ -44,24 +43,6 @@ def browser() -> Iterator[object]:
             yield browser
         finally:
             browser.close()
-
-
-@pytest.fixture(scope="module")
-def short_realm() -> Iterator[sandbox.Realm]:
-    require_root()
-    realm = sandbox.Realm("BROWSER.TEST", max_life=LIFETIME)
-    try:
-        realm.start()
-        yield realm
-    finally:
-        realm.stop()
-        realm.close()
-
-
-@pytest.fixture
-def short_user(short_realm) -> Iterator[sandbox.UnixUser]:
-    with sandbox.provisioned_user(short_realm) as user:
-        yield user
 
 
 NOTEBOOK = {
@@ -143,13 +124,6 @@ class Session:
 
     def close(self) -> None:
         self.context.close()
-
-
-def assert_user_owned_cache(user: sandbox.UnixUser) -> None:
-    st = os.lstat(user.default_ccache)
-    assert stat.S_ISREG(st.st_mode)
-    assert (st.st_uid, st.st_gid) == (user.uid, user.gid)
-    assert stat.S_IMODE(st.st_mode) == 0o600
 
 
 def wait_for_count(session: Session, key: str, above: int, what: str) -> dict:

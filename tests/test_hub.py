@@ -8,7 +8,6 @@ start their own hub.
 
 from __future__ import annotations
 
-import datetime
 import os
 import stat
 import urllib.parse
@@ -18,24 +17,9 @@ from typing import Any
 import pytest
 
 import sandbox
+from conftest import assert_no_cache, assert_user_cache
 
 REFUSAL_PAGE_STATUSES = (200, 403)
-
-
-def assert_user_cache(realm: sandbox.Realm, user: sandbox.UnixUser, principal: str | None = None) -> None:
-    """The cache is a regular file of the user's, 0600, with a live TGT."""
-    path = user.default_ccache
-    st = os.lstat(path)
-    assert stat.S_ISREG(st.st_mode), f"{path} is not a regular file"
-    assert (st.st_uid, st.st_gid) == (user.uid, user.gid)
-    assert stat.S_IMODE(st.st_mode) == 0o600
-    info = realm.klist(path)
-    assert info.principal == (principal or f"{user.name}@{realm.name}")
-    assert info.expires > datetime.datetime.now()
-
-
-def assert_no_cache(user: sandbox.UnixUser) -> None:
-    assert not os.path.lexists(user.default_ccache)
 
 
 def assert_not_logged_in(response: Any) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 from tornado import web
 from traitlets import TraitError
 
+import sandbox
 from conftest import require_root
 from pamkrb import PAMKerberosAuthenticator
 
@@ -70,48 +69,14 @@ def test_keytab_readable_by_others_is_named_in_a_warning(pam_service, user, capl
     assert any(str(keytab) in w and "644" in w for w in warnings), warnings
 
 
-class SilentKDC:
-    """A listener on the realm's KDC port that accepts and never answers."""
-
-    def __init__(self, port: int):
-        self.tcp = socket.socket()
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("127.0.0.1", port))
-        self.tcp.listen(64)
-        self.tcp.settimeout(0.2)
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", port))
-        self.held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self):
-        while not self._stop.is_set():
-            try:
-                self.held.append(self.tcp.accept()[0])
-            except OSError:
-                continue
-
-    def close(self):
-        """Refuse from now on, so a kinit still waiting fails at once."""
-        self._stop.set()
-        self._thread.join()
-        self.tcp.close()
-        self.udp.close()
-        for conn in self.held:
-            conn.close()
-
-
 @pytest.fixture
 def silent_kdc(realm):
     realm.stop()
-    kdc = SilentKDC(realm.port)
+    kdc = sandbox.SilentKDC(realm.port)
     try:
         yield kdc
     finally:
-        if not kdc._stop.is_set():
-            kdc.close()
+        kdc.close()
         realm.start()
 
 

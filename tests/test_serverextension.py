@@ -10,37 +10,14 @@ renews") or well below it ("the ticket is always fresh").
 from __future__ import annotations
 
 import asyncio
-import os
-import stat
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 import sandbox
-from conftest import artifact_dir, require_root
+from conftest import SHORT_LIFETIME, artifact_dir, assert_user_owned_cache
 
-LIFETIME = 90
+LIFETIME = SHORT_LIFETIME
 ALWAYS_RENEW = 120  # margin above the lifetime
 NEVER_RENEW = 10  # margin far below it
-
-
-@pytest.fixture(scope="module")
-def short_realm() -> Iterator[sandbox.Realm]:
-    require_root()
-    realm = sandbox.Realm("SHORT.TEST", max_life=LIFETIME)
-    try:
-        realm.start()
-        yield realm
-    finally:
-        realm.stop()
-        realm.close()
-
-
-@pytest.fixture
-def short_user(short_realm: sandbox.Realm) -> Iterator[sandbox.UnixUser]:
-    with sandbox.provisioned_user(short_realm) as user:
-        yield user
 
 
 class Server:
@@ -99,13 +76,6 @@ def start_hub(hub_factory, realm, *, margin: int, interval: int = 0, extra=None)
     }
     config.update(extra or {})
     return hub_factory(config, realm=realm)
-
-
-def assert_user_owned_cache(user: sandbox.UnixUser) -> None:
-    st = os.lstat(user.default_ccache)
-    assert stat.S_ISREG(st.st_mode)
-    assert (st.st_uid, st.st_gid) == (user.uid, user.gid)
-    assert stat.S_IMODE(st.st_mode) == 0o600
 
 
 def test_fresh_ticket_costs_no_kdc_request(hub_factory, short_realm, short_user):
