@@ -1,0 +1,593 @@
+"""The six comparisons of ``bench/run.py``; each sets up and tears down its own realm, users and hubs.
+
+Every function takes a :class:`Plan` (the sizes) and returns a JSON-able dict
+of results. Durations are seconds. Where two variants are compared on the same
+machine they run interleaved in rounds, so a burst of load from something else
+on the machine hits both rather than one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from harness import (
+    BENCH_DIR,
+    SilentKDC,
+    Stats,
+    http_session,
+    hub_pids,
+    keytab_path,
+    krb5_config,
+    post_login,
+    process_cpu,
+    provision,
+    realm,
+    start_hub,
+    timed,
+    unix_users,
+)
+from recipe_authenticator import recipe_kinit
+
+import sandbox
+from pamkrb import _native
+from pamkrb.refresher import RefresherConfig, TicketRefresher
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How much of everything one run does."""
+
+    rounds: int = 10  # interleaving rounds for the per-call comparisons
+    hot_fast_n: int = 5000  # pamkrb trigger and inspect_ticket calls
+    hot_subprocess_n: int = 300  # recipe per-save work and klist -s calls
+    renewal_n: int = 300
+    login_users: int = 12
+    login_sequential_n: int = 100
+    login_concurrent_n: int = 200
+    login_clients: int = 8
+    kdc_users: int = 20
+    kdc_time_scale: int = 60  # a simulated hour lasts 3600 / scale seconds
+    storm_logins: int = 20
+    storm_kdc_timeout: float = 15.0
+    storm_window: float = 20.0  # seconds of /hub/health probing after the logins start
+    storm_idle: float = 3.0  # seconds of probing before they start
+    health_interval: float = 0.05
+    memory_kinit_checkpoints: tuple[int, ...] = (1000, 5000, 10000, 20000)
+    memory_pam_checkpoints: tuple[int, ...] = (200, 1000, 2000)
+    memory_pam_threads: int = 2
+
+
+QUICK = Plan(
+    rounds=4,
+    hot_fast_n=2000,
+    hot_subprocess_n=40,
+    renewal_n=40,
+    login_users=4,
+    login_sequential_n=20,
+    login_concurrent_n=40,
+    kdc_users=6,
+    kdc_time_scale=360,
+    storm_kdc_timeout=5.0,
+    storm_window=8.0,
+    storm_idle=1.0,
+    memory_kinit_checkpoints=(200, 1000),
+    memory_pam_checkpoints=(20, 100),
+)
+
+
+def _chunks(total: int, rounds: int) -> list[int]:
+    """Split ``total`` into ``rounds`` near-equal positive parts."""
+    base, extra = divmod(total, rounds)
+    return [base + (1 if i < extra else 0) for i in range(rounds) if base or i < extra]
+
+
+# --------------------------------------------------------------------------
+# 1. hot path
+
+
+async def _time_triggers(refresher: TicketRefresher, count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        await refresher.trigger("save")
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def hot_path(plan: Plan) -> dict[str, Any]:
+    """Per notebook open/save with a fresh ticket: pamkrb trigger vs the recipe vs klist -s."""
+    samples: dict[str, list[float]] = {"trigger": [], "inspect": [], "klist": [], "recipe": []}
+    klist_failures = 0
+    with realm() as used, krb5_config(used), unix_users(1) as (user,):
+        provision(used, [user])
+        principal, keytab = used.qualify(user.name), keytab_path(user)
+        # The user's cache as pamkrb installs it at login; the recipe rewrites
+        # its own /tmp/krb5cc_<uid> on every save, so pamkrb gets another path
+        # (same directory) and its stat key stays put, as it would in real use.
+        ccache = f"/tmp/krb5cc_{user.uid}_pamkrb"
+        try:
+            _native.obtain_ticket(principal, keytab, ccache, uid=user.uid, gid=user.gid)
+            refresher = TicketRefresher(RefresherConfig(principal, keytab, ccache, refresh_margin=60))
+            loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(_time_triggers(refresher, 20))  # first look parses the cache
+                for fast, slow in zip(
+                    _chunks(plan.hot_fast_n, plan.rounds), _chunks(plan.hot_subprocess_n, plan.rounds)
+                ):
+                    samples["trigger"] += loop.run_until_complete(_time_triggers(refresher, fast))
+                    samples["inspect"] += [timed(_native.inspect_ticket, ccache) for _ in range(fast)]
+                    for _ in range(slow):
+                        samples["recipe"].append(timed(recipe_kinit, user.name, keytab, principal))
+                        started = time.perf_counter()
+                        done = subprocess.run(["klist", "-s", "-c", f"FILE:{ccache}"], check=False)
+                        samples["klist"].append(time.perf_counter() - started)
+                        klist_failures += done.returncode != 0
+            finally:
+                loop.close()
+            renewals = refresher.renewals
+        finally:
+            Path(ccache).unlink(missing_ok=True)
+    return {
+        **{name: Stats.of(values).as_dict() for name, values in samples.items()},
+        "pamkrb_renewals": renewals,  # 0: every trigger found the ticket fresh
+        "klist_failures": klist_failures,
+        "kdc_as_req": None,
+    }
+
+
+# --------------------------------------------------------------------------
+# 2. renewal
+
+
+def renewal(plan: Plan) -> dict[str, Any]:
+    """In-process kinit + atomic install vs kinit -kt as a subprocess + chown/chmod by path."""
+    pamkrb: list[float] = []
+    kinit: list[float] = []
+    tmpfs: list[float] = []
+    with realm() as used, krb5_config(used), unix_users(1) as (user,):
+        provision(used, [user])
+        principal, keytab, ccache = used.qualify(user.name), keytab_path(user), str(user.default_ccache)
+        # Diagnostic: the same call with the cache on tmpfs; the difference is
+        # what creating, writing and renaming the file costs on /tmp's file system.
+        tmpfs_ccache = f"/dev/shm/krb5cc_{user.uid}_bench" if _is_tmpfs("/dev/shm") else None
+
+        def subprocess_kinit() -> None:
+            subprocess.run(["kinit", "-kt", keytab, "-c", ccache, principal], check=True)
+            os.chown(ccache, user.uid, user.gid)
+            os.chmod(ccache, 0o600)
+
+        def native_kinit() -> None:
+            _native.obtain_ticket(principal, keytab, ccache, uid=user.uid, gid=user.gid)
+
+        def native_kinit_tmpfs() -> None:
+            _native.obtain_ticket(principal, keytab, tmpfs_ccache, uid=user.uid, gid=user.gid)
+
+        try:
+            native_kinit()
+            subprocess_kinit()
+            for count in _chunks(plan.renewal_n, plan.rounds):
+                pamkrb += [timed(native_kinit) for _ in range(count)]
+                kinit += [timed(subprocess_kinit) for _ in range(count)]
+                if tmpfs_ccache:
+                    tmpfs += [timed(native_kinit_tmpfs) for _ in range(count)]
+            one_native = (
+                "import sys; from pamkrb import _native; "
+                "_native.obtain_ticket(*sys.argv[1:4], uid=int(sys.argv[4]), gid=int(sys.argv[5]))"
+            )
+            syscalls = {
+                "pamkrb": _file_syscalls(
+                    [sys.executable, "-c", one_native, principal, keytab, ccache, str(user.uid), str(user.gid)]
+                ),
+                "kinit": _file_syscalls(["kinit", "-kt", keytab, "-c", ccache, principal]),
+            }
+        finally:
+            if tmpfs_ccache:
+                Path(tmpfs_ccache).unlink(missing_ok=True)
+    return {
+        "pamkrb": Stats.of(pamkrb).as_dict(),
+        "kinit": Stats.of(kinit).as_dict(),
+        "pamkrb_tmpfs": Stats.of(tmpfs).as_dict(),
+        "ccache_filesystem": _filesystem("/tmp"),
+        "syscalls": syscalls,
+    }
+
+
+def _file_syscalls(args: list[str]) -> dict[str, int] | None:
+    """How often one run of ``args`` calls fsync/fdatasync/rename*, by strace; None without strace."""
+    strace = shutil.which("strace")
+    if strace is None:
+        return None
+    with tempfile.NamedTemporaryFile(prefix="pamkrb-bench-strace-") as trace:
+        subprocess.run(
+            [strace, "-f", "-qq", "-o", trace.name, "-e", "trace=fsync,fdatasync,rename,renameat,renameat2", *args],
+            capture_output=True,
+            check=False,
+        )
+        lines = Path(trace.name).read_text().splitlines()
+    counts: Counter[str] = Counter()
+    for line in lines:
+        # With -f every line starts with the PID: "1234 renameat2(...) = 0".
+        match = re.match(r"^(?:\d+\s+)?(\w+)\(", line)
+        if match:
+            call = match[1]
+            counts["rename" if call.startswith("rename") else "fsync" if "sync" in call else call] += 1
+    return {"fsync": counts["fsync"], "rename": counts["rename"]}
+
+
+def _mounts() -> list[tuple[str, str]]:
+    """(mount point, filesystem type) of every mount, longest mount point first."""
+    rows = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    return sorted(((point, kind) for point, kind in rows), key=lambda row: -len(row[0]))
+
+
+def _filesystem(path: str) -> str:
+    for point, kind in _mounts():
+        if path == point or path.startswith(point.rstrip("/") + "/"):
+            return kind
+    return "?"
+
+
+def _is_tmpfs(path: str) -> bool:
+    return _filesystem(path) == "tmpfs"
+
+
+# --------------------------------------------------------------------------
+# 3. login through a real hub
+
+
+def _concurrent_logins(base_url: str, users: list[sandbox.UnixUser], count: int, clients: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+    tickets = itertools.count()
+
+    def client() -> None:
+        session = http_session()
+        while (i := next(tickets)) < count:
+            seconds, status = post_login(session, base_url, users[i % len(users)])
+            with lock:
+                latencies.append(seconds)
+                statuses[status] += 1
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"wall": time.perf_counter() - started, "latencies": latencies, "statuses": statuses}
+
+
+def hub_login(plan: Plan) -> dict[str, Any]:
+    """POST /hub/login until the 302: stock PAMAuthenticator vs pamkrb vs the recipe."""
+    labels = ["stock PAM", "pamkrb", "recipe"]
+    hubs: dict[str, Any] = {}
+    sequential: dict[str, list[float]] = {label: [] for label in labels}
+    concurrent: dict[str, list[float]] = {label: [] for label in labels}
+    walls: dict[str, float] = dict.fromkeys(labels, 0.0)
+    statuses: dict[str, Counter[int]] = {label: Counter() for label in labels}
+    # CPU seconds spent during the concurrent phase by the hub (with the
+    # subprocesses it reaped), its proxy, the KDC and this process (the clients).
+    cpu: dict[str, Counter[str]] = {label: Counter() for label in labels}
+    with realm() as used, unix_users(plan.login_users) as users:
+        provision(used, users)
+        sandbox.install_pam_test_service()
+        try:
+            # All three run for the whole comparison and take turns, so drifting
+            # background load is shared out evenly.
+            for label in labels:
+                hubs[label] = start_hub(used, label)
+            session = http_session()
+            for label in labels:  # first logins create the users in the hub database
+                for user in users:
+                    _, status = post_login(session, hubs[label].url, user)
+                    if status != 302:
+                        raise sandbox.SandboxError(
+                            f"warm-up login on the {label} hub: HTTP {status}\n{hubs[label].log_tail()}"
+                        )
+            rounds = max(2, plan.rounds // 2)
+            for i, count in enumerate(_chunks(plan.login_sequential_n, rounds)):
+                for label in labels[i % 3 :] + labels[: i % 3]:
+                    for j in range(count):
+                        seconds, status = post_login(session, hubs[label].url, users[j % len(users)])
+                        sequential[label].append(seconds)
+                        statuses[label][status] += 1
+            kdc_pid = used._proc.pid if used._proc is not None else 0
+            for i, count in enumerate(_chunks(plan.login_concurrent_n, 2)):
+                for label in labels[i % 3 :] + labels[: i % 3]:
+                    pids = {**hub_pids(hubs[label]), "kdc": kdc_pid}
+                    before = {name: process_cpu(pid) for name, pid in pids.items()}
+                    client_before = time.process_time()
+                    done = _concurrent_logins(hubs[label].url, users, count, plan.login_clients)
+                    cpu[label]["client"] += time.process_time() - client_before
+                    for name, pid in pids.items():
+                        cpu[label][name] += process_cpu(pid) - before[name]
+                    concurrent[label] += done["latencies"]
+                    walls[label] += done["wall"]
+                    statuses[label].update(done["statuses"])
+            as_req = used.kdc_requests("AS_REQ")
+        finally:
+            for hub in hubs.values():
+                hub.close()
+    results: dict[str, Any] = {
+        "users": plan.login_users,
+        "clients": plan.login_clients,
+        "kdc_as_req_total": as_req,
+    }
+    for label in labels:
+        results[label] = {
+            "sequential": Stats.of(sequential[label]).as_dict(),
+            "concurrent": Stats.of(concurrent[label]).as_dict(),
+            "throughput": len(concurrent[label]) / walls[label] if walls[label] else 0.0,
+            "statuses": {str(code): n for code, n in sorted(statuses[label].items())},
+            "cpu_ms_per_login": {
+                name: seconds * 1000 / max(1, len(concurrent[label])) for name, seconds in cpu[label].items()
+            },
+        }
+    return results
+
+
+# --------------------------------------------------------------------------
+# 4. KDC load over a simulated hour
+
+
+async def _autosave_pamkrb(refreshers: list[TicketRefresher], interval: float, duration: float) -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    count = len(refreshers)
+
+    async def notebook(index: int, refresher: TicketRefresher) -> None:
+        for k in itertools.count():
+            at = start + interval * (index / count + k)
+            if at >= start + duration:
+                return
+            await asyncio.sleep(max(0.0, at - loop.time()))
+            await refresher.trigger("save")
+
+    await asyncio.gather(*(notebook(i, r) for i, r in enumerate(refreshers)))
+
+
+def _autosave_recipe(
+    users: list[sandbox.UnixUser], used: sandbox.Realm, interval: float, duration: float, out: dict[str, Any]
+) -> None:
+    count = len(users)
+    # The same moments as the pamkrb side: user i saves at (i/count + k) intervals.
+    schedule = []
+    for i in range(count):
+        k = 0
+        while (at := interval * (i / count + k)) < duration:
+            schedule.append((at, i))
+            k += 1
+    schedule.sort()
+    env = used.client_env()
+    start = time.perf_counter()
+    late = 0.0
+    failures = 0
+    for at, i in schedule:
+        delay = start + at - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            late = max(late, -delay)
+        user = users[i]
+        try:
+            recipe_kinit(user.name, keytab_path(user), used.qualify(user.name), env=env)
+        except (OSError, subprocess.CalledProcessError):
+            failures += 1
+    out.update(saves=len(schedule), max_lateness=late, failures=failures)
+
+
+def kdc_load(plan: Plan) -> dict[str, Any]:
+    """AS_REQs for N users autosaving every 120 s over a simulated hour, time scaled down."""
+    scale = plan.kdc_time_scale
+    interval = 120 / scale
+    duration = 3600 / scale
+    max_life = 10 * 3600 // scale
+    margin = 3600 // scale
+    n = plan.kdc_users
+    with (
+        realm(max_life=max_life) as pamkrb_realm,
+        realm(max_life=max_life) as recipe_realm,
+        krb5_config(pamkrb_realm),
+        unix_users(n) as users,
+        tempfile.TemporaryDirectory(prefix="pamkrb-bench-") as caches,
+    ):
+        provision(pamkrb_realm, users, "pamkrb.keytab")
+        provision(recipe_realm, users, "keytab")
+        # Steady state: tickets were obtained at random earlier moments, so
+        # their remaining lifetimes are spread evenly between the refresh margin
+        # and the maximum (right after a renewal a ticket has max_life left; it
+        # is renewed when margin is left).
+        refreshers = []
+        for i, user in enumerate(users):
+            principal = pamkrb_realm.qualify(user.name)
+            config = RefresherConfig(
+                principal, keytab_path(user, "pamkrb.keytab"), f"{caches}/krb5cc_{user.name}", refresh_margin=margin
+            )
+            remaining = margin + (max_life - margin) * (i + 0.5) / n
+            _native.obtain_ticket(config.principal, config.keytab, config.ccache, lifetime=int(remaining))
+            refreshers.append(TicketRefresher(config))
+        time.sleep(0.5)
+        pamkrb_before = pamkrb_realm.kdc_requests("AS_REQ")
+        recipe_before = recipe_realm.kdc_requests("AS_REQ")
+        recipe_out: dict[str, Any] = {}
+        recipe_thread = threading.Thread(
+            target=_autosave_recipe, args=(users, recipe_realm, interval, duration, recipe_out), daemon=True
+        )
+        started = time.perf_counter()
+        recipe_thread.start()
+        asyncio.run(_autosave_pamkrb(refreshers, interval, duration))
+        recipe_thread.join()
+        elapsed = time.perf_counter() - started
+        time.sleep(0.5)  # let the KDCs finish writing their logs
+        pamkrb_as_req = pamkrb_realm.kdc_requests("AS_REQ") - pamkrb_before
+        recipe_as_req = recipe_realm.kdc_requests("AS_REQ") - recipe_before
+    return {
+        "users": n,
+        "scale": scale,
+        "interval": interval,
+        "duration": duration,
+        "elapsed": elapsed,
+        "max_life": max_life,
+        "margin": margin,
+        "pamkrb": {
+            "autosaves": sum(sum(r.triggers.values()) for r in refreshers),
+            "renewals": sum(r.renewals for r in refreshers),
+            "as_req": pamkrb_as_req,
+        },
+        "recipe": {**recipe_out, "as_req": recipe_as_req},
+    }
+
+
+# --------------------------------------------------------------------------
+# 5. the event loop while the KDC hangs
+
+
+def _probe_health(url: str, interval: float, until: float, out: list[tuple[float, float]]) -> None:
+    session = http_session()
+    next_at = time.perf_counter()
+    while next_at < until:
+        delay = next_at - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        started = time.perf_counter()
+        try:
+            session.get(url, timeout=30).raise_for_status()
+            out.append((started, time.perf_counter() - started))
+        except Exception:  # a failed probe counts as one very slow answer
+            out.append((started, float("inf")))
+        next_at += interval
+
+
+def _storm(plan: Plan, label: str) -> dict[str, Any]:
+    with realm(start=False) as used, unix_users(plan.storm_logins) as users:
+        provision(used, users)
+        sandbox.install_pam_test_service()
+        silent = SilentKDC(used.port)
+        hub = None
+        logins: list[tuple[float, int | str]] = []
+        try:
+            config = {"PAMKerberosAuthenticator.kdc_timeout": plan.storm_kdc_timeout} if label == "pamkrb" else {}
+            hub = start_hub(used, label, config)
+            health_url = f"http://127.0.0.1:{hub.hub_port}/hub/health"
+            probes: list[tuple[float, float]] = []
+            storm_at = time.perf_counter() + plan.storm_idle
+            until = storm_at + plan.storm_window
+            prober = threading.Thread(
+                target=_probe_health, args=(health_url, plan.health_interval, until, probes), daemon=True
+            )
+            prober.start()
+            lock = threading.Lock()
+
+            def log_in(user: sandbox.UnixUser) -> None:
+                try:
+                    seconds, status = post_login(http_session(), hub.url, user, timeout=plan.storm_window + 120)
+                    result: tuple[float, int | str] = (seconds, status)
+                except Exception as e:
+                    result = (time.perf_counter() - storm_at, type(e).__name__)
+                with lock:
+                    logins.append(result)
+
+            time.sleep(max(0.0, storm_at - time.perf_counter()))
+            clients = [threading.Thread(target=log_in, args=(user,), daemon=True) for user in users]
+            for client in clients:
+                client.start()
+            prober.join()
+            with lock:
+                answered_in_window = [r for r in logins if isinstance(r[1], int)]
+            # Make every kinit still waiting fail now instead of after libkrb5's ~30 s.
+            silent.close()
+            for client in clients:
+                client.join(timeout=plan.storm_window + 150)
+            kdc_connections = len(silent.held)
+        finally:
+            silent.close()
+            if hub is not None:
+                hub.close()
+    idle = [seconds for at, seconds in probes if at < storm_at]
+    storm = [seconds for at, seconds in probes if at >= storm_at]
+    return {
+        "idle": Stats.of(idle).as_dict(),
+        "storm": Stats.of(storm).as_dict(),
+        "over_50ms": sum(1 for s in storm if s > 0.05),
+        "answered_in_window": len(answered_in_window),
+        "answer_times_in_window": sorted(s for s, _ in answered_in_window),
+        "statuses_in_window": dict(Counter(str(status) for _, status in answered_in_window)),
+        "statuses_after": dict(Counter(str(status) for _, status in logins)),
+        "kdc_connections": kdc_connections,
+    }
+
+
+def event_loop(plan: Plan) -> dict[str, Any]:
+    """/hub/health latency while N logins wait on a KDC that never answers."""
+    return {
+        "logins": plan.storm_logins,
+        "window": plan.storm_window,
+        "kdc_timeout": plan.storm_kdc_timeout,
+        "interval": plan.health_interval,
+        "pamkrb": _storm(plan, "pamkrb"),
+        "recipe": _storm(plan, "recipe"),
+    }
+
+
+# --------------------------------------------------------------------------
+# 6. memory
+
+
+def memory(plan: Plan) -> dict[str, Any]:
+    """RSS of one process after few vs many kinit+inspect and PAM cycles."""
+    with realm() as used, unix_users(1) as (user,):
+        provision(used, [user])
+        sandbox.install_pam_test_service()
+        job = {
+            "principal": used.qualify(user.name),
+            "keytab": keytab_path(user),
+            "ccache": str(user.default_ccache),
+            "uid": user.uid,
+            "gid": user.gid,
+            "service": sandbox.PAM_TEST_SERVICE,
+            "username": user.name,
+            "password": user.password,
+            "kinit_checkpoints": list(plan.memory_kinit_checkpoints),
+            "pam_checkpoints": list(plan.memory_pam_checkpoints),
+            "pam_threads": plan.memory_pam_threads,
+        }
+        done = subprocess.run(
+            [sys.executable, str(BENCH_DIR / "memory_probe.py")],
+            input=json.dumps(job),
+            env=used.client_env(),
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise sandbox.SandboxError(f"memory probe exited with {done.returncode}:\n{done.stderr}")
+        samples = json.loads(done.stdout)["samples"]
+    results: dict[str, Any] = {"samples": samples}
+    for phase in ("kinit+inspect", "pam"):
+        points = [s for s in samples if s["phase"] == phase]
+        first, last = points[0], points[-1]
+        growth = (last["rss_kib"] - first["rss_kib"]) / ((last["cycles"] - first["cycles"]) / 1000)
+        results[phase] = {
+            "first_cycles": first["cycles"],
+            "first_rss_kib": first["rss_kib"],
+            "last_cycles": last["cycles"],
+            "last_rss_kib": last["rss_kib"],
+            "growth_kib_per_1000": growth,
+        }
+    return results

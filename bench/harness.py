@@ -1,0 +1,277 @@
+"""Building blocks of the benchmarks: statistics, realms and users, hubs, a silent KDC.
+
+Realms, users and hubs come from ``tools/sandbox.py`` (the same ones the tests
+use); this module only adds what measuring needs. Everything started here is
+stopped in ``finally`` blocks, by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sandbox
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+ARTIFACTS = REPO / "test-artifacts" / "bench"
+REALM_NAME = "PAMKRB.BENCH"
+
+
+# --------------------------------------------------------------------------
+# statistics
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    """Median and p99 of a list of durations, in seconds."""
+
+    n: int
+    median: float
+    p99: float
+    max: float
+
+    @classmethod
+    def of(cls, samples: list[float]) -> Stats:
+        if not samples:
+            return cls(0, math.nan, math.nan, math.nan)
+        return cls(len(samples), percentile(samples, 50), percentile(samples, 99), max(samples))
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+def timed(func: Any, *args: Any, **kwargs: Any) -> float:
+    """Seconds one call of ``func`` takes."""
+    started = time.perf_counter()
+    func(*args, **kwargs)
+    return time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------
+# realms and users
+
+
+@contextlib.contextmanager
+def realm(*, max_life: int = 10 * 3600, start: bool = True) -> Iterator[sandbox.Realm]:
+    """A throwaway realm (KDC started unless ``start`` is False), closed on exit."""
+    created = sandbox.Realm(REALM_NAME, max_life=max_life)
+    try:
+        if start:
+            created.start()
+        yield created
+    finally:
+        created.close()
+
+
+@contextlib.contextmanager
+def krb5_config(used: sandbox.Realm) -> Iterator[None]:
+    """Point this process (libkrb5 in-process, and every child) at ``used``."""
+    saved = {key: os.environ.pop(key) for key in list(os.environ) if key.startswith("KRB5")}
+    os.environ.update(used.env())
+    try:
+        yield
+    finally:
+        for key in [key for key in os.environ if key.startswith("KRB5")]:
+            del os.environ[key]
+        os.environ.update(saved)
+
+
+def keytab_path(user: sandbox.UnixUser, suffix: str = "keytab") -> str:
+    return str(user.home / f"{user.name}.{suffix}")
+
+
+@contextlib.contextmanager
+def unix_users(count: int) -> Iterator[list[sandbox.UnixUser]]:
+    """``count`` fresh Unix users with random passwords; removed on exit."""
+    users: list[sandbox.UnixUser] = []
+    try:
+        for _ in range(count):
+            users.append(sandbox.UnixUser.create("pkb"))
+        yield users
+    finally:
+        for user in users:
+            user.remove()
+
+
+def provision(used: sandbox.Realm, users: list[sandbox.UnixUser], suffix: str = "keytab") -> None:
+    """Principal ``<name>@REALM`` and keytab ``~/<name>.<suffix>`` (0600, the user's) for each user."""
+    for user in users:
+        principal = used.add_principal(user.name)
+        used.write_keytab(principal, keytab_path(user, suffix), user.uid, user.gid)
+
+
+# --------------------------------------------------------------------------
+# hubs
+
+
+class BenchHub(sandbox.Hub):
+    """A sandbox hub whose Python path includes ``bench/`` (for the recipe authenticator)."""
+
+    def _env(self) -> dict[str, str]:
+        env = super()._env()
+        env["PYTHONPATH"] = str(BENCH_DIR)
+        return env
+
+
+# What every benchmark hub shares: the fast pam_unix service for all three
+# authenticators, no spawning, and INFO logs (DEBUG would add log I/O per request).
+HUB_CONFIG: dict[str, Any] = {
+    "PAMAuthenticator.service": sandbox.PAM_TEST_SERVICE,
+    "JupyterHub.implicit_spawn_seconds": 0,
+    "JupyterHub.log_level": "INFO",
+}
+
+AUTHENTICATORS = {
+    "stock PAM": "pam",
+    "pamkrb": "pamkrb",
+    "recipe": "recipe_authenticator.RecipeAuthenticator",
+}
+
+
+def start_hub(used: sandbox.Realm, label: str, config: dict[str, Any] | None = None) -> BenchHub:
+    """Start a hub with the authenticator called ``label`` in AUTHENTICATORS."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = ARTIFACTS / f"hub-{label.replace(' ', '-')}-{os.getpid()}-{time.monotonic_ns()}.log"
+    hub = BenchHub(
+        used,
+        config={**HUB_CONFIG, **(config or {})},
+        authenticator_class=AUTHENTICATORS[label],
+        log_path=log,
+    )
+    hub.start(timeout=60)
+    return hub
+
+
+def http_session() -> Any:
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False  # REQUESTS_CA_BUNDLE and proxies must not reach loopback
+    return session
+
+
+def post_login(session: Any, base_url: str, user: sandbox.UnixUser, timeout: float = 120) -> tuple[float, int]:
+    """GET the login form (untimed), then time POST /hub/login until the hub answers.
+
+    The redirect (302 on success) is not followed, so no server is spawned.
+    Returns (seconds, HTTP status).
+    """
+    session.cookies.clear()
+    session.get(f"{base_url}/hub/login", timeout=30).raise_for_status()
+    form = {"username": user.name, "password": user.password, "_xsrf": session.cookies.get("_xsrf")}
+    started = time.perf_counter()
+    response = session.post(f"{base_url}/hub/login", data=form, allow_redirects=False, timeout=timeout)
+    return time.perf_counter() - started, response.status_code
+
+
+# --------------------------------------------------------------------------
+# a KDC that never answers
+
+
+class SilentKDC:
+    """A loopback listener on a realm's KDC port that accepts and never answers.
+
+    Like ``SilentKDC`` in tests/test_misconfiguration.py: libkrb5 connects and
+    then waits (about 30 s) for a reply that never comes.
+    """
+
+    def __init__(self, port: int):
+        self.tcp = socket.socket()
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("127.0.0.1", port))
+        self.tcp.listen(128)
+        self.tcp.settimeout(0.2)
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", port))
+        self.held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.held.append(self.tcp.accept()[0])
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        """Refuse from now on, so a kinit still waiting fails at once. Safe to call twice."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join()
+        self.tcp.close()
+        self.udp.close()
+        for conn in self.held:
+            conn.close()
+
+
+# --------------------------------------------------------------------------
+# machine activity
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds used by ``pid`` and its children it has waited for (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    # utime, stime, cutime, cstime are fields 14-17 of /proc/PID/stat (1-based).
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def hub_pids(hub: sandbox.Hub) -> dict[str, int]:
+    """PIDs of a running hub and its proxy."""
+    pids = {"hub": hub._proc.pid} if hub._proc is not None else {}
+    with contextlib.suppress(OSError, ValueError):
+        pids["proxy"] = int((hub.dir / "proxy.pid").read_text().strip())
+    return pids
+
+
+def _cpu_ticks() -> dict[int, tuple[str, int]]:
+    ticks = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw.rpartition(")")[2].split()
+        # utime and stime are fields 14 and 15 of /proc/PID/stat (1-based).
+        ticks[int(entry.name)] = (comm, int(fields[11]) + int(fields[12]))
+    return ticks
+
+
+def busy_processes(interval: float = 1.0, top: int = 6) -> list[tuple[str, float]]:
+    """The ``top`` process names by CPU use over ``interval`` seconds (percent of one core)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    before = _cpu_ticks()
+    time.sleep(interval)
+    after = _cpu_ticks()
+    by_name: dict[str, float] = {}
+    for pid, (comm, total) in after.items():
+        if pid == os.getpid() or pid not in before:
+            continue
+        used = (total - before[pid][1]) / hz / interval * 100
+        if used > 0:
+            by_name[comm] = by_name.get(comm, 0.0) + used
+    return sorted(by_name.items(), key=lambda item: -item[1])[:top]

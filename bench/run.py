@@ -1,0 +1,100 @@
+"""pamkrb's benchmark suite: `make bench`, or `python bench/run.py [--quick]` as root.
+
+Runs six comparisons side by side, each with its own loopback realm, users and
+hubs (tools/sandbox.py), and writes RESULTS.md and results.png into bench/
+(with --quick: into test-artifacts/bench-quick/, so a smoke run never replaces
+the committed results). It measures and reports; it never fails on a timing.
+See bench/README.md for what each comparison measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+COMPARISONS = ("hot_path", "renewal", "hub_login", "kdc_load", "event_loop", "memory")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small N everywhere (~2 minutes), for development")
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated subset of {','.join(COMPARISONS)} (the report then covers only those)",
+    )
+    parser.add_argument("--output", type=Path, help="directory for RESULTS.md, results.png and results.json")
+    parser.add_argument(
+        "--rerender",
+        action="store_true",
+        help="measure nothing: rewrite RESULTS.md and results.png from the results.json in the output directory",
+    )
+    args = parser.parse_args()
+    if args.rerender:
+        import report
+
+        output = args.output or (REPO / "test-artifacts" / "bench-quick" if args.quick else REPO / "bench")
+        results = json.loads((output / "results.json").read_text())
+        (output / "RESULTS.md").write_text(report.markdown(results))
+        report.chart(results, output / "results.png")
+        print(report.summary(results))
+        return 0
+    if os.geteuid() != 0:
+        print("bench: must run as root (creates Unix users, runs PAM, starts a KDC and hubs)", file=sys.stderr)
+        return 2
+    only = COMPARISONS if not args.only else tuple(args.only.split(","))
+    unknown = set(only) - set(COMPARISONS)
+    if unknown:
+        parser.error(f"unknown comparison(s): {', '.join(sorted(unknown))}")
+
+    # tools/ holds sandbox.py, shared with the tests; bench/ is already on the path.
+    sys.path.insert(0, str(REPO / "tools"))
+    import comparisons
+    import harness
+    import report
+
+    plan = comparisons.QUICK if args.quick else comparisons.Plan()
+    output = args.output or (REPO / "test-artifacts" / "bench-quick" if args.quick else REPO / "bench")
+    output.mkdir(parents=True, exist_ok=True)
+
+    results: dict = {
+        "quick": args.quick,
+        "plan": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(plan).items()},
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": report.machine(),
+        "versions": report.versions(),
+        "load_start": os.getloadavg(),
+        "busy_start": harness.busy_processes(),
+        "comparisons": {},
+        "seconds": {},
+        "load_before": {},
+        "busy_before": {},
+    }
+    started = time.perf_counter()
+    for name in only:
+        print(f"bench: {name} ...", flush=True)
+        results["load_before"][name] = os.getloadavg()[0]
+        results["busy_before"][name] = harness.busy_processes(top=4)
+        began = time.perf_counter()
+        results["comparisons"][name] = getattr(comparisons, name)(plan)
+        results["seconds"][name] = time.perf_counter() - began
+        print(f"bench: {name} done in {results['seconds'][name]:.0f} s", flush=True)
+    results["total_seconds"] = time.perf_counter() - started
+    results["load_end"] = os.getloadavg()
+    results["busy_end"] = harness.busy_processes()
+
+    (output / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    (output / "RESULTS.md").write_text(report.markdown(results))
+    report.chart(results, output / "results.png")
+    print(report.summary(results))
+    print(f"bench: wrote {output / 'RESULTS.md'} and {output / 'results.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
