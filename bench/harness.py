@@ -11,8 +11,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,46 +179,9 @@ def post_login(session: Any, base_url: str, user: sandbox.UnixUser, timeout: flo
 
 
 # --------------------------------------------------------------------------
-# a KDC that never answers
+# a KDC that never answers: the same listener the hardening tests use
 
-
-class SilentKDC:
-    """A loopback listener on a realm's KDC port that accepts and never answers.
-
-    Like ``SilentKDC`` in tests/test_misconfiguration.py: libkrb5 connects and
-    then waits (about 30 s) for a reply that never comes.
-    """
-
-    def __init__(self, port: int):
-        self.tcp = socket.socket()
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("127.0.0.1", port))
-        self.tcp.listen(128)
-        self.tcp.settimeout(0.2)
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", port))
-        self.held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.held.append(self.tcp.accept()[0])
-            except OSError:
-                continue
-
-    def close(self) -> None:
-        """Refuse from now on, so a kinit still waiting fails at once. Safe to call twice."""
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        self._thread.join()
-        self.tcp.close()
-        self.udp.close()
-        for conn in self.held:
-            conn.close()
+SilentKDC = sandbox.SilentKDC
 
 
 # --------------------------------------------------------------------------
