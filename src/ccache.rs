@@ -85,13 +85,31 @@ fn push_escaped(out: &mut String, bytes: &[u8], is_component: bool) {
     }
 }
 
-/// A session key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A session key. Its bytes are wiped on drop and never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Keyblock {
     /// Encryption type, e.g. 18 for aes256-cts-hmac-sha1-96.
     pub enctype: u16,
     /// The raw key.
     pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for Keyblock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyblock")
+            .field("enctype", &self.enctype)
+            .field(
+                "data",
+                &format_args!("<{} bytes redacted>", self.data.len()),
+            )
+            .finish()
+    }
+}
+
+impl Drop for Keyblock {
+    fn drop(&mut self) {
+        crate::secret::wipe(&mut self.data);
+    }
 }
 
 /// A typed byte string: a v4 header field (tag), a ticket address (addrtype)
@@ -683,6 +701,17 @@ mod tests {
                 (serialize(&prefix).len(), prefix)
             })
             .collect()
+    }
+
+    #[test]
+    fn keyblock_debug_redacts_the_key() {
+        let key = Keyblock {
+            enctype: 18,
+            data: vec![0xAB; 32],
+        };
+        let shown = format!("{key:?}");
+        assert!(shown.contains("32 bytes redacted"), "{shown}");
+        assert!(!shown.contains("171"), "{shown}");
     }
 
     #[test]

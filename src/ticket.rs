@@ -59,7 +59,11 @@ pub fn obtain(request: &Acquisition<'_>) -> Result<TicketInfo, TicketError> {
         path: request.cache.display().to_string(),
         source,
     })?;
-    cache_file::install(request.cache, &ccache::serialize(&cache), request.owner)?;
+    // The serialized cache holds the session key: wipe our copy once written.
+    let mut bytes = ccache::serialize(&cache);
+    let installed = cache_file::install(request.cache, &bytes, request.owner);
+    crate::secret::wipe(&mut bytes);
+    installed?;
     log::debug!(
         "installed a ticket for {} in {}, valid until {}",
         info.principal,
