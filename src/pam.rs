@@ -60,6 +60,9 @@ pub struct LoginAttempt<'a> {
     pub service: &'a str,
     pub username: &'a str,
     pub password: SecretBytes,
+    /// A one-time password for a second hidden prompt (JupyterHub's
+    /// `request_otp`), answered in order after the password, as pamela does.
+    pub otp: Option<SecretBytes>,
     /// The client's address, given to PAM as PAM_RHOST (for pam_faillock,
     /// access rules and audit logs).
     pub remote_host: Option<&'a str>,
@@ -68,7 +71,12 @@ pub struct LoginAttempt<'a> {
 
 /// State the conversation function reads; passed through PAM's appdata.
 struct Conversation<'a> {
-    password: &'a [u8],
+    /// Answers to hidden prompts, in order: the password, then the OTP.
+    secrets: Vec<&'a [u8]>,
+    answered: std::cell::Cell<usize>,
+    /// Set when PAM asked for more hidden answers than the user gave: the
+    /// resulting PAM_CONV_ERR is the user's missing input, not a fault.
+    ran_out: std::cell::Cell<bool>,
     username: &'a CStr,
 }
 
@@ -78,6 +86,15 @@ struct Conversation<'a> {
 pub fn authenticate(attempt: LoginAttempt<'_>) -> Result<(), PamError> {
     if attempt.password.as_bytes().contains(&0) {
         return Err(PamError::InvalidArgument("password contains a NUL byte"));
+    }
+    if attempt
+        .otp
+        .as_ref()
+        .is_some_and(|otp| otp.as_bytes().contains(&0))
+    {
+        return Err(PamError::InvalidArgument(
+            "one-time password contains a NUL byte",
+        ));
     }
     let service = CString::new(attempt.service)
         .map_err(|_| PamError::InvalidArgument("service contains a NUL byte"))?;
@@ -89,8 +106,12 @@ pub fn authenticate(attempt: LoginAttempt<'_>) -> Result<(), PamError> {
         .transpose()
         .map_err(|_| PamError::InvalidArgument("remote host contains a NUL byte"))?;
 
+    let mut secrets = vec![attempt.password.as_bytes()];
+    secrets.extend(attempt.otp.as_ref().map(SecretBytes::as_bytes));
     let mut conversation = Conversation {
-        password: attempt.password.as_bytes(),
+        secrets,
+        answered: std::cell::Cell::new(0),
+        ran_out: std::cell::Cell::new(false),
         username: &username,
     };
     let conv = ffi::pam_conv {
@@ -101,17 +122,32 @@ pub fn authenticate(attempt: LoginAttempt<'_>) -> Result<(), PamError> {
     if let Some(host) = &remote_host {
         transaction.set_item(ffi::PAM_RHOST as c_int, host)?;
     }
-    transaction.run(Stage::Authenticate, |h| {
-        // SAFETY: `h` is the live handle; `conversation` outlives the call.
-        unsafe { ffi::pam_authenticate(h, 0) }
-    })?;
-    if attempt.check_account {
-        transaction.run(Stage::AccountCheck, |h| {
-            // SAFETY: as above.
-            unsafe { ffi::pam_acct_mgmt(h, 0) }
-        })?;
+    let outcome = transaction
+        .run(Stage::Authenticate, |h| {
+            // SAFETY: `h` is the live handle; `conversation` outlives the call.
+            unsafe { ffi::pam_authenticate(h, 0) }
+        })
+        .and_then(|()| {
+            if !attempt.check_account {
+                return Ok(());
+            }
+            transaction.run(Stage::AccountCheck, |h| {
+                // SAFETY: as above.
+                unsafe { ffi::pam_acct_mgmt(h, 0) }
+            })
+        });
+    match outcome {
+        Err(PamError::System { stage, code, .. })
+            if code == ffi::PAM_CONV_ERR && conversation.ran_out.get() =>
+        {
+            Err(PamError::Denied {
+                stage,
+                code,
+                message: "PAM asked for a secret that was not given (a one-time password?)".into(),
+            })
+        }
+        other => other,
     }
-    Ok(())
 }
 
 /// An open PAM handle, ended in `Drop` with the last status.
@@ -264,8 +300,9 @@ unsafe fn free_replies(replies: *mut ffi::pam_response, count: usize) {
     unsafe { libc::free(replies.cast()) };
 }
 
-/// PAM's conversation callback: answers the password prompt with the
-/// password, a visible prompt (the login name) with the username, and
+/// PAM's conversation callback: answers hidden prompts with the password
+/// and then the one-time password, a visible prompt (the login name) with
+/// the username, and
 /// accepts informational and error texts (pam_unix sends "password expired"
 /// that way; failing the conversation on it would turn a denial into an
 /// error).
@@ -296,7 +333,19 @@ unsafe extern "C" fn converse(
         // SAFETY: PAM guarantees `num_msg` valid message pointers.
         let message = unsafe { &**msg.add(i) };
         let answer = match message.msg_style {
-            ffi::PAM_PROMPT_ECHO_OFF => Some(state.password),
+            ffi::PAM_PROMPT_ECHO_OFF => {
+                let next = state.answered.get();
+                let Some(secret) = state.secrets.get(next) else {
+                    // Like pamela: one hidden answer per secret given, so an
+                    // OTP prompt is never answered with the password.
+                    state.ran_out.set(true);
+                    // SAFETY: `replies` holds `count` entries from calloc.
+                    unsafe { free_replies(replies, count) };
+                    return conv_err;
+                };
+                state.answered.set(next + 1);
+                Some(*secret)
+            }
             ffi::PAM_PROMPT_ECHO_ON => Some(state.username.to_bytes()),
             ffi::PAM_ERROR_MSG | ffi::PAM_TEXT_INFO => None,
             _ => {
@@ -341,6 +390,7 @@ mod tests {
             service: "pamkrb-nonexistent",
             username: "nobody",
             password: SecretBytes::new(b"a\0b".to_vec()),
+            otp: None,
             remote_host: None,
             check_account: true,
         })
@@ -357,6 +407,7 @@ mod tests {
             service: "other",
             username: "pamkrb-no-such-user",
             password: SecretBytes::new(b"secret".to_vec()),
+            otp: None,
             remote_host: Some("127.0.0.1"),
             check_account: true,
         })

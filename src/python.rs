@@ -127,40 +127,49 @@ impl From<NativeTicketInfo> for TicketInfo {
 }
 
 /// Authenticates `username` with `password` against PAM `service` and, if
-/// `check_account`, runs the account stack, in one transaction. The
-/// password bytearray is zeroed before this returns. Raises
+/// `check_account`, runs the account stack, in one transaction. A second
+/// hidden prompt is answered with `otp`. The password and OTP bytearrays are
+/// zeroed before this returns. Raises
 /// AuthenticationDenied or PAMSystemError.
 #[pyfunction]
-#[pyo3(signature = (service, username, password, *, remote_host=None, check_account=true))]
+#[pyo3(signature = (service, username, password, *, otp=None, remote_host=None, check_account=true))]
 fn pam_authenticate(
     py: Python<'_>,
     service: &str,
     username: &str,
     password: &Bound<'_, PyByteArray>,
+    otp: Option<&Bound<'_, PyByteArray>>,
     remote_host: Option<&str>,
     check_account: bool,
 ) -> PyResult<()> {
-    // SAFETY: we hold the GIL and no other Rust reference into the
-    // bytearray exists; the copy and the wipe happen before the GIL is
-    // released, so Python code cannot resize it in between.
-    let secret = unsafe {
-        let buf = password.as_bytes_mut();
-        let secret = SecretBytes::new(buf.to_vec());
-        crate::secret::wipe(buf);
-        secret
-    };
+    let password = take_secret(password);
+    let otp = otp.map(take_secret);
     template::check_username(username).map_err(NativeError::from)?;
     py.detach(|| {
         pam::authenticate(pam::LoginAttempt {
             service,
             username,
-            password: secret,
+            password,
+            otp,
             remote_host,
             check_account,
         })
     })
     .map_err(NativeError::from)?;
     Ok(())
+}
+
+/// Copies a secret out of a bytearray and zeroes the bytearray.
+fn take_secret(buffer: &Bound<'_, PyByteArray>) -> SecretBytes {
+    // SAFETY: we hold the GIL and no other Rust reference into the
+    // bytearray exists; the copy and the wipe happen before the GIL is
+    // released, so Python code cannot resize it in between.
+    unsafe {
+        let buf = buffer.as_bytes_mut();
+        let secret = SecretBytes::new(buf.to_vec());
+        crate::secret::wipe(buf);
+        secret
+    }
 }
 
 /// Gets a ticket for `principal` from `keytab` (in-process, libkrb5) and

@@ -7,7 +7,8 @@
 #     (bindgen for the `pam` crate), Python venv/headers, build tools, Node/npm,
 #     nginx and openssl (the TLS front-end tests), a Java runtime if none is on PATH
 #     (Spark in the PySpark kernel tests), Chromium (browser tests) and faketime
-#     (clock-skew tests). apt starts no nginx: the tests run their own.
+#     (clock-skew tests), libpam-oath (one-time-password tests; it ships no
+#     pam-auth-update profile, so the system's PAM stacks stay untouched). apt starts no nginx: the tests run their own.
 #   - a venv at /opt/pamkrb/venv made from Debian's /usr/bin/python3: /root is
 #     mode 0700, so an interpreter under /root (pyenv) cannot be executed by the
 #     test users' single-user servers.
@@ -27,6 +28,7 @@ APT_PACKAGES=(
     nginx openssl
     default-jre-headless
     faketime
+    libpam-oath
 )
 PIP_PACKAGES=(
     "jupyterhub==6.*"

@@ -17,6 +17,7 @@ def pam_authenticate(
     username: str,
     password: bytearray,
     *,
+    otp: bytearray | None = None,
     remote_host: str | None = None,
     check_account: bool = True,
 ) -> None: ...

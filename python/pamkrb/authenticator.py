@@ -260,20 +260,28 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         except InvalidUsername as e:
             self.log.warning("PAM Authentication failed (%s): %s", where, e)
             return None
-        try:
-            secret = bytearray(password.encode(self.encoding))
-        except (UnicodeEncodeError, AttributeError):
-            self.log.warning("PAM Authentication failed (%s): bad password input", where)
-            return None
-        if len(secret) > MAX_PASSWORD_BYTES or 0 in secret:
-            self.log.warning("PAM Authentication failed (%s): password too long or has NUL", where)
-            return None
+        # JupyterHub's login form sends "otp" when Authenticator.request_otp is
+        # set; PAM gets it as the answer to the second hidden prompt.
+        secrets = {"password": password}
+        if "otp" in data:
+            secrets["one-time password"] = data["otp"] or ""
+        encoded = {}
+        for what, value in secrets.items():
+            try:
+                encoded[what] = bytearray(value.encode(self.encoding))
+            except (UnicodeEncodeError, AttributeError):
+                self.log.warning("PAM Authentication failed (%s): bad %s input", where, what)
+                return None
+            if len(encoded[what]) > MAX_PASSWORD_BYTES or 0 in encoded[what]:
+                self.log.warning("PAM Authentication failed (%s): %s too long or has NUL", where, what)
+                return None
         loop = asyncio.get_running_loop()
         call = partial(
             _native.pam_authenticate,
             self.service,
             username,
-            secret,
+            encoded["password"],
+            otp=encoded.get("one-time password"),
             remote_host=remote_ip,
             check_account=self.check_account,
         )
@@ -286,9 +294,10 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             self.log.error("PAM failed (%s): %s", where, e)
             raise
         finally:
-            # The native layer already zeroed it; this covers paths where the
-            # call never ran.
-            secret[:] = bytes(len(secret))
+            # The native layer already zeroed them; this covers paths where
+            # the call never ran.
+            for buffer in encoded.values():
+                buffer[:] = bytes(len(buffer))
         return username
 
     async def run_post_auth_hook(self, handler, auth_model):
