@@ -191,7 +191,34 @@ def _parse_klist_time(text: str) -> datetime.datetime:
     raise SandboxError(f"unrecognised klist time {text!r}")
 
 
-class Realm:
+class _Service:
+    """A server process this module started (``self._proc``) and its private
+    directory (``self.dir``): stopped by PID, removed on close, usable as a
+    context manager. Subclasses define ``start``."""
+
+    _proc: subprocess.Popen[Any] | None
+    dir: Path
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM by PID, then wait). Safe to call twice."""
+        if self._proc is not None:
+            _terminate(self._proc)
+            self._proc = None
+
+    def close(self) -> None:
+        """Stop the process and delete its directory."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Realm(_Service):
     """A throwaway MIT Kerberos realm whose KDC listens on a loopback port.
 
     Everything lives in one temporary directory: ``krb5.conf`` (mode 0644, in a
@@ -323,24 +350,6 @@ class Realm:
             return self.pidfile.exists() and port_accepts(self.port)
 
         wait_until(ready, timeout=timeout, message=f"krb5kdc on port {self.port}")
-
-    def stop(self) -> None:
-        """Stop the KDC (SIGTERM by PID, then wait). Safe to call twice."""
-        if self._proc is not None:
-            _terminate(self._proc)
-            self._proc = None
-
-    def close(self) -> None:
-        """Stop the KDC and delete the realm directory."""
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> Realm:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _log_tail(self, lines: int = 20) -> str:
         try:
@@ -599,7 +608,7 @@ def process_environ(pid: int) -> dict[str, str]:
 # JupyterHub
 
 
-class Hub:
+class Hub(_Service):
     """A JupyterHub with configurable-http-proxy on loopback, started as root.
 
     ``config`` maps ``"Class.trait"`` to a Python value written with ``repr``;
@@ -728,17 +737,6 @@ class Hub:
             self._log_file.close()
             self._log_file = None
 
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> Hub:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def log_text(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
@@ -845,7 +843,7 @@ def self_signed_certificate(directory: Path, names: list[str]) -> tuple[Path, Pa
     return cert, key
 
 
-class Nginx:
+class Nginx(_Service):
     """Debian's nginx with a generated site, in the foreground with its own prefix.
 
     ``site`` is text for the http{} context (what ``pamkrb nginx-config``
@@ -903,15 +901,6 @@ http {{
             return all(port_accepts(port) for port in ports)
 
         wait_until(ready, timeout=timeout, message=f"nginx on {ports}")
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            _terminate(self._proc)
-            self._proc = None
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
