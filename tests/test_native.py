@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import sandbox
 from pamkrb import _native
 from pamkrb.exceptions import (
     AuthenticationDenied,
@@ -180,8 +179,3 @@ def test_obtained_cache_is_readable_by_klist(realm, user, workdir):
     assert f"Default principal: {user.name}@{realm.name}" in out
     assert f"krbtgt/{realm.name}@{realm.name}" in out
     assert oct(cache.stat().st_mode & 0o777) == "0o600"
-
-
-def test_sandbox_is_importable():
-    # Guards the pytest.ini pythonpath the other tests rely on.
-    assert hasattr(sandbox, "Realm")

@@ -262,11 +262,11 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             return None
         # JupyterHub's login form sends "otp" when Authenticator.request_otp is
         # set; PAM gets it as the answer to the second hidden prompt.
-        secrets = {"password": password}
+        given = {"password": password}
         if "otp" in data:
-            secrets["one-time password"] = data["otp"] or ""
+            given["one-time password"] = data["otp"] or ""
         encoded = {}
-        for what, value in secrets.items():
+        for what, value in given.items():
             try:
                 encoded[what] = bytearray(value.encode(self.encoding))
             except (UnicodeEncodeError, AttributeError):
@@ -309,7 +309,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         auth_model = await super().run_post_auth_hook(handler, auth_model)
         name = auth_model["name"]
         try:
-            info = await self._kerberos(self._obtain_ticket_for, name, "acquisition", "login")
+            info = await self._kerberos(self._login_ticket, name)
         except _TICKET_ERRORS as e:
             reason = _explain(e, name)
             if self.kinit_required:
@@ -336,8 +336,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         and point the server's KRB5CCNAME at the user's cache."""
         await super().pre_spawn_start(user, spawner)
         try:
-            where = await self._run_blocking(self._user_kerberos, user.name)
-            await self.ensure_fresh_ticket(user.name, trigger="spawn")
+            where = await self.ensure_fresh_ticket(user.name, trigger="spawn")
         except _TICKET_ERRORS as e:
             reason = _explain(e, user.name)
             shown = shown_username(user.name)
@@ -374,12 +373,12 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         return True
 
     async def ensure_fresh_ticket(self, username, trigger="refresh"):
-        """Return the user's ticket, renewing it first if it is missing or
-        has less than `refresh_margin` left. Concurrent calls for the same user
-        share one renewal."""
+        """Renew the user's ticket if it is missing or has less than
+        `refresh_margin` left, and return where the user's principal, keytab
+        and cache are. Concurrent calls for the same user share one renewal."""
         future = self._renewals.get(username)
         if future is None:
-            future = asyncio.ensure_future(self._kerberos(self._fresh_ticket_for, username, trigger))
+            future = asyncio.ensure_future(self._kerberos(self._fresh_ticket, username, trigger))
             self._renewals[username] = future
 
             def forget(done):
@@ -391,10 +390,6 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         return await asyncio.shield(future)
 
     # -- blocking work, run on the executor ------------------------------------
-
-    async def _run_blocking(self, func, *args):
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, partial(func, *args))
 
     async def _kerberos(self, func, *args):
         """Run Kerberos work on its own threads, giving up after kdc_timeout.
@@ -430,8 +425,10 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             ccache=_native.expand_template(self.ccache_template, path=True, **fields),
         )
 
-    def _obtain_ticket_for(self, username, kind, trigger):
-        where = self._user_kerberos(username)
+    def _login_ticket(self, username):
+        return self._install_ticket(self._user_kerberos(username), "acquisition", "login")
+
+    def _install_ticket(self, where: UserKerberos, kind, trigger):
         self._warn_about_keytab(where)
         with metrics.timed(kind, trigger):
             return _native.obtain_ticket(
@@ -465,8 +462,8 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 where.keytab,
             )
 
-    def _fresh_ticket_for(self, username, trigger):
-        metrics.TICKET_CHECKS.labels(trigger=trigger).inc()
+    def _fresh_ticket(self, username, trigger) -> UserKerberos:
+        metrics.count_check(trigger)
         where = self._user_kerberos(username)
         try:
             info = _native.inspect_ticket(where.ccache)
@@ -480,8 +477,9 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         else:
             seconds_left = info.expires_at - time.time()
             if info.principal == where.principal and seconds_left > self.refresh_margin:
-                return info
-        return self._obtain_ticket_for(username, "renewal", trigger)
+                return where
+        self._install_ticket(where, "renewal", trigger)
+        return where
 
 
 def _explain(error: Exception, username: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from functools import cache
 
 from prometheus_client import Counter, Histogram
 
@@ -42,6 +43,17 @@ TICKET_CHECKS = Counter(
     "Freshness checks of a user's credential cache, by trigger",
     ["trigger"],
 )
+
+
+@cache
+def _checks(trigger: str):
+    return TICKET_CHECKS.labels(trigger=trigger)
+
+
+def count_check(trigger: str) -> None:
+    """Count one freshness check. Runs on every open and save, so the
+    labelled child is looked up once per trigger name, not on each call."""
+    _checks(trigger).inc()
 
 
 def record(kind: str, trigger: str, result: str, seconds: float) -> None:

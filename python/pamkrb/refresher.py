@@ -67,7 +67,6 @@ class TicketRefresher:
         self._info = None
         self._stat_key = None
         self._inspect_error: str | None = None
-        self._inflight: asyncio.Future | None = None
         self._thread: asyncio.Future | None = None
 
     # -- reading the cache ---------------------------------------------------
@@ -119,21 +118,13 @@ class TicketRefresher:
             self.log.exception("pamkrb: unexpected error in the %s trigger", reason)
 
     async def renew(self, reason: str) -> bool:
-        """Renew from the keytab now; concurrent callers share one renewal.
-        Returns whether the renewal succeeded."""
-        if self._inflight is None:
-            self._inflight = asyncio.ensure_future(self._renew(reason))
-            self._inflight.add_done_callback(self._clear_inflight)
-        return await asyncio.shield(self._inflight)
-
-    def _clear_inflight(self, _future):
-        self._inflight = None
-
-    async def _renew(self, reason: str) -> bool:
+        """Renew from the keytab now; concurrent callers share one kinit.
+        Returns whether it succeeded within kdc_timeout."""
         cfg = self.config
         if self._thread is None:
-            # A kinit that outlived a time-out is still running: wait for it
-            # rather than start a second one against the same silent KDC.
+            # One kinit at a time: concurrent triggers, and triggers while a
+            # kinit that outlived its time-out still waits on a silent KDC,
+            # share the running one.
             loop = asyncio.get_running_loop()
             started = time.perf_counter()
             self._thread = loop.run_in_executor(

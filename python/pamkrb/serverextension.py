@@ -154,7 +154,7 @@ class KerberosTicketExtension(ExtensionApp):
                 ),
                 logger=self.log,
                 on_renewal=lambda trigger, result, seconds: metrics.record("renewal", trigger, result, seconds),
-                on_check=lambda trigger: metrics.TICKET_CHECKS.labels(trigger=trigger).inc(),
+                on_check=metrics.count_check,
             )
         self.settings["pamkrb_status"] = self.status
 
