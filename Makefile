@@ -9,17 +9,23 @@ SHELL := /bin/bash
 VENV := /opt/pamkrb/venv
 PYTHON := $(VENV)/bin/python
 RUFF := $(VENV)/bin/ruff
-# cargo lives in ~/.cargo/bin for root and is often not on a non-login PATH.
-export PATH := $(HOME)/.cargo/bin:/root/.cargo/bin:$(PATH)
+# Every tool the project installs itself is found whatever PATH the caller
+# has: the venv's bin (maturin, which pip's --no-build-isolation build runs
+# from PATH; ruff; pytest) and ~/.cargo/bin (cargo, often not on a non-login
+# PATH). tools/check-tools.sh names what is missing and where it comes from.
+export PATH := $(VENV)/bin:$(HOME)/.cargo/bin:/root/.cargo/bin:$(PATH)
 # clippy with --all-features builds the pyo3 bindings against the venv's Python.
 export PYO3_PYTHON := $(PYTHON)
 
-.PHONY: setup build lint audit fuzz test-rust test-python test demo clean bench
+.PHONY: setup check-tools build lint audit fuzz test-rust test-python test demo clean bench
 
 setup:
 	bash tools/setup.sh
 
-build:
+check-tools:
+	bash tools/check-tools.sh $(VENV)
+
+build: check-tools
 	$(VENV)/bin/pip install --no-deps --force-reinstall --no-build-isolation .
 
 lint: audit

@@ -8,13 +8,15 @@
 # The RustSec advisory database is a git repository on GitHub, which cargo-deny
 # clones into $CARGO_HOME/advisory-dbs. Where GitHub cannot be reached (as on
 # this project's machines, which reach only the package registries), the
-# advisories check uses, in this order:
+# advisories are checked against a snapshot instead, the newest of:
 #   1. the copy cargo-deny cloned on an earlier run, if there is one;
-#   2. a local clone of github.com/RustSec/advisory-db named by
-#      PAMKRB_ADVISORY_DB (copied into cargo-deny's cache first);
-#   3. nothing: it is reported as SKIPPED, loudly, and the other checks still
-#      run. PAMKRB_AUDIT_REQUIRE_ADVISORIES=1 turns a skip into a failure.
-# The `users` ban in deny.toml does not depend on the database.
+#   2. PAMKRB_ADVISORY_DB: a clone of github.com/RustSec/advisory-db, or a git
+#      bundle of one;
+#   3. tools/rustsec-advisory-db.bundle, committed with the project (upstream
+#      commit bf5c0d2, 2026-08-21): replace it with a newer bundle
+#      (`git bundle create x.bundle main` in a clone) to move it forward.
+# Its date and age are printed. An advisory fails the audit; so does having
+# no database at all. The `users` ban in deny.toml does not depend on it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,6 +39,26 @@ cd "$ROOT"
 # run with --offline, which also stops it from trying GitHub again.
 cargo fetch --locked --quiet
 
+# Seconds since the epoch of a database's newest commit on main (a clone or a
+# bundle); 0 when there is none.
+commit_time() {
+    local source=$1
+    if [[ -d $source/.git ]]; then
+        git -C "$source" log -1 --format=%ct 2>/dev/null || echo 0
+    elif [[ -f $source ]]; then
+        local tmp
+        tmp=$(mktemp -d)
+        if git clone --quiet --bare --branch main "$source" "$tmp/db" 2>/dev/null; then
+            git -C "$tmp/db" log -1 --format=%ct main 2>/dev/null || echo 0
+        else
+            echo 0
+        fi
+        rm -rf "$tmp"
+    else
+        echo 0
+    fi
+}
+
 # "2025-02-24, 640 days old": the age matters more than the date.
 db_date() {
     local when
@@ -57,13 +79,17 @@ else
     db_dir=$(sed -n 's/.*"\([^"]*advisory-dbs\/[^"]*\)".*/\1/p' "$out" | head -1)
     db_dir=${db_dir:-$DEFAULT_DB_DIR}
     log "cannot fetch the RustSec advisory database: $(grep -m1 -oE '(fatal|error): .*' "$out" || echo 'no network')"
-    if [[ ! -d $db_dir/.git && -n ${PAMKRB_ADVISORY_DB:-} ]]; then
-        log "seeding cargo-deny's cache from PAMKRB_ADVISORY_DB=$PAMKRB_ADVISORY_DB"
-        mkdir -p "$(dirname "$db_dir")"
-        git clone --quiet --depth=1 --branch main "file://$(realpath "$PAMKRB_ADVISORY_DB")" "$db_dir"
-        # Later runs must try GitHub again, not quietly "update" from the copy.
-        git -C "$db_dir" remote set-url origin https://github.com/RustSec/advisory-db
-    fi
+    for snapshot in "${PAMKRB_ADVISORY_DB:-}" "$ROOT/tools/rustsec-advisory-db.bundle"; do
+        [[ -n $snapshot && -e $snapshot ]] || continue
+        if [[ $(commit_time "$snapshot") -gt $(commit_time "$db_dir") ]]; then
+            log "seeding cargo-deny's cache from $snapshot"
+            rm -rf "$db_dir"
+            mkdir -p "$(dirname "$db_dir")"
+            git clone --quiet --branch main "$(realpath "$snapshot")" "$db_dir"
+            # Later runs must try GitHub again, not quietly "update" from the copy.
+            git -C "$db_dir" remote set-url origin https://github.com/RustSec/advisory-db
+        fi
+    done
     if [[ -d $db_dir/.git ]]; then
         when=$(db_date "$db_dir")
         log "checking advisories against a local copy of the database $when"
@@ -79,21 +105,8 @@ log "checking bans, licenses and sources"
 cargo deny --offline --color never check bans licenses sources
 
 if [[ $advisories == skipped ]]; then
-    cat >&2 <<'EOF'
-audit: ================================================================
-audit: ADVISORIES SKIPPED: the RustSec advisory database cannot be
-audit: fetched from GitHub on this machine and there is no local copy.
-audit: Known vulnerabilities were NOT checked; bans (including the
-audit: `users` crate), licenses and sources were. To check them, run
-audit: this where GitHub is reachable, or point PAMKRB_ADVISORY_DB at a
-audit: clone of github.com/RustSec/advisory-db.
-audit: ================================================================
-EOF
-    if [[ ${PAMKRB_AUDIT_REQUIRE_ADVISORIES:-0} == 1 ]]; then
-        log "FAILED: PAMKRB_AUDIT_REQUIRE_ADVISORIES=1 and advisories were skipped"
-        exit 1
-    fi
-    log "advisories skipped; bans, licenses and sources ok"
-else
-    log "advisories $advisories; bans, licenses and sources ok"
+    log "FAILED: no RustSec advisory database: GitHub is unreachable and there is no local copy"
+    log "(tools/rustsec-advisory-db.bundle is missing; PAMKRB_ADVISORY_DB can name a clone or bundle)"
+    exit 1
 fi
+log "advisories $advisories; bans, licenses and sources ok"

@@ -150,4 +150,5 @@ else
     npm install -g --no-fund --no-audit "configurable-http-proxy@$CHP_VERSION"
 fi
 
+bash "$(dirname "${BASH_SOURCE[0]}")/check-tools.sh" "$VENV"
 log "done"
