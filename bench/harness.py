@@ -1,6 +1,6 @@
 """Building blocks of the benchmarks: statistics, realms and users, hubs, a silent KDC.
 
-Realms, users and hubs come from ``tools/sandbox.py`` (the same ones the tests
+Realms, users and hubs come from ``tools/sandbox/`` (the same ones the tests
 use); this module only adds what measuring needs. Everything started here is
 stopped in ``finally`` blocks, by PID.
 """

@@ -1,7 +1,7 @@
 """pamkrb's benchmark suite: `make bench`, or `python bench/run.py [--quick]` as root.
 
 Runs six comparisons side by side, each with its own loopback realm, users and
-hubs (tools/sandbox.py), and writes RESULTS.md and results.png into bench/
+hubs (tools/sandbox/), and writes RESULTS.md and results.png into bench/
 (with --quick: into test-artifacts/bench-quick/, so a smoke run never replaces
 the committed results). It measures and reports; it never fails on a timing.
 See bench/README.md for what each comparison measures.
@@ -52,7 +52,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown comparison(s): {', '.join(sorted(unknown))}")
 
-    # tools/ holds sandbox.py, shared with the tests; bench/ is already on the path.
+    # tools/ holds the sandbox package, shared with the tests; bench/ is already on the path.
     sys.path.insert(0, str(REPO / "tools"))
     import comparisons
     import harness

@@ -1,6 +1,6 @@
 """Fixtures that start real components: an MIT KDC realm, Unix users, PAM, JupyterHub.
 
-The building blocks live in ``tools/sandbox.py`` (shared with ``make demo``); this
+The building blocks live in ``tools/sandbox/`` (shared with ``make demo``); this
 file only ties their lifetimes to pytest scopes. Everything here needs root:
 without it the fixtures skip the test with a reason, never pass it silently.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-import sandbox  # tools/sandbox.py, on the path through pytest.ini's `pythonpath`
+import sandbox  # tools/sandbox/, on the path through pytest.ini's `pythonpath`
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"

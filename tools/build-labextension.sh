@@ -37,4 +37,9 @@ cat >"$OUT/install.json" <<'JSON'
 }
 JSON
 
+# What this bundle was built from: tests/test_labextension_files.py recomputes
+# it from labextension/ and fails when the sources changed without a rebuild.
+# Written last, so a manifest only ever describes a completed build.
+python3 "$REPO/tools/labextension_sources.py" "$EXT" >"$OUT/sources.sha256"
+
 echo "built $(du -sh "$OUT" | cut -f1) into ${OUT#"$REPO"/}"
