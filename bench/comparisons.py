@@ -44,7 +44,8 @@ from recipe_authenticator import recipe_kinit
 
 import sandbox
 from pamkrb import _native
-from pamkrb.refresher import RefresherConfig, TicketRefresher
+from pamkrb.lifecycle import TicketSettings
+from pamkrb.refresher import TicketRefresher
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +122,7 @@ def hot_path(plan: Plan) -> dict[str, Any]:
         ccache = f"/tmp/krb5cc_{user.uid}_pamkrb"
         try:
             _native.obtain_ticket(principal, keytab, ccache, uid=user.uid, gid=user.gid)
-            refresher = TicketRefresher(RefresherConfig(principal, keytab, ccache, refresh_margin=60))
+            refresher = TicketRefresher(TicketSettings(principal, keytab, ccache, refresh_margin=60))
             loop = asyncio.new_event_loop()
             try:
                 loop.run_until_complete(_time_triggers(refresher, 20))  # first look parses the cache
@@ -415,7 +416,7 @@ def kdc_load(plan: Plan) -> dict[str, Any]:
         refreshers = []
         for i, user in enumerate(users):
             principal = pamkrb_realm.qualify(user.name)
-            config = RefresherConfig(
+            config = TicketSettings(
                 principal, keytab_path(user, "pamkrb.keytab"), f"{caches}/krb5cc_{user.name}", refresh_margin=margin
             )
             remaining = margin + (max_life - margin) * (i + 0.5) / n

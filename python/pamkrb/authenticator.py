@@ -4,19 +4,14 @@ ticket from the user's keytab, kept fresh and handed to their server."""
 from __future__ import annotations
 
 import asyncio
-import os
-import pwd
-import stat
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 
 from jupyterhub.auth import PAMAuthenticator
 from tornado import web
-from traitlets import Any, Bool, Float, Integer, TraitError, Unicode, default, validate
+from traitlets import Bool, Float, Integer, TraitError, Unicode, default, validate
 
-from . import _native, metrics
+from . import _native, lifecycle, metrics
 from .exceptions import (
     AuthenticationDenied,
     CredentialCacheError,
@@ -27,6 +22,7 @@ from .exceptions import (
     TemplateError,
     TicketFormatError,
 )
+from .lifecycle import TicketSettings, UserTicket
 from .pam_stack import unsafe_service_reason
 
 # PAM's own replies are capped at 512 bytes (PAM_MAX_RESP_SIZE); anything
@@ -59,18 +55,6 @@ def shown_username(name: str) -> str:
     return repr(name)
 
 
-@dataclass(frozen=True)
-class UserKerberos:
-    """Where one user's Kerberos material lives, from the password database."""
-
-    username: str
-    uid: int
-    gid: int
-    principal: str
-    keytab: str
-    ccache: str
-
-
 class PAMKerberosAuthenticator(PAMAuthenticator):
     """Authenticate local users with PAM, then give each a Kerberos ticket.
 
@@ -83,7 +67,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
     """
 
     principal_template = Unicode(
-        "{username}@{realm}",
+        lifecycle.DEFAULT_PRINCIPAL_TEMPLATE,
         config=True,
         help="""
         Kerberos principal of a user, as a template.
@@ -98,7 +82,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
     )
 
     keytab_template = Unicode(
-        "/home/{username}/{username}.keytab",
+        lifecycle.DEFAULT_KEYTAB_TEMPLATE,
         config=True,
         help="""
         Path of a user's keytab, as a template (same placeholders as
@@ -112,7 +96,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
     )
 
     ccache_template = Unicode(
-        "/tmp/krb5cc_{uid}",
+        lifecycle.DEFAULT_CCACHE_TEMPLATE,
         config=True,
         help="""
         Path of a user's FILE credential cache, as a template (same
@@ -121,10 +105,13 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         The default, "/tmp/krb5cc_{uid}", is MIT Kerberos's own default cache
         name, so Hadoop, Spark and JVM clients find the ticket even without
         KRB5CCNAME. The cache is replaced atomically through a random temporary
-        file in the same directory, owned by the user with mode 0600. Root
-        refuses to write when the path holds a symlink, hard link, directory or
-        someone else's file, when a directory on the path is a symlink, or when
-        the directory is writable by others without the sticky bit.
+        file in the same directory, owned by the user with mode 0600. Whatever
+        else is found at the path (a symlink, hard link, directory, or a file
+        that is not the user's own with mode 0600: what another local user
+        may plant) is never trusted as a ticket and is replaced; the hub logs
+        a warning naming it and counts it in pamkrb_cache_plants_total. Root
+        refuses to write when a directory on the path is a symlink, or is
+        writable by others without the sticky bit.
         """,
     )
 
@@ -152,13 +139,30 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
     )
 
     refresh_margin = Integer(
-        3600,
+        lifecycle.DEFAULT_REFRESH_MARGIN,
         min=0,
         config=True,
-        help="""
-        Seconds. A ticket with less than this left is renewed from the keytab
-        (when the server is spawned and when JupyterHub refreshes the user).
-        Below the ticket lifetime, or every check would renew. Default: 3600.
+        help=f"""
+        Seconds. A ticket with this much or less left is renewed from the
+        keytab: by the hub when the server is spawned and when JupyterHub
+        refreshes the user, and by the user's server (the pamkrb server
+        extension gets this value). Keep it below the ticket lifetime, or
+        every check renews. Default: {lifecycle.DEFAULT_REFRESH_MARGIN}.
+        """,
+    )
+
+    refresh_interval = Integer(
+        lifecycle.DEFAULT_REFRESH_INTERVAL,
+        min=0,
+        config=True,
+        help=f"""
+        Seconds: the longest the user's server goes between two looks at its
+        ticket while the user does nothing. Passed to the pamkrb server
+        extension. Its timer follows the ticket (the next look is due when
+        the ticket enters refresh_margin), so this is only an upper bound:
+        an idle server's ticket never lapses, whatever the two settings.
+        0: looks are scheduled from the ticket's expiry only.
+        Default: {lifecycle.DEFAULT_REFRESH_INTERVAL}.
         """,
     )
 
@@ -176,28 +180,21 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
     )
 
     kdc_timeout = Float(
-        15.0,
+        lifecycle.DEFAULT_KDC_TIMEOUT,
         min=1.0,
         config=True,
-        help="""
+        help=f"""
         Seconds to wait for a ticket before giving up on the KDC.
 
         libkrb5 itself retries for about 30 seconds against a KDC that accepts
         connections but never answers; after this many seconds the login (or
-        renewal) fails with a clear message instead. Kerberos work runs on its
-        own threads, so a hung KDC never delays password checks or the hub's
-        event loop. Default: 15.
+        renewal) fails with a clear message instead, and the attempt, when it
+        ends, installs nothing. At most one attempt per user runs at a time,
+        on a thread of its own: logins and spawns of that user meanwhile share
+        it, and a hung KDC or keytab never delays other users' attempts,
+        password checks or the hub's event loop. Default: {lifecycle.DEFAULT_KDC_TIMEOUT}.
         """,
     )
-
-    kerberos_executor = Any(
-        help="""Thread pool for keytab kinit and cache installation, separate
-        from the PAM executor. Not configurable; sized like `executor_threads`."""
-    )
-
-    @default("kerberos_executor")
-    def _default_kerberos_executor(self):
-        return ThreadPoolExecutor(max(self.executor_threads, 4), thread_name_prefix="pamkrb-kinit")
 
     @default("realm")
     def _default_realm(self):
@@ -226,7 +223,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 f"PAMKerberosAuthenticator: refusing to start: {reason}. Set "
                 "c.PAMKerberosAuthenticator.service to a login service such as 'login'."
             )
-        self._renewals: dict[str, asyncio.Future] = {}
+        self._attempts = lifecycle.SingleFlight("pamkrb-kinit")
         templates = (self.principal_template, self.keytab_template, self.ccache_template)
         uses_realm = any("{realm}" in t for t in templates)
         if uses_realm and not self.realm:
@@ -259,6 +256,12 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             return None
         except InvalidUsername as e:
             self.log.warning("PAM Authentication failed (%s): %s", where, e)
+            return None
+        if not password:
+            # An account whose password was removed (passwd -d) passes
+            # pam_unix's `nullok`, Debian's default; a web login never may.
+            # The native call also sets PAM_DISALLOW_NULL_AUTHTOK.
+            self.log.warning("PAM Authentication failed (%s): empty password", where)
             return None
         # JupyterHub's login form sends "otp" when Authenticator.request_otp is
         # set; PAM gets it as the answer to the second hidden prompt.
@@ -309,7 +312,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         auth_model = await super().run_post_auth_hook(handler, auth_model)
         name = auth_model["name"]
         try:
-            info = await self._kerberos(self._login_ticket, name)
+            info = await self.ticket_for(name, "login")
         except _TICKET_ERRORS as e:
             reason = _explain(e, name)
             if self.kinit_required:
@@ -321,12 +324,13 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 raise web.HTTPError(403, "%s", LOGIN_REFUSED) from None
             self.log.warning("Login of %s without a Kerberos ticket: %s", shown_username(name), reason)
             return auth_model
-        self.log.info(
-            "Kerberos ticket for %s (%s) valid until %s",
-            shown_username(name),
-            info.principal,
-            _format_time(info.expires_at),
-        )
+        if info is not None:
+            self.log.info(
+                "Kerberos ticket for %s (%s) valid until %s",
+                shown_username(name),
+                info.principal,
+                lifecycle.local_time(info.expires_at),
+            )
         return auth_model
 
     # -- spawning and refreshing ----------------------------------------------
@@ -336,7 +340,8 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         and point the server's KRB5CCNAME at the user's cache."""
         await super().pre_spawn_start(user, spawner)
         try:
-            where = await self.ensure_fresh_ticket(user.name, trigger="spawn")
+            await self.ensure_fresh_ticket(user.name, trigger="spawn")
+            where = await asyncio.to_thread(self.resolve_user, user.name)
         except _TICKET_ERRORS as e:
             reason = _explain(e, user.name)
             shown = shown_username(user.name)
@@ -345,19 +350,12 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 raise web.HTTPError(500, "%s", SPAWN_REFUSED) from None
             self.log.warning("Spawning %s without a fresh Kerberos ticket: %s", shown, reason)
             return
-        spawner.environment["KRB5CCNAME"] = f"FILE:{where.ccache}"
-        # What the pamkrb server extension needs to renew the ticket as the
-        # user, so there is no per-user setup.
-        spawner.environment["PAMKRB_PRINCIPAL"] = where.principal
-        spawner.environment["PAMKRB_KEYTAB"] = where.keytab
-        spawner.environment["PAMKRB_CCACHE"] = where.ccache
-        spawner.environment["PAMKRB_REFRESH_MARGIN"] = str(self.refresh_margin)
-        spawner.environment["PAMKRB_KDC_TIMEOUT"] = f"{self.kdc_timeout:g}"
-        if self.ticket_lifetime is not None:
-            spawner.environment["PAMKRB_TICKET_LIFETIME"] = str(self.ticket_lifetime)
+        # KRB5CCNAME for every Kerberos client in the server and its kernels,
+        # and what the pamkrb server extension needs to renew as the user.
+        spawner.environment.update(self.ticket_settings(where).to_env())
 
     async def refresh_user(self, user, handler=None):
-        """Renew the user's ticket when less than `refresh_margin` remains.
+        """Renew the user's ticket when it is not fresh.
 
         A failed renewal is logged, not turned into a logout: the user's
         server keeps working, and the next refresh tries again.
@@ -373,120 +371,111 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         return True
 
     async def ensure_fresh_ticket(self, username, trigger="refresh"):
-        """Renew the user's ticket if it is missing or has less than
-        `refresh_margin` left, and return where the user's principal, keytab
-        and cache are. Concurrent calls for the same user share one renewal."""
-        future = self._renewals.get(username)
-        if future is None:
-            future = asyncio.ensure_future(self._kerberos(self._fresh_ticket, username, trigger))
-            self._renewals[username] = future
+        """Renew the user's ticket unless it is fresh (pamkrb.lifecycle's
+        rule); returns the TicketInfo of the cache, whether renewed or not."""
+        return await self.ticket_for(username, trigger, only_if_stale=True)
 
-            def forget(done):
-                if self._renewals.get(username) is done:
-                    del self._renewals[username]
+    async def ticket_for(self, username, trigger, *, only_if_stale=False):
+        """Run one Kerberos attempt for the user, or share the one running.
 
-            future.add_done_callback(forget)
-        # shield: a cancelled request must not cancel a renewal others await.
-        return await asyncio.shield(future)
-
-    # -- blocking work, run on the executor ------------------------------------
-
-    async def _kerberos(self, func, *args):
-        """Run Kerberos work on its own threads, giving up after kdc_timeout.
-
-        On a time-out the thread finishes in the background (libkrb5 cannot
-        be interrupted); its result is dropped.
+        A login forces a new ticket; spawn and refresh only renew one that
+        is not fresh. Either way at most one attempt per user is in flight,
+        and one that outlives kdc_timeout installs nothing.
         """
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.kerberos_executor, partial(func, *args))
-        try:
-            return await asyncio.wait_for(future, self.kdc_timeout)
-        except asyncio.TimeoutError:
-            raise KerberosError(
-                f"no ticket within {self.kdc_timeout:g} s (kdc_timeout): "
-                "the KDC did not answer; is it running and reachable?"
-            ) from None
 
-    def _user_kerberos(self, username) -> UserKerberos:
-        entry = pwd.getpwnam(username)
-        fields = {
-            "username": entry.pw_name,
-            "uid": entry.pw_uid,
-            "gid": entry.pw_gid,
-            "home": entry.pw_dir,
-            "realm": self.realm,
-        }
-        return UserKerberos(
-            username=entry.pw_name,
-            uid=entry.pw_uid,
-            gid=entry.pw_gid,
-            principal=_native.expand_template(self.principal_template, **fields),
-            keytab=_native.expand_template(self.keytab_template, path=True, **fields),
-            ccache=_native.expand_template(self.ccache_template, path=True, **fields),
+        def attempt(deadline):
+            where = self.resolve_user(username)
+            if only_if_stale:
+                metrics.count_check(trigger)
+                info = self._fresh_info(where, trigger)
+                if info is not None:
+                    return info
+            kind = "renewal" if only_if_stale else "acquisition"
+            return self._install_ticket(where, kind, trigger, deadline)
+
+        return await self._attempts.run(username, attempt, self.kdc_timeout)
+
+    # -- who the user is, and the settings handed to their server -------------
+
+    def resolve_user(self, username) -> UserTicket:
+        """The user's principal, keytab and cache (pamkrb.lifecycle)."""
+        return lifecycle.resolve_user(
+            username,
+            principal_template=self.principal_template,
+            keytab_template=self.keytab_template,
+            ccache_template=self.ccache_template,
+            realm=self.realm,
         )
 
-    def _login_ticket(self, username):
-        return self._install_ticket(self._user_kerberos(username), "acquisition", "login")
+    def ticket_settings(self, where: UserTicket) -> TicketSettings:
+        return TicketSettings(
+            principal=where.principal,
+            keytab=where.keytab,
+            ccache=where.ccache,
+            refresh_margin=self.refresh_margin,
+            refresh_interval=self.refresh_interval,
+            kdc_timeout=self.kdc_timeout,
+            ticket_lifetime=self.ticket_lifetime,
+        )
 
-    def _install_ticket(self, where: UserKerberos, kind, trigger):
+    # -- blocking work, on the attempt's own thread ------------------------------
+
+    def _fresh_info(self, where: UserTicket, trigger):
+        """The cache's ticket if it is fresh and the user's own, else None.
+        A cache the user does not own (or with a loose mode, or links) is
+        never fresh: the native read refuses it, and it is replaced."""
+        try:
+            info = _native.inspect_ticket(where.ccache, uid=where.uid)
+        except (CredentialCacheError, TicketFormatError) as e:
+            self.log.info(
+                "Kerberos cache of %s needs a new ticket (%s): %s",
+                shown_username(where.username),
+                trigger,
+                e,
+            )
+            return None
+        if lifecycle.is_fresh(info, where.principal, self.refresh_margin, time.time()):
+            return info
+        return None
+
+    def _install_ticket(self, where: UserTicket, kind, trigger, deadline):
         self._warn_about_keytab(where)
         with metrics.timed(kind, trigger):
-            return _native.obtain_ticket(
+            installed = _native.obtain_ticket(
                 where.principal,
                 where.keytab,
                 where.ccache,
                 uid=where.uid,
                 gid=where.gid,
                 lifetime=self.ticket_lifetime,
+                deadline=deadline,
             )
+        if installed.replaced is not None:
+            planted = installed.replaced
+            metrics.count_plant(planted.kind)
+            self.log.warning(
+                "Replaced what was at the Kerberos cache of %s, %s: a %s owned by %s%s. "
+                "Another local user may have planted it; it was not trusted or followed.",
+                shown_username(where.username),
+                where.ccache,
+                planted.kind,
+                lifecycle.owner_name(planted.owner_uid),
+                f" (moved aside to {planted.moved_to})" if planted.moved_to else "",
+            )
+        return installed.ticket
 
-    def _warn_about_keytab(self, where: UserKerberos) -> None:
+    def _warn_about_keytab(self, where: UserTicket) -> None:
         """A keytab is a password: others must not be able to read it."""
         try:
-            st = os.lstat(where.keytab)
-        except OSError:
-            return  # the kinit reports a missing keytab with the reason
-        if st.st_uid not in (where.uid, 0):
-            self.log.warning(
-                "Keytab %s of %s is owned by uid %d, not by the user or root",
-                where.keytab,
-                shown_username(where.username),
-                st.st_uid,
-            )
-        if stat.S_IMODE(st.st_mode) & 0o077:
-            self.log.warning(
-                "Keytab %s of %s has mode %o: group or others can read or change it; run chmod 600 %s",
-                where.keytab,
-                shown_username(where.username),
-                stat.S_IMODE(st.st_mode),
-                where.keytab,
-            )
-
-    def _fresh_ticket(self, username, trigger) -> UserKerberos:
-        metrics.count_check(trigger)
-        where = self._user_kerberos(username)
-        try:
-            info = _native.inspect_ticket(where.ccache)
-        except (CredentialCacheError, TicketFormatError) as e:
-            self.log.info(
-                "Kerberos cache of %s needs a new ticket (%s): %s",
-                shown_username(username),
-                trigger,
-                e,
-            )
-        else:
-            seconds_left = info.expires_at - time.time()
-            if info.principal == where.principal and seconds_left > self.refresh_margin:
-                return where
-        self._install_ticket(where, "renewal", trigger)
-        return where
+            keytab = _native.inspect_keytab(where.keytab)
+        except KeytabError:
+            return  # the kinit that follows reports it with the reason
+        for problem in lifecycle.keytab_problems(keytab, where):
+            if problem.severity != "ok":
+                self.log.warning("Keytab %s of %s: %s", where.keytab, shown_username(where.username), problem.detail)
 
 
 def _explain(error: Exception, username: str) -> str:
     if isinstance(error, KeyError):
         return f"user {shown_username(username)} is not in the password database"
     return str(error)
-
-
-def _format_time(epoch: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))

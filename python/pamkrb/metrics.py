@@ -44,6 +44,17 @@ TICKET_CHECKS = Counter(
     ["trigger"],
 )
 
+CACHE_PLANTS = Counter(
+    "pamkrb_cache_plants_total",
+    "Entries found at a user's cache path that were not the user's own cache "
+    "(symlinks, hard links, directories, other users' files) and were replaced",
+    ["kind"],
+)
+
+
+def count_plant(kind: str) -> None:
+    CACHE_PLANTS.labels(kind=kind).inc()
+
 
 @cache
 def _checks(trigger: str):

@@ -1,10 +1,11 @@
 """Keeping one user's ticket fresh from inside their server.
 
 A trigger (notebook opened, file saved, kernel starting, timer) first looks at
-the credential cache in-process; only when less than the refresh margin is
-left does it renew from the keytab, on a worker thread, with at most one
-renewal in flight. Triggers never raise: a failed renewal is recorded and
-reported, and whatever the user was doing goes on.
+the credential cache: a stat, and a parse on a worker thread only when the
+file changed. Only when the ticket is not fresh (the rule in
+:mod:`pamkrb.lifecycle`) does it renew, through the lifecycle's single-flight
+runner. Triggers never raise: a failed renewal is recorded and reported, and
+whatever the user was doing goes on.
 """
 
 from __future__ import annotations
@@ -14,48 +15,44 @@ import collections
 import logging
 import os
 import time
-from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
-from . import _native
+from . import _native, lifecycle
 from .exceptions import PamkrbError
+from .lifecycle import TicketSettings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RefresherConfig:
-    principal: str
-    keytab: str
-    ccache: str
-    refresh_margin: int = 3600
-    ticket_lifetime: int | None = None
-    # libkrb5 keeps trying a silent KDC for about 30 s; a trigger stops
-    # waiting after this long (the attempt finishes in the background).
-    kdc_timeout: float = 15.0
-
-
-def _iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+def renew_from_keytab(settings: TicketSettings, deadline: float) -> Any:
+    """The server's credential source: a kinit from the keytab, as the user,
+    installed at the cache. Blocks; returns the native Installation."""
+    return _native.obtain_ticket(
+        settings.principal,
+        settings.keytab,
+        settings.ccache,
+        lifetime=settings.ticket_lifetime,
+        deadline=deadline,
+    )
 
 
 class TicketRefresher:
-    """Renews one credential cache from one keytab when it runs low."""
+    """Renews one credential cache when it runs low, and reports its state."""
 
     def __init__(
         self,
-        config: RefresherConfig,
+        settings: TicketSettings,
         *,
         logger: logging.Logger | logging.LoggerAdapter = log,
         clock: Callable[[], float] = time.time,
+        source: Callable[[TicketSettings, float], Any] = renew_from_keytab,
         on_renewal: Callable[[str, str, float], None] | None = None,
         on_check: Callable[[str], None] | None = None,
     ):
-        self.config = config
+        self.settings = settings
         self.log = logger
         self.clock = clock
+        self.source = source
         # Called with (trigger, result, seconds) after each renewal attempt;
         # the metrics hook.
         self.on_renewal = on_renewal
@@ -65,44 +62,53 @@ class TicketRefresher:
         self.last_refresh: float | None = None
         self.last_error: str | None = None
         self._info = None
-        self._stat_key = None
+        self._stat_key: tuple | None = None
         self._inspect_error: str | None = None
-        self._thread: asyncio.Future | None = None
+        self._flight = lifecycle.SingleFlight("pamkrb-renew")
+        self._warned_settings = False
 
     # -- reading the cache ---------------------------------------------------
 
-    def inspect(self):
-        """The cache's ticket, or None. Costs a stat when the cache has not
-        changed since the last look, and a few microseconds of parsing when it
-        has (an atomic replacement changes the inode)."""
+    async def look(self):
+        """The cache's ticket, or None. A stat when the cache has not changed
+        since the last look; the read and parse run off the event loop."""
+        path = self.settings.ccache
         try:
-            st = os.stat(self.config.ccache)
+            st = os.stat(path)
         except OSError as e:
             self._info, self._stat_key = None, None
-            self._inspect_error = f"cannot read {self.config.ccache}: {e.strerror}"
+            self._inspect_error = f"cannot read {path}: {e.strerror}"
             return None
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_uid, st.st_mode)
         if key == self._stat_key:
             return self._info
         try:
-            self._info = _native.inspect_ticket(self.config.ccache)
+            self._info = await asyncio.to_thread(_native.inspect_ticket, path)
             self._inspect_error = None
         except PamkrbError as e:
+            # Someone else's file, a wrong mode, garbage: no ticket, renew.
             self._info = None
             self._inspect_error = str(e)
         self._stat_key = key
+        self._warn_about_settings()
         return self._info
 
-    def seconds_left(self, info=None) -> float | None:
-        info = info if info is not None else self.inspect()
-        if info is None:
-            return None
-        return info.expires_at - self.clock()
+    def _warn_about_settings(self) -> None:
+        if self._warned_settings or self._info is None:
+            return
+        self._warned_settings = True
+        lifetime = self._info.expires_at - self._info.starts_at
+        for problem in self.settings.problems(lifetime):
+            self.log.warning("pamkrb: %s", problem)
 
-    def needs_renewal(self, info) -> bool:
-        if info is None or info.principal != self.config.principal:
-            return True
-        return info.expires_at - self.clock() < self.config.refresh_margin
+    def is_fresh(self, info) -> bool:
+        s = self.settings
+        return lifecycle.is_fresh(info, s.principal, s.refresh_margin, self.clock())
+
+    def next_check_delay(self) -> float:
+        """Seconds until the timer should look again (from the last look)."""
+        s = self.settings
+        return lifecycle.next_check_delay(self._info, s.refresh_margin, s.refresh_interval, self.clock())
 
     # -- triggers --------------------------------------------------------------
 
@@ -112,45 +118,26 @@ class TicketRefresher:
         if self.on_check is not None:
             self.on_check(reason)
         try:
-            if self.needs_renewal(self.inspect()):
+            if not self.is_fresh(await self.look()):
                 await self.renew(reason)
         except Exception:  # a trigger must never break a save or an open
             self.log.exception("pamkrb: unexpected error in the %s trigger", reason)
 
     async def renew(self, reason: str) -> bool:
-        """Renew from the keytab now; concurrent callers share one kinit.
-        Returns whether it succeeded within kdc_timeout."""
-        cfg = self.config
-        if self._thread is None:
-            # One kinit at a time: concurrent triggers, and triggers while a
-            # kinit that outlived its time-out still waits on a silent KDC,
-            # share the running one.
-            loop = asyncio.get_running_loop()
-            started = time.perf_counter()
-            self._thread = loop.run_in_executor(
-                None,
-                lambda: _native.obtain_ticket(cfg.principal, cfg.keytab, cfg.ccache, lifetime=cfg.ticket_lifetime),
-            )
-            self._thread.add_done_callback(lambda done: self._finished(done, reason, started))
+        """Renew now; concurrent callers, and callers after one timed out,
+        share the running attempt. Returns whether it succeeded in time."""
+        started = time.perf_counter()
+        timeout = self.settings.kdc_timeout
         try:
-            await asyncio.wait_for(asyncio.shield(self._thread), cfg.kdc_timeout)
-        except asyncio.TimeoutError:
-            self.last_error = f"no ticket within {cfg.kdc_timeout:g} s: the KDC did not answer"
-            self.log.warning("pamkrb: ticket renewal (%s): %s", reason, self.last_error)
-            return False
-        except PamkrbError:
-            return False
-        return True
-
-    def _finished(self, done: asyncio.Future, reason: str, started: float) -> None:
-        self._thread = None
-        error = done.exception()
-        if error is not None:
-            self.last_error = str(error)
-            self.log.warning("pamkrb: ticket renewal (%s) failed: %s", reason, error)
+            installed = await self._flight.run(
+                "ticket", lambda deadline: self.source(self.settings, deadline), timeout, "ticket renewal"
+            )
+        except PamkrbError as e:
+            self.last_error = str(e)
+            self.log.warning("pamkrb: ticket renewal (%s) failed: %s", reason, e)
             self._report(reason, "failure", started)
-            return
-        info = done.result()
+            return False
+        info = installed.ticket
         self.renewals += 1
         self.last_refresh = self.clock()
         self.last_error = None
@@ -158,11 +145,13 @@ class TicketRefresher:
             "pamkrb: renewed the ticket of %s (%s); valid until %s",
             info.principal,
             reason,
-            _iso(info.expires_at),
+            lifecycle.iso_time(info.expires_at),
         )
         self._report(reason, "success", started)
+        await self.look()
+        return True
 
-    def _report(self, reason, result, started):
+    def _report(self, reason: str, result: str, started: float) -> None:
         if self.on_renewal is not None:
             try:
                 self.on_renewal(reason, result, time.perf_counter() - started)
@@ -171,48 +160,20 @@ class TicketRefresher:
 
     # -- status ------------------------------------------------------------------
 
-    def status(self) -> dict:
-        info = self.inspect()
+    async def status(self) -> dict:
+        info = await self.look()
+        s = self.settings
         now = self.clock()
-        margin = self.config.refresh_margin
-        if info is None:
-            state = "missing"
-        elif self.last_error is not None and info.expires_at - now < margin:
-            state = "error"
-        elif info.expires_at <= now:
-            state = "expired"
-        elif info.expires_at - now < margin:
-            state = "expiring"
-        else:
-            state = "valid"
-        if state == "missing" and self.last_error is not None:
-            state = "error"
-        return {
-            "state": state,
-            "principal": info.principal if info else self.config.principal,
-            "ccache": self.config.ccache,
-            "expires_at": _iso(info.expires_at) if info else None,
-            "seconds_left": max(0, int(info.expires_at - now)) if info else None,
-            "renew_until": _iso(info.renew_until) if info and info.renew_until else None,
-            "last_refresh": _iso(self.last_refresh),
-            "last_error": self.last_error or (None if info else self._inspect_error),
-            "refresh_margin": margin,
-            "renewals": self.renewals,
-            "triggers": dict(self.triggers),
-        }
-
-
-def disabled_status(reason: str) -> dict:
-    return {
-        "state": "disabled",
-        "principal": None,
-        "ccache": None,
-        "expires_at": None,
-        "seconds_left": None,
-        "renew_until": None,
-        "last_refresh": None,
-        "last_error": reason,
-        "refresh_margin": None,
-        "renewals": 0,
-        "triggers": {},
-    }
+        state = lifecycle.ticket_state(info, s.principal, s.refresh_margin, now, self.last_error)
+        return lifecycle.status(
+            state,
+            info=info if info is not None and info.principal == s.principal else None,
+            principal=s.principal,
+            ccache=s.ccache,
+            now=now,
+            refresh_margin=s.refresh_margin,
+            last_refresh=self.last_refresh,
+            last_error=self.last_error or (None if info else self._inspect_error),
+            renewals=self.renewals,
+            triggers=self.triggers,
+        )

@@ -2,8 +2,9 @@
 fresh while their server runs, and reports its state.
 
 Enabled on install by ``etc/jupyter/jupyter_server_config.d/pamkrb.json``. The
-hub's PAMKerberosAuthenticator passes principal, keytab, cache and margin in
-the server's environment (``PAMKRB_*``), so there is no per-user setup; the
+hub's PAMKerberosAuthenticator passes principal, keytab, cache, margin and
+interval in the server's environment (``PAMKRB_*``, see
+``pamkrb.lifecycle.TicketSettings``), so there is no per-user setup; the
 traits below override them. Without them the extension logs once and stays
 out of the way.
 
@@ -12,7 +13,8 @@ Triggers (all cheap when the ticket is fresh — a stat of the cache):
   which is all JupyterLab sends;
 - a file is saved (contents PUT, both front ends);
 - a kernel starts (before it is launched, so it inherits a valid ticket);
-- a periodic timer, so an idle open notebook's ticket never lapses.
+- a timer that follows the ticket (due when it enters the margin, never later
+  than refresh_interval), so an idle server's ticket never lapses.
 """
 
 from __future__ import annotations
@@ -23,145 +25,122 @@ import re
 
 from jupyter_server.extension.application import ExtensionApp
 from tornado import web
-from tornado.ioloop import PeriodicCallback
-from traitlets import Float, Integer, Unicode, default
+from tornado.ioloop import IOLoop
+from traitlets import Float, Integer, Unicode
 
-from . import metrics
-from .refresher import RefresherConfig, TicketRefresher, disabled_status
+from . import lifecycle, metrics
+from .lifecycle import TicketSettings
+from .refresher import TicketRefresher
 from .status_handlers import StatusAPIHandler, StatusPageHandler
 
 CONTENTS_EVENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
 KERNEL_EVENTS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 
 
-def _env_int(name: str, fallback: int | None) -> int | None:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return fallback
-    try:
-        return int(value)
-    except ValueError:
-        return fallback
-
-
 class KerberosTicketExtension(ExtensionApp):
-    """Renews the user's Kerberos ticket from their keytab while the server runs."""
+    """Renews the user's Kerberos ticket from their keytab while the server runs.
+
+    Every trait defaults to what the hub passed in the environment
+    (pamkrb.lifecycle.TicketSettings.from_env); setting one here overrides it.
+    """
 
     name = "pamkrb"
     load_other_extensions = True
 
     principal = Unicode(
+        None,
+        allow_none=True,
         config=True,
-        help="""Kerberos principal to renew. Default: $PAMKRB_PRINCIPAL, set by
+        help=f"""Kerberos principal to renew. Default: ${lifecycle.ENV_PRINCIPAL}, set by
         the hub's PAMKerberosAuthenticator.""",
     )
     keytab = Unicode(
+        None,
+        allow_none=True,
         config=True,
-        help="""Keytab to renew from. Default: $PAMKRB_KEYTAB.""",
+        help=f"""Keytab to renew from. Default: ${lifecycle.ENV_KEYTAB}.""",
     )
     ccache = Unicode(
+        None,
+        allow_none=True,
         config=True,
-        help="""FILE credential cache to keep fresh. Default: $PAMKRB_CCACHE,
-        else the path in $KRB5CCNAME when it is a FILE: cache.""",
+        help=f"""FILE credential cache to keep fresh. Default: ${lifecycle.ENV_CCACHE},
+        else the path in ${lifecycle.ENV_KRB5CCNAME} when it is a FILE: cache.""",
     )
     refresh_margin = Integer(
+        None,
+        allow_none=True,
         config=True,
         min=0,
-        help="""Seconds: a ticket with less than this left is renewed.
-        Default: $PAMKRB_REFRESH_MARGIN, else 3600.""",
+        help=f"""Seconds: a ticket with this much or less left is renewed.
+        Default: ${lifecycle.ENV_REFRESH_MARGIN}, else {lifecycle.DEFAULT_REFRESH_MARGIN}.""",
     )
     ticket_lifetime = Integer(
         None,
         allow_none=True,
         config=True,
-        help="""Requested lifetime of renewed tickets, in seconds.
-        Default: $PAMKRB_TICKET_LIFETIME, else krb5.conf and the KDC decide.""",
+        help=f"""Requested lifetime of renewed tickets, in seconds.
+        Default: ${lifecycle.ENV_TICKET_LIFETIME}, else krb5.conf and the KDC decide.""",
     )
     kdc_timeout = Float(
+        None,
+        allow_none=True,
         config=True,
         min=1.0,
-        help="""Seconds a trigger waits for the KDC before recording a failure
-        (the attempt finishes in the background). Default: $PAMKRB_KDC_TIMEOUT,
-        else 15.""",
+        help=f"""Seconds a trigger waits for the KDC before recording a failure
+        (the attempt finishes in the background and installs nothing).
+        Default: ${lifecycle.ENV_KDC_TIMEOUT}, else {lifecycle.DEFAULT_KDC_TIMEOUT:g}.""",
     )
     refresh_interval = Integer(
+        None,
+        allow_none=True,
         config=True,
         min=0,
-        help="""Seconds between periodic checks, so an idle notebook's ticket
-        never lapses; 0 turns the timer off. Default: $PAMKRB_REFRESH_INTERVAL,
-        else 300. Keep it below refresh_margin.""",
+        help=f"""The longest, in seconds, between two looks at the ticket while
+        nothing else happens. The timer follows the ticket: the next look is
+        due when it enters refresh_margin (with a little jitter), and never
+        later than this, so an idle server's ticket never lapses whatever the
+        settings. 0: only the ticket's expiry schedules looks.
+        Default: ${lifecycle.ENV_REFRESH_INTERVAL}, else {lifecycle.DEFAULT_REFRESH_INTERVAL}.""",
     )
-
-    @default("principal")
-    def _default_principal(self):
-        return os.environ.get("PAMKRB_PRINCIPAL", "")
-
-    @default("keytab")
-    def _default_keytab(self):
-        return os.environ.get("PAMKRB_KEYTAB", "")
-
-    @default("ccache")
-    def _default_ccache(self):
-        explicit = os.environ.get("PAMKRB_CCACHE", "")
-        if explicit:
-            return explicit
-        name = os.environ.get("KRB5CCNAME", "")
-        if name.startswith("FILE:"):
-            return name[len("FILE:") :]
-        if name.startswith("/"):
-            return name
-        return ""
-
-    @default("refresh_margin")
-    def _default_refresh_margin(self):
-        return _env_int("PAMKRB_REFRESH_MARGIN", 3600)
-
-    @default("ticket_lifetime")
-    def _default_ticket_lifetime(self):
-        return _env_int("PAMKRB_TICKET_LIFETIME", None)
-
-    @default("kdc_timeout")
-    def _default_kdc_timeout(self):
-        try:
-            return float(os.environ.get("PAMKRB_KDC_TIMEOUT", "") or 15.0)
-        except ValueError:
-            return 15.0
-
-    @default("refresh_interval")
-    def _default_refresh_interval(self):
-        return _env_int("PAMKRB_REFRESH_INTERVAL", 300)
 
     refresher: TicketRefresher | None = None
     disabled_reason: str | None = None
 
     def initialize_settings(self):
         self._tasks: set[asyncio.Future] = set()
-        missing = [name for name in ("principal", "keytab", "ccache") if not getattr(self, name)]
-        if missing:
-            self.disabled_reason = (
-                "no Kerberos configuration (" + ", ".join(missing) + " not set); ticket renewal is off"
+        self._timer: object | None = None
+        overrides = {
+            name: getattr(self, name)
+            for name in (
+                "principal",
+                "keytab",
+                "ccache",
+                "refresh_margin",
+                "refresh_interval",
+                "kdc_timeout",
+                "ticket_lifetime",
             )
+        }
+        settings, missing = TicketSettings.from_env(os.environ, **overrides)
+        if settings is None:
+            self.disabled_reason = f"no Kerberos configuration ({', '.join(missing)} not set); ticket renewal is off"
             self.log.info("pamkrb: %s", self.disabled_reason)
         else:
             self.refresher = TicketRefresher(
-                RefresherConfig(
-                    principal=self.principal,
-                    keytab=self.keytab,
-                    ccache=self.ccache,
-                    refresh_margin=self.refresh_margin,
-                    ticket_lifetime=self.ticket_lifetime,
-                    kdc_timeout=self.kdc_timeout,
-                ),
+                settings,
                 logger=self.log,
                 on_renewal=lambda trigger, result, seconds: metrics.record("renewal", trigger, result, seconds),
                 on_check=metrics.count_check,
             )
+            for problem in settings.problems():
+                self.log.warning("pamkrb: %s", problem)
         self.settings["pamkrb_status"] = self.status
 
-    def status(self) -> dict:
+    async def status(self) -> dict:
         if self.refresher is None:
-            return disabled_status(self.disabled_reason or "disabled")
-        return self.refresher.status()
+            return lifecycle.disabled_status(self.disabled_reason or "disabled")
+        return await self.refresher.status()
 
     def initialize_handlers(self):
         self.handlers.extend(
@@ -175,7 +154,7 @@ class KerberosTicketExtension(ExtensionApp):
         self._watch_contents()
         self._watch_kernels()
         self._watch_pages()
-        self._start_timer()
+        self._schedule_check(0)
 
     # -- triggers --------------------------------------------------------------
 
@@ -183,9 +162,15 @@ class KerberosTicketExtension(ExtensionApp):
         """Start a trigger without waiting for it: saves and page loads never
         wait on a renewal."""
         assert self.refresher is not None
-        task = asyncio.ensure_future(self.refresher.trigger(reason))
+        task = asyncio.ensure_future(self._check(reason))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _check(self, reason: str) -> None:
+        assert self.refresher is not None
+        await self.refresher.trigger(reason)
+        # Every look reschedules the timer from the ticket it saw.
+        self._schedule_check(self.refresher.next_check_delay())
 
     def _watch_contents(self):
         # jupyter_events calls listeners with these keyword names while the
@@ -193,9 +178,9 @@ class KerberosTicketExtension(ExtensionApp):
         async def on_contents(logger, schema_id, data):
             action, path = data.get("action"), data.get("path", "")
             if action == "save":
-                await self.refresher.trigger("save")
+                await self._check("save")
             elif action == "get" and path.endswith(".ipynb"):
-                await self.refresher.trigger("open")
+                await self._check("open")
 
         self.serverapp.event_logger.add_listener(schema_id=CONTENTS_EVENTS, listener=on_contents)
 
@@ -212,10 +197,10 @@ class KerberosTicketExtension(ExtensionApp):
                 type(manager).__name__,
             )
             return
-        refresher = self.refresher
+        check = self._check
 
         async def start_kernel(*args, **kwargs):
-            await refresher.trigger("kernel")
+            await check("kernel")
             return await original(*args, **kwargs)
 
         start_kernel.__wrapped__ = original
@@ -224,14 +209,17 @@ class KerberosTicketExtension(ExtensionApp):
 
         async def on_kernel(logger, schema_id, data):
             if data.get("action") == "restart":
-                await refresher.trigger("kernel")
+                await check("kernel")
 
         self.serverapp.event_logger.add_listener(schema_id=KERNEL_EVENTS, listener=on_kernel)
 
     def _watch_pages(self):
         # Notebook 7 requests its page before the contents; JupyterLab never
-        # does. An output transform sees every request without replacing any
-        # handler (a public Tornado hook).
+        # does. An output transform sees every response without replacing any
+        # handler (a public Tornado hook). It fires on the first chunk of a
+        # 200 answer, which the page handler sends only after it has
+        # authenticated the request: anonymous requests (redirected to the
+        # login, or 403) never reach the KDC.
         base = self.serverapp.base_url
         pattern = re.compile("^" + re.escape(base) + r"(notebooks|lab/tree|doc/tree)/.+\.ipynb$")
         fire = self._fire
@@ -239,21 +227,24 @@ class KerberosTicketExtension(ExtensionApp):
         class NotebookPageTrigger(web.OutputTransform):
             def __init__(self, request):
                 super().__init__(request)
-                if request.method == "GET" and pattern.match(request.path):
+                self._is_page = request.method == "GET" and bool(pattern.match(request.path))
+
+            def transform_first_chunk(self, status_code, headers, chunk, finishing):
+                if self._is_page and status_code == 200:
                     fire("open")
+                return status_code, headers, chunk
 
         self.serverapp.web_app.add_transform(NotebookPageTrigger)
 
-    def _start_timer(self):
-        if self.refresh_interval <= 0:
-            return
-        self._timer = PeriodicCallback(lambda: self._fire("timer"), self.refresh_interval * 1000)
-        self._timer.start()
-        # One check right away: the server may start with a ticket that is
-        # already inside the margin.
-        self._fire("start")
+    def _schedule_check(self, delay: float) -> None:
+        """(Re)arm the one timer: the ticket's own schedule, so an idle
+        server's ticket never lapses, whatever refresh_interval says."""
+        loop = IOLoop.current()
+        if self._timer is not None:
+            loop.remove_timeout(self._timer)
+        self._timer = loop.call_later(delay, self._fire, "timer" if delay else "start")
 
     async def stop_extension(self):
-        timer = getattr(self, "_timer", None)
-        if timer is not None:
-            timer.stop()
+        if self._timer is not None:
+            IOLoop.current().remove_timeout(self._timer)
+            self._timer = None

@@ -9,15 +9,17 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from tornado import web
 
+from .lifecycle import TicketState
+
 AUTH_RESOURCE = "pamkrb"
 
 _LABELS = {
-    "valid": ("Valid", "#1a7f37"),
-    "expiring": ("Expiring soon", "#9a6700"),
-    "expired": ("Expired", "#cf222e"),
-    "missing": ("No ticket", "#cf222e"),
-    "error": ("Renewal failed", "#cf222e"),
-    "disabled": ("Not configured", "#57606a"),
+    TicketState.VALID: ("Valid", "#1a7f37"),
+    TicketState.EXPIRING: ("Expiring soon", "#9a6700"),
+    TicketState.EXPIRED: ("Expired", "#cf222e"),
+    TicketState.MISSING: ("No ticket", "#cf222e"),
+    TicketState.ERROR: ("Renewal failed", "#cf222e"),
+    TicketState.DISABLED: ("Not configured", "#57606a"),
 }
 
 
@@ -26,9 +28,9 @@ class StatusAPIHandler(APIHandler):
 
     @web.authenticated
     @authorized
-    def get(self):
+    async def get(self):
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps(self.settings["pamkrb_status"]()))
+        self.finish(json.dumps(await self.settings["pamkrb_status"]()))
 
 
 class StatusPageHandler(JupyterHandler):
@@ -36,9 +38,9 @@ class StatusPageHandler(JupyterHandler):
 
     @web.authenticated
     @authorized
-    def get(self):
-        status = self.settings["pamkrb_status"]()
-        label, colour = _LABELS.get(status["state"], (status["state"], "#57606a"))
+    async def get(self):
+        status = await self.settings["pamkrb_status"]()
+        label, colour = _LABELS[TicketState(status["state"])]
         rows = [
             ("Principal", status["principal"]),
             ("Credential cache", status["ccache"]),

@@ -13,14 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
-import stat
-import struct
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from typing import TextIO
 
+from ..lifecycle import local_time
 from ..pam_stack import (
     PAM_DIR,
     USER_SWITCHING_SERVICES,
@@ -33,9 +31,6 @@ from .errors import UsageError
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
-
-# A keytab holds a few keys per principal; anything this large is not a keytab.
-MAX_KEYTAB_BYTES = 1 << 20
 
 PAMKRB_NAMES = frozenset({"pamkrb", "pamkrb.PAMKerberosAuthenticator", "pamkrb.authenticator.PAMKerberosAuthenticator"})
 
@@ -132,15 +127,15 @@ def run(args: argparse.Namespace) -> int:
             report.skip(title, "no such user")
         return report.finish()
 
-    where = _user_kerberos(authenticator, entry, report)
+    where = _user_ticket(authenticator, entry, report)
     if where is None:
         return report.finish()
-    keytab_usable = check_keytab(where, entry, report)
+    keytab_usable = check_keytab(where, report)
     if keytab_usable:
         check_kdc(where, authenticator.ticket_lifetime, report)
     else:
         report.skip("KDC", "the keytab cannot be used")
-    check_cache(where, entry, authenticator.refresh_margin, report)
+    check_cache(where, authenticator.refresh_margin, report)
     return report.finish()
 
 
@@ -272,146 +267,61 @@ def check_pam_service(service: str, report: Report) -> None:
 # -- keytab -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class UserKerberos:
-    principal: str
-    keytab: str
-    ccache: str
-
-
-def _user_kerberos(authenticator, entry: pwd.struct_passwd, report: Report) -> UserKerberos | None:
-    from .. import _native
+def _user_ticket(authenticator, entry: pwd.struct_passwd, report: Report):
+    """The user's principal, keytab and cache, resolved exactly as the hub
+    resolves them (PAMKerberosAuthenticator.resolve_user)."""
     from ..exceptions import TemplateError
 
-    fields = {
-        "username": entry.pw_name,
-        "uid": entry.pw_uid,
-        "gid": entry.pw_gid,
-        "home": entry.pw_dir,
-        "realm": authenticator.realm,
-    }
     try:
-        principal = _native.expand_template(authenticator.principal_template, **fields)
-        keytab = _native.expand_template(authenticator.keytab_template, path=True, **fields)
-        ccache = _native.expand_template(authenticator.ccache_template, path=True, **fields)
+        where = authenticator.resolve_user(entry.pw_name)
     except TemplateError as e:
         report.fail("templates", str(e), "correct principal_template, keytab_template or ccache_template")
         return None
-    if "@" not in principal and authenticator.realm:
-        principal = f"{principal}@{authenticator.realm}"
-    report.ok("principal", principal)
-    return UserKerberos(principal, keytab, ccache)
+    report.ok("principal", where.principal)
+    return where
 
 
-def check_keytab(where: UserKerberos, entry: pwd.struct_passwd, report: Report) -> bool:
-    """Report on the keytab; True when a kinit from it can be attempted."""
+def check_keytab(where, report: Report) -> bool:
+    """Report on the keytab with the hub's own reader and rules; True when a
+    kinit from it can be attempted."""
+    from .. import _native, lifecycle
+    from ..exceptions import KeytabError
+
     path = where.keytab
     title = f"keytab {path}"
-    owner = f"{entry.pw_name}:"
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        report.fail(
-            title,
-            "does not exist",
-            f"export the key: kadmin -q 'ktadd -k {path} {where.principal}'; chown {owner} {path}; chmod 600 {path}",
-        )
-        return False
-    except OSError as e:
-        if os.path.islink(path):
-            report.fail(title, "is a symbolic link; pamkrb refuses it", f"replace the link by the keytab file {path}")
+        keytab = _native.inspect_keytab(path)
+    except KeytabError as e:
+        if not os.path.lexists(path):
+            report.fail(
+                title,
+                "does not exist",
+                f"export the key: kadmin -q 'ktadd -k {path} {where.principal}'; "
+                f"chown {where.username}: {path}; chmod 600 {path}",
+            )
         else:
-            report.fail(title, f"cannot open: {e.strerror}", "")
+            report.fail(title, str(e), f"put the user's keytab file at {path}, export it again with kadmin ktadd")
         return False
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            report.fail(title, "is not a regular file", f"put the keytab file at {path}")
-            return False
-        if st.st_size > MAX_KEYTAB_BYTES:
-            report.fail(title, f"is {st.st_size} bytes, too large for a keytab", "")
-            return False
-        data = os.read(fd, MAX_KEYTAB_BYTES)
-    finally:
-        os.close(fd)
-
-    mode = stat.S_IMODE(st.st_mode)
-    if st.st_uid not in (entry.pw_uid, 0):
-        report.fail(
+    problems = lifecycle.keytab_problems(keytab, where)
+    for problem in problems:
+        if problem.severity == "fail":
+            report.fail(title, problem.detail, problem.fix)
+        else:
+            report.warn(title, problem.detail, problem.fix)
+    if not problems:
+        kvnos = sorted({e.kvno for e in keytab.entries if e.principal == where.principal})
+        report.ok(
             title,
-            f"owned by {_user_name(st.st_uid)}, not by {entry.pw_name}; whoever owns it can change whose key it holds",
-            f"chown {owner} {path}",
+            f"owner {where.username}, mode {keytab.mode & 0o7777:04o}, key for {where.principal} "
+            f"(kvno {', '.join(map(str, kvnos))})",
         )
-    elif mode & 0o077:
-        report.fail(
-            title,
-            f"mode {mode:04o}: readable or writable by group/others, who could then act as {where.principal}",
-            f"chmod 600 {path}",
-        )
-    elif st.st_uid == 0:
-        report.warn(
-            title,
-            f"owned by root, mode {mode:04o}: the hub can use it, the user's server cannot renew from it",
-            f"chown {owner} {path}",
-        )
-    else:
-        report.ok(title, f"regular file, owner {entry.pw_name}, mode {mode:04o}")
-
-    try:
-        principals = keytab_principals(data)
-    except ValueError as e:
-        report.fail(title, f"not a readable keytab: {e}", "export it again with kadmin ktadd")
-        return False
-    if where.principal not in principals:
-        held = ", ".join(sorted(principals)) or "no keys"
-        report.fail(
-            f"principal in {path}",
-            f"{where.principal} not found (holds: {held})",
-            f"export the right key (kadmin -q 'ktadd -k {path} -norandkey {where.principal}') "
-            "or correct principal_template",
-        )
-        return False
-    report.ok(f"principal in {path}", f"{where.principal} present")
-    return True
-
-
-def keytab_principals(data: bytes) -> set[str]:
-    """Principals (``a/b@REALM``) in a version 2 keytab, MIT's and Heimdal's format."""
-    if len(data) < 2 or data[0] != 0x05:
-        raise ValueError("no keytab header")
-    if data[1] != 0x02:
-        raise ValueError(f"keytab format version {data[1]} is not supported (only 2)")
-    found: set[str] = set()
-    offset = 2
-    while offset + 4 <= len(data):
-        (size,) = struct.unpack_from(">i", data, offset)
-        offset += 4
-        if size == 0:
-            break
-        if size < 0:  # a hole left by a deleted entry
-            offset += -size
-            continue
-        entry = data[offset : offset + size]
-        if len(entry) < size:
-            raise ValueError("truncated entry")
-        offset += size
-        (count,) = struct.unpack_from(">H", entry, 0)
-        pos = 2
-        strings = []
-        for _ in range(count + 1):  # the realm, then the components
-            (length,) = struct.unpack_from(">H", entry, pos)
-            pos += 2
-            strings.append(entry[pos : pos + length].decode("utf-8", "replace"))
-            pos += length
-        realm, components = strings[0], strings[1:]
-        found.add("/".join(components) + "@" + realm)
-    return found
+    return not any(p.severity == "fail" and "has no key" in p.detail for p in problems)
 
 
 # -- KDC ---------------------------------------------------------------------------
 
 
-def check_kdc(where: UserKerberos, lifetime: int | None, report: Report) -> None:
+def check_kdc(where, lifetime: int | None, report: Report) -> None:
     from .. import _native
     from ..exceptions import PamkrbError
 
@@ -422,7 +332,7 @@ def check_kdc(where: UserKerberos, lifetime: int | None, report: Report) -> None
         try:
             info = _native.obtain_ticket(
                 where.principal, where.keytab, os.path.join(private, "ccache"), lifetime=lifetime
-            )
+            ).ticket
         except PamkrbError as e:
             config = os.environ.get("KRB5_CONFIG", "/etc/krb5.conf")
             report.fail(
@@ -433,79 +343,48 @@ def check_kdc(where: UserKerberos, lifetime: int | None, report: Report) -> None
             )
             return
     elapsed = (time.monotonic() - started) * 1000
-    report.ok("KDC", f"ticket for {info.principal} obtained in {elapsed:.0f} ms, valid until {_when(info.expires_at)}")
+    report.ok(
+        "KDC", f"ticket for {info.principal} obtained in {elapsed:.0f} ms, valid until {local_time(info.expires_at)}"
+    )
 
 
 # -- credential cache -------------------------------------------------------------
 
 
-def check_cache(where: UserKerberos, entry: pwd.struct_passwd, refresh_margin: int, report: Report) -> None:
-    from .. import _native
+def check_cache(where, refresh_margin: int, report: Report) -> None:
+    """The user's cache, read with the hub's own checks (owner, mode, links,
+    principal) and judged by the hub's freshness rule."""
+    from .. import _native, lifecycle
     from ..exceptions import PamkrbError
 
     path = where.ccache
     title = f"credential cache {path}"
-    next_login = "it is written at the user's next login or server start"
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
+    next_login = "the hub replaces it at the user's next login or server start"
+    if not os.path.lexists(path):
         report.fail(title, f"does not exist, so the user's kernels have no ticket; {next_login}", "log in again")
         return
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
-        kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
-        report.fail(title, f"is {kind}; pamkrb refuses to write there", f"remove it (rm {path}), then log in again")
-        return
-    mode = stat.S_IMODE(st.st_mode)
-    if st.st_uid != entry.pw_uid:
-        report.fail(
-            title,
-            f"owned by {_user_name(st.st_uid)}, not by {entry.pw_name}: the user cannot use or renew it, "
-            "and pamkrb refuses to replace another user's file",
-            f"remove it (rm {path}); {next_login}",
-        )
-    elif mode & 0o077:
-        report.fail(title, f"mode {mode:04o}: others can read the user's tickets", f"chmod 600 {path}")
-    else:
-        report.ok(title, f"owner {entry.pw_name}, mode {mode:04o}")
-
     try:
-        info = _native.inspect_ticket(path)
+        info = _native.inspect_ticket(path, uid=where.uid)
     except PamkrbError as e:
-        report.fail(f"ticket in {path}", str(e), f"remove it (rm {path}); {next_login}")
+        report.fail(title, f"{e}; the hub never trusts it", f"{next_login} (or remove it: rm {path})")
         return
     if info.principal != where.principal:
-        report.fail(
-            f"ticket in {path}",
-            f"for {info.principal}, not {where.principal}",
-            f"remove it (rm {path}); {next_login}",
-        )
+        report.fail(title, f"holds a ticket for {info.principal}, not {where.principal}", next_login)
         return
-    left = info.expires_at - time.time()
-    if left <= 0:
+    now = time.time()
+    if lifecycle.is_fresh(info, where.principal, refresh_margin, now):
+        report.ok(
+            title, f"owner {where.username}, mode 0600, {info.principal}, valid until {local_time(info.expires_at)}"
+        )
+    elif info.expires_at > now:
+        report.ok(
+            title,
+            f"{info.principal}, expires {local_time(info.expires_at)} (within refresh_margin: renewed on next use)",
+        )
+    else:
         report.fail(
-            f"ticket in {path}",
-            f"expired at {_when(info.expires_at)}",
+            title,
+            f"expired at {local_time(info.expires_at)}",
             "pamkrb renews it at the next login, server start or hub refresh; "
             "if it stays expired, see the hub log and the KDC check above",
         )
-    elif left < refresh_margin:
-        report.ok(
-            f"ticket in {path}",
-            f"{info.principal}, expires {_when(info.expires_at)} (within refresh_margin: renewed on next use)",
-        )
-    else:
-        report.ok(f"ticket in {path}", f"{info.principal}, valid until {_when(info.expires_at)}")
-
-
-# -- small helpers ----------------------------------------------------------------
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
-
-
-def _when(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))

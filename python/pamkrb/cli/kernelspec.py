@@ -17,11 +17,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..lifecycle import ENV_NAMES
 from .errors import UsageError
 
 # Variables the kernelspec must not pin: they are per user and come from the
 # server environment pamkrb sets up.
-INHERITED_VARIABLES = frozenset({"KRB5CCNAME", "PAMKRB_PRINCIPAL", "PAMKRB_KEYTAB", "PAMKRB_CCACHE"})
+INHERITED_VARIABLES = ENV_NAMES
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

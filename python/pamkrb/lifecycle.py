@@ -1,0 +1,456 @@
+"""The ticket lifecycle: every rule the hub, the server extension, the status
+API and ``pamkrb doctor`` must agree on, defined once.
+
+- who a user is for Kerberos (:func:`resolve_user`: the password-database
+  entry plus the templates);
+- the settings both sides share, their defaults, and how the hub hands them
+  to the user's server (:class:`TicketSettings`, ``to_env`` / ``from_env``);
+- when a ticket is fresh (:func:`is_fresh`), what state it is in
+  (:class:`TicketState`, :func:`ticket_state`), the fields of the status
+  (:data:`STATUS_FIELDS`) and when to look again (:func:`next_check_delay`);
+- how a Kerberos attempt runs (:class:`SingleFlight`): one per user at a
+  time, on its own thread, with a deadline that the native call also honours,
+  so an attempt its caller gave up on never installs anything.
+
+It imports neither jupyterhub nor jupyter_server: both sides import it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import pwd
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from . import _native
+from .exceptions import KerberosError
+
+T = TypeVar("T")
+
+# -- defaults, each defined here only -----------------------------------------
+
+DEFAULT_REFRESH_MARGIN = 3600
+"""Seconds: a ticket with this much or less left is renewed."""
+
+DEFAULT_KDC_TIMEOUT = 15.0
+"""Seconds to wait for a Kerberos attempt; libkrb5 alone tries ~30 s."""
+
+DEFAULT_REFRESH_INTERVAL = 300
+"""Seconds: the longest a server goes between two looks at its ticket."""
+
+MIN_CHECK_DELAY = 5.0
+"""Seconds: the soonest the server looks again, so a ticket that cannot be
+renewed (KDC down, keytab gone) is not retried in a tight loop."""
+
+DEFAULT_PRINCIPAL_TEMPLATE = "{username}@{realm}"
+DEFAULT_KEYTAB_TEMPLATE = "/home/{username}/{username}.keytab"
+DEFAULT_CCACHE_TEMPLATE = "/tmp/krb5cc_{uid}"
+
+
+# -- who the user is ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserTicket:
+    """Where one user's Kerberos material lives, from the password database
+    and the templates. The same object on the hub and in ``pamkrb doctor``."""
+
+    username: str
+    uid: int
+    gid: int
+    home: str
+    principal: str
+    keytab: str
+    ccache: str
+
+
+def resolve_user(
+    username: str,
+    *,
+    principal_template: str,
+    keytab_template: str,
+    ccache_template: str,
+    realm: str,
+) -> UserTicket:
+    """Fill in the templates from the user's password-database entry (never
+    from what was typed into a login form). Raises KeyError for an unknown
+    user and TemplateError for a template that does not expand."""
+    entry = pwd.getpwnam(username)
+    fields = {
+        "username": entry.pw_name,
+        "uid": entry.pw_uid,
+        "gid": entry.pw_gid,
+        "home": entry.pw_dir,
+        "realm": realm,
+    }
+    return UserTicket(
+        username=entry.pw_name,
+        uid=entry.pw_uid,
+        gid=entry.pw_gid,
+        home=entry.pw_dir,
+        principal=_native.expand_template(principal_template, **fields),
+        keytab=_native.expand_template(keytab_template, path=True, **fields),
+        ccache=_native.expand_template(ccache_template, path=True, **fields),
+    )
+
+
+def owner_name(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about a user's keytab or cache: ``fail`` makes the
+    hub's ticket unsafe or impossible, ``warn`` is worth an admin's look."""
+
+    severity: str  # "fail" or "warn"
+    detail: str
+    fix: str = ""
+
+
+def keytab_problems(keytab: Any, user: UserTicket) -> list[Problem]:
+    """What is wrong with a keytab (a native KeytabInfo) for this user: the
+    rules the hub logs and ``pamkrb doctor`` reports."""
+    found = []
+    mode = keytab.mode & 0o7777
+    if keytab.owner_uid not in (user.uid, 0):
+        found.append(
+            Problem(
+                "fail",
+                f"owned by {owner_name(keytab.owner_uid)}, not by {user.username} or root: "
+                "whoever owns it can change whose key it holds",
+                f"chown {user.username}: {user.keytab}",
+            )
+        )
+    if mode & 0o077:
+        found.append(
+            Problem(
+                "fail",
+                f"mode {mode:04o}: group or others can read or change it, and act as {user.principal}",
+                f"chmod 600 {user.keytab}",
+            )
+        )
+    elif keytab.owner_uid == 0 and user.uid != 0:
+        found.append(
+            Problem(
+                "warn",
+                f"owned by root, mode {mode:04o}: the hub can use it, the user's server cannot renew from it",
+                f"chown {user.username}: {user.keytab}",
+            )
+        )
+    principals = sorted({entry.principal for entry in keytab.entries})
+    if user.principal not in principals:
+        found.append(
+            Problem(
+                "fail",
+                f"has no key for {user.principal} (holds: {', '.join(principals) or 'no keys'})",
+                f"export the right key (kadmin -q 'ktadd -k {user.keytab} -norandkey {user.principal}') "
+                "or correct principal_template",
+            )
+        )
+    return found
+
+
+# -- the settings both sides share, and the environment that carries them ------------
+
+
+ENV_PRINCIPAL = "PAMKRB_PRINCIPAL"
+ENV_KEYTAB = "PAMKRB_KEYTAB"
+ENV_CCACHE = "PAMKRB_CCACHE"
+ENV_REFRESH_MARGIN = "PAMKRB_REFRESH_MARGIN"
+ENV_REFRESH_INTERVAL = "PAMKRB_REFRESH_INTERVAL"
+ENV_KDC_TIMEOUT = "PAMKRB_KDC_TIMEOUT"
+ENV_TICKET_LIFETIME = "PAMKRB_TICKET_LIFETIME"
+ENV_KRB5CCNAME = "KRB5CCNAME"
+ENV_NAMES = frozenset(
+    {
+        ENV_KRB5CCNAME,
+        ENV_PRINCIPAL,
+        ENV_KEYTAB,
+        ENV_CCACHE,
+        ENV_REFRESH_MARGIN,
+        ENV_REFRESH_INTERVAL,
+        ENV_KDC_TIMEOUT,
+        ENV_TICKET_LIFETIME,
+    }
+)
+"""Everything the hub puts in a server's environment for pamkrb: per user,
+so a kernelspec must never pin any of them."""
+
+
+@dataclass(frozen=True)
+class TicketSettings:
+    """What renewing one user's ticket needs, on whichever side does it."""
+
+    principal: str
+    keytab: str
+    ccache: str
+    refresh_margin: int = DEFAULT_REFRESH_MARGIN
+    refresh_interval: int = DEFAULT_REFRESH_INTERVAL
+    kdc_timeout: float = DEFAULT_KDC_TIMEOUT
+    ticket_lifetime: int | None = None
+
+    def to_env(self) -> dict[str, str]:
+        """The server's environment: KRB5CCNAME for every Kerberos client in
+        the server and its kernels, PAMKRB_* for the server extension."""
+        env = {
+            ENV_KRB5CCNAME: f"FILE:{self.ccache}",
+            ENV_PRINCIPAL: self.principal,
+            ENV_KEYTAB: self.keytab,
+            ENV_CCACHE: self.ccache,
+            ENV_REFRESH_MARGIN: str(self.refresh_margin),
+            ENV_REFRESH_INTERVAL: str(self.refresh_interval),
+            ENV_KDC_TIMEOUT: f"{self.kdc_timeout:g}",
+        }
+        if self.ticket_lifetime is not None:
+            env[ENV_TICKET_LIFETIME] = str(self.ticket_lifetime)
+        return env
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> tuple[TicketSettings | None, list[str]]:
+        """The settings the hub handed over, with ``overrides`` (the server
+        extension's own traits, None meaning "not set") on top. Returns
+        ``(settings, [])``, or ``(None, missing)`` naming what is missing.
+        A malformed number falls back to the default: a typo in one variable
+        must not stop the server."""
+        given = {k: v for k, v in overrides.items() if v not in (None, "")}
+        values: dict[str, Any] = {
+            "principal": environ.get(ENV_PRINCIPAL, ""),
+            "keytab": environ.get(ENV_KEYTAB, ""),
+            "ccache": environ.get(ENV_CCACHE, "") or _file_ccache(environ.get(ENV_KRB5CCNAME, "")),
+            "refresh_margin": _number(environ.get(ENV_REFRESH_MARGIN), int, DEFAULT_REFRESH_MARGIN),
+            "refresh_interval": _number(environ.get(ENV_REFRESH_INTERVAL), int, DEFAULT_REFRESH_INTERVAL),
+            "kdc_timeout": _number(environ.get(ENV_KDC_TIMEOUT), float, DEFAULT_KDC_TIMEOUT),
+            "ticket_lifetime": _number(environ.get(ENV_TICKET_LIFETIME), int, None),
+        }
+        values.update(given)
+        missing = [name for name in ("principal", "keytab", "ccache") if not values[name]]
+        if missing:
+            return None, missing
+        return cls(**values), []
+
+    def problems(self, lifetime: float | None = None) -> list[str]:
+        """Settings under which a ticket would be renewed on every check or
+        would be looked at too rarely; ``lifetime`` is the granted one when
+        known. The timer follows the ticket either way, so these are worth a
+        log line, not a refusal."""
+        found = []
+        lifetime = lifetime if lifetime is not None else self.ticket_lifetime
+        if lifetime is not None and self.refresh_margin >= lifetime:
+            found.append(
+                f"refresh_margin ({self.refresh_margin} s) is not below the ticket lifetime ({lifetime:g} s): "
+                "every check renews the ticket"
+            )
+        if self.refresh_interval > self.refresh_margin:
+            found.append(
+                f"refresh_interval ({self.refresh_interval} s) exceeds refresh_margin ({self.refresh_margin} s): "
+                "checks are scheduled from the ticket's expiry instead"
+            )
+        return found
+
+
+def _file_ccache(name: str) -> str:
+    if name.startswith("FILE:"):
+        return name[len("FILE:") :]
+    return name if name.startswith("/") else ""
+
+
+def _number(text: str | None, kind: type, fallback: Any) -> Any:
+    if text is None or not text.strip():
+        return fallback
+    try:
+        return kind(text)
+    except ValueError:
+        return fallback
+
+
+# -- freshness and state ---------------------------------------------------------
+
+
+class TicketState(str, enum.Enum):
+    """What the status API, the status page and the status bar report."""
+
+    VALID = "valid"
+    EXPIRING = "expiring"  # inside the margin, not yet renewed
+    EXPIRED = "expired"
+    MISSING = "missing"  # no cache, or one we refuse (wrong owner, mode, principal)
+    ERROR = "error"  # the last renewal failed and the ticket needs one
+    DISABLED = "disabled"  # the server has no Kerberos configuration
+
+
+STATUS_FIELDS = (
+    "state",
+    "principal",
+    "ccache",
+    "expires_at",
+    "seconds_left",
+    "renew_until",
+    "last_refresh",
+    "last_error",
+    "refresh_margin",
+    "renewals",
+    "triggers",
+)
+"""The keys of every status the server reports, in order. The labextension
+reads them; tests/test_status_contract.py fails when its copy drifts."""
+
+
+def is_fresh(info: Any, principal: str, margin: float, now: float) -> bool:
+    """The one freshness rule: a ticket for the expected principal with more
+    than ``margin`` seconds left. ``info`` is a TicketInfo or None."""
+    return info is not None and info.principal == principal and info.expires_at - now > margin
+
+
+def ticket_state(info: Any, principal: str, margin: float, now: float, last_error: str | None) -> TicketState:
+    if info is None or info.principal != principal:
+        return TicketState.ERROR if last_error else TicketState.MISSING
+    if is_fresh(info, principal, margin, now):
+        return TicketState.VALID
+    if last_error:
+        return TicketState.ERROR
+    if info.expires_at <= now:
+        return TicketState.EXPIRED
+    return TicketState.EXPIRING
+
+
+def next_check_delay(info: Any, margin: float, interval: float, now: float, rng: random.Random | None = None) -> float:
+    """Seconds until the ticket is next looked at: when it enters the margin
+    (a little early, so many servers do not renew at the same instant), and
+    never later than ``interval`` nor sooner than MIN_CHECK_DELAY."""
+    limit = max(float(interval), MIN_CHECK_DELAY) if interval > 0 else float("inf")
+    if info is None:
+        return max(min(limit, 60.0), MIN_CHECK_DELAY)
+    due = info.expires_at - margin - now
+    jitter = min(30.0, max(0.0, due) * 0.05) * (rng or random).random()
+    return max(MIN_CHECK_DELAY, min(limit, due - jitter))
+
+
+def iso_time(epoch: float | None) -> str | None:
+    """UTC ISO 8601, the one time format of the status API."""
+    if epoch is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def local_time(epoch: float) -> str:
+    """Local time for people: log lines and doctor's report."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
+
+
+def status(
+    state: TicketState,
+    *,
+    info: Any = None,
+    principal: str | None = None,
+    ccache: str | None = None,
+    now: float,
+    refresh_margin: int | None = None,
+    last_refresh: float | None = None,
+    last_error: str | None = None,
+    renewals: int = 0,
+    triggers: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """A status in the shape of STATUS_FIELDS."""
+    result = {
+        "state": state.value,
+        "principal": info.principal if info is not None else principal,
+        "ccache": ccache,
+        "expires_at": iso_time(info.expires_at) if info is not None else None,
+        "seconds_left": max(0, int(info.expires_at - now)) if info is not None else None,
+        "renew_until": iso_time(info.renew_until) if info is not None and info.renew_until else None,
+        "last_refresh": iso_time(last_refresh),
+        "last_error": last_error,
+        "refresh_margin": refresh_margin,
+        "renewals": renewals,
+        "triggers": dict(triggers or {}),
+    }
+    assert tuple(result) == STATUS_FIELDS
+    return result
+
+
+def disabled_status(reason: str) -> dict[str, Any]:
+    return status(TicketState.DISABLED, now=time.time(), last_error=reason)
+
+
+# -- running a Kerberos attempt ------------------------------------------------------
+
+
+class AttemptTimedOut(KerberosError):
+    """The attempt outlived its deadline; it installs nothing when it ends."""
+
+
+class SingleFlight:
+    """At most one Kerberos attempt per key (user) at a time.
+
+    Every caller for a key that has an attempt running shares it, including
+    a caller that arrives after an earlier one gave up waiting: a silent KDC
+    costs one stuck thread per user, never one per login or save. Each
+    attempt runs on a thread of its own, so one user's hung attempt (a keytab
+    on a dead mount, a KDC that never answers) never holds a slot another
+    user needs. The attempt gets the absolute deadline (``time.monotonic()``
+    clock) of its first caller and passes it to the native call, which
+    installs nothing once it has passed: no caller is told "failed" while a
+    cache still appears later.
+    """
+
+    def __init__(self, name: str = "pamkrb-kerberos"):
+        self._name = name
+        self._running: dict[str, asyncio.Future] = {}
+
+    def running(self, key: str) -> bool:
+        return key in self._running
+
+    async def run(self, key: str, attempt: Callable[[float], T], timeout: float, what: str = "a ticket") -> T:
+        """``attempt(deadline)`` on its own thread, or the one already running
+        for ``key``; waits at most ``timeout`` seconds."""
+        future = self._running.get(key)
+        if future is None:
+            deadline = time.monotonic() + timeout
+            future = self._start(key, attempt, deadline)
+        try:
+            # shield: a caller that gives up (or is cancelled) must not cancel
+            # the attempt others share.
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except asyncio.TimeoutError:
+            raise AttemptTimedOut(
+                f"no {what} within {timeout:g} s (kdc_timeout): the KDC did not answer; is it running and reachable?"
+            ) from None
+
+    def _start(self, key: str, attempt: Callable[[float], T], deadline: float) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        self._running[key] = future
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if self._running.get(key) is future:
+                del self._running[key]
+            if future.cancelled():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        def body() -> None:
+            try:
+                result, error = attempt(deadline), None
+            except BaseException as e:  # handed to the awaiting callers
+                result, error = None, e
+            # RuntimeError: the loop closed while the KDC was silent; nobody waits.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, result, error)
+
+        # Nobody awaits a future whose callers all timed out; mark its
+        # exception retrieved so asyncio does not log it at exit.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        threading.Thread(target=body, name=f"{self._name}-{key[:32]}", daemon=True).start()
+        return future
