@@ -19,14 +19,7 @@ import time
 from typing import TextIO
 
 from ..lifecycle import local_time
-from ..pam_stack import (
-    PAM_DIR,
-    USER_SWITCHING_SERVICES,
-    PamStackError,
-    pam_stack,
-    password_free_path,
-    unsafe_service_reason,
-)
+from ..pam_stack import check_service
 from .errors import UsageError
 
 EXIT_OK = 0
@@ -188,7 +181,7 @@ def check_authenticator(config, config_path: str | None, report: Report):
         return cls(config=config)
     except TraitError as e:
         service = _configured_service(config)
-        if unsafe_service_reason(service):
+        if check_service(service).reason:
             # The authenticator refuses such a service at start-up; report
             # it as the PAM check so the admin gets the PAM-specific fix.
             check_pam_service(service, report)
@@ -238,30 +231,12 @@ def check_pam_service(service: str, report: Report) -> None:
         "set c.PAMKerberosAuthenticator.service to a login service (e.g. 'login', or a dedicated "
         "/etc/pam.d/jupyterhub with `@include common-auth` and `@include common-account`)"
     )
-    if service in USER_SWITCHING_SERVICES:
-        report.fail(title, "a user-switching service: it lets root (the hub) in without a password", login_fix)
+    # The same check the authenticator makes at start-up, so the two cannot disagree.
+    check = check_service(service)
+    if check.reason:
+        report.fail(title, check.reason, login_fix)
         return
-    if "/" in service or service in ("", ".", ".."):
-        report.fail(title, "not a service name", login_fix)
-        return
-    path = PAM_DIR / service
-    if not path.is_file():
-        report.fail(title, f"{path} does not exist, so PAM would use /etc/pam.d/other", login_fix)
-        return
-    try:
-        auth = pam_stack(service, "auth")
-    except (OSError, PamStackError) as e:
-        report.fail(title, f"cannot read the stack: {e}", login_fix)
-        return
-    if not auth:
-        report.fail(title, f"{path} has no auth rules", login_fix)
-        return
-    dangers = [(rule, why) for rule in auth if (why := password_free_path(rule))]
-    if dangers:
-        rule, why = dangers[0]
-        report.fail(title, f"{why} ({rule.where}: {rule.control} {rule.module})", login_fix)
-        return
-    report.ok(title, f"{path}, {len(auth)} auth rules, no password-less path for root")
+    report.ok(title, f"{check.source}, {len(check.rules)} auth rules, no password-less path for root")
 
 
 # -- keytab -----------------------------------------------------------------------
