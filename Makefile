@@ -39,8 +39,10 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	bash tools/fuzz.sh $(FUZZ_SECONDS)
 
+# Root-only Rust tests are #[ignore = "needs root; ..."] so that an unprivileged
+# `cargo test` lists them as ignored; CI runs as root and includes them.
 test-rust:
-	cargo test
+	cargo test -- --include-ignored
 
 test-python:
 	$(PYTHON) -m pytest tests

@@ -206,6 +206,34 @@ mod tests {
     }
 
     #[test]
+    fn a_passed_deadline_stops_before_the_kdc_and_installs_nothing() {
+        let dir = std::env::temp_dir().join(format!("pamkrb-deadline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cache = dir.join("cc");
+        let err = obtain(&Acquisition {
+            principal: "a@NO.SUCH.REALM",
+            // Not even opened: the deadline is checked first.
+            keytab: Path::new("/nonexistent.keytab"),
+            cache: &cache,
+            owner: None,
+            lifetime: None,
+            renew_lifetime: None,
+            deadline: Deadline::from_monotonic_secs(0.0),
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "gave up on {} after the deadline (kdc_timeout) before contacting the KDC; \
+                 nothing was installed",
+                cache.display()
+            )
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn keytab_symlink_and_fifo_are_refused() {
         let dir = std::env::temp_dir().join(format!("pamkrb-kt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
