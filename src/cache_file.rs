@@ -226,16 +226,19 @@ fn rename_into_place(
 ) -> Result<Option<Replaced>, CacheFileError> {
     let mut last = Errno::EISDIR;
     for _ in 0..REPLACE_ATTEMPTS {
-        let mut replaced = match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => planted_kind(&st, owner.uid).map(|kind| Replaced {
-                kind,
-                owner_uid: st.st_uid,
-                moved_to: None,
-            }),
-            Err(Errno::ENOENT) => None,
+        let (mut replaced, is_dir) = match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                let planted = planted_kind(&st, owner.uid).map(|kind| Replaced {
+                    kind,
+                    owner_uid: st.st_uid,
+                    moved_to: None,
+                });
+                (planted, file_type(&st) == SFlag::S_IFDIR)
+            }
+            Err(Errno::ENOENT) => (None, false),
             Err(e) => return Err(CacheFileError::io(target, "stat", e)),
         };
-        if let Some(planted) = replaced.as_mut().filter(|r| r.kind == "directory") {
+        if let Some(planted) = replaced.as_mut().filter(|_| is_dir) {
             planted.moved_to = Some(move_aside(target, dir, name)?);
         }
         match renameat(dir, temp, dir, name) {
