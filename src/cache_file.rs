@@ -11,6 +11,14 @@
 //! follows a link at the destination. This is the shape MIT krb5's `cc_file.c`
 //! and kstart's `k5start` use for the same job.
 //!
+//! Whatever another user plants at the cache path itself (a symlink, a hard
+//! link, a fifo, their own file, a directory) is replaced, never refused:
+//! refusing would let any local user lock a victim out of their logins for as
+//! long as the plant stays. The rename replaces the entry, never what it
+//! points to; a directory, which rename cannot replace with a file, is first
+//! moved aside within the same directory. Only an unsafe *directory* on the
+//! way to the cache is refused, as that is the admin's configuration.
+//!
 //! Nothing here changes process-wide state (umask, working directory, effective
 //! ids, environment): the hub is multi-threaded.
 
@@ -22,9 +30,11 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{open, openat, renameat, AtFlags, OFlag};
+use nix::fcntl::{open, openat, renameat, renameat2, AtFlags, OFlag, RenameFlags};
 use nix::sys::stat::{fchmod, fstat, fstatat, FileStat, Mode, SFlag};
 use nix::unistd::{fchown, getegid, geteuid, unlinkat, Gid, Uid, UnlinkatFlags};
+
+use crate::deadline::Deadline;
 
 /// The uid and gid a credential cache file should belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,10 +45,12 @@ pub struct Owner {
 
 /// Why a cache file could not be written or read.
 ///
-/// `SymlinkInPath`, `UnsafeDirectory` and `UnsafeTarget` mean the file system is
-/// arranged so that someone other than the cache owner could redirect the write
-/// (or it is under attack); the admin fixes the path or the directory and nothing
-/// was modified. `NotAbsolute` and `InvalidPath` are configuration mistakes.
+/// `SymlinkInPath` and `UnsafeDirectory` mean the directory is arranged so that
+/// someone other than the cache owner could redirect the write; the admin fixes
+/// the path or the directory and nothing was modified. `UnsafeTarget` is a cache
+/// that is not safely the owner's (only reading refuses it; writing replaces
+/// it). `NotAbsolute` and `InvalidPath` are configuration mistakes.
+/// `DeadlinePassed` means the caller gave up waiting and nothing was installed.
 /// `Io` is an ordinary system failure, carrying the path and step that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheFileError {
@@ -76,6 +88,9 @@ pub enum CacheFileError {
         max_len: usize,
     },
 
+    #[error("gave up on {path} after the deadline; nothing was installed")]
+    DeadlinePassed { path: PathBuf },
+
     #[error("could not {op} {path}: {source}")]
     Io {
         path: PathBuf,
@@ -104,15 +119,43 @@ const TEMP_ATTEMPTS: usize = 4;
 
 const CACHE_MODE: u32 = 0o600;
 
+/// A planted directory is moved aside to `.<name>` + this + 16 hex digits.
+const PLANTED_MARKER: &str = ".pamkrb-planted-";
+
+/// How often to look again when the entry at the target changes between our
+/// look and the rename (someone racing a directory back in). Each round moves
+/// the newest plant aside, so only a user winning every race keeps failing it.
+const REPLACE_ATTEMPTS: usize = 4;
+
+/// What `install` found at the target and replaced because it was not the
+/// owner's own cache (a plain, singly linked file of theirs with mode 0600).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replaced {
+    /// "symbolic link", "hard link", "directory", "fifo", "file owned by
+    /// another user", "file with mode 0644", …
+    pub kind: String,
+    /// The uid that owned the entry itself (for a symlink: the link).
+    pub owner_uid: u32,
+    /// Where a planted directory now is, in the same directory; `None` for
+    /// anything else, which the rename simply replaced.
+    pub moved_to: Option<PathBuf>,
+}
+
 /// Atomically replace `target` with `contents`, owned by `owner` (None: the
-/// calling process's euid/egid), mode 0600.
+/// calling process's euid/egid), mode 0600, unless `deadline` has passed by
+/// the time the file is ready to be moved into place.
 ///
 /// Refuses, without touching anything, when a directory on the way to `target`
 /// is a symlink, when the final directory is owned by someone other than root or
-/// the owner, when it is writable by group or others without being sticky, or
-/// when an existing `target` is not a plain file of the owner (or root) with a
-/// single link.
-pub fn install(target: &Path, contents: &[u8], owner: Option<Owner>) -> Result<(), CacheFileError> {
+/// the owner, or when it is writable by group or others without being sticky.
+/// Anything at `target` other than the owner's own cache is replaced (see
+/// [`Replaced`]) and never written through; what it pointed to is not touched.
+pub fn install(
+    target: &Path,
+    contents: &[u8],
+    owner: Option<Owner>,
+    deadline: Option<Deadline>,
+) -> Result<Option<Replaced>, CacheFileError> {
     let owner = owner.unwrap_or_else(|| Owner {
         uid: geteuid().as_raw(),
         gid: getegid().as_raw(),
@@ -120,7 +163,6 @@ pub fn install(target: &Path, contents: &[u8], owner: Option<Owner>) -> Result<(
     let split = SplitPath::new(target)?;
     let dir = open_directory(target, &split, "write")?;
     check_directory(target, &split, dir.as_fd(), owner)?;
-    check_existing_target(target, dir.as_fd(), split.name, owner)?;
 
     let (file, guard) = create_temp(target, dir.as_fd(), split.name)?;
     let mut file = File::from(file);
@@ -148,17 +190,161 @@ pub fn install(target: &Path, contents: &[u8], owner: Option<Owner>) -> Result<(
     // or stale cache, which the next check finds unreadable or expiring and
     // simply replaces. Tickets are renewable from the keytab at any time.
 
-    // rename(2) replaces the directory entry `name`; if someone swapped a symlink
-    // in after our check, the link itself is replaced, never what it points to.
-    renameat(dir.as_fd(), guard.name.as_os_str(), dir.as_fd(), split.name)
-        .map_err(|e| CacheFileError::io(target, "rename the temporary file onto", e))?;
+    drop(file);
+
+    // Last moment to give up: after this the user's cache changes. The guard
+    // removes the temporary file on this return.
+    if deadline.is_some_and(|d| d.has_passed()) {
+        return Err(CacheFileError::DeadlinePassed {
+            path: target.to_path_buf(),
+        });
+    }
+    let replaced = rename_into_place(
+        target,
+        dir.as_fd(),
+        split.name,
+        guard.name.as_os_str(),
+        owner,
+    )?;
     guard.disarm();
-    Ok(())
+    Ok(replaced)
 }
 
-/// Read a credential cache file without following a symlink or blocking on a
-/// fifo; at most `max_len` bytes (error if larger).
-pub fn read(path: &Path, max_len: usize) -> Result<Vec<u8>, CacheFileError> {
+/// Move the finished temporary file `temp` onto `name`, replacing whatever is
+/// there, and say what that was if it was not the owner's own cache.
+///
+/// rename(2) replaces the directory entry `name` itself: a symlink, a hard link,
+/// a fifo, a socket or someone else's file is unlinked from `name`, and the file
+/// a link points to, or the other names of a hard-linked inode, are not touched.
+/// Only a directory cannot be replaced by a file; it is renamed aside first.
+fn rename_into_place(
+    target: &Path,
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    temp: &OsStr,
+    owner: Owner,
+) -> Result<Option<Replaced>, CacheFileError> {
+    let mut last = Errno::EISDIR;
+    for _ in 0..REPLACE_ATTEMPTS {
+        let (mut replaced, is_dir) = match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                let planted = planted_kind(&st, owner.uid).map(|kind| Replaced {
+                    kind,
+                    owner_uid: st.st_uid,
+                    moved_to: None,
+                });
+                (planted, file_type(&st) == SFlag::S_IFDIR)
+            }
+            Err(Errno::ENOENT) => (None, false),
+            Err(e) => return Err(CacheFileError::io(target, "stat", e)),
+        };
+        if let Some(planted) = replaced.as_mut().filter(|_| is_dir) {
+            planted.moved_to = Some(move_aside(target, dir, name)?);
+        }
+        match renameat(dir, temp, dir, name) {
+            Ok(()) => return Ok(replaced),
+            // A directory appeared at `name` after our look (or a non-empty
+            // one where we saw something else): look again and move it aside.
+            Err(e @ (Errno::EISDIR | Errno::ENOTEMPTY | Errno::EEXIST)) => last = e,
+            Err(e) => {
+                return Err(CacheFileError::io(
+                    target,
+                    "rename the temporary file onto",
+                    e,
+                ))
+            }
+        }
+    }
+    Err(CacheFileError::io(
+        target,
+        "rename the temporary file onto (a directory kept reappearing at)",
+        last,
+    ))
+}
+
+/// What a directory entry at the cache path is, unless it is the owner's own
+/// cache: a regular file of theirs, with one link and mode 0600.
+fn planted_kind(st: &FileStat, owner_uid: u32) -> Option<String> {
+    let kind = match file_type(st) {
+        SFlag::S_IFREG => None,
+        SFlag::S_IFLNK => Some("symbolic link"),
+        SFlag::S_IFDIR => Some("directory"),
+        SFlag::S_IFIFO => Some("fifo"),
+        SFlag::S_IFSOCK => Some("socket"),
+        SFlag::S_IFCHR => Some("character device"),
+        SFlag::S_IFBLK => Some("block device"),
+        _ => Some("special file"),
+    };
+    if let Some(kind) = kind {
+        return Some(kind.to_owned());
+    }
+    if st.st_nlink > 1 {
+        return Some("hard link".to_owned());
+    }
+    if st.st_uid != owner_uid {
+        return Some("file owned by another user".to_owned());
+    }
+    let mode = st.st_mode & 0o7777;
+    if mode != CACHE_MODE {
+        return Some(format!("file with mode {mode:04o}"));
+    }
+    None
+}
+
+/// Rename the directory at `name` to `.<name>.pamkrb-planted-<16 hex>` in the
+/// same directory and return its new path. Nothing inside it is opened, read or
+/// followed: the rename moves the entry as a whole. `RENAME_NOREPLACE` keeps a
+/// name someone guessed and planted from being replaced in turn.
+fn move_aside(target: &Path, dir: BorrowedFd<'_>, name: &OsStr) -> Result<PathBuf, CacheFileError> {
+    let mut last = Errno::EEXIST;
+    for _ in 0..TEMP_ATTEMPTS {
+        let aside = sibling_name(target, name, PLANTED_MARKER)?;
+        match renameat2(
+            dir,
+            name,
+            dir,
+            aside.as_os_str(),
+            RenameFlags::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => return Ok(target.with_file_name(aside)),
+            Err(Errno::EEXIST) => last = Errno::EEXIST,
+            Err(e) => {
+                return Err(CacheFileError::io(
+                    target,
+                    "move aside the directory planted at",
+                    e,
+                ))
+            }
+        }
+    }
+    Err(CacheFileError::io(
+        target,
+        "move aside the directory planted at",
+        last,
+    ))
+}
+
+/// `.<name><marker><16 random hex digits>`.
+fn sibling_name(target: &Path, name: &OsStr, marker: &str) -> Result<OsString, CacheFileError> {
+    let suffix =
+        random_hex().map_err(|e| CacheFileError::io(target, "generate a temporary name for", e))?;
+    let mut out = Vec::with_capacity(name.len() + marker.len() + suffix.len() + 1);
+    out.push(b'.');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(marker.as_bytes());
+    out.extend_from_slice(&suffix);
+    Ok(OsString::from_vec(out))
+}
+
+/// Read the credential cache of `owner_uid` without following a symlink or
+/// blocking on a fifo; at most `max_len` bytes (error if larger).
+///
+/// Refuses (`UnsafeTarget`) anything but a regular file with a single link,
+/// owned by `owner_uid`, with no permission bits for group or others: a cache
+/// another user planted at the path, however valid its ticket, must never be
+/// taken for the owner's, or the hub would call it fresh and point the owner's
+/// `KRB5CCNAME` at a file the planter controls.
+pub fn read(path: &Path, max_len: usize, owner_uid: u32) -> Result<Vec<u8>, CacheFileError> {
     let split = SplitPath::new(path)?;
     let dir = open_directory(path, &split, "read")?;
     // O_NONBLOCK: opening a fifo for reading would otherwise wait for a writer,
@@ -182,7 +368,7 @@ pub fn read(path: &Path, max_len: usize) -> Result<Vec<u8>, CacheFileError> {
         Err(e) => return Err(CacheFileError::io(path, "open", e)),
     };
     let st = fstat(&fd).map_err(|e| CacheFileError::io(path, "stat", e))?;
-    if let Some(reason) = not_a_single_regular_file(&st) {
+    if let Some(reason) = not_the_owners_cache(&st, owner_uid) {
         return Err(CacheFileError::UnsafeTarget {
             path: path.to_path_buf(),
             op: "read",
@@ -349,38 +535,6 @@ fn check_directory(
     Ok(())
 }
 
-/// Refuse to replace anything that is not a plain, singly linked file of the
-/// owner or root. The rename would be safe regardless (it replaces the entry, not
-/// the file behind it), but such an entry is either a mistake or an attack, and
-/// silently discarding it would hide both from the admin.
-fn check_existing_target(
-    target: &Path,
-    dir: BorrowedFd<'_>,
-    name: &OsStr,
-    owner: Owner,
-) -> Result<(), CacheFileError> {
-    let st = match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(st) => st,
-        Err(Errno::ENOENT) => return Ok(()),
-        Err(e) => return Err(CacheFileError::io(target, "stat", e)),
-    };
-    let refuse = |reason| CacheFileError::UnsafeTarget {
-        path: target.to_path_buf(),
-        op: "write",
-        reason,
-    };
-    if let Some(reason) = not_a_single_regular_file(&st) {
-        return Err(refuse(reason));
-    }
-    if st.st_uid != 0 && st.st_uid != owner.uid {
-        return Err(refuse(format!(
-            "it is owned by uid {}, not {}",
-            st.st_uid, owner.uid
-        )));
-    }
-    Ok(())
-}
-
 /// Why `st` is not a regular file with exactly one link, if it is not.
 ///
 /// A second hard link means someone else has a name for this inode, possibly
@@ -404,6 +558,23 @@ fn not_a_single_regular_file(st: &FileStat) -> Option<String> {
     // up, and what we hold is the complete previous cache.
     if st.st_nlink > 1 {
         return Some(format!("it has {} hard links", st.st_nlink));
+    }
+    None
+}
+
+/// Why `st` is not safely `owner_uid`'s own cache, if it is not.
+fn not_the_owners_cache(st: &FileStat, owner_uid: u32) -> Option<String> {
+    if let Some(reason) = not_a_single_regular_file(st) {
+        return Some(reason);
+    }
+    if st.st_uid != owner_uid {
+        return Some(format!("it is owned by uid {}, not {owner_uid}", st.st_uid));
+    }
+    // Group or other bits on a cache mean it was not written by pamkrb or
+    // libkrb5 (both use 0600) and others may have read the session key.
+    let mode = st.st_mode & 0o7777;
+    if mode & 0o077 != 0 {
+        return Some(format!("it has mode {mode:04o}"));
     }
     None
 }
@@ -449,14 +620,7 @@ fn create_temp<'d>(
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let mut last = Errno::EEXIST;
     for _ in 0..TEMP_ATTEMPTS {
-        let suffix = random_hex()
-            .map_err(|e| CacheFileError::io(target, "generate a temporary name for", e))?;
-        let mut temp = Vec::with_capacity(name.len() + TEMP_MARKER.len() + suffix.len() + 1);
-        temp.push(b'.');
-        temp.extend_from_slice(name.as_bytes());
-        temp.extend_from_slice(TEMP_MARKER.as_bytes());
-        temp.extend_from_slice(&suffix);
-        let temp = OsString::from_vec(temp);
+        let temp = sibling_name(target, name, TEMP_MARKER)?;
         match openat(
             dir,
             temp.as_os_str(),
@@ -567,9 +731,66 @@ mod tests {
     fn assert_no_temp_files(dir: &Path) {
         let temps: Vec<String> = entries(dir)
             .into_iter()
-            .filter(|n| n.contains(TEMP_MARKER))
+            .filter(|n| n.contains(TEMP_MARKER) && !n.contains(PLANTED_MARKER))
             .collect();
         assert!(temps.is_empty(), "temporary files left behind: {temps:?}");
+    }
+
+    /// A file with mode 0600 (std::fs::write gives 0666 less the umask).
+    fn write_private(path: &Path, contents: &[u8]) {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut f| f.write_all(contents))
+            .expect("write private file");
+    }
+
+    fn report(kind: &str, owner_uid: u32) -> Replaced {
+        Replaced {
+            kind: kind.to_owned(),
+            owner_uid,
+            moved_to: None,
+        }
+    }
+
+    /// `target` is the cache just installed: a new regular file of `owner`,
+    /// mode 0600, one link, holding `contents`, and no temporary file is left.
+    fn assert_is_the_new_cache(target: &Path, owner: Owner, contents: &[u8]) {
+        let meta = std::fs::symlink_metadata(target).expect("lstat the cache");
+        assert!(meta.file_type().is_file(), "{:?}", meta.file_type());
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777, meta.nlink()),
+            (owner.uid, owner.gid, 0o600, 1)
+        );
+        assert_eq!(std::fs::read(target).unwrap(), contents);
+        assert_no_temp_files(target.parent().unwrap());
+    }
+
+    /// The file behind a plant kept its content, inode, owner, mode and times.
+    fn assert_untouched(path: &Path, before: &std::fs::Metadata, contents: &[u8]) {
+        let after = std::fs::metadata(path).expect("stat");
+        assert_eq!(std::fs::read(path).unwrap(), contents);
+        assert_eq!(
+            (after.ino(), after.uid(), after.gid(), after.mode()),
+            (before.ino(), before.uid(), before.gid(), before.mode())
+        );
+        assert_eq!(
+            (
+                after.mtime(),
+                after.mtime_nsec(),
+                after.ctime(),
+                after.ctime_nsec()
+            ),
+            (
+                before.mtime(),
+                before.mtime_nsec(),
+                before.ctime(),
+                before.ctime_nsec()
+            )
+        );
     }
 
     fn mode_of(path: &Path) -> u32 {
@@ -587,14 +808,15 @@ mod tests {
             .expect("call blocked for 10 s")
     }
 
-    /// Tests that need other uids skip themselves when not root: an unprivileged
-    /// run cannot chown, and must say so instead of passing silently.
-    fn running_as_root(test: &str) -> bool {
-        if nix::unistd::geteuid().is_root() {
-            return true;
-        }
-        eprintln!("skipping {test}: needs root to create files owned by other uids");
-        false
+    /// Tests that need other uids are `#[ignore = "needs root; …"]`, so a plain
+    /// `cargo test` lists them as ignored rather than passing them silently;
+    /// `make test` (root, in CI) runs them with `--include-ignored`. Run
+    /// without root anyway, they fail here, loudly, instead of half-running.
+    fn require_root() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root to create files owned by other uids"
+        );
     }
 
     fn me() -> Owner {
@@ -622,7 +844,7 @@ mod tests {
     fn install_creates_file_with_mode_0600_and_content() {
         let dir = TestDir::new();
         let target = dir.path("krb5cc_test");
-        install(&target, b"ticket", None).expect("install");
+        install(&target, b"ticket", None, None).expect("install");
         assert_eq!(std::fs::read(&target).unwrap(), b"ticket");
         assert_eq!(mode_of(&target), 0o600);
         let meta = std::fs::metadata(&target).unwrap();
@@ -634,7 +856,7 @@ mod tests {
     fn install_with_own_uid_as_owner_works() {
         let dir = TestDir::new();
         let target = dir.path("cc");
-        install(&target, b"x", Some(me())).expect("install");
+        install(&target, b"x", Some(me()), None).expect("install");
         assert_eq!(std::fs::read(&target).unwrap(), b"x");
     }
 
@@ -647,7 +869,8 @@ mod tests {
         let old_inode = std::fs::metadata(&target).unwrap().ino();
         // Keep the old file open: a reader mid-way through sees the old content.
         let old = File::open(&target).unwrap();
-        install(&target, b"new", None).expect("install");
+        let replaced = install(&target, b"new", None, None).expect("install");
+        assert_eq!(replaced, Some(report("file with mode 0644", me().uid)));
         let meta = std::fs::metadata(&target).unwrap();
         assert_ne!(meta.ino(), old_inode, "file was rewritten in place");
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
@@ -659,7 +882,7 @@ mod tests {
     }
 
     #[test]
-    fn install_refuses_symlink_at_target_and_leaves_pointee_alone() {
+    fn install_replaces_symlink_at_target_and_leaves_pointee_alone() {
         let dir = TestDir::new();
         let victim = dir.path("victim");
         std::fs::write(&victim, b"precious").unwrap();
@@ -668,65 +891,160 @@ mod tests {
         let target = dir.path("cc");
         symlink(&victim, &target).unwrap();
 
-        let err = install(&target, b"evil", None).unwrap_err();
+        let replaced = install(&target, b"ticket", None, None).expect("install");
+        assert_eq!(replaced, Some(report("symbolic link", me().uid)));
+        assert_is_the_new_cache(&target, me(), b"ticket");
+        assert_untouched(&victim, &before, b"precious");
+        assert_eq!(dir.entries(), vec!["cc", "victim"]);
+    }
+
+    #[test]
+    fn install_replaces_hard_link_at_target_and_leaves_other_name_alone() {
+        let dir = TestDir::new();
+        let other = dir.path("other");
+        std::fs::write(&other, b"other").unwrap();
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let target = dir.path("cc");
+        std::fs::hard_link(&other, &target).unwrap();
+        let before = std::fs::metadata(&other).unwrap();
+
+        let replaced = install(&target, b"ticket", None, None).expect("install");
+        assert_eq!(replaced, Some(report("hard link", me().uid)));
+        assert_is_the_new_cache(&target, me(), b"ticket");
+        let after = std::fs::metadata(&other).unwrap();
+        assert_eq!((after.ino(), after.nlink()), (before.ino(), 1));
+        assert_eq!(std::fs::read(&other).unwrap(), b"other");
+        assert_eq!(dir.entries(), vec!["cc", "other"]);
+    }
+
+    #[test]
+    fn install_moves_a_planted_directory_aside_without_entering_it() {
+        let dir = TestDir::new();
+        let target = dir.path("cc");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("inside"), b"keep").unwrap();
+        symlink("/etc/shadow", target.join("link")).unwrap();
+        let before = std::fs::metadata(&target).unwrap();
+
+        let replaced = install(&target, b"ticket", None, None)
+            .expect("install")
+            .expect("a report");
+        assert_eq!(
+            (replaced.kind.as_str(), replaced.owner_uid),
+            ("directory", me().uid)
+        );
+        let aside = replaced.moved_to.expect("moved_to");
+        assert_eq!(aside.parent(), Some(dir.0.as_path()));
+        let aside_name = aside.file_name().unwrap().to_str().unwrap();
         assert!(
-            matches!(err, CacheFileError::UnsafeTarget { .. }),
+            aside_name.starts_with(".cc.pamkrb-planted-")
+                && aside_name.len() == ".cc.pamkrb-planted-".len() + 16
+                && aside_name[".cc.pamkrb-planted-".len()..]
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit()),
+            "{aside_name}"
+        );
+        assert_is_the_new_cache(&target, me(), b"ticket");
+        // The same directory, contents as they were.
+        let moved = std::fs::symlink_metadata(&aside).unwrap();
+        assert_eq!((moved.ino(), moved.mode()), (before.ino(), before.mode()));
+        assert_eq!(entries(&aside), vec!["inside", "link"]);
+        assert_eq!(std::fs::read(aside.join("inside")).unwrap(), b"keep");
+        assert_eq!(
+            std::fs::read_link(aside.join("link")).unwrap(),
+            Path::new("/etc/shadow")
+        );
+        assert_eq!(dir.entries(), vec![aside_name.to_owned(), "cc".to_owned()]);
+    }
+
+    #[test]
+    fn install_replaces_fifo_at_target_without_hanging() {
+        let dir = TestDir::new();
+        let target = dir.path("cc");
+        nix::unistd::mkfifo(&target, Mode::from_bits_truncate(0o600)).unwrap();
+        let t = target.clone();
+        let replaced = with_deadline(move || install(&t, b"ticket", None, None)).expect("install");
+        assert_eq!(replaced, Some(report("fifo", me().uid)));
+        assert_is_the_new_cache(&target, me(), b"ticket");
+        assert_eq!(dir.entries(), vec!["cc"]);
+    }
+
+    #[test]
+    fn install_replaces_socket_at_target() {
+        let dir = TestDir::new();
+        let target = dir.path("cc");
+        let _listener = std::os::unix::net::UnixListener::bind(&target).unwrap();
+        let replaced = install(&target, b"ticket", None, None).expect("install");
+        assert_eq!(replaced, Some(report("socket", me().uid)));
+        assert_is_the_new_cache(&target, me(), b"ticket");
+    }
+
+    #[test]
+    fn replacing_the_owners_own_cache_reports_nothing() {
+        let dir = TestDir::new();
+        let target = dir.path("cc");
+        assert_eq!(install(&target, b"first", None, None).unwrap(), None);
+        assert_eq!(install(&target, b"second", None, None).unwrap(), None);
+        assert_is_the_new_cache(&target, me(), b"second");
+    }
+
+    #[test]
+    fn planted_kinds_are_named() {
+        let dir = TestDir::new();
+        let file = dir.path("f");
+        std::fs::write(&file, b"").unwrap();
+        let kind = |mode: u32, owner: u32| {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            let st = nix::sys::stat::lstat(&file).unwrap();
+            planted_kind(&st, owner)
+        };
+        assert_eq!(kind(0o600, me().uid), None);
+        assert_eq!(
+            kind(0o644, me().uid).as_deref(),
+            Some("file with mode 0644")
+        );
+        assert_eq!(
+            kind(0o400, me().uid).as_deref(),
+            Some("file with mode 0400")
+        );
+        assert_eq!(
+            kind(0o600, me().uid + 1).as_deref(),
+            Some("file owned by another user")
+        );
+    }
+
+    #[test]
+    fn install_after_the_deadline_installs_nothing() {
+        let dir = TestDir::new();
+        let target = dir.path("cc");
+        let past = Deadline::from_monotonic_secs(0.0);
+        let err = install(&target, b"late", None, past).unwrap_err();
+        assert!(
+            matches!(err, CacheFileError::DeadlinePassed { .. }),
             "{err:?}"
         );
         assert_eq!(
             err.to_string(),
             format!(
-                "refusing to write {}: it is a symbolic link",
+                "gave up on {} after the deadline; nothing was installed",
                 target.display()
             )
         );
+        assert!(dir.entries().is_empty(), "{:?}", dir.entries());
 
-        let after = std::fs::metadata(&victim).unwrap();
-        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
-        assert_eq!(after.mode(), before.mode());
-        assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
-        assert_eq!(after.ino(), before.ino());
-        assert_eq!(std::fs::read_link(&target).unwrap(), victim);
-        assert_no_temp_files(&dir.0);
-    }
+        // An existing cache stays as it was; a plant stays too (nothing moved).
+        install(&target, b"current", None, None).unwrap();
+        install(&target, b"late", None, past).unwrap_err();
+        assert_is_the_new_cache(&target, me(), b"current");
+        let planted = dir.path("planted");
+        std::fs::create_dir(&planted).unwrap();
+        install(&planted, b"late", None, past).unwrap_err();
+        assert!(std::fs::symlink_metadata(&planted).unwrap().is_dir());
+        assert_eq!(dir.entries(), vec!["cc", "planted"]);
 
-    #[test]
-    fn install_refuses_hard_link_at_target() {
-        let dir = TestDir::new();
-        let other = dir.path("other");
-        std::fs::write(&other, b"other").unwrap();
-        let target = dir.path("cc");
-        std::fs::hard_link(&other, &target).unwrap();
-        let err = install(&target, b"new", None).unwrap_err();
-        assert!(err.to_string().contains("2 hard links"), "{err}");
-        assert_eq!(std::fs::read(&other).unwrap(), b"other");
-        assert_eq!(std::fs::metadata(&target).unwrap().nlink(), 2);
-        assert_no_temp_files(&dir.0);
-    }
-
-    #[test]
-    fn install_refuses_directory_at_target() {
-        let dir = TestDir::new();
-        let target = dir.path("cc");
-        std::fs::create_dir(&target).unwrap();
-        std::fs::write(target.join("inside"), b"keep").unwrap();
-        let err = install(&target, b"new", None).unwrap_err();
-        assert!(err.to_string().ends_with("it is a directory"), "{err}");
-        assert_eq!(std::fs::read(target.join("inside")).unwrap(), b"keep");
-        assert_no_temp_files(&dir.0);
-    }
-
-    #[test]
-    fn install_refuses_fifo_at_target_without_hanging() {
-        let dir = TestDir::new();
-        let target = dir.path("cc");
-        nix::unistd::mkfifo(&target, Mode::from_bits_truncate(0o600)).unwrap();
-        let t = target.clone();
-        let err = with_deadline(move || install(&t, b"new", None)).unwrap_err();
-        assert!(err.to_string().ends_with("it is a fifo"), "{err}");
-        let ft = std::fs::symlink_metadata(&target).unwrap().file_type();
-        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&ft));
-        assert_no_temp_files(&dir.0);
+        let future = Some(Deadline::after(Duration::from_secs(3600)));
+        install(&target, b"in time", None, future).expect("install before the deadline");
+        assert_is_the_new_cache(&target, me(), b"in time");
     }
 
     #[test]
@@ -736,7 +1054,7 @@ mod tests {
         std::fs::create_dir(&real).unwrap();
         symlink(&real, dir.path("link")).unwrap();
         let target = dir.path("link").join("cc");
-        let err = install(&target, b"new", None).unwrap_err();
+        let err = install(&target, b"new", None, None).unwrap_err();
         match &err {
             CacheFileError::SymlinkInPath { component, .. } => {
                 assert_eq!(component, &dir.path("link"))
@@ -749,7 +1067,7 @@ mod tests {
         // A symlink further up (as if /tmp itself were a link) is caught too.
         let target = dir.path("link").join("sub").join("cc");
         std::fs::create_dir(real.join("sub")).unwrap();
-        let err = install(&target, b"new", None).unwrap_err();
+        let err = install(&target, b"new", None, None).unwrap_err();
         assert!(
             matches!(err, CacheFileError::SymlinkInPath { .. }),
             "{err:?}"
@@ -762,7 +1080,7 @@ mod tests {
         let dir = TestDir::new();
         let target = dir.path("cc");
         dir.chmod(0o777);
-        let err = install(&target, b"new", None).unwrap_err();
+        let err = install(&target, b"new", None, None).unwrap_err();
         assert!(
             matches!(err, CacheFileError::UnsafeDirectory { .. }),
             "{err:?}"
@@ -775,7 +1093,7 @@ mod tests {
         assert!(dir.entries().is_empty());
 
         dir.chmod(0o770);
-        let err = install(&target, b"new", None).unwrap_err();
+        let err = install(&target, b"new", None, None).unwrap_err();
         assert!(err.to_string().contains("writable by its group"), "{err}");
         assert!(dir.entries().is_empty());
     }
@@ -785,7 +1103,7 @@ mod tests {
         let dir = TestDir::new();
         dir.chmod(0o1777);
         let target = dir.path("cc");
-        install(&target, b"ticket", None).expect("install into sticky dir");
+        install(&target, b"ticket", None, None).expect("install into sticky dir");
         assert_eq!(std::fs::read(&target).unwrap(), b"ticket");
         assert_eq!(dir.entries(), vec!["cc"]);
     }
@@ -798,7 +1116,7 @@ mod tests {
         symlink("/etc/shadow", &planted).unwrap();
         let decoy = dir.path(".cc.pamkrb-ffffffffffffffff");
         std::fs::write(&decoy, b"decoy").unwrap();
-        install(&target, b"ticket", None).expect("install");
+        install(&target, b"ticket", None, None).expect("install");
         assert_eq!(std::fs::read(&target).unwrap(), b"ticket");
         assert_eq!(
             std::fs::read_link(&planted).unwrap(),
@@ -844,22 +1162,22 @@ mod tests {
         // 250 bytes fit NAME_MAX, the temporary name built from it does not.
         let dir = TestDir::new();
         let long = "n".repeat(250);
-        let err = install(&dir.path(&long), b"x", None).unwrap_err();
+        let err = install(&dir.path(&long), b"x", None, None).unwrap_err();
         assert!(matches!(err, CacheFileError::Io { .. }), "{err:?}");
         assert!(dir.entries().is_empty());
     }
 
     #[test]
     fn relative_and_malformed_paths_are_rejected() {
-        let err = install(Path::new("tmp/krb5cc_1"), b"x", None).unwrap_err();
+        let err = install(Path::new("tmp/krb5cc_1"), b"x", None, None).unwrap_err();
         assert!(matches!(err, CacheFileError::NotAbsolute { .. }), "{err:?}");
         assert_eq!(err.to_string(), "tmp/krb5cc_1: path must be absolute");
         assert!(matches!(
-            read(Path::new("krb5cc_1"), 10),
+            read(Path::new("krb5cc_1"), 10, me().uid),
             Err(CacheFileError::NotAbsolute { .. })
         ));
         for bad in ["/", "/tmp/", "/tmp/.", "/tmp/..", "/tmp/../etc/cc", ""] {
-            let err = install(Path::new(bad), b"x", None).unwrap_err();
+            let err = install(Path::new(bad), b"x", None, None).unwrap_err();
             assert!(
                 matches!(
                     err,
@@ -874,19 +1192,60 @@ mod tests {
     fn redundant_slashes_and_dots_in_the_directory_are_fine() {
         let dir = TestDir::new();
         let messy = PathBuf::from(format!("/{}//./cc", dir.0.display()));
-        install(&messy, b"ok", None).expect("install");
-        assert_eq!(read(&dir.path("cc"), 10).unwrap(), b"ok");
+        install(&messy, b"ok", None, None).expect("install");
+        assert_eq!(read(&dir.path("cc"), 10, me().uid).unwrap(), b"ok");
     }
 
     #[test]
     fn read_returns_contents_of_regular_file() {
         let dir = TestDir::new();
         let target = dir.path("cc");
-        install(&target, b"ticket", None).unwrap();
-        assert_eq!(read(&target, 6).unwrap(), b"ticket");
-        assert_eq!(read(&target, 1024).unwrap(), b"ticket");
-        std::fs::write(dir.path("empty"), b"").unwrap();
-        assert_eq!(read(&dir.path("empty"), 0).unwrap(), b"");
+        install(&target, b"ticket", None, None).unwrap();
+        assert_eq!(read(&target, 6, me().uid).unwrap(), b"ticket");
+        assert_eq!(read(&target, 1024, me().uid).unwrap(), b"ticket");
+        write_private(&dir.path("empty"), b"");
+        assert_eq!(read(&dir.path("empty"), 0, me().uid).unwrap(), b"");
+        // No write bit for the owner is fine: only group and other bits count.
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(read(&target, 6, me().uid).unwrap(), b"ticket");
+    }
+
+    #[test]
+    fn read_refuses_a_cache_of_another_owner() {
+        // Owned by us, expected to be someone else's: no chown, so no root needed.
+        let dir = TestDir::new();
+        let target = dir.path("cc");
+        install(&target, b"ticket", None, None).unwrap();
+        let err = read(&target, 100, me().uid + 1).unwrap_err();
+        assert!(
+            matches!(err, CacheFileError::UnsafeTarget { .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "refusing to read {}: it is owned by uid {}, not {}",
+                target.display(),
+                me().uid,
+                me().uid + 1
+            )
+        );
+    }
+
+    #[test]
+    fn read_refuses_group_or_other_permission_bits() {
+        let dir = TestDir::new();
+        let target = dir.path("cc");
+        install(&target, b"ticket", None, None).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o610] {
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = read(&target, 100, me().uid).unwrap_err();
+            assert!(
+                err.to_string()
+                    .ends_with(&format!("it has mode {mode:04o}")),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -894,11 +1253,11 @@ mod tests {
         let dir = TestDir::new();
         std::fs::write(dir.path("real"), b"secret").unwrap();
         symlink(dir.path("real"), dir.path("cc")).unwrap();
-        let err = read(&dir.path("cc"), 100).unwrap_err();
+        let err = read(&dir.path("cc"), 100, me().uid).unwrap_err();
         assert!(err.to_string().ends_with("it is a symbolic link"), "{err}");
 
         symlink(&dir.0, dir.path("dirlink")).unwrap();
-        let err = read(&dir.path("dirlink").join("real"), 100).unwrap_err();
+        let err = read(&dir.path("dirlink").join("real"), 100, me().uid).unwrap_err();
         assert!(
             matches!(err, CacheFileError::SymlinkInPath { .. }),
             "{err:?}"
@@ -910,7 +1269,7 @@ mod tests {
         let dir = TestDir::new();
         let target = dir.path("cc");
         nix::unistd::mkfifo(&target, Mode::from_bits_truncate(0o600)).unwrap();
-        let err = with_deadline(move || read(&target, 100)).unwrap_err();
+        let err = with_deadline(move || read(&target, 100, me().uid)).unwrap_err();
         assert!(err.to_string().ends_with("it is a fifo"), "{err}");
     }
 
@@ -918,12 +1277,12 @@ mod tests {
     fn read_refuses_directory_and_hard_link() {
         let dir = TestDir::new();
         std::fs::create_dir(dir.path("d")).unwrap();
-        let err = read(&dir.path("d"), 100).unwrap_err();
+        let err = read(&dir.path("d"), 100, me().uid).unwrap_err();
         assert!(err.to_string().ends_with("it is a directory"), "{err}");
 
         std::fs::write(dir.path("a"), b"a").unwrap();
         std::fs::hard_link(dir.path("a"), dir.path("b")).unwrap();
-        let err = read(&dir.path("b"), 100).unwrap_err();
+        let err = read(&dir.path("b"), 100, me().uid).unwrap_err();
         assert!(err.to_string().contains("2 hard links"), "{err}");
     }
 
@@ -931,8 +1290,8 @@ mod tests {
     fn read_refuses_file_larger_than_limit() {
         let dir = TestDir::new();
         let target = dir.path("cc");
-        std::fs::write(&target, b"0123456789").unwrap();
-        let err = read(&target, 9).unwrap_err();
+        write_private(&target, b"0123456789");
+        let err = read(&target, 9, me().uid).unwrap_err();
         match err {
             CacheFileError::TooLarge { size, max_len, .. } => assert_eq!((size, max_len), (10, 9)),
             other => panic!("unexpected {other:?}"),
@@ -942,7 +1301,7 @@ mod tests {
     #[test]
     fn read_of_missing_file_is_io_error() {
         let dir = TestDir::new();
-        let err = read(&dir.path("nope"), 10).unwrap_err();
+        let err = read(&dir.path("nope"), 10, me().uid).unwrap_err();
         match err {
             CacheFileError::Io { source, .. } => {
                 assert_eq!(source.kind(), std::io::ErrorKind::NotFound)
@@ -957,59 +1316,196 @@ mod tests {
     };
 
     #[test]
+    #[ignore = "needs root; make test runs them with --include-ignored"]
     fn root_installs_cache_owned_by_another_user() {
-        if !running_as_root("root_installs_cache_owned_by_another_user") {
-            return;
-        }
+        require_root();
         let dir = TestDir::new();
         let target = dir.path("cc");
-        install(&target, b"for nobody", Some(NOBODY)).expect("install");
+        install(&target, b"for nobody", Some(NOBODY), None).expect("install");
         let meta = std::fs::metadata(&target).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (NOBODY.uid, NOBODY.gid));
         assert_eq!(meta.mode() & 0o7777, 0o600);
         assert_eq!(std::fs::read(&target).unwrap(), b"for nobody");
 
         // Replacing the user's own earlier cache is the normal refresh path.
-        install(&target, b"refreshed", Some(NOBODY)).expect("refresh");
+        install(&target, b"refreshed", Some(NOBODY), None).expect("refresh");
         assert_eq!(std::fs::read(&target).unwrap(), b"refreshed");
         assert_eq!(std::fs::metadata(&target).unwrap().uid(), NOBODY.uid);
     }
 
-    #[test]
-    fn root_refuses_target_owned_by_a_third_uid() {
-        if !running_as_root("root_refuses_target_owned_by_a_third_uid") {
-            return;
-        }
+    /// Another local user, who plants things at NOBODY's cache path.
+    const ATTACKER: u32 = 12345;
+
+    /// A sticky, world-writable directory like /tmp, an entry planted by
+    /// ATTACKER at `krb5cc_65534` by `plant`, then root's install for NOBODY.
+    /// Returns the directory, the cache path and the report.
+    fn plant_then_install(plant: impl FnOnce(&TestDir, &Path)) -> (TestDir, PathBuf, Replaced) {
+        require_root();
         let dir = TestDir::new();
-        let target = dir.path("cc");
-        std::fs::write(&target, b"someone else's").unwrap();
-        nix::unistd::chown(
-            &target,
-            Some(Uid::from_raw(12345)),
-            Some(Gid::from_raw(12345)),
-        )
-        .unwrap();
-        let err = install(&target, b"new", Some(NOBODY)).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "refusing to write {}: it is owned by uid 12345, not 65534",
-                target.display()
-            )
-        );
-        assert_eq!(std::fs::read(&target).unwrap(), b"someone else's");
-        assert_eq!(std::fs::metadata(&target).unwrap().uid(), 12345);
-        assert_no_temp_files(&dir.0);
+        dir.chmod(0o1777);
+        let target = dir.path("krb5cc_65534");
+        plant(&dir, &target);
+        let replaced = install(&target, b"victim's ticket", Some(NOBODY), None)
+            .expect("a plant must not refuse the install")
+            .expect("the plant must be reported");
+        assert_is_the_new_cache(&target, NOBODY, b"victim's ticket");
+        (dir, target, replaced)
+    }
+
+    fn as_attacker(path: &Path) {
+        std::os::unix::fs::lchown(path, Some(ATTACKER), Some(ATTACKER)).expect("lchown");
+    }
+
+    /// A root-owned file a symlink plant points at.
+    fn precious(dir: &TestDir) -> (PathBuf, std::fs::Metadata) {
+        let path = dir.path("precious");
+        std::fs::write(&path, b"precious").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        (path.clone(), std::fs::metadata(&path).unwrap())
     }
 
     #[test]
+    #[ignore = "needs root; make test runs them with --include-ignored"]
+    fn root_replaces_another_users_symlink_and_leaves_its_target_alone() {
+        let mut pointee = None;
+        let (_dir, target, replaced) = plant_then_install(|dir, target| {
+            let (path, meta) = precious(dir);
+            symlink(&path, target).unwrap();
+            as_attacker(target);
+            pointee = Some((path, meta));
+        });
+        assert_eq!(replaced, report("symbolic link", ATTACKER));
+        let (path, before) = pointee.unwrap();
+        assert_untouched(&path, &before, b"precious");
+        assert_ne!(std::fs::metadata(&target).unwrap().ino(), before.ino());
+    }
+
+    #[test]
+    #[ignore = "needs root; make test runs them with --include-ignored"]
+    fn root_replaces_a_hard_link_to_the_victims_cache() {
+        // With fs.protected_hardlinks=0 the attacker links the victim's cache
+        // into a directory of their own; every later renewal used to fail.
+        let mut stolen = None;
+        let (_dir, _target, replaced) = plant_then_install(|dir, target| {
+            install(target, b"old ticket", Some(NOBODY), None).unwrap();
+            let theirs = dir.path("attacker");
+            std::fs::create_dir(&theirs).unwrap();
+            as_attacker(&theirs);
+            std::fs::hard_link(target, theirs.join("stolen")).unwrap();
+            stolen = Some(theirs.join("stolen"));
+        });
+        assert_eq!(replaced, report("hard link", NOBODY.uid));
+        let stolen = stolen.unwrap();
+        let meta = std::fs::metadata(&stolen).unwrap();
+        assert_eq!(
+            (meta.nlink(), meta.uid(), meta.mode() & 0o7777),
+            (1, NOBODY.uid, 0o600)
+        );
+        assert_eq!(std::fs::read(&stolen).unwrap(), b"old ticket");
+    }
+
+    #[test]
+    #[ignore = "needs root; make test runs them with --include-ignored"]
+    fn root_moves_another_users_directory_aside() {
+        let (dir, _target, replaced) = plant_then_install(|_dir, target| {
+            std::fs::create_dir(target).unwrap();
+            std::fs::write(target.join("inside"), b"theirs").unwrap();
+            symlink("/etc/shadow", target.join("link")).unwrap();
+            as_attacker(&target.join("inside"));
+            as_attacker(&target.join("link"));
+            as_attacker(target);
+        });
+        assert_eq!(
+            (replaced.kind.as_str(), replaced.owner_uid),
+            ("directory", ATTACKER)
+        );
+        let aside = replaced.moved_to.expect("moved_to");
+        let meta = std::fs::symlink_metadata(&aside).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(meta.uid(), ATTACKER);
+        assert_eq!(entries(&aside), vec!["inside", "link"]);
+        assert_eq!(std::fs::read(aside.join("inside")).unwrap(), b"theirs");
+        assert_eq!(
+            std::fs::symlink_metadata(aside.join("link")).unwrap().uid(),
+            ATTACKER
+        );
+        assert_eq!(dir.entries().len(), 2);
+    }
+
+    #[test]
+    #[ignore = "needs root; make test runs them with --include-ignored"]
+    fn root_replaces_another_users_fifo() {
+        let (_dir, _target, replaced) = plant_then_install(|_dir, target| {
+            nix::unistd::mkfifo(target, Mode::from_bits_truncate(0o666)).unwrap();
+            as_attacker(target);
+        });
+        assert_eq!(replaced, report("fifo", ATTACKER));
+    }
+
+    #[test]
+    #[ignore = "needs root; make test runs them with --include-ignored"]
+    fn root_replaces_another_users_socket() {
+        let mut listener = None;
+        let (_dir, _target, replaced) = plant_then_install(|_dir, target| {
+            listener = Some(std::os::unix::net::UnixListener::bind(target).unwrap());
+            as_attacker(target);
+        });
+        assert_eq!(replaced, report("socket", ATTACKER));
+    }
+
+    #[test]
+    #[ignore = "needs root; make test runs them with --include-ignored"]
+    fn root_replaces_a_cache_planted_by_another_user() {
+        // A well-formed cache with the attacker's far-expiring ticket: it is
+        // replaced, not trusted.
+        let (_dir, _target, replaced) = plant_then_install(|_dir, target| {
+            write_private(target, b"attacker's ticket");
+            as_attacker(target);
+        });
+        assert_eq!(replaced, report("file owned by another user", ATTACKER));
+    }
+
+    #[test]
+    #[ignore = "needs root; make test runs them with --include-ignored"]
+    fn root_replaces_the_victims_own_file_with_a_wrong_mode() {
+        // What `kinit` run by hand with a loose umask, or a copy, leaves.
+        let (_dir, _target, replaced) = plant_then_install(|_dir, target| {
+            std::fs::write(target, b"loose").unwrap();
+            std::fs::set_permissions(target, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::os::unix::fs::chown(target, Some(NOBODY.uid), Some(NOBODY.gid)).unwrap();
+        });
+        assert_eq!(replaced, report("file with mode 0644", NOBODY.uid));
+    }
+
+    #[test]
+    #[ignore = "needs root; make test runs them with --include-ignored"]
+    fn root_read_refuses_a_cache_planted_by_another_user() {
+        require_root();
+        let dir = TestDir::new();
+        dir.chmod(0o1777);
+        let target = dir.path("krb5cc_65534");
+        write_private(&target, b"attacker's ticket");
+        as_attacker(&target);
+        let err = read(&target, 100, NOBODY.uid).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "refusing to read {}: it is owned by uid {ATTACKER}, not {}",
+                target.display(),
+                NOBODY.uid
+            )
+        );
+        // The same file is the attacker's own cache to the attacker.
+        assert_eq!(read(&target, 100, ATTACKER).unwrap(), b"attacker's ticket");
+    }
+
+    #[test]
+    #[ignore = "needs root; make test runs them with --include-ignored"]
     fn root_refuses_directory_owned_by_another_user() {
-        if !running_as_root("root_refuses_directory_owned_by_another_user") {
-            return;
-        }
+        require_root();
         let dir = TestDir::new();
         nix::unistd::chown(&dir.0, Some(Uid::from_raw(12345)), None).unwrap();
-        let err = install(&dir.path("cc"), b"new", Some(NOBODY)).unwrap_err();
+        let err = install(&dir.path("cc"), b"new", Some(NOBODY), None).unwrap_err();
         assert!(
             matches!(err, CacheFileError::UnsafeDirectory { .. }),
             "{err:?}"
@@ -1023,7 +1519,7 @@ mod tests {
 
         // The owner's own directory (e.g. under their home) is fine.
         nix::unistd::chown(&dir.0, Some(Uid::from_raw(NOBODY.uid)), None).unwrap();
-        install(&dir.path("cc"), b"ok", Some(NOBODY)).expect("install into owner's dir");
+        install(&dir.path("cc"), b"ok", Some(NOBODY), None).expect("install into owner's dir");
         assert_eq!(std::fs::metadata(dir.path("cc")).unwrap().uid(), NOBODY.uid);
     }
 
@@ -1031,14 +1527,13 @@ mod tests {
     const CHILD_TARGET_ENV: &str = "PAMKRB_CACHE_FILE_TEST_CHILD_TARGET";
 
     #[test]
+    #[ignore = "needs root; make test runs them with --include-ignored"]
     fn root_writes_cache_then_user_rewrites_it_unprivileged() {
-        if !running_as_root("root_writes_cache_then_user_rewrites_it_unprivileged") {
-            return;
-        }
+        require_root();
         let dir = TestDir::new();
         dir.chmod(0o1777);
         let target = dir.path("krb5cc_65534");
-        install(&target, b"from root", Some(NOBODY)).expect("root install");
+        install(&target, b"from root", Some(NOBODY), None).expect("root install");
 
         // Dropping privileges in this (multi-threaded) process is exactly what the
         // module avoids, so re-run this test binary as nobody, restricted to the
@@ -1080,14 +1575,19 @@ mod tests {
     #[test]
     #[ignore = "helper: run as nobody by root_writes_cache_then_user_rewrites_it_unprivileged"]
     fn child_rewrites_its_own_cache() {
+        // Not a test of its own: `--include-ignored` runs it without a target,
+        // and there is nothing to check then. The parent asserts on the file
+        // the child writes, so a child that returns here cannot fake a pass.
         let Some(target) = std::env::var_os(CHILD_TARGET_ENV) else {
-            panic!("only meant to be run by root_writes_cache_then_user_rewrites_it_unprivileged");
+            eprintln!("helper of root_writes_cache_then_user_rewrites_it_unprivileged; nothing to do alone");
+            return;
         };
         let target = PathBuf::from(target);
         assert!(!geteuid().is_root());
-        assert_eq!(read(&target, 100).unwrap(), b"from root");
-        install(&target, b"from the user", None).expect("unprivileged install");
-        assert_eq!(read(&target, 100).unwrap(), b"from the user");
+        assert_eq!(read(&target, 100, me().uid).unwrap(), b"from root");
+        assert_eq!(me().uid, NOBODY.uid);
+        install(&target, b"from the user", None, None).expect("unprivileged install");
+        assert_eq!(read(&target, 100, me().uid).unwrap(), b"from the user");
 
         // An unprivileged fchown to a group we are not in fails after the
         // temporary file exists: the guard must remove it.
@@ -1097,7 +1597,7 @@ mod tests {
             uid: geteuid().as_raw(),
             gid: 0,
         };
-        let err = install(&other, b"x", Some(owner)).unwrap_err();
+        let err = install(&other, b"x", Some(owner), None).unwrap_err();
         assert!(
             err.to_string()
                 .contains("set the owner of the temporary file"),

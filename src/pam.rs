@@ -84,6 +84,17 @@ struct Conversation<'a> {
 /// transaction. Blocks (PAM modules may sleep or talk to the network): call
 /// it without holding any lock the caller needs.
 pub fn authenticate(attempt: LoginAttempt<'_>) -> Result<(), PamError> {
+    // An empty password is a denial, decided here: a PAM stack with
+    // `nullok` (Debian's common-auth has it) lets an account with an empty
+    // password field in without one. PAM_DISALLOW_NULL_AUTHTOK below says
+    // the same to the modules, for stacks that reach them another way.
+    if attempt.password.as_bytes().is_empty() {
+        return Err(PamError::Denied {
+            stage: Stage::Authenticate,
+            code: ffi::PAM_AUTH_ERR as c_int,
+            message: "empty password".into(),
+        });
+    }
     if attempt.password.as_bytes().contains(&0) {
         return Err(PamError::InvalidArgument("password contains a NUL byte"));
     }
@@ -125,7 +136,7 @@ pub fn authenticate(attempt: LoginAttempt<'_>) -> Result<(), PamError> {
     let outcome = transaction
         .run(Stage::Authenticate, |h| {
             // SAFETY: `h` is the live handle; `conversation` outlives the call.
-            unsafe { ffi::pam_authenticate(h, 0) }
+            unsafe { ffi::pam_authenticate(h, ffi::PAM_DISALLOW_NULL_AUTHTOK as c_int) }
         })
         .and_then(|()| {
             if !attempt.check_account {
@@ -133,7 +144,7 @@ pub fn authenticate(attempt: LoginAttempt<'_>) -> Result<(), PamError> {
             }
             transaction.run(Stage::AccountCheck, |h| {
                 // SAFETY: as above.
-                unsafe { ffi::pam_acct_mgmt(h, 0) }
+                unsafe { ffi::pam_acct_mgmt(h, ffi::PAM_DISALLOW_NULL_AUTHTOK as c_int) }
             })
         });
     match outcome {
@@ -306,7 +317,34 @@ unsafe fn free_replies(replies: *mut ffi::pam_response, count: usize) {
 /// accepts informational and error texts (pam_unix sends "password expired"
 /// that way; failing the conversation on it would turn a denial into an
 /// error).
+///
+/// A panic must not unwind out of an `extern "C"` function into libpam's C
+/// frames: with our MSRV (1.80) that is undefined behaviour, not the abort
+/// newer compilers insert. The body runs under `catch_unwind` and a panic
+/// becomes PAM_CONV_ERR, which PAM reports as a failed conversation (a system
+/// error for the admin). A reply array being built when the panic hit is
+/// leaked rather than freed: after a panic its state is unknown.
 unsafe extern "C" fn converse(
+    num_msg: c_int,
+    msg: *mut *const ffi::pam_message,
+    resp: *mut *mut ffi::pam_response,
+    appdata_ptr: *mut c_void,
+) -> c_int {
+    // AssertUnwindSafe: on a panic the only shared state, the Conversation's
+    // counters, is not looked at again (the transaction fails).
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: forwarded unchanged from PAM, which calls us with valid
+        // arguments as documented in pam_conv(3).
+        unsafe { converse_inner(num_msg, msg, resp, appdata_ptr) }
+    }))
+    .unwrap_or(ffi::PAM_CONV_ERR)
+}
+
+/// The body of `converse`, see there.
+///
+/// # Safety
+/// The arguments must be those PAM passes to a conversation function.
+unsafe fn converse_inner(
     num_msg: c_int,
     msg: *mut *const ffi::pam_message,
     resp: *mut *mut ffi::pam_response,
@@ -397,6 +435,30 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, PamError::InvalidArgument(_)));
         assert!(!err.to_string().contains("a\0b"));
+    }
+
+    #[test]
+    fn empty_password_is_denied_before_pam() {
+        // The service does not exist: reaching PAM would be a System error.
+        let err = authenticate(LoginAttempt {
+            service: "pamkrb-nonexistent",
+            username: "nobody",
+            password: SecretBytes::new(Vec::new()),
+            otp: None,
+            remote_host: None,
+            check_account: true,
+        })
+        .unwrap_err();
+        match &err {
+            PamError::Denied { stage, message, .. } => {
+                assert_eq!(
+                    (*stage, message.as_str()),
+                    (Stage::Authenticate, "empty password")
+                )
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(err.to_string(), "PAM authentication denied: empty password");
     }
 
     #[test]

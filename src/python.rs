@@ -6,8 +6,9 @@ use std::path::Path;
 use pyo3::prelude::*;
 use pyo3::types::PyByteArray;
 
-use crate::cache_file::Owner;
+use crate::cache_file::{Owner, Replaced};
 use crate::ccache::TicketInfo as NativeTicketInfo;
+use crate::deadline::Deadline;
 use crate::pam::{self, PamError};
 use crate::secret::SecretBytes;
 use crate::template::{self, Identity, TemplateError};
@@ -70,6 +71,11 @@ impl From<NativeError> for PyErr {
             NativeError::Ticket(TicketError::Kerberos(e)) => {
                 exceptions::KerberosError::new_err((message, e.code()))
             }
+            // The KDC was too slow for the caller: a Kerberos failure for the
+            // admin, without a krb5 error code.
+            NativeError::Ticket(TicketError::DeadlinePassed { .. }) => {
+                exceptions::KerberosError::new_err((message, None::<i32>))
+            }
             NativeError::Ticket(TicketError::Keytab { .. }) => {
                 exceptions::KeytabError::new_err(message)
             }
@@ -126,6 +132,74 @@ impl From<NativeTicketInfo> for TicketInfo {
     }
 }
 
+/// Something other than the user's own cache that `obtain_ticket` found at
+/// the cache path and replaced: `kind` says what ("symbolic link", "hard
+/// link", "directory", "fifo", "file owned by another user", "file with mode
+/// 0644", ...), `owner_uid` who owned that entry, `moved_to` where a planted
+/// directory was renamed to (None for anything else, which was replaced).
+#[pyclass(frozen, eq, module = "pamkrb._native")]
+#[derive(PartialEq, Eq)]
+pub struct ReplacedEntry {
+    #[pyo3(get)]
+    kind: String,
+    #[pyo3(get)]
+    owner_uid: u32,
+    #[pyo3(get)]
+    moved_to: Option<String>,
+}
+
+#[pymethods]
+impl ReplacedEntry {
+    fn __repr__(&self) -> String {
+        format!(
+            "ReplacedEntry(kind={:?}, owner_uid={}, moved_to={})",
+            self.kind,
+            self.owner_uid,
+            self.moved_to
+                .as_ref()
+                .map_or_else(|| "None".to_owned(), |m| format!("{m:?}"))
+        )
+    }
+}
+
+impl From<Replaced> for ReplacedEntry {
+    fn from(replaced: Replaced) -> Self {
+        ReplacedEntry {
+            kind: replaced.kind,
+            owner_uid: replaced.owner_uid,
+            // The path was given to us as a str and the new name is ASCII.
+            moved_to: replaced
+                .moved_to
+                .map(|path| path.to_string_lossy().into_owned()),
+        }
+    }
+}
+
+/// What `obtain_ticket` installed (`ticket`) and what it replaced at the
+/// cache path to do so (`replaced`, None when that was the user's own cache
+/// or nothing).
+#[pyclass(frozen, module = "pamkrb._native")]
+pub struct Installation {
+    #[pyo3(get)]
+    ticket: Py<TicketInfo>,
+    #[pyo3(get)]
+    replaced: Option<Py<ReplacedEntry>>,
+}
+
+#[pymethods]
+impl Installation {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let replaced = self
+            .replaced
+            .as_ref()
+            .map_or_else(|| "None".to_owned(), |r| r.get().__repr__());
+        format!(
+            "Installation(ticket={}, replaced={replaced})",
+            self.ticket.bind(py).get().__repr__()
+        )
+    }
+}
+
 /// Authenticates `username` with `password` against PAM `service` and, if
 /// `check_account`, runs the account stack, in one transaction. A second
 /// hidden prompt is answered with `otp`. The password and OTP bytearrays are
@@ -174,9 +248,11 @@ fn take_secret(buffer: &Bound<'_, PyByteArray>) -> SecretBytes {
 
 /// Gets a ticket for `principal` from `keytab` (in-process, libkrb5) and
 /// atomically installs it at `ccache`, owned by uid/gid (default: the
-/// calling user) with mode 0600. Blocks on the KDC with the GIL released.
+/// calling user) with mode 0600, replacing whatever else is there. Blocks on
+/// the KDC with the GIL released. `deadline` is an absolute
+/// `time.monotonic()` value after which nothing is installed (KerberosError).
 #[pyfunction]
-#[pyo3(signature = (principal, keytab, ccache, *, uid=None, gid=None, lifetime=None, renew_lifetime=None))]
+#[pyo3(signature = (principal, keytab, ccache, *, uid=None, gid=None, lifetime=None, renew_lifetime=None, deadline=None))]
 #[allow(clippy::too_many_arguments)] // mirrors the keyword-only Python signature
 fn obtain_ticket(
     py: Python<'_>,
@@ -187,7 +263,8 @@ fn obtain_ticket(
     gid: Option<u32>,
     lifetime: Option<u32>,
     renew_lifetime: Option<u32>,
-) -> PyResult<TicketInfo> {
+    deadline: Option<f64>,
+) -> PyResult<Installation> {
     let owner = match (uid, gid) {
         (Some(uid), Some(gid)) => Some(Owner { uid, gid }),
         (None, None) => None,
@@ -197,7 +274,16 @@ fn obtain_ticket(
             ))
         }
     };
-    let info = py
+    let deadline = deadline
+        .map(|secs| {
+            Deadline::from_monotonic_secs(secs).ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err(
+                    "deadline must be a finite, non-negative time.monotonic() value",
+                )
+            })
+        })
+        .transpose()?;
+    let installed = py
         .detach(|| {
             ticket::obtain(&Acquisition {
                 principal,
@@ -206,18 +292,32 @@ fn obtain_ticket(
                 owner,
                 lifetime,
                 renew_lifetime,
+                deadline,
             })
         })
         .map_err(NativeError::from)?;
-    Ok(info.into())
+    Ok(Installation {
+        ticket: Py::new(py, TicketInfo::from(installed.ticket))?,
+        replaced: installed
+            .replaced
+            .map(|r| Py::new(py, ReplacedEntry::from(r)))
+            .transpose()?,
+    })
 }
 
 /// Reads the FILE credential cache at `ccache` and describes its
-/// ticket-granting ticket, without a KDC or a krb5 context (microseconds;
-/// safe to call on the event loop).
+/// ticket-granting ticket, without a KDC or a krb5 context. The file must
+/// be a regular file with one link, owned by `uid` (default: the calling
+/// process's euid) and not accessible to group or others, or
+/// CredentialCacheError is raised. The GIL is released while the path is
+/// walked and read: a hung network mount must not freeze the hub.
 #[pyfunction]
-fn inspect_ticket(ccache: &str) -> PyResult<TicketInfo> {
-    let info = ticket::inspect(Path::new(ccache)).map_err(NativeError::from)?;
+#[pyo3(signature = (ccache, *, uid=None))]
+fn inspect_ticket(py: Python<'_>, ccache: &str, uid: Option<u32>) -> PyResult<TicketInfo> {
+    let uid = uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+    let info = py
+        .detach(|| ticket::inspect(Path::new(ccache), uid))
+        .map_err(NativeError::from)?;
     Ok(info.into())
 }
 
@@ -278,6 +378,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // handles like any other.
     let _ = pyo3_log::try_init();
     m.add_class::<TicketInfo>()?;
+    m.add_class::<ReplacedEntry>()?;
+    m.add_class::<Installation>()?;
     m.add_function(wrap_pyfunction!(pam_authenticate, m)?)?;
     m.add_function(wrap_pyfunction!(obtain_ticket, m)?)?;
     m.add_function(wrap_pyfunction!(inspect_ticket, m)?)?;

@@ -7,8 +7,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::cache_file::{self, CacheFileError, Owner};
+use crate::cache_file::{self, CacheFileError, Owner, Replaced};
 use crate::ccache::{self, CcacheError, TicketInfo};
+use crate::deadline::Deadline;
 use crate::kinit::{self, KerberosError};
 
 /// Credential caches hold a handful of tickets; anything this large is not
@@ -25,6 +26,10 @@ pub enum TicketError {
     Format { path: String, source: CcacheError },
     #[error("keytab {path}: {reason}")]
     Keytab { path: String, reason: String },
+    /// The caller stopped waiting (its `kdc_timeout`) and has already told
+    /// the user the login failed: installing a ticket now would contradict it.
+    #[error("gave up on {path} after the deadline (kdc_timeout) {when}; nothing was installed")]
+    DeadlinePassed { path: String, when: &'static str },
 }
 
 /// Where the ticket comes from and where it goes.
@@ -36,11 +41,30 @@ pub struct Acquisition<'a> {
     pub owner: Option<Owner>,
     pub lifetime: Option<u32>,
     pub renew_lifetime: Option<u32>,
+    /// Install nothing once this has passed: checked before the KDC is
+    /// contacted and again just before the cache is renamed into place.
+    pub deadline: Option<Deadline>,
+}
+
+/// What `obtain` installed, and what it replaced to do so.
+#[derive(Debug)]
+pub struct Installation {
+    pub ticket: TicketInfo,
+    /// Something other than the owner's own cache that was at the path (a
+    /// plant, or a cache left by another tool with the wrong owner or mode).
+    pub replaced: Option<Replaced>,
 }
 
 /// Gets a fresh ticket from the keytab and atomically replaces the cache
 /// with it. Blocks on the KDC.
-pub fn obtain(request: &Acquisition<'_>) -> Result<TicketInfo, TicketError> {
+pub fn obtain(request: &Acquisition<'_>) -> Result<Installation, TicketError> {
+    let gave_up = |when| TicketError::DeadlinePassed {
+        path: request.cache.display().to_string(),
+        when,
+    };
+    if request.deadline.is_some_and(|d| d.has_passed()) {
+        return Err(gave_up("before contacting the KDC"));
+    }
     let keytab = open_keytab(request.keytab)?;
     // libkrb5 opens keytabs by name. Handing it our already opened, checked
     // descriptor through /proc means a keytab path the user controls is
@@ -61,22 +85,29 @@ pub fn obtain(request: &Acquisition<'_>) -> Result<TicketInfo, TicketError> {
     })?;
     // The serialized cache holds the session key: wipe our copy once written.
     let mut bytes = ccache::serialize(&cache);
-    let installed = cache_file::install(request.cache, &bytes, request.owner);
+    let installed = cache_file::install(request.cache, &bytes, request.owner, request.deadline);
     crate::secret::wipe(&mut bytes);
-    installed?;
+    let replaced = installed.map_err(|err| match err {
+        CacheFileError::DeadlinePassed { .. } => gave_up("after the KDC answered"),
+        other => TicketError::CacheFile(other),
+    })?;
     log::debug!(
         "installed a ticket for {} in {}, valid until {}",
         info.principal,
         request.cache.display(),
         info.expires_at
     );
-    Ok(info)
+    Ok(Installation {
+        ticket: info,
+        replaced,
+    })
 }
 
-/// Reads the cache and returns its TGT's times. No KDC, no krb5 context:
-/// a couple of syscalls and a parse.
-pub fn inspect(cache: &Path) -> Result<TicketInfo, TicketError> {
-    let bytes = cache_file::read(cache, MAX_CACHE_BYTES)?;
+/// Reads `owner_uid`'s cache and returns its TGT's times. No KDC, no krb5
+/// context: a couple of syscalls and a parse. A cache not owned by
+/// `owner_uid`, or readable by others, is an error, never a fresh ticket.
+pub fn inspect(cache: &Path, owner_uid: u32) -> Result<TicketInfo, TicketError> {
+    let bytes = cache_file::read(cache, MAX_CACHE_BYTES, owner_uid)?;
     ccache::inspect_bytes(&bytes).map_err(|source| TicketError::Format {
         path: cache.display().to_string(),
         source,
@@ -172,6 +203,34 @@ mod tests {
         );
         assert_eq!(replace_fd_alias("/proc/self/fd/3", "/k"), "/k");
         assert_eq!(replace_fd_alias("no alias", "/k"), "no alias");
+    }
+
+    #[test]
+    fn a_passed_deadline_stops_before_the_kdc_and_installs_nothing() {
+        let dir = std::env::temp_dir().join(format!("pamkrb-deadline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cache = dir.join("cc");
+        let err = obtain(&Acquisition {
+            principal: "a@NO.SUCH.REALM",
+            // Not even opened: the deadline is checked first.
+            keytab: Path::new("/nonexistent.keytab"),
+            cache: &cache,
+            owner: None,
+            lifetime: None,
+            renew_lifetime: None,
+            deadline: Deadline::from_monotonic_secs(0.0),
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "gave up on {} after the deadline (kdc_timeout) before contacting the KDC; \
+                 nothing was installed",
+                cache.display()
+            )
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -86,10 +86,25 @@ def test_all_good(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) ->
     out = result.stdout
     assert f"✓ user {user.name}" in out
     assert "no password-less path for root" in out
-    assert f"✓ principal in {keytab_of(user)}: {user.name}@{realm.name} present" in out
+    assert f"✓ keytab {keytab_of(user)}: owner {user.name}, mode 0600, key for {user.name}@{realm.name} (kvno" in out
     assert f"✓ KDC: ticket for {user.name}@{realm.name} obtained" in out
     assert f"✓ credential cache {user.default_ccache}: owner {user.name}, mode 0600" in out
     assert "All checks passed." in out
+
+
+def test_principal_without_a_realm_is_the_hubs_principal(realm: sandbox.Realm, user: sandbox.UnixUser, tmp_path: Path):
+    """Doctor checks the principal the hub uses: one resolve_user for both."""
+    from pamkrb import PAMKerberosAuthenticator
+
+    settings = {"PAMKerberosAuthenticator.principal_template": "{username}"}
+    config = write_config(tmp_path, **settings, **{"PAMKerberosAuthenticator.service": "login"})
+    hub_side = PAMKerberosAuthenticator(principal_template="{username}", realm=realm.name).resolve_user(user.name)
+
+    result = doctor(realm, user.name, config)
+
+    assert f"✓ principal: {hub_side.principal}\n" in result.stdout, result.stdout
+    assert hub_side.principal == f"{user.name}@{realm.name}"
+    assert f"✓ KDC: ticket for {hub_side.principal} obtained" in result.stdout
 
 
 def test_kdc_check_leaves_the_users_cache_alone(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
@@ -177,7 +192,7 @@ def test_keytab_readable_by_others(realm: sandbox.Realm, user: sandbox.UnixUser,
 
     result = doctor(realm, user.name, config)
 
-    assert_only_problem(result, "mode 0644", "group/others")
+    assert_only_problem(result, "mode 0644", "group or others")
     assert f"fix: chmod 600 {keytab_of(user)}" in result.stdout
 
 
@@ -209,7 +224,7 @@ def test_principal_not_in_keytab(realm: sandbox.Realm, user: sandbox.UnixUser, c
 
     result = doctor(realm, user.name, config)
 
-    assert_only_problem(result, f"{user.name}@{realm.name} not found", f"holds: {other}")
+    assert_only_problem(result, f"has no key for {user.name}@{realm.name}", f"holds: {other}")
     assert "KDC: not checked" in result.stdout
 
 
@@ -243,7 +258,7 @@ def test_cache_expired(realm: sandbox.Realm, user: sandbox.UnixUser, config: Pat
 
     result = doctor(realm, user.name, config)
 
-    assert_only_problem(result, f"ticket in {user.default_ccache}: expired at")
+    assert_only_problem(result, f"credential cache {user.default_ccache}: expired at")
 
 
 def test_cache_owned_by_root(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
@@ -252,8 +267,8 @@ def test_cache_owned_by_root(realm: sandbox.Realm, user: sandbox.UnixUser, confi
 
     result = doctor(realm, user.name, config)
 
-    assert_only_problem(result, "owned by root", f"not by {user.name}")
-    assert f"fix: remove it (rm {user.default_ccache})" in result.stdout
+    assert_only_problem(result, "owned by uid 0", "never trusts it")
+    assert f"rm {user.default_ccache}" in result.stdout
 
 
 def test_cache_readable_by_others(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:

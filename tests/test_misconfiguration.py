@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -90,8 +91,71 @@ def test_hung_kdc_gives_up_after_kdc_timeout(pam_service, user, silent_kdc, capl
     assert elapsed < 10, f"gave up after {elapsed:.1f} s, libkrb5 alone takes ~27 s"
     assert silent_kdc.held, "the login never reached the silent KDC"
     assert any("kdc_timeout" in r.getMessage() for r in caplog.records)
-    # The abandoned kinit is still waiting inside libkrb5; make it fail now,
-    # before the real KDC comes back, so it cannot write a cache later.
+    # The abandoned kinit is still waiting inside libkrb5; make it fail now
+    # and wait for its thread to end.
     silent_kdc.close()
-    auth.kerberos_executor.shutdown(wait=True)
+    sandbox.wait_until(lambda: not auth.attempt_running(user.name), timeout=40, message="the abandoned kinit")
     assert not os.path.lexists(user.default_ccache)
+
+
+@pytest.fixture
+def paused_kdc(realm):
+    """Stops the realm's krb5kdc (SIGSTOP) until the test calls the returned
+    resume(): the kernel still queues connections, so a request sent meanwhile
+    is answered on resume, after its caller gave up."""
+    pid = int(realm.pidfile.read_text())
+    os.kill(pid, signal.SIGSTOP)
+    stopped = True
+
+    def resume():
+        nonlocal stopped
+        if stopped:
+            os.kill(pid, signal.SIGCONT)
+            stopped = False
+
+    try:
+        yield resume
+    finally:
+        resume()
+
+
+def test_a_login_that_timed_out_installs_nothing_when_the_kdc_answers_later(pam_service, user, realm, paused_kdc):
+    auth = PAMKerberosAuthenticator(service=pam_service, allow_all=True, kdc_timeout=2)
+    before = realm.kdc_requests("AS_REQ")
+    with pytest.raises(web.HTTPError) as info:
+        log_in(auth, user)
+    assert info.value.status_code == 403
+
+    paused_kdc()
+    # The KDC answers the queued request; the attempt ends after its deadline.
+    sandbox.wait_until(lambda: realm.kdc_requests("AS_REQ") > before, timeout=20, message="the queued AS_REQ")
+    sandbox.wait_until(lambda: not auth.attempt_running(user.name), timeout=40, message="the late kinit")
+    assert not os.path.lexists(user.default_ccache)
+    assert sandbox.pamkrb_temp_files("/tmp", uids={user.uid}) == []
+
+
+def test_logins_against_a_silent_kdc_share_one_kerberos_attempt(pam_service, user, realm, paused_kdc):
+    auth = PAMKerberosAuthenticator(service=pam_service, allow_all=True, kdc_timeout=2)
+    before = realm.kdc_requests("AS_REQ")
+
+    async def five_logins():
+        data = {"username": user.name, "password": user.password}
+        results = await asyncio.gather(
+            *(auth.get_authenticated_user(None, data) for _ in range(5)), return_exceptions=True
+        )
+        # A sixth, after the others gave up, joins the attempt still running.
+        results.append(await asyncio.gather(auth.get_authenticated_user(None, data), return_exceptions=True))
+        return results
+
+    results = asyncio.run(five_logins())
+    flat = results[:5] + results[5]
+    assert all(isinstance(r, web.HTTPError) and r.status_code == 403 for r in flat), flat
+
+    paused_kdc()
+    sandbox.wait_until(lambda: not auth.attempt_running(user.name), timeout=40, message="the shared kinit")
+    # One kinit: the requests one login costs, not six times that.
+    per_login = realm.kdc_requests("AS_REQ") - before
+    assert per_login >= 1
+    assert log_in(auth, user) is not None
+    one_more = realm.kdc_requests("AS_REQ") - before - per_login
+    assert per_login == one_more, f"six logins made {per_login} AS_REQs, one makes {one_more}"

@@ -4,8 +4,10 @@ to its exception class in pamkrb.exceptions."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -63,12 +65,50 @@ def test_expand_template_uses_only_given_fields():
     assert out == "alice/pg-dmp-workbench2@XX.COM"
 
 
-def test_inspect_fixture_written_by_mit_kinit():
-    info = _native.inspect_ticket(str(FIXTURES / "v4-two-components"))
+def _private_copy(fixture: str, workdir: Path) -> Path:
+    """A fixture as a cache of ours: the checked-out file is 0644, and a cache
+    others could read is refused."""
+    cache = workdir / fixture
+    shutil.copyfile(FIXTURES / fixture, cache)
+    cache.chmod(0o600)
+    return cache
+
+
+def test_inspect_fixture_written_by_mit_kinit(workdir):
+    cache = _private_copy("v4-two-components", workdir)
+    info = _native.inspect_ticket(str(cache))
     assert info.principal.startswith("alice/pg-dmp-workbench2@")
     assert info.expires_at > info.starts_at
-    assert info == _native.inspect_ticket(str(FIXTURES / "v4-two-components"))
+    assert info == _native.inspect_ticket(str(cache), uid=os.geteuid())
     assert "alice/pg-dmp-workbench2" in repr(info)
+
+
+def test_inspect_refuses_a_cache_of_another_owner(workdir):
+    # A well-formed cache at the path that belongs to someone else is never
+    # taken for the user's (no chown needed: ask for another uid).
+    cache = _private_copy("v4-kinit-keytab", workdir)
+    other = os.geteuid() + 1
+    with pytest.raises(CredentialCacheError, match=rf"owned by uid {os.geteuid()}, not {other}$"):
+        _native.inspect_ticket(str(cache), uid=other)
+
+
+def test_inspect_refuses_a_cache_others_can_read(workdir):
+    cache = _private_copy("v4-kinit-keytab", workdir)
+    cache.chmod(0o644)
+    with pytest.raises(CredentialCacheError, match=r"has mode 0644$"):
+        _native.inspect_ticket(str(cache))
+
+
+def test_inspect_refuses_a_hard_linked_cache(workdir):
+    cache = _private_copy("v4-kinit-keytab", workdir)
+    os.link(cache, workdir / "other-name")
+    with pytest.raises(CredentialCacheError, match=r"2 hard links$"):
+        _native.inspect_ticket(str(cache))
+
+
+def test_inspect_uid_must_be_a_uid(workdir):
+    with pytest.raises(OverflowError):
+        _native.inspect_ticket(str(workdir / "cc"), uid=-1)
 
 
 def test_inspect_missing_cache_is_a_cache_error(workdir):
@@ -90,6 +130,7 @@ def test_inspect_refuses_symlink_and_fifo(workdir):
 def test_inspect_garbage_is_a_format_error(workdir):
     bad = workdir / "krb5cc_bad"
     bad.write_bytes(b"\x05\x04\x00\x00garbage")
+    bad.chmod(0o600)
     with pytest.raises(TicketFormatError):
         _native.inspect_ticket(str(bad))
 
@@ -103,6 +144,43 @@ def test_missing_keytab_is_a_keytab_error(workdir):
 def test_uid_without_gid_is_refused(workdir):
     with pytest.raises(ValueError, match="together"):
         _native.obtain_ticket("a@R", "/k", str(workdir / "cc"), uid=1)
+
+
+@pytest.mark.parametrize("deadline", [0.0, "past"])
+def test_passed_deadline_is_a_kerberos_error_and_installs_nothing(workdir, deadline):
+    if deadline == "past":
+        deadline = time.monotonic() - 0.001
+    # Checked before anything else: the keytab need not even exist.
+    with pytest.raises(KerberosError, match=r"deadline \(kdc_timeout\).*nothing was installed") as info:
+        _native.obtain_ticket("a@R", str(workdir / "none.keytab"), str(workdir / "cc"), deadline=deadline)
+    assert info.value.code is None
+    assert list(workdir.iterdir()) == []
+
+
+@pytest.mark.parametrize("deadline", [float("nan"), float("inf"), -1.0])
+def test_deadline_must_be_a_monotonic_time(workdir, deadline):
+    with pytest.raises(ValueError, match="deadline"):
+        _native.obtain_ticket("a@R", "/k", str(workdir / "cc"), deadline=deadline)
+
+
+def test_a_future_deadline_lets_the_call_proceed(workdir):
+    # Gets as far as the keytab, which does not exist.
+    with pytest.raises(KeytabError):
+        _native.obtain_ticket("a@R", str(workdir / "none.keytab"), str(workdir / "cc"), deadline=time.monotonic() + 60)
+
+
+def test_empty_password_is_denied_before_pam():
+    # "other" exists everywhere; reaching PAM with an empty password could
+    # let in an account with an empty password field (nullok).
+    with pytest.raises(AuthenticationDenied, match=r"empty password$"):
+        _native.pam_authenticate("other", "nobody", bytearray())
+
+
+def test_result_types_are_exported_and_not_constructible():
+    for cls in (_native.Installation, _native.ReplacedEntry, _native.TicketInfo):
+        assert cls.__module__ == "pamkrb._native"
+        with pytest.raises(TypeError):
+            cls()
 
 
 def test_every_exception_is_a_pamkrb_error():
@@ -165,7 +243,9 @@ def test_unknown_principal_is_a_kerberos_error_with_code(realm, user, workdir):
 def test_obtained_cache_is_readable_by_klist(realm, user, workdir):
     keytab = user.home / f"{user.name}.keytab"
     cache = workdir / "krb5cc_test"
-    info = _native.obtain_ticket(f"{user.name}@{realm.name}", str(keytab), str(cache), lifetime=3600)
+    installed = _native.obtain_ticket(f"{user.name}@{realm.name}", str(keytab), str(cache), lifetime=3600)
+    assert installed.replaced is None
+    info = installed.ticket
     assert info.principal == f"{user.name}@{realm.name}"
     assert info.expires_at - info.starts_at <= 3600
     assert _native.inspect_ticket(str(cache)) == info
@@ -179,3 +259,35 @@ def test_obtained_cache_is_readable_by_klist(realm, user, workdir):
     assert f"Default principal: {user.name}@{realm.name}" in out
     assert f"krbtgt/{realm.name}@{realm.name}" in out
     assert oct(cache.stat().st_mode & 0o777) == "0o600"
+
+
+def test_planted_symlink_is_replaced_and_reported(realm, user, workdir):
+    keytab = user.home / f"{user.name}.keytab"
+    victim = workdir / "precious"
+    victim.write_bytes(b"precious")
+    cache = workdir / "krb5cc_test"
+    cache.symlink_to(victim)
+    installed = _native.obtain_ticket(f"{user.name}@{realm.name}", str(keytab), str(cache))
+    assert (installed.replaced.kind, installed.replaced.owner_uid, installed.replaced.moved_to) == (
+        "symbolic link",
+        os.geteuid(),
+        None,
+    )
+    assert "symbolic link" in repr(installed)
+    assert victim.read_bytes() == b"precious"
+    assert not cache.is_symlink()
+    assert _native.inspect_ticket(str(cache)) == installed.ticket
+
+
+def test_planted_directory_is_moved_aside_and_reported(realm, user, workdir):
+    keytab = user.home / f"{user.name}.keytab"
+    cache = workdir / "krb5cc_test"
+    cache.mkdir()
+    (cache / "inside").write_bytes(b"theirs")
+    installed = _native.obtain_ticket(f"{user.name}@{realm.name}", str(keytab), str(cache))
+    assert installed.replaced.kind == "directory"
+    aside = Path(installed.replaced.moved_to)
+    assert aside.parent == workdir
+    assert aside.name.startswith(".krb5cc_test.pamkrb-planted-")
+    assert (aside / "inside").read_bytes() == b"theirs"
+    assert _native.inspect_ticket(str(cache)) == installed.ticket

@@ -12,6 +12,28 @@ class TicketInfo:
     @property
     def renew_until(self) -> int | None: ...
 
+class ReplacedEntry:
+    """Something other than the user's own cache that obtain_ticket replaced."""
+
+    @property
+    def kind(self) -> str:
+        """What was replaced: 'symbolic link', 'hard link', 'directory', 'fifo',
+        'socket', 'file owned by another user', 'file with mode 0644', ..."""
+    @property
+    def owner_uid(self) -> int:
+        """The uid that owned the replaced entry itself."""
+    @property
+    def moved_to(self) -> str | None:
+        """Where a planted directory was renamed to (same directory); None otherwise."""
+
+class Installation:
+    """What obtain_ticket installed, and what it replaced at the cache path."""
+
+    @property
+    def ticket(self) -> TicketInfo: ...
+    @property
+    def replaced(self) -> ReplacedEntry | None: ...
+
 def pam_authenticate(
     service: str,
     username: str,
@@ -30,8 +52,16 @@ def obtain_ticket(
     gid: int | None = None,
     lifetime: int | None = None,
     renew_lifetime: int | None = None,
-) -> TicketInfo: ...
-def inspect_ticket(ccache: str) -> TicketInfo: ...
+    deadline: float | None = None,
+) -> Installation:
+    """``deadline``: an absolute ``time.monotonic()`` value; once it has
+    passed (checked before contacting the KDC and just before the rename),
+    nothing is installed and KerberosError is raised."""
+
+def inspect_ticket(ccache: str, *, uid: int | None = None) -> TicketInfo:
+    """CredentialCacheError unless the cache is a regular file with one link,
+    owned by ``uid`` (default: the process's euid), without group/other bits."""
+
 def default_realm() -> str: ...
 def validate_template(template: str) -> None: ...
 def expand_template(

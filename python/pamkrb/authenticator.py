@@ -395,6 +395,11 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
 
         return await self._attempts.run(username, attempt, self.kdc_timeout)
 
+    def attempt_running(self, username) -> bool:
+        """Whether a Kerberos attempt for the user is still in flight (one
+        that timed out may be: it installs nothing when it ends)."""
+        return self._attempts.running(username)
+
     # -- who the user is, and the settings handed to their server -------------
 
     def resolve_user(self, username) -> UserTicket:

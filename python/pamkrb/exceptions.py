@@ -24,7 +24,9 @@ class PAMSystemError(PamkrbError):
 
 class KerberosError(PamkrbError):
     """libkrb5 could not obtain a ticket (KDC unreachable, principal not in
-    the keytab, clock skew, ...). ``code`` is the krb5 error code, if any."""
+    the keytab, clock skew, ...), or the KDC answered after the caller's
+    deadline and nothing was installed. ``code`` is the krb5 error code, if
+    any (None for the deadline)."""
 
     def __init__(self, message, code=None):
         super().__init__(message)
@@ -39,9 +41,14 @@ class KeytabError(PamkrbError):
 
 
 class CredentialCacheError(PamkrbError):
-    """The credential cache could not be read or written safely: a planted
-    symlink, hard link or foreign file at its path, an unsafe directory, or an
-    I/O error. Nothing was written."""
+    """The credential cache could not be read or written safely.
+
+    Reading: the file is not the user's own cache (a symlink, hard link, fifo
+    or directory, owned by another uid, or with group/other permission bits)
+    or could not be read. Writing: a directory on the way is unsafe (a
+    symlink, owned by someone else, writable by others without the sticky
+    bit), or an I/O error. Nothing was written. Entries planted at the cache
+    path itself do not cause this on writing: they are replaced."""
 
 
 class TicketFormatError(PamkrbError):

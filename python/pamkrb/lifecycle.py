@@ -18,7 +18,6 @@ It imports neither jupyterhub nor jupyter_server: both sides import it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import pwd
 import random
@@ -82,19 +81,24 @@ def resolve_user(
     from what was typed into a login form). Raises KeyError for an unknown
     user and TemplateError for a template that does not expand."""
     entry = pwd.getpwnam(username)
-    fields = {
+    fields: dict[str, Any] = {
         "username": entry.pw_name,
         "uid": entry.pw_uid,
         "gid": entry.pw_gid,
         "home": entry.pw_dir,
         "realm": realm,
     }
+    principal = _native.expand_template(principal_template, **fields)
+    if "@" not in principal and realm:
+        # What libkrb5 makes of a principal without a realm; written out so
+        # that comparing it with the principal in a cache means something.
+        principal = f"{principal}@{realm}"
     return UserTicket(
         username=entry.pw_name,
         uid=entry.pw_uid,
         gid=entry.pw_gid,
         home=entry.pw_dir,
-        principal=_native.expand_template(principal_template, **fields),
+        principal=principal,
         keytab=_native.expand_template(keytab_template, path=True, **fields),
         ccache=_native.expand_template(ccache_template, path=True, **fields),
     )
@@ -413,6 +417,10 @@ class SingleFlight:
         """``attempt(deadline)`` on its own thread, or the one already running
         for ``key``; waits at most ``timeout`` seconds."""
         future = self._running.get(key)
+        if future is not None and future.get_loop() is not asyncio.get_running_loop():
+            # Started under an event loop that is gone (a CLI or a test that
+            # ran asyncio.run before); its thread will end on its own.
+            future = None
         if future is None:
             deadline = time.monotonic() + timeout
             future = self._start(key, attempt, deadline)
@@ -445,9 +453,12 @@ class SingleFlight:
                 result, error = attempt(deadline), None
             except BaseException as e:  # handed to the awaiting callers
                 result, error = None, e
-            # RuntimeError: the loop closed while the KDC was silent; nobody waits.
-            with contextlib.suppress(RuntimeError):
+            try:
                 loop.call_soon_threadsafe(settle, result, error)
+            except RuntimeError:
+                # The loop closed while the KDC was silent: nobody waits.
+                if self._running.get(key) is future:
+                    del self._running[key]
 
         # Nobody awaits a future whose callers all timed out; mark its
         # exception retrieved so asyncio does not log it at exit.
