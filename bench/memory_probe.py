@@ -48,7 +48,7 @@ def kinit_cycles(job: dict, started: float) -> list[dict]:
     for checkpoint in job["kinit_checkpoints"]:
         while done < checkpoint:
             _native.obtain_ticket(job["principal"], job["keytab"], job["ccache"], uid=job["uid"], gid=job["gid"])
-            _native.inspect_ticket(job["ccache"])
+            _native.inspect_ticket(job["ccache"], uid=job["uid"])
             done += 1
         samples.append(sample("kinit+inspect", done, started))
     return samples

@@ -251,7 +251,7 @@ def test_cache_missing(realm: sandbox.Realm, user: sandbox.UnixUser, config: Pat
 def test_cache_expired(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
     give_ticket(realm, user, lifetime=1)
     sandbox.wait_until(
-        lambda: _native.inspect_ticket(str(user.default_ccache)).expires_at < time.time(),
+        lambda: _native.inspect_ticket(str(user.default_ccache), uid=user.uid).expires_at < time.time(),
         timeout=10,
         message="the one-second ticket to expire",
     )

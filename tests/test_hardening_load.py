@@ -69,7 +69,7 @@ def test_200_concurrent_logins_leave_valid_owned_caches(pam_service, realm, load
         assert stat.S_ISREG(st.st_mode)
         assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (user.uid, user.gid, 0o600)
         assert st.st_nlink == 1
-        assert _native.inspect_ticket(str(user.default_ccache)).principal == f"{user.name}@{realm.name}"
+        assert _native.inspect_ticket(str(user.default_ccache), uid=user.uid).principal == f"{user.name}@{realm.name}"
         assert realm.klist_valid(user.default_ccache)
     left = sandbox.pamkrb_temp_files(uids={u.uid for u in load_users})
     assert left == [], f"temporary files left behind: {left}"
@@ -126,7 +126,7 @@ class CacheReader(threading.Thread):
                 self.problems.append(f"{type(e).__name__}: {e}")
                 continue
             try:
-                if _native.inspect_ticket(self.path).principal != self.principal:
+                if _native.inspect_ticket(self.path, uid=self.uid).principal != self.principal:
                     self.problems.append("wrong principal")
             except PamkrbError as e:
                 self.inspect_errors.append(str(e))
