@@ -6,6 +6,7 @@ pub mod ccache;
 pub mod kinit;
 mod krb5_ffi;
 pub mod pam;
+pub mod safe_path;
 pub mod secret;
 pub mod template;
 pub mod ticket;
