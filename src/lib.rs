@@ -3,6 +3,7 @@
 
 pub mod cache_file;
 pub mod ccache;
+pub mod keytab;
 pub mod kinit;
 mod krb5_ffi;
 pub mod pam;
