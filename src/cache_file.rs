@@ -345,7 +345,7 @@ fn create_temp<'d>(
 }
 
 /// 64 bits from getrandom(2) as 16 lowercase hex digits.
-fn random_hex() -> Result<[u8; 16], Errno> {
+pub(crate) fn random_hex() -> Result<[u8; 16], Errno> {
     let mut bytes = [0u8; 8];
     let mut filled = 0;
     while filled < bytes.len() {

@@ -24,6 +24,7 @@ from pamkrb.exceptions import (
 )
 
 FIXTURES = Path(__file__).parent / "data" / "ccache"
+KEYTAB_FIXTURES = Path(__file__).parent / "data" / "keytab"
 
 
 @pytest.fixture
@@ -150,15 +151,30 @@ def test_broken_pam_stack_is_a_system_error(bare_user):
         path.unlink()
 
 
-def test_unknown_principal_is_a_kerberos_error_with_code(realm, user, workdir):
+def test_principal_without_a_key_is_a_keytab_error(realm, user, workdir):
+    # Only entries for the requested principal reach libkrb5, so a principal
+    # the keytab has no key for is refused before any KDC is asked.
     keytab = user.home / f"{user.name}.keytab"
-    with pytest.raises(KerberosError) as info:
+    with pytest.raises(KeytabError) as info:
         _native.obtain_ticket(f"nobody-else@{realm.name}", str(keytab), str(workdir / "cc"))
+    message = str(info.value)
+    assert f"keytab {keytab} has no key for nobody-else@{realm.name}" in message
+    assert f"it holds keys for {user.name}@{realm.name}" in message
+    assert "MEMORY:" not in message
+    assert not (workdir / "cc").exists()
+
+
+def test_unknown_realm_is_a_kerberos_error_with_code(realm, user, workdir):
+    # The key matches the principal, but the KDC for it cannot be found: a
+    # libkrb5 failure, with its code, naming the real keytab path.
+    keytab = workdir / "other-realm.keytab"
+    keytab.write_bytes((KEYTAB_FIXTURES / "single.keytab").read_bytes())
+    with pytest.raises(KerberosError) as info:
+        _native.obtain_ticket("alice@FIXTURE.TEST", str(keytab), str(workdir / "cc"))
     assert isinstance(info.value.code, int)
     assert info.value.code != 0
-    # The real keytab path is shown, not the /proc descriptor alias.
     assert str(keytab) in str(info.value)
-    assert "/proc/self/fd" not in str(info.value)
+    assert "MEMORY:" not in str(info.value)
     assert not (workdir / "cc").exists()
 
 
