@@ -195,3 +195,80 @@ def test_obtained_cache_is_readable_by_klist(realm, user, workdir):
     assert f"Default principal: {user.name}@{realm.name}" in out
     assert f"krbtgt/{realm.name}@{realm.name}" in out
     assert oct(cache.stat().st_mode & 0o777) == "0o600"
+
+
+# -- inspect_keytab: the hub's own walk and parser, for doctor -----------------------
+
+KEYTAB_TIMESTAMP = 1796162674  # when ktutil wrote the fixtures (tests/data/keytab/README.md)
+
+
+def test_inspect_keytab_written_by_ktutil(workdir):
+    path = workdir / "multi.keytab"
+    path.write_bytes((KEYTAB_FIXTURES / "multi.keytab").read_bytes())
+    path.chmod(0o640)
+    info = _native.inspect_keytab(str(path))
+    st = path.stat()
+    assert (info.owner_uid, info.owner_gid, info.mode, info.size) == (st.st_uid, st.st_gid, 0o640, 305)
+    assert isinstance(info.entries, tuple)
+    assert [(e.principal, e.kvno, e.enctype, e.enctype_name) for e in info.entries] == [
+        ("alice@FIXTURE.TEST", 3, 18, "aes256-cts-hmac-sha1-96"),
+        ("alice@FIXTURE.TEST", 3, 17, "aes128-cts-hmac-sha1-96"),
+        ("alice/pg-dmp-workbench2@FIXTURE.TEST", 300, 18, "aes256-cts-hmac-sha1-96"),
+        ("bob@OTHER.TEST", 1, 20, "aes256-cts-hmac-sha384-192"),
+    ]
+    assert all(e.timestamp == KEYTAB_TIMESTAMP for e in info.entries)
+    # No key material crosses to Python, not even in a repr.
+    entry = info.entries[0]
+    assert not any("key" in name for name in dir(entry) if not name.startswith("_"))
+    assert "34f6922f" not in repr(entry) + repr(info)
+    assert entry == _native.inspect_keytab(str(path)).entries[0]
+    with pytest.raises(AttributeError):
+        info.mode = 0o600
+
+
+def test_inspect_keytab_refuses_symlinked_middle_component(workdir):
+    # {home}/.k/krb5.keytab with .k -> /etc must not read /etc/krb5.keytab.
+    (workdir / ".k").symlink_to("/etc")
+    with pytest.raises(KeytabError, match=r"\.k is a symbolic link"):
+        _native.inspect_keytab(str(workdir / ".k" / "krb5.keytab"))
+
+
+def test_inspect_keytab_refuses_final_symlink_fifo_and_oversize(workdir):
+    real = workdir / "real.keytab"
+    real.write_bytes((KEYTAB_FIXTURES / "single.keytab").read_bytes())
+    (workdir / "link.keytab").symlink_to(real)
+    with pytest.raises(KeytabError, match="it is a symbolic link"):
+        _native.inspect_keytab(str(workdir / "link.keytab"))
+    os.mkfifo(workdir / "fifo.keytab")
+    with pytest.raises(KeytabError, match="it is a fifo"):
+        _native.inspect_keytab(str(workdir / "fifo.keytab"))
+    big = workdir / "big.keytab"
+    big.write_bytes(real.read_bytes() + b"\0" * (1 << 20))
+    with pytest.raises(KeytabError, match="more than the limit of 1048576"):
+        _native.inspect_keytab(str(big))
+
+
+def test_inspect_keytab_format_errors(workdir):
+    with pytest.raises(KeytabError, match="does not exist"):
+        _native.inspect_keytab(str(workdir / "missing.keytab"))
+    empty = workdir / "empty.keytab"
+    empty.write_bytes(b"")
+    with pytest.raises(KeytabError, match="is empty"):
+        _native.inspect_keytab(str(empty))
+    truncated = workdir / "truncated.keytab"
+    truncated.write_bytes((KEYTAB_FIXTURES / "single.keytab").read_bytes()[:40])
+    with pytest.raises(KeytabError, match="truncated"):
+        _native.inspect_keytab(str(truncated))
+
+
+def test_inspect_keytab_as_root_reads_a_users_0600_keytab(workdir, bare_user):
+    # Root reads a keytab it does not own and that no one else may read, and
+    # reports its real owner: what doctor checks.
+    _require_root()
+    path = workdir / "user.keytab"
+    path.write_bytes((KEYTAB_FIXTURES / "single.keytab").read_bytes())
+    os.chown(path, bare_user.uid, bare_user.gid)
+    path.chmod(0o600)
+    info = _native.inspect_keytab(str(path))
+    assert (info.owner_uid, info.owner_gid, info.mode) == (bare_user.uid, bare_user.gid, 0o600)
+    assert [e.principal for e in info.entries] == ["alice@FIXTURE.TEST"]
