@@ -272,3 +272,37 @@ def test_inspect_keytab_as_root_reads_a_users_0600_keytab(workdir, bare_user):
     info = _native.inspect_keytab(str(path))
     assert (info.owner_uid, info.owner_gid, info.mode) == (bare_user.uid, bare_user.gid, 0o600)
     assert [e.principal for e in info.entries] == ["alice@FIXTURE.TEST"]
+
+
+def test_a_locked_keytab_does_not_stall_obtain_ticket(realm, user, workdir):
+    # libkrb5's FILE keytab takes a blocking fcntl read lock; a user holding a
+    # write lock on their own keytab used to stall the hub's Kerberos threads.
+    # pamkrb reads the file itself, without a lock.
+    import sys
+    import time
+
+    keytab = user.home / f"{user.name}.keytab"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            "f = open(sys.argv[1], 'r+b')\n"
+            "fcntl.lockf(f, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(60)\n",
+            str(keytab),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        info = _native.obtain_ticket(f"{user.name}@{realm.name}", str(keytab), str(workdir / "cc"))
+        assert time.monotonic() - started < 5
+        assert info.principal == f"{user.name}@{realm.name}"
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
