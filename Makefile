@@ -40,7 +40,7 @@ lint: audit
 audit:
 	bash tools/audit.sh
 
-# Bounded fuzzing of the ccache parser and the templates; FUZZ_SECONDS each.
+# Bounded fuzzing of the ccache and keytab parsers and the templates; FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60
 fuzz:
 	bash tools/fuzz.sh $(FUZZ_SECONDS)

@@ -24,17 +24,20 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{open, openat, renameat, renameat2, AtFlags, OFlag, RenameFlags};
+use nix::fcntl::{openat, renameat, renameat2, AtFlags, OFlag, RenameFlags};
 use nix::sys::stat::{fchmod, fstat, fstatat, FileStat, Mode, SFlag};
 use nix::unistd::{fchown, getegid, geteuid, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use crate::deadline::Deadline;
+use crate::safe_path::{
+    self, file_type, not_a_single_regular_file, open_directory, SafePathError, SplitPath,
+};
 
 /// The uid and gid a credential cache file should belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +109,40 @@ impl CacheFileError {
             path: path.to_path_buf(),
             op,
             source: source.into(),
+        }
+    }
+}
+
+impl From<SafePathError> for CacheFileError {
+    fn from(err: SafePathError) -> Self {
+        match err {
+            SafePathError::NotAbsolute { path } => CacheFileError::NotAbsolute { path },
+            SafePathError::InvalidPath { path, reason } => {
+                CacheFileError::InvalidPath { path, reason }
+            }
+            SafePathError::SymlinkInPath {
+                path,
+                op,
+                component,
+            } => CacheFileError::SymlinkInPath {
+                path,
+                op,
+                component,
+            },
+            SafePathError::UnsafeTarget { path, op, reason } => {
+                CacheFileError::UnsafeTarget { path, op, reason }
+            }
+            SafePathError::TooLarge {
+                path,
+                size,
+                max_len,
+                ..
+            } => CacheFileError::TooLarge {
+                path,
+                size,
+                max_len,
+            },
+            SafePathError::Io { path, op, source } => CacheFileError::Io { path, op, source },
         }
     }
 }
@@ -345,158 +382,16 @@ fn sibling_name(target: &Path, name: &OsStr, marker: &str) -> Result<OsString, C
 /// taken for the owner's, or the hub would call it fresh and point the owner's
 /// `KRB5CCNAME` at a file the planter controls.
 pub fn read(path: &Path, max_len: usize, owner_uid: u32) -> Result<Vec<u8>, CacheFileError> {
-    let split = SplitPath::new(path)?;
-    let dir = open_directory(path, &split, "read")?;
-    // O_NONBLOCK: opening a fifo for reading would otherwise wait for a writer,
-    // and a user can plant one at a cache path. O_NOCTTY: a planted tty must not
-    // become our controlling terminal.
-    let flags = OFlag::O_RDONLY
-        | OFlag::O_NOFOLLOW
-        | OFlag::O_NONBLOCK
-        | OFlag::O_NOCTTY
-        | OFlag::O_CLOEXEC;
-    let fd = match openat(dir.as_fd(), split.name, flags, Mode::empty()) {
-        Ok(fd) => fd,
-        // O_NOFOLLOW reports a final symlink as ELOOP.
-        Err(Errno::ELOOP) => {
-            return Err(CacheFileError::UnsafeTarget {
-                path: path.to_path_buf(),
-                op: "read",
-                reason: "it is a symbolic link".to_owned(),
-            })
-        }
-        Err(e) => return Err(CacheFileError::io(path, "open", e)),
-    };
-    let st = fstat(&fd).map_err(|e| CacheFileError::io(path, "stat", e))?;
+    let (mut buf, st) = safe_path::read_regular_file(path, "read", max_len)?;
     if let Some(reason) = not_the_owners_cache(&st, owner_uid) {
+        crate::secret::wipe(&mut buf);
         return Err(CacheFileError::UnsafeTarget {
             path: path.to_path_buf(),
             op: "read",
             reason,
         });
     }
-    let size = u64::try_from(st.st_size).unwrap_or(0);
-    if size > max_len as u64 {
-        return Err(CacheFileError::TooLarge {
-            path: path.to_path_buf(),
-            size,
-            max_len,
-        });
-    }
-    // Read one byte past the limit so a file that grew after fstat is still caught.
-    let mut buf = Vec::with_capacity(size as usize);
-    File::from(fd)
-        .take(max_len as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| CacheFileError::io(path, "read", e))?;
-    if buf.len() > max_len {
-        return Err(CacheFileError::TooLarge {
-            path: path.to_path_buf(),
-            size: buf.len() as u64,
-            max_len,
-        });
-    }
     Ok(buf)
-}
-
-/// An absolute path taken apart into directory components and a final name.
-struct SplitPath<'a> {
-    dirs: Vec<&'a OsStr>,
-    name: &'a OsStr,
-}
-
-impl<'a> SplitPath<'a> {
-    /// Works on the raw bytes rather than `Path::components`, which quietly drops
-    /// a trailing `/` or `.` and would turn `/tmp/cc/` into the file `/tmp/cc`.
-    fn new(path: &'a Path) -> Result<Self, CacheFileError> {
-        let invalid = |reason| CacheFileError::InvalidPath {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let bytes = path.as_os_str().as_bytes();
-        if bytes.first() != Some(&b'/') {
-            return Err(CacheFileError::NotAbsolute {
-                path: path.to_path_buf(),
-            });
-        }
-        if bytes.contains(&0) {
-            return Err(invalid("path must not contain a NUL byte"));
-        }
-        // Cannot fail: the path starts with '/'.
-        let slash = bytes.iter().rposition(|&b| b == b'/').unwrap_or(0);
-        let name = &bytes[slash + 1..];
-        if name.is_empty() || name == b"." || name == b".." {
-            return Err(invalid(
-                "path must end in a file name (not '/', '.' or '..')",
-            ));
-        }
-        let mut dirs = Vec::new();
-        for component in bytes[..slash].split(|&b| b == b'/') {
-            match component {
-                b"" | b"." => {}
-                // Walking `..` follows no symlink, but a path that climbs back out
-                // of a directory is not one an admin means to configure; refuse it
-                // rather than reason about where it lands.
-                b".." => return Err(invalid("path must not contain '..'")),
-                _ => dirs.push(OsStr::from_bytes(component)),
-            }
-        }
-        Ok(SplitPath {
-            dirs,
-            name: OsStr::from_bytes(name),
-        })
-    }
-
-    /// The directory made of the first `count` components, for messages.
-    fn dir_prefix(&self, count: usize) -> PathBuf {
-        let mut dir = PathBuf::from("/");
-        dir.extend(&self.dirs[..count]);
-        dir
-    }
-}
-
-/// Open the directory holding the target, one component at a time from `/`.
-///
-/// `O_NOFOLLOW` on each step means a symlink anywhere in the directory path
-/// stops the walk: root must never follow a path a user could have planted.
-/// `O_PATH` needs only search permission and gives a descriptor usable as the
-/// base of the `*at` calls that follow.
-fn open_directory(
-    path: &Path,
-    split: &SplitPath<'_>,
-    op: &'static str,
-) -> Result<OwnedFd, CacheFileError> {
-    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let mut dir = open("/", flags, Mode::empty())
-        .map_err(|e| CacheFileError::io(Path::new("/"), "open directory", e))?;
-    for (index, component) in split.dirs.iter().enumerate() {
-        match openat(dir.as_fd(), *component, flags, Mode::empty()) {
-            Ok(next) => dir = next,
-            Err(errno) => {
-                let failed = split.dir_prefix(index + 1);
-                // With O_PATH|O_NOFOLLOW a symlink is opened as itself and then
-                // fails O_DIRECTORY (ENOTDIR); without O_PATH it is ELOOP. Look
-                // at the entry to tell a symlink from a plain non-directory.
-                if matches!(errno, Errno::ENOTDIR | Errno::ELOOP)
-                    && is_symlink(dir.as_fd(), component)
-                {
-                    return Err(CacheFileError::SymlinkInPath {
-                        path: path.to_path_buf(),
-                        op,
-                        component: failed,
-                    });
-                }
-                return Err(CacheFileError::io(&failed, "open directory", errno));
-            }
-        }
-    }
-    Ok(dir)
-}
-
-fn is_symlink(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
-    fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
-        .map(|st| file_type(&st) == SFlag::S_IFLNK)
-        .unwrap_or(false)
 }
 
 /// Only the final directory is checked: every later step goes through its
@@ -535,33 +430,6 @@ fn check_directory(
     Ok(())
 }
 
-/// Why `st` is not a regular file with exactly one link, if it is not.
-///
-/// A second hard link means someone else has a name for this inode, possibly
-/// one we would not want to read or overwrite through.
-fn not_a_single_regular_file(st: &FileStat) -> Option<String> {
-    let kind = match file_type(st) {
-        SFlag::S_IFREG => None,
-        SFlag::S_IFLNK => Some("a symbolic link"),
-        SFlag::S_IFDIR => Some("a directory"),
-        SFlag::S_IFIFO => Some("a fifo"),
-        SFlag::S_IFSOCK => Some("a socket"),
-        SFlag::S_IFCHR => Some("a character device"),
-        SFlag::S_IFBLK => Some("a block device"),
-        _ => Some("not a regular file"),
-    };
-    if let Some(kind) = kind {
-        return Some(format!("it is {kind}"));
-    }
-    // Zero links is not an attack: the file was just replaced by an atomic
-    // rename (ours or the user's own server's) after we opened or looked it
-    // up, and what we hold is the complete previous cache.
-    if st.st_nlink > 1 {
-        return Some(format!("it has {} hard links", st.st_nlink));
-    }
-    None
-}
-
 /// Why `st` is not safely `owner_uid`'s own cache, if it is not.
 fn not_the_owners_cache(st: &FileStat, owner_uid: u32) -> Option<String> {
     if let Some(reason) = not_a_single_regular_file(st) {
@@ -577,10 +445,6 @@ fn not_the_owners_cache(st: &FileStat, owner_uid: u32) -> Option<String> {
         return Some(format!("it has mode {mode:04o}"));
     }
     None
-}
-
-fn file_type(st: &FileStat) -> SFlag {
-    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT
 }
 
 /// Removes the temporary file by name through the directory descriptor unless
@@ -653,7 +517,7 @@ fn create_temp<'d>(
 }
 
 /// 64 bits from getrandom(2) as 16 lowercase hex digits.
-fn random_hex() -> Result<[u8; 16], Errno> {
+pub(crate) fn random_hex() -> Result<[u8; 16], Errno> {
     let mut bytes = [0u8; 8];
     let mut filled = 0;
     while filled < bytes.len() {
@@ -680,6 +544,8 @@ fn random_hex() -> Result<[u8; 16], Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::fcntl::open;
+    use std::io::Read;
     use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
     use std::os::unix::process::CommandExt as _;
     use std::sync::mpsc;

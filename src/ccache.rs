@@ -583,7 +583,7 @@ impl CredentialCache {
     }
 }
 
-fn shorten(mut name: String) -> String {
+pub(crate) fn shorten(mut name: String) -> String {
     if let Some((cut, _)) = name.char_indices().nth(MAX_NAME_IN_ERROR) {
         name.truncate(cut);
         name.push('…');

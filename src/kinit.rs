@@ -1,6 +1,10 @@
-//! Keytab kinit in-process through MIT libkrb5: principal + keytab → initial
+//! Keytab kinit in-process through MIT libkrb5: principal + keys → initial
 //! ticket-granting ticket, returned as plain Rust data so that the caller
 //! decides where and how it is written (see `cache_file`).
+//!
+//! libkrb5 never opens the user's keytab file: `keytab` has read and parsed
+//! it, and the principal's own keys are handed over in a MEMORY keytab that
+//! lives only for the one request.
 //!
 //! Every libkrb5 handle lives in a small RAII wrapper that frees it in `Drop`,
 //! so no error path can leak one.
@@ -9,6 +13,7 @@ use std::ffi::{CStr, CString};
 use std::ptr;
 
 use crate::ccache::{Credential, CredentialCache, Keyblock, Principal, TaggedData};
+use crate::keytab::{Keytab, KeytabEntry};
 use crate::krb5_ffi as ffi;
 
 /// A libkrb5 failure: what we were doing and libkrb5's own message, which
@@ -24,6 +29,11 @@ pub enum KerberosError {
     },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The keytab holds no key for the requested principal (`principal` as
+    /// libkrb5 parsed it, default realm filled in). The caller, which knows
+    /// the keytab's path, turns this into a keytab error.
+    #[error("no key for {principal}")]
+    NoKey { principal: String },
 }
 
 impl KerberosError {
@@ -31,7 +41,7 @@ impl KerberosError {
     pub fn code(&self) -> Option<i32> {
         match self {
             KerberosError::Library { code, .. } => Some(*code),
-            KerberosError::InvalidArgument(_) => None,
+            KerberosError::InvalidArgument(_) | KerberosError::NoKey { .. } => None,
         }
     }
 }
@@ -130,26 +140,85 @@ impl Drop for OwnedPrincipal<'_> {
     }
 }
 
-struct Keytab<'c> {
+/// A MEMORY keytab holding copies of the keys for one request.
+///
+/// MIT keeps memory keytabs in a process-global list keyed by name, with a
+/// reference count that `krb5_kt_resolve` raises and `krb5_kt_close` lowers;
+/// at zero the keytab is unlinked and its entries freed, the key copies
+/// through `krb5_free_keyblock_contents`, which zeroes them (`kt_memory.c`,
+/// `krb5_mkt_close`; krb5 1.20 has no `krb5_kt_destroy`). A random name per
+/// request means no other resolve in the process shares it, so our one close
+/// destroys it. `krb5_kt_add_entry` copies the principal and key contents,
+/// so the caller's `SecretBytes` stay the caller's to wipe.
+struct MemoryKeytab<'c> {
     ctx: &'c Context,
     raw: ffi::krb5_keytab,
+    name: String,
 }
 
-impl<'c> Keytab<'c> {
-    fn resolve(ctx: &'c Context, name: &str) -> Result<Self, KerberosError> {
-        let c_name = c_string(name, "keytab")?;
+impl<'c> MemoryKeytab<'c> {
+    fn new(ctx: &'c Context) -> Result<Self, KerberosError> {
+        let suffix = crate::cache_file::random_hex().map_err(|errno| KerberosError::Library {
+            action: "naming a memory keytab".into(),
+            code: errno as i32,
+            message: errno.desc().into(),
+        })?;
+        let name = format!(
+            "MEMORY:pamkrb-{}",
+            String::from_utf8_lossy(&suffix).into_owned()
+        );
+        let c_name = c_string(&name, "keytab")?;
         let mut raw: ffi::krb5_keytab = ptr::null_mut();
         // SAFETY: valid context, NUL-terminated name and out-pointer.
         let code = unsafe { ffi::krb5_kt_resolve(ctx.0, c_name.as_ptr(), &mut raw) };
-        ctx.check(code, &format!("opening keytab {name}"))?;
-        Ok(Keytab { ctx, raw })
+        ctx.check(code, "creating a memory keytab")?;
+        Ok(MemoryKeytab { ctx, raw, name })
+    }
+
+    /// Adds `entry`'s key under `principal` (the request's own, already
+    /// parsed: the entry was selected because it names the same principal).
+    fn add(
+        &self,
+        principal: &OwnedPrincipal<'_>,
+        entry: &KeytabEntry,
+    ) -> Result<(), KerberosError> {
+        let key = entry.key.as_bytes();
+        let length = libc::c_uint::try_from(key.len())
+            .map_err(|_| KerberosError::InvalidArgument("key too long".into()))?;
+        let mut raw = ffi::krb5_keytab_entry {
+            magic: 0,
+            principal: principal.raw,
+            // The file stores an unsigned 32-bit time; libkrb5 keeps the
+            // same bits in a signed field.
+            timestamp: entry.timestamp as i32,
+            vno: entry.kvno,
+            key: ffi::krb5_keyblock {
+                magic: 0,
+                enctype: entry.enctype,
+                length,
+                // libkrb5 only reads through this pointer (it copies the
+                // contents), so lending our immutable buffer is sound.
+                contents: key.as_ptr().cast_mut(),
+            },
+        };
+        // SAFETY: the keytab is live; `raw` points to a principal and a key
+        // buffer that outlive the call, and krb5_mkt_add copies both.
+        let code = unsafe { ffi::krb5_kt_add_entry(self.ctx.0, self.raw, &mut raw) };
+        self.ctx.check(code, "adding a key to the memory keytab")
+    }
+
+    /// libkrb5 names the keytab in some messages; show the user's file instead.
+    fn rename_in(&self, text: String, shown: &str) -> String {
+        let bare = self.name.trim_start_matches("MEMORY:");
+        text.replace(&self.name, shown).replace(bare, shown)
     }
 }
 
-impl Drop for Keytab<'_> {
+impl Drop for MemoryKeytab<'_> {
     fn drop(&mut self) {
-        // SAFETY: `raw` came from krb5_kt_resolve in this context. A close
-        // error cannot be acted upon here.
+        // SAFETY: `raw` came from krb5_kt_resolve in this context and is
+        // closed once; with the only reference gone, MIT frees the entries
+        // and zeroes the key copies. A close error cannot be acted upon here.
         unsafe {
             ffi::krb5_kt_close(self.ctx.0, self.raw);
         }
@@ -198,6 +267,22 @@ fn c_string(value: &str, what: &str) -> Result<CString, KerberosError> {
         .map_err(|_| KerberosError::InvalidArgument(format!("{what} contains a NUL byte")))
 }
 
+/// libkrb5's name for an enctype number (`aes256-cts-hmac-sha1-96`), or
+/// `unknown enctype N`. Needs no context: it reads a static table.
+pub fn enctype_name(enctype: i32) -> String {
+    let mut buffer = [0 as libc::c_char; 64];
+    // SAFETY: the buffer and its length describe a live, writable array;
+    // libkrb5 writes a NUL-terminated name into it or fails.
+    let code = unsafe { ffi::krb5_enctype_to_name(enctype, 0, buffer.as_mut_ptr(), buffer.len()) };
+    if code != 0 {
+        return format!("unknown enctype {enctype}");
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated string.
+    unsafe { CStr::from_ptr(buffer.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// The realm of `default_realm` in the active krb5.conf (`KRB5_CONFIG`).
 pub fn default_realm() -> Result<String, KerberosError> {
     Context::new()?.default_realm()
@@ -206,20 +291,37 @@ pub fn default_realm() -> Result<String, KerberosError> {
 /// What to ask the KDC for.
 pub struct TicketRequest<'a> {
     pub principal: &'a str,
-    /// A keytab name as libkrb5 understands it (`FILE:/path` or a plain path).
-    pub keytab: &'a str,
+    /// The parsed keytab; only the entries for `principal` reach libkrb5.
+    pub keytab: &'a Keytab,
+    /// Where the keytab came from, for messages.
+    pub keytab_name: &'a str,
     /// Requested ticket lifetime in seconds; `None` lets krb5.conf and the KDC decide.
     pub lifetime: Option<u32>,
     /// Requested renewable lifetime in seconds; `None` lets krb5.conf decide.
     pub renew_lifetime: Option<u32>,
 }
 
-/// Obtains an initial ticket for `request.principal` from its keytab and
+/// Obtains an initial ticket for `request.principal` from its keys and
 /// returns a credential cache holding it, ready to be serialised.
+///
+/// Only entries for the requested principal are handed to libkrb5: a keytab
+/// can only ever yield a ticket for its owner's own principal, whatever else
+/// the file holds.
 pub fn kinit_keytab(request: &TicketRequest<'_>) -> Result<CredentialCache, KerberosError> {
     let ctx = Context::new()?;
     let client = OwnedPrincipal::parse(&ctx, request.principal)?;
-    let keytab = Keytab::resolve(&ctx, request.keytab)?;
+    // SAFETY: `client.raw` is a valid principal from krb5_parse_name.
+    let wanted = unsafe { principal_from_raw(client.raw) };
+    let mut keys = request.keytab.entries_for(&wanted).peekable();
+    if keys.peek().is_none() {
+        return Err(KerberosError::NoKey {
+            principal: wanted.to_string_lossy(),
+        });
+    }
+    let keytab = MemoryKeytab::new(&ctx)?;
+    for entry in keys {
+        keytab.add(&client, entry)?;
+    }
     let options = InitCredsOptions::new(&ctx)?;
     if let Some(lifetime) = request.lifetime {
         // SAFETY: `options.raw` is a live options structure.
@@ -253,9 +355,21 @@ pub fn kinit_keytab(request: &TicketRequest<'_>) -> Result<CredentialCache, Kerb
         code,
         &format!(
             "getting a ticket for {} from keytab {}",
-            request.principal, request.keytab
+            request.principal, request.keytab_name
         ),
-    )?;
+    )
+    .map_err(|err| match err {
+        KerberosError::Library {
+            action,
+            code,
+            message,
+        } => KerberosError::Library {
+            action,
+            code,
+            message: keytab.rename_in(message, request.keytab_name),
+        },
+        other => other,
+    })?;
 
     // SAFETY: on success libkrb5 filled `creds.raw` with valid principals
     // and counted buffers, which stay alive until `creds` is dropped.
@@ -369,5 +483,121 @@ unsafe fn credential_from_raw(raw: &ffi::krb5_creds) -> Credential {
             ticket: data_bytes(&raw.ticket),
             second_ticket: data_bytes(&raw.second_ticket),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keytab;
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keytab");
+
+    fn multi() -> Keytab {
+        let path = std::path::Path::new(FIXTURES).join("multi.keytab");
+        keytab::parse(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    /// (principal, kvno, enctype, key) of every entry, read back through
+    /// libkrb5's own iteration.
+    fn list(ctx: &Context, kt: ffi::krb5_keytab) -> Vec<(String, u32, i32, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut cursor: ffi::krb5_kt_cursor = ptr::null_mut();
+        // SAFETY: live context and keytab, valid out-pointer.
+        let code = unsafe { ffi::krb5_kt_start_seq_get(ctx.0, kt, &mut cursor) };
+        ctx.check(code, "start").unwrap();
+        loop {
+            // SAFETY: all-zero is the documented initial state of an entry.
+            let mut entry: ffi::krb5_keytab_entry = unsafe { std::mem::zeroed() };
+            // SAFETY: live context, keytab and cursor; `entry` is writable.
+            let code = unsafe { ffi::krb5_kt_next_entry(ctx.0, kt, &mut entry, &mut cursor) };
+            if code != 0 {
+                break; // KRB5_KT_END
+            }
+            // SAFETY: libkrb5 filled the entry; it is freed right after the copy.
+            unsafe {
+                out.push((
+                    principal_from_raw(entry.principal).to_string_lossy(),
+                    entry.vno,
+                    entry.key.enctype,
+                    bytes(entry.key.contents, entry.key.length),
+                ));
+                ffi::krb5_free_keytab_entry_contents(ctx.0, &mut entry);
+            }
+        }
+        // SAFETY: the cursor came from krb5_kt_start_seq_get on this keytab.
+        unsafe { ffi::krb5_kt_end_seq_get(ctx.0, kt, &mut cursor) };
+        out
+    }
+
+    #[test]
+    fn memory_keytab_holds_copies_and_is_destroyed_on_drop() {
+        let keytab = multi();
+        let ctx = Context::new().unwrap();
+        let alice = OwnedPrincipal::parse(&ctx, "alice@FIXTURE.TEST").unwrap();
+        // SAFETY: a principal from krb5_parse_name.
+        let wanted = unsafe { principal_from_raw(alice.raw) };
+        let memory = MemoryKeytab::new(&ctx).unwrap();
+        assert!(memory.name.starts_with("MEMORY:pamkrb-"));
+        for entry in keytab.entries_for(&wanted) {
+            memory.add(&alice, entry).unwrap();
+        }
+        let mut listed = list(&ctx, memory.raw);
+        listed.sort_by_key(|e| e.2);
+        let expected: Vec<_> = {
+            let mut v: Vec<_> = keytab
+                .entries_for(&wanted)
+                .map(|e| {
+                    (
+                        "alice@FIXTURE.TEST".to_owned(),
+                        e.kvno,
+                        e.enctype,
+                        e.key.as_bytes().to_vec(),
+                    )
+                })
+                .collect();
+            v.sort_by_key(|e| e.2);
+            v
+        };
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed, expected);
+
+        // Closing the only reference destroys it: resolving the same name
+        // afterwards creates a new, empty keytab.
+        let name = memory.name.clone();
+        drop(memory);
+        let c_name = CString::new(name).unwrap();
+        let mut raw: ffi::krb5_keytab = ptr::null_mut();
+        // SAFETY: valid context, NUL-terminated name and out-pointer.
+        let code = unsafe { ffi::krb5_kt_resolve(ctx.0, c_name.as_ptr(), &mut raw) };
+        ctx.check(code, "resolve").unwrap();
+        assert!(list(&ctx, raw).is_empty());
+        // SAFETY: resolved above, closed once.
+        unsafe { ffi::krb5_kt_close(ctx.0, raw) };
+    }
+
+    #[test]
+    fn a_keytab_without_the_principal_fails_before_any_kdc() {
+        let keytab = multi();
+        let err = kinit_keytab(&TicketRequest {
+            principal: "carol@FIXTURE.TEST",
+            keytab: &keytab,
+            keytab_name: "/k",
+            lifetime: None,
+            renew_lifetime: None,
+        })
+        .unwrap_err();
+        match err {
+            KerberosError::NoKey { principal } => assert_eq!(principal, "carol@FIXTURE.TEST"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn enctype_names_come_from_libkrb5() {
+        assert_eq!(enctype_name(18), "aes256-cts-hmac-sha1-96");
+        assert_eq!(enctype_name(17), "aes128-cts-hmac-sha1-96");
+        assert_eq!(enctype_name(20), "aes256-cts-hmac-sha384-192");
+        assert_eq!(enctype_name(9999), "unknown enctype 9999");
     }
 }

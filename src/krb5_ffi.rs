@@ -4,13 +4,19 @@
 
 #![allow(non_camel_case_types)]
 
-use libc::{c_char, c_uint};
+#[cfg(test)]
+use libc::c_void;
+use libc::{c_char, c_uint, size_t};
 
 pub type krb5_error_code = i32;
 pub type krb5_magic = i32;
 pub type krb5_timestamp = i32;
 pub type krb5_deltat = i32;
 pub type krb5_boolean = c_uint;
+pub type krb5_kvno = c_uint;
+pub type krb5_enctype = i32;
+#[cfg(test)] // only the tests read a keytab back
+pub type krb5_kt_cursor = *mut c_void;
 
 #[repr(C)]
 pub struct krb5_data {
@@ -36,6 +42,15 @@ pub struct krb5_keyblock {
     pub enctype: i32,
     pub length: c_uint,
     pub contents: *mut u8,
+}
+
+#[repr(C)]
+pub struct krb5_keytab_entry {
+    pub magic: krb5_magic,
+    pub principal: krb5_principal,
+    pub timestamp: krb5_timestamp,
+    pub vno: krb5_kvno,
+    pub key: krb5_keyblock,
 }
 
 #[repr(C)]
@@ -111,6 +126,35 @@ extern "C" {
         ktid: *mut krb5_keytab,
     ) -> krb5_error_code;
     pub fn krb5_kt_close(context: krb5_context, keytab: krb5_keytab) -> krb5_error_code;
+    pub fn krb5_kt_add_entry(
+        context: krb5_context,
+        id: krb5_keytab,
+        entry: *mut krb5_keytab_entry,
+    ) -> krb5_error_code;
+    #[cfg(test)]
+    pub fn krb5_kt_start_seq_get(
+        context: krb5_context,
+        keytab: krb5_keytab,
+        cursor: *mut krb5_kt_cursor,
+    ) -> krb5_error_code;
+    #[cfg(test)]
+    pub fn krb5_kt_next_entry(
+        context: krb5_context,
+        keytab: krb5_keytab,
+        entry: *mut krb5_keytab_entry,
+        cursor: *mut krb5_kt_cursor,
+    ) -> krb5_error_code;
+    #[cfg(test)]
+    pub fn krb5_kt_end_seq_get(
+        context: krb5_context,
+        keytab: krb5_keytab,
+        cursor: *mut krb5_kt_cursor,
+    ) -> krb5_error_code;
+    #[cfg(test)]
+    pub fn krb5_free_keytab_entry_contents(
+        context: krb5_context,
+        entry: *mut krb5_keytab_entry,
+    ) -> krb5_error_code;
     pub fn krb5_get_init_creds_opt_alloc(
         context: krb5_context,
         opt: *mut *mut krb5_get_init_creds_opt,
@@ -138,5 +182,16 @@ extern "C" {
         context: krb5_context,
         seconds: *mut krb5_timestamp,
         microseconds: *mut i32,
+    ) -> krb5_error_code;
+}
+
+// The enctype table lives in libkrb5's crypto library, not libkrb5 itself.
+#[link(name = "k5crypto")]
+extern "C" {
+    pub fn krb5_enctype_to_name(
+        enctype: krb5_enctype,
+        shortest: krb5_boolean,
+        buffer: *mut c_char,
+        buflen: size_t,
     ) -> krb5_error_code;
 }

@@ -4,9 +4,11 @@
 pub mod cache_file;
 pub mod ccache;
 pub mod deadline;
+pub mod keytab;
 pub mod kinit;
 mod krb5_ffi;
 pub mod pam;
+pub mod safe_path;
 pub mod secret;
 pub mod template;
 pub mod ticket;

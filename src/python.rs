@@ -6,9 +6,12 @@ use std::path::Path;
 use pyo3::prelude::*;
 use pyo3::types::PyByteArray;
 
+use pyo3::types::PyTuple;
+
 use crate::cache_file::{Owner, Replaced};
 use crate::ccache::TicketInfo as NativeTicketInfo;
 use crate::deadline::Deadline;
+use crate::keytab::{self, KeytabError};
 use crate::pam::{self, PamError};
 use crate::secret::SecretBytes;
 use crate::template::{self, Identity, TemplateError};
@@ -45,6 +48,12 @@ impl From<TicketError> for NativeError {
     }
 }
 
+impl From<KeytabError> for NativeError {
+    fn from(err: KeytabError) -> Self {
+        NativeError::Ticket(TicketError::Keytab(err))
+    }
+}
+
 impl From<TemplateError> for NativeError {
     fn from(err: TemplateError) -> Self {
         NativeError::Template(err)
@@ -76,7 +85,7 @@ impl From<NativeError> for PyErr {
             NativeError::Ticket(TicketError::DeadlinePassed { .. }) => {
                 exceptions::KerberosError::new_err((message, None::<i32>))
             }
-            NativeError::Ticket(TicketError::Keytab { .. }) => {
+            NativeError::Ticket(TicketError::Keytab(_)) => {
                 exceptions::KeytabError::new_err(message)
             }
             NativeError::Ticket(TicketError::CacheFile(_)) => {
@@ -198,6 +207,110 @@ impl Installation {
             self.ticket.bind(py).get().__repr__()
         )
     }
+}
+
+/// One key of a keytab, described: never the key itself.
+#[pyclass(frozen, eq, module = "pamkrb._native")]
+#[derive(PartialEq, Eq)]
+pub struct KeytabEntry {
+    /// `a/b@REALM`, as `krb5_unparse_name` writes it.
+    #[pyo3(get)]
+    principal: String,
+    #[pyo3(get)]
+    kvno: u32,
+    #[pyo3(get)]
+    enctype: i32,
+    /// libkrb5's name for `enctype`, e.g. "aes256-cts-hmac-sha1-96".
+    #[pyo3(get)]
+    enctype_name: String,
+    /// When the entry was written, seconds since the epoch.
+    #[pyo3(get)]
+    timestamp: u32,
+}
+
+#[pymethods]
+impl KeytabEntry {
+    fn __repr__(&self) -> String {
+        format!(
+            "KeytabEntry(principal={:?}, kvno={}, enctype={} ({}), timestamp={})",
+            self.principal, self.kvno, self.enctype, self.enctype_name, self.timestamp
+        )
+    }
+}
+
+/// A keytab file as root found it: owner, permission bits, size and entries.
+#[pyclass(frozen, module = "pamkrb._native")]
+pub struct KeytabInfo {
+    #[pyo3(get)]
+    owner_uid: u32,
+    #[pyo3(get)]
+    owner_gid: u32,
+    /// Permission bits (`st_mode & 0o7777`).
+    #[pyo3(get)]
+    mode: u32,
+    #[pyo3(get)]
+    size: u64,
+    /// `tuple[KeytabEntry, ...]`, in file order.
+    #[pyo3(get)]
+    entries: Py<PyTuple>,
+}
+
+#[pymethods]
+impl KeytabInfo {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "KeytabInfo(owner_uid={}, owner_gid={}, mode={:#o}, size={}, entries={})",
+            self.owner_uid,
+            self.owner_gid,
+            self.mode,
+            self.size,
+            self.entries.bind(py).len()
+        )
+    }
+}
+
+/// Reads and describes the keytab at `path` the way the hub reads it (the
+/// same walk: no symlink in any component, a single regular file, at most
+/// 1 MiB, no lock). Raises KeytabError. Key bytes stay in Rust and are wiped.
+#[pyfunction]
+fn inspect_keytab(py: Python<'_>, path: &str) -> PyResult<KeytabInfo> {
+    let described = py
+        .detach(|| {
+            keytab::read(Path::new(path)).map(|file| {
+                let entries: Vec<KeytabEntry> = file
+                    .keytab
+                    .entries
+                    .iter()
+                    .map(|entry| KeytabEntry {
+                        principal: entry.principal.to_string_lossy(),
+                        kvno: entry.kvno,
+                        enctype: entry.enctype,
+                        enctype_name: crate::kinit::enctype_name(entry.enctype),
+                        timestamp: entry.timestamp,
+                    })
+                    .collect();
+                (
+                    file.owner_uid,
+                    file.owner_gid,
+                    file.mode,
+                    file.size,
+                    entries,
+                )
+            })
+        })
+        .map_err(NativeError::from)?;
+    let (owner_uid, owner_gid, mode, size, entries) = described;
+    let entries = entries
+        .into_iter()
+        .map(|entry| Py::new(py, entry))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(KeytabInfo {
+        owner_uid,
+        owner_gid,
+        mode,
+        size,
+        entries: PyTuple::new(py, entries)?.unbind(),
+    })
 }
 
 /// Authenticates `username` with `password` against PAM `service` and, if
@@ -380,9 +493,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TicketInfo>()?;
     m.add_class::<ReplacedEntry>()?;
     m.add_class::<Installation>()?;
+    m.add_class::<KeytabInfo>()?;
+    m.add_class::<KeytabEntry>()?;
     m.add_function(wrap_pyfunction!(pam_authenticate, m)?)?;
     m.add_function(wrap_pyfunction!(obtain_ticket, m)?)?;
     m.add_function(wrap_pyfunction!(inspect_ticket, m)?)?;
+    m.add_function(wrap_pyfunction!(inspect_keytab, m)?)?;
     m.add_function(wrap_pyfunction!(default_realm, m)?)?;
     m.add_function(wrap_pyfunction!(validate_template, m)?)?;
     m.add_function(wrap_pyfunction!(expand_template, m)?)?;

@@ -2,14 +2,12 @@
 //! the cache safely, read it back cheaply. Glue between `kinit`, `ccache`
 //! and `cache_file`.
 
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::cache_file::{self, CacheFileError, Owner, Replaced};
 use crate::ccache::{self, CcacheError, TicketInfo};
 use crate::deadline::Deadline;
+use crate::keytab::{self, Keytab, KeytabError};
 use crate::kinit::{self, KerberosError};
 
 /// Credential caches hold a handful of tickets; anything this large is not
@@ -24,8 +22,8 @@ pub enum TicketError {
     CacheFile(#[from] CacheFileError),
     #[error("credential cache {path}: {source}")]
     Format { path: String, source: CcacheError },
-    #[error("keytab {path}: {reason}")]
-    Keytab { path: String, reason: String },
+    #[error(transparent)]
+    Keytab(#[from] KeytabError),
     /// The caller stopped waiting (its `kdc_timeout`) and has already told
     /// the user the login failed: installing a ticket now would contradict it.
     #[error("gave up on {path} after the deadline (kdc_timeout) {when}; nothing was installed")]
@@ -65,20 +63,19 @@ pub fn obtain(request: &Acquisition<'_>) -> Result<Installation, TicketError> {
     if request.deadline.is_some_and(|d| d.has_passed()) {
         return Err(gave_up("before contacting the KDC"));
     }
-    let keytab = open_keytab(request.keytab)?;
-    // libkrb5 opens keytabs by name. Handing it our already opened, checked
-    // descriptor through /proc means a keytab path the user controls is
-    // resolved exactly once, by us, without following a final symlink and
-    // without blocking on a planted fifo.
-    let keytab_name = format!("FILE:/proc/self/fd/{}", keytab.as_raw_fd());
+    // Read and parsed here, through the safe walk and without a lock; the
+    // keys are wiped when `file` is dropped.
+    let file = keytab::read(request.keytab)?;
+    let shown = request.keytab.display().to_string();
     let cache = kinit::kinit_keytab(&kinit::TicketRequest {
         principal: request.principal,
-        keytab: &keytab_name,
+        keytab: &file.keytab,
+        keytab_name: &shown,
         lifetime: request.lifetime,
         renew_lifetime: request.renew_lifetime,
     })
-    .map_err(|err| describe_keytab(err, request.keytab))?;
-    drop(keytab);
+    .map_err(|err| describe_keytab(err, request.keytab, &file.keytab))?;
+    drop(file);
     let info = cache.ticket_info().map_err(|source| TicketError::Format {
         path: request.cache.display().to_string(),
         source,
@@ -114,101 +111,118 @@ pub fn inspect(cache: &Path, owner_uid: u32) -> Result<TicketInfo, TicketError> 
     })
 }
 
-fn open_keytab(path: &Path) -> Result<File, TicketError> {
-    let fail = |reason: String| TicketError::Keytab {
-        path: path.display().to_string(),
-        reason,
-    };
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|err| match err.raw_os_error() {
-            Some(libc::ELOOP) => fail("is a symbolic link; refusing to follow it".into()),
-            Some(libc::ENOENT) => fail("does not exist".into()),
-            _ => fail(err.to_string()),
-        })?;
-    let meta = file.metadata().map_err(|err| fail(err.to_string()))?;
-    if !meta.file_type().is_file() {
-        return Err(fail("is not a regular file".into()));
-    }
-    if meta.size() == 0 {
-        return Err(fail("is empty".into()));
-    }
-    Ok(file)
-}
-
 /// KDC_ERR_PREAUTH_FAILED and KRB5KRB_AP_ERR_BAD_INTEGRITY: the key in the
 /// keytab is not the principal's current key.
 const STALE_KEY_CODES: [i32; 2] = [-1_765_328_360, -1_765_328_353];
 
-/// libkrb5 names the keytab by its /proc alias; put the real path back, and
-/// say what the admin must do when the keytab's key is out of date (libkrb5
-/// only says "Preauthentication failed" or "Decrypt integrity check failed").
-fn describe_keytab(err: KerberosError, path: &Path) -> KerberosError {
-    let shown = path.display().to_string();
-    let restore = |text: String| replace_fd_alias(&text, &shown);
+/// Turns "no key for" into a keytab error naming the file and what it
+/// holds, and says what the admin must do when the keytab's key is out of
+/// date (libkrb5 only says "Preauthentication failed" or "Decrypt integrity
+/// check failed").
+fn describe_keytab(err: KerberosError, path: &Path, keytab: &Keytab) -> TicketError {
     match err {
+        KerberosError::NoKey { principal } => {
+            KeytabError::no_key_for(path, &principal, keytab).into()
+        }
         KerberosError::Library {
             action,
             code,
-            message,
+            mut message,
         } => {
-            let mut message = restore(message);
             if STALE_KEY_CODES.contains(&code) {
                 message.push_str(&format!(
-                    "; the key in {shown} does not match the KDC's current key version \
+                    "; the key in {} does not match the KDC's current key version \
                      (kvno): the principal was re-keyed after the keytab was written. \
-                     Export a fresh keytab (kadmin: ktadd -norandkey)"
+                     Export a fresh keytab (kadmin: ktadd -norandkey)",
+                    path.display()
                 ));
             }
             KerberosError::Library {
-                action: restore(action),
+                action,
                 code,
                 message,
             }
+            .into()
         }
-        other => other,
+        other => other.into(),
     }
-}
-
-fn replace_fd_alias(text: &str, shown: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("/proc/self/fd/") {
-        let prefix = rest[..start]
-            .strip_suffix("FILE:")
-            .unwrap_or(&rest[..start]);
-        out.push_str(prefix);
-        out.push_str(shown);
-        let after = &rest[start + "/proc/self/fd/".len()..];
-        rest = after.trim_start_matches(|c: char| c.is_ascii_digit());
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keytab");
+
+    fn multi() -> Keytab {
+        keytab::parse(&std::fs::read(Path::new(FIXTURES).join("multi.keytab")).unwrap()).unwrap()
+    }
+
     #[test]
-    fn fd_alias_is_replaced_by_the_real_path() {
-        assert_eq!(
-            replace_fd_alias(
-                "Key table file 'FILE:/proc/self/fd/12' not found",
-                "/home/a/a.keytab"
-            ),
-            "Key table file '/home/a/a.keytab' not found"
+    fn stale_key_gets_the_kvno_hint() {
+        let err = KerberosError::Library {
+            action: "getting a ticket".into(),
+            code: STALE_KEY_CODES[0],
+            message: "Preauthentication failed".into(),
+        };
+        let err = describe_keytab(err, Path::new("/home/a/a.keytab"), &multi()).to_string();
+        assert!(
+            err.contains("Preauthentication failed; the key in /home/a/a.keytab"),
+            "{err}"
         );
-        assert_eq!(replace_fd_alias("/proc/self/fd/3", "/k"), "/k");
-        assert_eq!(replace_fd_alias("no alias", "/k"), "no alias");
+        assert!(err.contains("ktadd -norandkey"), "{err}");
+        assert!(matches!(
+            describe_keytab(
+                KerberosError::InvalidArgument("x".into()),
+                Path::new("/k"),
+                &multi()
+            ),
+            TicketError::Kerberos(_)
+        ));
+    }
+
+    #[test]
+    fn no_key_is_a_keytab_error() {
+        let err = KerberosError::NoKey {
+            principal: "carol@FIXTURE.TEST".into(),
+        };
+        let err = describe_keytab(err, Path::new("/home/c/c.keytab"), &multi());
+        assert!(matches!(
+            err,
+            TicketError::Keytab(KeytabError::NoKeyFor { .. })
+        ));
+        assert!(err
+            .to_string()
+            .starts_with("keytab /home/c/c.keytab has no key for carol@FIXTURE.TEST; it holds keys for alice@FIXTURE.TEST"));
+    }
+
+    #[test]
+    fn obtain_refuses_a_keytab_behind_a_symlinked_directory_before_any_kdc() {
+        let dir = nix::unistd::mkdtemp("/tmp/pamkrb-ticket-XXXXXX").unwrap();
+        std::os::unix::fs::symlink("/etc", dir.join(".k")).unwrap();
+        let cache = dir.join("cc");
+        let err = obtain(&Acquisition {
+            principal: "a@R",
+            keytab: &dir.join(".k").join("krb5.keytab"),
+            cache: &cache,
+            owner: None,
+            lifetime: None,
+            renew_lifetime: None,
+            deadline: None,
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, TicketError::Keytab(KeytabError::File(_))),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(".k is a symbolic link"), "{err}");
+        assert!(!cache.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_passed_deadline_stops_before_the_kdc_and_installs_nothing() {
-        let dir = std::env::temp_dir().join(format!("pamkrb-deadline-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = nix::unistd::mkdtemp("/tmp/pamkrb-deadline-XXXXXX").unwrap();
         let cache = dir.join("cc");
         let err = obtain(&Acquisition {
             principal: "a@NO.SUCH.REALM",
@@ -230,25 +244,6 @@ mod tests {
             )
         );
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn keytab_symlink_and_fifo_are_refused() {
-        let dir = std::env::temp_dir().join(format!("pamkrb-kt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let link = dir.join("link.keytab");
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
-        let err = open_keytab(&link).unwrap_err().to_string();
-        assert!(err.contains("symbolic link"), "{err}");
-        let fifo = dir.join("fifo.keytab");
-        let _ = std::fs::remove_file(&fifo);
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let err = open_keytab(&fifo).unwrap_err().to_string();
-        assert!(err.contains("not a regular file"), "{err}");
-        let err = open_keytab(&dir.join("missing")).unwrap_err().to_string();
-        assert!(err.contains("does not exist"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -26,6 +26,7 @@ from pamkrb.exceptions import (
 )
 
 FIXTURES = Path(__file__).parent / "data" / "ccache"
+KEYTAB_FIXTURES = Path(__file__).parent / "data" / "keytab"
 
 
 @pytest.fixture
@@ -228,15 +229,30 @@ def test_broken_pam_stack_is_a_system_error(bare_user):
         path.unlink()
 
 
-def test_unknown_principal_is_a_kerberos_error_with_code(realm, user, workdir):
+def test_principal_without_a_key_is_a_keytab_error(realm, user, workdir):
+    # Only entries for the requested principal reach libkrb5, so a principal
+    # the keytab has no key for is refused before any KDC is asked.
     keytab = user.home / f"{user.name}.keytab"
-    with pytest.raises(KerberosError) as info:
+    with pytest.raises(KeytabError) as info:
         _native.obtain_ticket(f"nobody-else@{realm.name}", str(keytab), str(workdir / "cc"))
+    message = str(info.value)
+    assert f"keytab {keytab} has no key for nobody-else@{realm.name}" in message
+    assert f"it holds keys for {user.name}@{realm.name}" in message
+    assert "MEMORY:" not in message
+    assert not (workdir / "cc").exists()
+
+
+def test_unknown_realm_is_a_kerberos_error_with_code(realm, user, workdir):
+    # The key matches the principal, but the KDC for it cannot be found: a
+    # libkrb5 failure, with its code, naming the real keytab path.
+    keytab = workdir / "other-realm.keytab"
+    keytab.write_bytes((KEYTAB_FIXTURES / "single.keytab").read_bytes())
+    with pytest.raises(KerberosError) as info:
+        _native.obtain_ticket("alice@FIXTURE.TEST", str(keytab), str(workdir / "cc"))
     assert isinstance(info.value.code, int)
     assert info.value.code != 0
-    # The real keytab path is shown, not the /proc descriptor alias.
     assert str(keytab) in str(info.value)
-    assert "/proc/self/fd" not in str(info.value)
+    assert "MEMORY:" not in str(info.value)
     assert not (workdir / "cc").exists()
 
 
@@ -291,3 +307,114 @@ def test_planted_directory_is_moved_aside_and_reported(realm, user, workdir):
     assert aside.name.startswith(".krb5cc_test.pamkrb-planted-")
     assert (aside / "inside").read_bytes() == b"theirs"
     assert _native.inspect_ticket(str(cache)) == installed.ticket
+
+
+# -- inspect_keytab: the hub's own walk and parser, for doctor -----------------------
+
+KEYTAB_TIMESTAMP = 1796162674  # when ktutil wrote the fixtures (tests/data/keytab/README.md)
+
+
+def test_inspect_keytab_written_by_ktutil(workdir):
+    path = workdir / "multi.keytab"
+    path.write_bytes((KEYTAB_FIXTURES / "multi.keytab").read_bytes())
+    path.chmod(0o640)
+    info = _native.inspect_keytab(str(path))
+    st = path.stat()
+    assert (info.owner_uid, info.owner_gid, info.mode, info.size) == (st.st_uid, st.st_gid, 0o640, 305)
+    assert isinstance(info.entries, tuple)
+    assert [(e.principal, e.kvno, e.enctype, e.enctype_name) for e in info.entries] == [
+        ("alice@FIXTURE.TEST", 3, 18, "aes256-cts-hmac-sha1-96"),
+        ("alice@FIXTURE.TEST", 3, 17, "aes128-cts-hmac-sha1-96"),
+        ("alice/pg-dmp-workbench2@FIXTURE.TEST", 300, 18, "aes256-cts-hmac-sha1-96"),
+        ("bob@OTHER.TEST", 1, 20, "aes256-cts-hmac-sha384-192"),
+    ]
+    assert all(e.timestamp == KEYTAB_TIMESTAMP for e in info.entries)
+    # No key material crosses to Python, not even in a repr.
+    entry = info.entries[0]
+    assert not any("key" in name for name in dir(entry) if not name.startswith("_"))
+    assert "34f6922f" not in repr(entry) + repr(info)
+    assert entry == _native.inspect_keytab(str(path)).entries[0]
+    with pytest.raises(AttributeError):
+        info.mode = 0o600
+
+
+def test_inspect_keytab_refuses_symlinked_middle_component(workdir):
+    # {home}/.k/krb5.keytab with .k -> /etc must not read /etc/krb5.keytab.
+    (workdir / ".k").symlink_to("/etc")
+    with pytest.raises(KeytabError, match=r"\.k is a symbolic link"):
+        _native.inspect_keytab(str(workdir / ".k" / "krb5.keytab"))
+
+
+def test_inspect_keytab_refuses_final_symlink_fifo_and_oversize(workdir):
+    real = workdir / "real.keytab"
+    real.write_bytes((KEYTAB_FIXTURES / "single.keytab").read_bytes())
+    (workdir / "link.keytab").symlink_to(real)
+    with pytest.raises(KeytabError, match="it is a symbolic link"):
+        _native.inspect_keytab(str(workdir / "link.keytab"))
+    os.mkfifo(workdir / "fifo.keytab")
+    with pytest.raises(KeytabError, match="it is a fifo"):
+        _native.inspect_keytab(str(workdir / "fifo.keytab"))
+    big = workdir / "big.keytab"
+    big.write_bytes(real.read_bytes() + b"\0" * (1 << 20))
+    with pytest.raises(KeytabError, match="more than the limit of 1048576"):
+        _native.inspect_keytab(str(big))
+
+
+def test_inspect_keytab_format_errors(workdir):
+    with pytest.raises(KeytabError, match="does not exist"):
+        _native.inspect_keytab(str(workdir / "missing.keytab"))
+    empty = workdir / "empty.keytab"
+    empty.write_bytes(b"")
+    with pytest.raises(KeytabError, match="is empty"):
+        _native.inspect_keytab(str(empty))
+    truncated = workdir / "truncated.keytab"
+    truncated.write_bytes((KEYTAB_FIXTURES / "single.keytab").read_bytes()[:40])
+    with pytest.raises(KeytabError, match="truncated"):
+        _native.inspect_keytab(str(truncated))
+
+
+def test_inspect_keytab_as_root_reads_a_users_0600_keytab(workdir, bare_user):
+    # Root reads a keytab it does not own and that no one else may read, and
+    # reports its real owner: what doctor checks.
+    _require_root()
+    path = workdir / "user.keytab"
+    path.write_bytes((KEYTAB_FIXTURES / "single.keytab").read_bytes())
+    os.chown(path, bare_user.uid, bare_user.gid)
+    path.chmod(0o600)
+    info = _native.inspect_keytab(str(path))
+    assert (info.owner_uid, info.owner_gid, info.mode) == (bare_user.uid, bare_user.gid, 0o600)
+    assert [e.principal for e in info.entries] == ["alice@FIXTURE.TEST"]
+
+
+def test_a_locked_keytab_does_not_stall_obtain_ticket(realm, user, workdir):
+    # libkrb5's FILE keytab takes a blocking fcntl read lock; a user holding a
+    # write lock on their own keytab used to stall the hub's Kerberos threads.
+    # pamkrb reads the file itself, without a lock.
+    import sys
+    import time
+
+    keytab = user.home / f"{user.name}.keytab"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            "f = open(sys.argv[1], 'r+b')\n"
+            "fcntl.lockf(f, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(60)\n",
+            str(keytab),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        info = _native.obtain_ticket(f"{user.name}@{realm.name}", str(keytab), str(workdir / "cc"))
+        assert time.monotonic() - started < 5
+        assert info.ticket.principal == f"{user.name}@{realm.name}"
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()

@@ -37,7 +37,9 @@ class KerberosError(PamkrbError):
 
 
 class KeytabError(PamkrbError):
-    """The keytab is missing, empty, not a regular file, or a symbolic link."""
+    """The keytab cannot be used: missing, empty, larger than 1 MiB, not a
+    single regular file, reached through a symbolic link in any component of
+    its path, not in keytab format, or holding no key for the principal."""
 
 
 class CredentialCacheError(PamkrbError):
