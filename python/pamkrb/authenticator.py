@@ -476,7 +476,8 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         except KeytabError:
             return  # the kinit that follows reports it with the reason
         for problem in lifecycle.keytab_problems(keytab, where):
-            if problem.severity != "ok":
+            # A missing key fails the kinit with its own message.
+            if problem.what in ("owner", "mode"):
                 self.log.warning("Keytab %s of %s: %s", where.keytab, shown_username(where.username), problem.detail)
 
 

@@ -116,6 +116,7 @@ class Problem:
     """One finding about a user's keytab or cache: ``fail`` makes the
     hub's ticket unsafe or impossible, ``warn`` is worth an admin's look."""
 
+    what: str  # "owner", "mode", "root-owned" or "no-key"
     severity: str  # "fail" or "warn"
     detail: str
     fix: str = ""
@@ -129,6 +130,7 @@ def keytab_problems(keytab: Any, user: UserTicket) -> list[Problem]:
     if keytab.owner_uid not in (user.uid, 0):
         found.append(
             Problem(
+                "owner",
                 "fail",
                 f"owned by {owner_name(keytab.owner_uid)}, not by {user.username} or root: "
                 "whoever owns it can change whose key it holds",
@@ -138,6 +140,7 @@ def keytab_problems(keytab: Any, user: UserTicket) -> list[Problem]:
     if mode & 0o077:
         found.append(
             Problem(
+                "mode",
                 "fail",
                 f"mode {mode:04o}: group or others can read or change it, and act as {user.principal}",
                 f"chmod 600 {user.keytab}",
@@ -146,6 +149,7 @@ def keytab_problems(keytab: Any, user: UserTicket) -> list[Problem]:
     elif keytab.owner_uid == 0 and user.uid != 0:
         found.append(
             Problem(
+                "root-owned",
                 "warn",
                 f"owned by root, mode {mode:04o}: the hub can use it, the user's server cannot renew from it",
                 f"chown {user.username}: {user.keytab}",
@@ -155,6 +159,7 @@ def keytab_problems(keytab: Any, user: UserTicket) -> list[Problem]:
     if user.principal not in principals:
         found.append(
             Problem(
+                "no-key",
                 "fail",
                 f"has no key for {user.principal} (holds: {', '.join(principals) or 'no keys'})",
                 f"export the right key (kadmin -q 'ktadd -k {user.keytab} -norandkey {user.principal}') "

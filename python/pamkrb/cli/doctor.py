@@ -290,7 +290,7 @@ def check_keytab(where, report: Report) -> bool:
             f"owner {where.username}, mode {keytab.mode & 0o7777:04o}, key for {where.principal} "
             f"(kvno {', '.join(map(str, kvnos))})",
         )
-    return not any(p.severity == "fail" and "has no key" in p.detail for p in problems)
+    return not any(p.what == "no-key" for p in problems)
 
 
 # -- KDC ---------------------------------------------------------------------------
