@@ -224,6 +224,8 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 "c.PAMKerberosAuthenticator.service to a login service such as 'login'."
             )
         self._attempts = lifecycle.SingleFlight("pamkrb-kinit")
+        for problem in lifecycle.settings_problems(self.refresh_margin, self.refresh_interval, self.ticket_lifetime):
+            self.log.warning("PAMKerberosAuthenticator: %s", problem)
         templates = (self.principal_template, self.keytab_template, self.ccache_template)
         uses_realm = any("{realm}" in t for t in templates)
         if uses_realm and not self.realm:

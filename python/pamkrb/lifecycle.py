@@ -248,23 +248,28 @@ class TicketSettings:
         return cls(**values), []
 
     def problems(self, lifetime: float | None = None) -> list[str]:
-        """Settings under which a ticket would be renewed on every check or
-        would be looked at too rarely; ``lifetime`` is the granted one when
-        known. The timer follows the ticket either way, so these are worth a
-        log line, not a refusal."""
-        found = []
+        """See :func:`settings_problems`; ``lifetime`` is the granted one
+        when known, else the requested one."""
         lifetime = lifetime if lifetime is not None else self.ticket_lifetime
-        if lifetime is not None and self.refresh_margin >= lifetime:
-            found.append(
-                f"refresh_margin ({self.refresh_margin} s) is not below the ticket lifetime ({lifetime:g} s): "
-                "every check renews the ticket"
-            )
-        if self.refresh_interval > self.refresh_margin:
-            found.append(
-                f"refresh_interval ({self.refresh_interval} s) exceeds refresh_margin ({self.refresh_margin} s): "
-                "checks are scheduled from the ticket's expiry instead"
-            )
-        return found
+        return settings_problems(self.refresh_margin, self.refresh_interval, lifetime)
+
+
+def settings_problems(refresh_margin: float, refresh_interval: float, lifetime: float | None) -> list[str]:
+    """Settings under which a ticket would be renewed on every look, or
+    looked at less often than the margin. The timer follows the ticket
+    either way, so these are worth one log line, not a refusal."""
+    found = []
+    if lifetime is not None and refresh_margin >= lifetime:
+        found.append(
+            f"refresh_margin ({refresh_margin} s) is not below the ticket lifetime ({lifetime:g} s): "
+            "every check renews the ticket"
+        )
+    if refresh_interval > refresh_margin:
+        found.append(
+            f"refresh_interval ({refresh_interval} s) exceeds refresh_margin ({refresh_margin} s): "
+            "checks are scheduled from the ticket's expiry instead"
+        )
+    return found
 
 
 def _file_ccache(name: str) -> str:
