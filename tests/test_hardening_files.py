@@ -351,7 +351,7 @@ def test_users_server_never_writes_through_a_symlink_planted_at_its_cache(
     hub = hub_factory(
         {
             "PAMKerberosAuthenticator.refresh_margin": ALWAYS_RENEW,
-            "Spawner.environment": {"PAMKRB_REFRESH_INTERVAL": "0"},
+            "PAMKerberosAuthenticator.refresh_interval": 0,
         }
     )
     session = sandbox.login_and_spawn(hub, user)

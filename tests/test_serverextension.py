@@ -72,7 +72,7 @@ class Server:
 def start_hub(hub_factory, realm, *, margin: int, interval: int = 0, extra=None):
     config = {
         "PAMKerberosAuthenticator.refresh_margin": margin,
-        "Spawner.environment": {"PAMKRB_REFRESH_INTERVAL": str(interval)},
+        "PAMKerberosAuthenticator.refresh_interval": interval,
     }
     config.update(extra or {})
     return hub_factory(config, realm=realm)
