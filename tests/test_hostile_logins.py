@@ -118,7 +118,7 @@ def test_a_user_locking_their_keytab_stalls_no_one_else(hub_factory, realm, user
         assert waiting_seen == [], f"the hub waited for the user's lock on their keytab: {waiting_seen}"
     finally:
         holder.kill()
-        holder.wait()
+        holder.communicate(timeout=10)  # also closes the pipes
         for thread in stalled:
             thread.join(timeout=KDC_TIMEOUT + 30)
 
