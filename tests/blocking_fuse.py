@@ -45,7 +45,8 @@ def attr(node: int, size: int) -> bytes:
 
 def main() -> None:
     mountpoint, content_file, control, hold = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-    content = open(content_file, "rb").read()
+    with open(content_file, "rb") as f:
+        content = f.read()
     fd = os.open("/dev/fuse", os.O_RDWR)
     libc = ctypes.CDLL(None, use_errno=True)
     options = f"fd={fd},rootmode=40000,user_id=0,group_id=0,allow_other".encode()
@@ -84,8 +85,11 @@ def main() -> None:
         if opcode in NO_REPLY:
             continue
         if opcode == FUSE_INIT:
-            major, minor, readahead, _flags = struct.unpack_from("<IIII", body)
-            reply(unique, struct.pack("<IIIIHHIIHHI7I", 7, min(minor, 31), readahead, 0, 16, 12, 1 << 17, 1, 0, 0, 0, *[0] * 7))
+            _major, minor, readahead, _flags = struct.unpack_from("<IIII", body)
+            reply(
+                unique,
+                struct.pack("<IIIIHHIIHHI7I", 7, min(minor, 31), readahead, 0, 16, 12, 1 << 17, 1, 0, 0, 0, *[0] * 7),
+            )
         elif opcode == FUSE_LOOKUP:
             if node == ROOT and body.split(b"\0", 1)[0] == b"krb5cc":
                 reply(unique, struct.pack("<QQQQII", FILE, 0, 0, 0, 0, 0) + attr(FILE, len(content)))
@@ -103,7 +107,8 @@ def main() -> None:
             else:
                 served_first_read = True
                 held, held_since = (unique, data), time.monotonic()
-                open(f"{control}/read-started", "w").close()
+                with open(f"{control}/read-started", "w"):
+                    pass
         elif opcode == FUSE_STATFS:
             reply(unique, struct.pack("<QQQQQIIII6I", 0, 0, 0, 0, 0, 4096, 255, 4096, 0, *[0] * 6))
         elif opcode in (FUSE_RELEASE, FUSE_RELEASEDIR, FUSE_FLUSH, FUSE_ACCESS, FUSE_READDIR):

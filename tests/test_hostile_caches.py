@@ -93,9 +93,7 @@ def assert_own_single_cache(user: sandbox.UnixUser, path: str | os.PathLike[str]
 
 def log_in(hub: sandbox.Hub, user: sandbox.UnixUser):
     response = form_login(hub, user.name, user.password)
-    assert logged_in(response), (
-        f"login of {user.name} refused: HTTP {response.status_code}; hub log: {hub_errors(hub)}"
-    )
+    assert logged_in(response), f"login of {user.name} refused: HTTP {response.status_code}; hub log: {hub_errors(hub)}"
     return response.session
 
 
@@ -104,7 +102,7 @@ def hub_errors(hub: sandbox.Hub) -> str:
     return "\n".join(line for line in hub.log_text().splitlines() if line.startswith("[E "))
 
 
-def find_by_inode(inode: tuple[int, int], top: str = "/tmp", depth: int = 2) -> Path | None:
+def find_by_inode(inode: tuple[int, int], top: str = "/tmp", depth: int = 3) -> Path | None:
     """A directory entry under ``top`` (``depth`` levels) that is the inode ``(dev, ino)``."""
     frontier = [Path(top)]
     for _ in range(depth):

@@ -81,8 +81,7 @@ def test_anonymous_requests_to_a_users_server_cause_no_kdc_requests(hub_factory,
     quiet = settled_as_requests(short_realm) - after_burst
 
     assert burst <= quiet + 2, (
-        f"{BURST} anonymous GETs caused {burst} AS_REQs in {window:.1f} s; "
-        f"the same window without requests had {quiet}"
+        f"{BURST} anonymous GETs caused {burst} AS_REQs in {window:.1f} s; the same window without requests had {quiet}"
     )
 
 
