@@ -200,3 +200,33 @@ def short_user(short_realm: sandbox.Realm) -> Iterator[sandbox.UnixUser]:
     """A user with principal and keytab in the short-lived realm."""
     with sandbox.provisioned_user(short_realm) as user:
         yield user
+
+
+# -- the login form, as a browser submits it --------------------------------------
+
+
+def form_login(hub: sandbox.Hub, username: str, password: str, *, timeout: float = 60) -> Any:
+    """POST the hub's login form once, not following the redirect.
+
+    Unlike ``Hub.login`` this does not go on to /hub/spawn, so nothing is
+    spawned and the answer arrives as soon as the login itself is decided.
+    Returns the response; ``response.session`` holds the cookies. A login that
+    got in is a 302 away from /hub/login with the hub's login cookie set.
+    """
+    session = hub.session()
+    session.get(f"{hub.url}/hub/login", timeout=10).raise_for_status()
+    response = session.post(
+        f"{hub.url}/hub/login",
+        data={"username": username, "password": password, "_xsrf": session.cookies.get("_xsrf")},
+        allow_redirects=False,
+        timeout=timeout,
+    )
+    response.session = session
+    return response
+
+
+def logged_in(response: Any) -> bool:
+    """Whether a ``form_login`` response let the user in."""
+    location = response.headers.get("Location", "")
+    has_cookie = any(c.name.endswith("jupyterhub-hub-login") for c in response.session.cookies)
+    return response.status_code == 302 and "/hub/login" not in location and has_cookie
