@@ -334,7 +334,7 @@ def test_fifo_at_cache_path_is_replaced_through_the_hub(hub, realm, user, attack
     hub.wait_for_server(response.session, user.name)
     assert_users_own_cache(realm, user, cache)
     log = hub.log_text()
-    assert f"{cache}, a fifo owned by" in log, log[-2000:]
+    assert f"{cache}: a fifo owned by" in log, log[-2000:]
     assert_no_temp_files("/tmp", user)
 
 

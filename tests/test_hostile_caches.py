@@ -108,8 +108,8 @@ def find_by_inode(inode: tuple[int, int], top: str = "/tmp", depth: int = 3) -> 
     for _ in range(depth):
         deeper = []
         for directory in frontier:
-            with contextlib.suppress(OSError):
-                for entry in os.scandir(directory):
+            with contextlib.suppress(OSError), os.scandir(directory) as entries:
+                for entry in entries:
                     st = entry.stat(follow_symlinks=False)
                     if (st.st_dev, st.st_ino) == inode:
                         return Path(entry.path)

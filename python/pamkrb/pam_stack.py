@@ -412,7 +412,8 @@ def check_service(service: str, *, dirs: tuple[Path, ...] = PAM_CONFIG_DIRS, pam
     if "/" in service or name in ("", ".", ".."):
         return refuse(f"{service!r} is not a PAM service name (PAM would look up {name!r})")
     if name in USER_SWITCHING_SERVICES:
-        return refuse(f"PAM service {name!r} is for switching users: it lets root (the hub) in without a password")
+        shown = repr(name) if name == service else f"{service!r} (PAM reads it as {name!r})"
+        return refuse(f"PAM service {shown} is for switching users: it lets root (the hub) in without a password")
     try:
         if any(d.is_dir() for d in dirs):
             source = find_config(name, dirs)
