@@ -89,6 +89,18 @@ def bare_user() -> Iterator[sandbox.UnixUser]:
 
 
 @pytest.fixture
+def attacker() -> Iterator[sandbox.UnixUser]:
+    """Another local user, with a shell but no Kerberos principal: the one
+    who plants things."""
+    require_root()
+    user = sandbox.UnixUser.create("pka")
+    try:
+        yield user
+    finally:
+        user.remove()
+
+
+@pytest.fixture
 def user(realm: sandbox.Realm, bare_user: sandbox.UnixUser) -> sandbox.UnixUser:
     """A user with principal ``<name>@REALM`` and keytab ``~/<name>.keytab`` (0600)."""
     principal = realm.add_principal(bare_user.name)

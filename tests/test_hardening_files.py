@@ -29,23 +29,11 @@ import pytest
 from tornado import web
 
 import sandbox
-from conftest import require_root
 from pamkrb import PAMKerberosAuthenticator
 
 VICTIM_TEXT = b"root's file: must never change\n"
 # A margin above the realm's 10-hour maximum ticket life: every check renews.
 ALWAYS_RENEW = 11 * 3600
-
-
-@pytest.fixture
-def attacker() -> Iterator[sandbox.UnixUser]:
-    """Another local user: the one who plants things."""
-    require_root()
-    user = sandbox.UnixUser.create("pka")
-    try:
-        yield user
-    finally:
-        user.remove()
 
 
 @pytest.fixture

@@ -32,21 +32,10 @@ from pathlib import Path
 import pytest
 
 import sandbox
-from conftest import form_login, logged_in, require_root
+from conftest import form_login, logged_in
 
 ATTACKER_TEXT = b"the attacker's own file: must never change\n"
 HARDLINKS_SYSCTL = Path("/proc/sys/fs/protected_hardlinks")
-
-
-@pytest.fixture
-def attacker() -> Iterator[sandbox.UnixUser]:
-    """Another local user, with a shell but no Kerberos principal."""
-    require_root()
-    user = sandbox.UnixUser.create("pka")
-    try:
-        yield user
-    finally:
-        user.remove()
 
 
 @pytest.fixture
