@@ -214,3 +214,43 @@ async def _until(predicate, timeout: float = 5.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+# -- the ticket broker's rules ----------------------------------------------------------
+
+
+def test_broker_settings_never_hand_the_server_the_keytab():
+    settings = TicketSettings("a@R", "/etc/security/keytabs/a.keytab", "/tmp/c", broker=True)
+    env = settings.to_env()
+    assert env["PAMKRB_TICKET_BROKER"] == "1"
+    assert "PAMKRB_KEYTAB" not in env
+    again, missing = TicketSettings.from_env(env)
+    assert missing == []
+    assert again.broker
+    assert again.keytab == ""
+    assert again.renewed_by == "hub"
+    assert TicketSettings("a@R", "/k", "/c").renewed_by == "server"
+
+
+def test_failure_backoff_grows_to_a_bound():
+    rng = random.Random(3)
+    waits = [lifecycle.failure_backoff(n, rng) for n in range(1, 12)]
+    assert lifecycle.failure_backoff(0) == 0
+    assert waits[0] <= lifecycle.MIN_CHECK_DELAY * 1.2
+    assert all(w <= lifecycle.MAX_BACKOFF for w in waits)
+    assert waits[-1] >= lifecycle.MAX_BACKOFF * 0.8
+    assert waits[4] > waits[0] * 4
+
+
+@pytest.mark.parametrize(
+    ("info", "renewable"),
+    [
+        (None, False),
+        (SimpleNamespace(principal="a@R", expires_at=NOW + 30, renew_until=NOW + 7200), True),
+        (SimpleNamespace(principal="a@R", expires_at=NOW + 30, renew_until=None), False),
+        (SimpleNamespace(principal="a@R", expires_at=NOW - 1, renew_until=NOW + 7200), False),  # expired
+        (SimpleNamespace(principal="a@R", expires_at=NOW + 30, renew_until=NOW + 60), False),  # life ends in margin
+    ],
+)
+def test_is_renewable(info, renewable):
+    assert lifecycle.is_renewable(info, 120, NOW) is renewable

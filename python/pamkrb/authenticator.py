@@ -12,6 +12,7 @@ from tornado import web
 from traitlets import Bool, Float, Integer, TraitError, Unicode, default, validate
 
 from . import _native, lifecycle, metrics
+from .broker import TicketBroker
 from .exceptions import (
     AuthenticationDenied,
     CredentialCacheError,
@@ -24,6 +25,7 @@ from .exceptions import (
 )
 from .lifecycle import TicketSettings, UserTicket
 from .pam_stack import unsafe_service_reason
+from .ticket_api import RateLimit, TicketAPIHandler
 
 # PAM's own replies are capped at 512 bytes (PAM_MAX_RESP_SIZE); anything
 # much longer is an attack on the hub's memory, not a password.
@@ -166,6 +168,63 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         """,
     )
 
+    renewable_lifetime = Integer(
+        None,
+        allow_none=True,
+        min=60,
+        config=True,
+        help="""
+        Requested renewable lifetime of the tickets the hub obtains, in
+        seconds; the KDC may grant less. While a ticket is renewable the hub
+        renews it with a TGS request instead of a new AS request from the
+        keytab (fewer KDC requests; see ticket_broker).
+        Default: None (krb5.conf's renew_lifetime and the KDC decide).
+        """,
+    )
+
+    ticket_broker = Bool(
+        False,
+        config=True,
+        help="""
+        Whether the hub keeps every running server's ticket fresh and hands
+        it out, instead of each server renewing from the user's keytab.
+
+        On: the hub schedules each user's renewal from the ticket's expiry
+        (a TGS renewal while renewable, a keytab kinit only when it must, one
+        attempt per user, failures backing off), and the pamkrb server
+        extension fetches the ticket from GET /hub/api/pamkrb/ticket with the
+        server's own token and installs it in its local cache. Servers then
+        need neither the keytab nor the hub's /tmp: keytabs can live where
+        only root reads them (e.g. /etc/security/keytabs/{username}.keytab,
+        root-owned, 0600), and servers on other hosts (KubeSpawner,
+        BatchSpawner, SystemdSpawner with PrivateTmp) get tickets.
+        Off (default): each server renews from the user's keytab, which the
+        user must be able to read, on the hub's host.
+        """,
+    )
+
+    allow_insecure_ticket_delivery = Bool(
+        False,
+        config=True,
+        help="""
+        Whether the ticket broker may send a ticket over plain HTTP to a
+        non-loopback address. A ticket is a credential: anyone who sees it on
+        the wire can use it until it expires. Keep this False and use
+        JupyterHub's internal_ssl for servers on other hosts. Default: False.
+        """,
+    )
+
+    ticket_requests_per_minute = Integer(
+        30,
+        min=1,
+        config=True,
+        help="""
+        How many GET /hub/api/pamkrb/ticket requests each user may make per
+        minute (bursts up to that many); more get HTTP 429 with Retry-After.
+        A server asks only when its own copy is no longer fresh. Default: 30.
+        """,
+    )
+
     kinit_required = Bool(
         True,
         config=True,
@@ -224,6 +283,8 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 "c.PAMKerberosAuthenticator.service to a login service such as 'login'."
             )
         self._attempts = lifecycle.SingleFlight("pamkrb-kinit")
+        self._broker = None
+        self.ticket_rate_limit = RateLimit(self.ticket_requests_per_minute)
         for problem in lifecycle.settings_problems(self.refresh_margin, self.refresh_interval, self.ticket_lifetime):
             self.log.warning("PAMKerberosAuthenticator: %s", problem)
         templates = (self.principal_template, self.keytab_template, self.ccache_template)
@@ -355,6 +416,44 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         # KRB5CCNAME for every Kerberos client in the server and its kernels,
         # and what the pamkrb server extension needs to renew as the user.
         spawner.environment.update(self.ticket_settings(where).to_env())
+        if self.ticket_broker:
+            self.broker.track(user.name)
+
+    async def post_spawn_stop(self, user, spawner):
+        """Close the PAM session if configured; stop brokering the ticket."""
+        await super().post_spawn_stop(user, spawner)
+        if self._broker is not None:
+            self._broker.untrack(user.name)
+
+    # -- the ticket broker -----------------------------------------------------
+
+    @property
+    def broker(self) -> TicketBroker:
+        if self._broker is None:
+            self._broker = TicketBroker(
+                lambda name: self.ensure_fresh_ticket(name, trigger="broker"),
+                margin=self.refresh_margin,
+                interval=self.refresh_interval,
+                errors=_TICKET_ERRORS,
+                logger=self.log,
+            )
+        return self._broker
+
+    def get_handlers(self, app):
+        return [*super().get_handlers(app), ("/api/pamkrb/ticket", TicketAPIHandler)]
+
+    async def deliverable_ticket(self, username) -> bytes:
+        """The user's fresh ticket as FILE ccache bytes, for the API. Also
+        (re)starts brokering the user, e.g. after a hub restart."""
+        try:
+            await self.ensure_fresh_ticket(username, trigger="delivery")
+            where = await asyncio.to_thread(self.resolve_user, username)
+            data = await asyncio.to_thread(_native.read_cache, where.ccache, uid=where.uid)
+        except _TICKET_ERRORS as e:
+            self.log.warning("No ticket to deliver to %s: %s", shown_username(username), _explain(e, username))
+            raise web.HTTPError(503, "no fresh Kerberos ticket for this user right now; see the hub log") from None
+        self.broker.track(username)
+        return data
 
     async def refresh_user(self, user, handler=None):
         """Renew the user's ticket when it is not fresh.
@@ -389,9 +488,16 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             where = self.resolve_user(username)
             if only_if_stale:
                 metrics.count_check(trigger)
-                info = self._fresh_info(where, trigger)
-                if info is not None:
+                info = self._current_info(where, trigger)
+                now = time.time()
+                if lifecycle.is_fresh(info, where.principal, self.refresh_margin, now):
                     return info
+                # A TGS renewal while the ticket allows one: no keytab, one
+                # cheap KDC request.
+                if lifecycle.is_renewable(info, self.refresh_margin, now):
+                    renewed = self._renew_ticket(where, trigger, deadline)
+                    if renewed is not None:
+                        return renewed
             kind = "renewal" if only_if_stale else "acquisition"
             return self._install_ticket(where, kind, trigger, deadline)
 
@@ -423,14 +529,16 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             refresh_interval=self.refresh_interval,
             kdc_timeout=self.kdc_timeout,
             ticket_lifetime=self.ticket_lifetime,
+            broker=self.ticket_broker,
         )
 
     # -- blocking work, on the attempt's own thread ------------------------------
 
-    def _fresh_info(self, where: UserTicket, trigger):
-        """The cache's ticket if it is fresh and the user's own, else None.
-        A cache the user does not own (or with a loose mode, or links) is
-        never fresh: the native read refuses it, and it is replaced."""
+    def _current_info(self, where: UserTicket, trigger):
+        """The cache's ticket if the cache is the user's own and holds their
+        principal, else None. A cache the user does not own (or with a loose
+        mode, or links) is never taken for theirs: the native read refuses
+        it, and it is replaced."""
         try:
             info = _native.inspect_ticket(where.ccache, uid=where.uid)
         except (CredentialCacheError, TicketFormatError) as e:
@@ -441,9 +549,21 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 e,
             )
             return None
-        if lifecycle.is_fresh(info, where.principal, self.refresh_margin, time.time()):
-            return info
-        return None
+        return info if info.principal == where.principal else None
+
+    def _renew_ticket(self, where: UserTicket, trigger, deadline):
+        """A TGS renewal of the cache's ticket; None when the KDC will not
+        renew it (the caller falls back to the keytab)."""
+        try:
+            with metrics.timed("renewal", trigger):
+                installed = _native.renew_ticket(
+                    where.principal, where.ccache, uid=where.uid, gid=where.gid, deadline=deadline
+                )
+        except KerberosError as e:  # TicketNotRenewable too; a passed deadline fails the kinit as well
+            self.log.info("Renewing the ticket of %s failed (%s); using the keytab", shown_username(where.username), e)
+            return None
+        self._report_plant(where, installed)
+        return installed.ticket
 
     def _install_ticket(self, where: UserTicket, kind, trigger, deadline):
         self._warn_about_keytab(where)
@@ -455,8 +575,13 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 uid=where.uid,
                 gid=where.gid,
                 lifetime=self.ticket_lifetime,
+                renew_lifetime=self.renewable_lifetime,
                 deadline=deadline,
             )
+        self._report_plant(where, installed)
+        return installed.ticket
+
+    def _report_plant(self, where: UserTicket, installed) -> None:
         if installed.replaced is not None:
             planted = installed.replaced
             metrics.count_plant(planted.kind)
@@ -469,7 +594,6 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 lifecycle.owner_name(planted.owner_uid),
                 f" (moved aside to {planted.moved_to})" if planted.moved_to else "",
             )
-        return installed.ticket
 
     def _warn_about_keytab(self, where: UserTicket) -> None:
         """A keytab is a password: others must not be able to read it."""

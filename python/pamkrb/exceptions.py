@@ -36,6 +36,12 @@ class KerberosError(PamkrbError):
         return str(self.args[0]) if self.args else ""
 
 
+class TicketNotRenewable(KerberosError):
+    """A ticket cannot be renewed with a TGS request: it is not renewable,
+    has expired, or its renewable life is over. The hub then uses the
+    keytab."""
+
+
 class KeytabError(PamkrbError):
     """The keytab cannot be used: missing, empty, larger than 1 MiB, not a
     single regular file, reached through a symbolic link in any component of
@@ -58,6 +64,16 @@ class TicketFormatError(PamkrbError):
     ticket-granting ticket."""
 
 
+class TicketDeliveryError(PamkrbError):
+    """The user's server could not get its ticket from the hub's ticket
+    broker: the hub is unreachable, or it refused (``status`` is the HTTP
+    status then: 403 not allowed, 404 no ticket, 429 too many requests)."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
+
+
 class InvalidUsername(PamkrbError, ValueError):
     """A username that is not safe to pass to PAM or to put into a path."""
 
@@ -75,5 +91,7 @@ __all__ = [
     "PAMSystemError",
     "PamkrbError",
     "TemplateError",
+    "TicketDeliveryError",
     "TicketFormatError",
+    "TicketNotRenewable",
 ]

@@ -47,6 +47,9 @@ MIN_CHECK_DELAY = 5.0
 """Seconds: the soonest the server looks again, so a ticket that cannot be
 renewed (KDC down, keytab gone) is not retried in a tight loop."""
 
+MAX_BACKOFF = 300.0
+"""Seconds: the longest wait between retries after failures."""
+
 DEFAULT_PRINCIPAL_TEMPLATE = "{username}@{realm}"
 DEFAULT_KEYTAB_TEMPLATE = "/home/{username}/{username}.keytab"
 DEFAULT_CCACHE_TEMPLATE = "/tmp/krb5cc_{uid}"
@@ -104,11 +107,12 @@ def resolve_user(
     )
 
 
-def owner_name(uid: int) -> str:
+def owner_name(uid: int, *, with_uid: bool = True) -> str:
     try:
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+        name = pwd.getpwuid(uid).pw_name
     except KeyError:
         return f"uid {uid}"
+    return f"{name} (uid {uid})" if with_uid else name
 
 
 @dataclass(frozen=True)
@@ -116,15 +120,17 @@ class Problem:
     """One finding about a user's keytab or cache: ``fail`` makes the
     hub's ticket unsafe or impossible, ``warn`` is worth an admin's look."""
 
-    what: str  # "owner", "mode", "root-owned" or "no-key"
+    what: str  # "owner", "mode", "root-owned", "user-readable" or "no-key"
     severity: str  # "fail" or "warn"
     detail: str
     fix: str = ""
 
 
-def keytab_problems(keytab: Any, user: UserTicket) -> list[Problem]:
+def keytab_problems(keytab: Any, user: UserTicket, *, broker: bool = False) -> list[Problem]:
     """What is wrong with a keytab (a native KeytabInfo) for this user: the
-    rules the hub logs and ``pamkrb doctor`` reports."""
+    rules the hub logs and ``pamkrb doctor`` reports. With the ticket broker
+    the keytab should be root's alone; without it the user's server needs
+    to read it."""
     found = []
     mode = keytab.mode & 0o7777
     if keytab.owner_uid not in (user.uid, 0):
@@ -146,7 +152,18 @@ def keytab_problems(keytab: Any, user: UserTicket) -> list[Problem]:
                 f"chmod 600 {user.keytab}",
             )
         )
-    elif keytab.owner_uid == 0 and user.uid != 0:
+    elif broker and keytab.owner_uid == user.uid:
+        found.append(
+            Problem(
+                "user-readable",
+                "warn",
+                f"readable by {user.username} while ticket_broker is on: any code the user runs (a pip "
+                "package, a shared notebook) can read this long-term key, and the servers do not need it",
+                f"chown root: {user.keytab}; chmod 600 {user.keytab} (or move it, e.g. to "
+                f"/etc/security/keytabs/{user.username}.keytab, and set keytab_template)",
+            )
+        )
+    elif keytab.owner_uid == 0 and user.uid != 0 and not broker:
         found.append(
             Problem(
                 "root-owned",
@@ -179,6 +196,7 @@ ENV_REFRESH_MARGIN = "PAMKRB_REFRESH_MARGIN"
 ENV_REFRESH_INTERVAL = "PAMKRB_REFRESH_INTERVAL"
 ENV_KDC_TIMEOUT = "PAMKRB_KDC_TIMEOUT"
 ENV_TICKET_LIFETIME = "PAMKRB_TICKET_LIFETIME"
+ENV_TICKET_BROKER = "PAMKRB_TICKET_BROKER"
 ENV_KRB5CCNAME = "KRB5CCNAME"
 ENV_NAMES = frozenset(
     {
@@ -190,6 +208,7 @@ ENV_NAMES = frozenset(
         ENV_REFRESH_INTERVAL,
         ENV_KDC_TIMEOUT,
         ENV_TICKET_LIFETIME,
+        ENV_TICKET_BROKER,
     }
 )
 """Everything the hub puts in a server's environment for pamkrb: per user,
@@ -207,14 +226,21 @@ class TicketSettings:
     refresh_interval: int = DEFAULT_REFRESH_INTERVAL
     kdc_timeout: float = DEFAULT_KDC_TIMEOUT
     ticket_lifetime: int | None = None
+    # True: the hub renews and the server fetches its ticket from the hub's
+    # API (the ticket broker); False: the server renews from the keytab.
+    broker: bool = False
+
+    @property
+    def renewed_by(self) -> str:
+        return "hub" if self.broker else "server"
 
     def to_env(self) -> dict[str, str]:
         """The server's environment: KRB5CCNAME for every Kerberos client in
-        the server and its kernels, PAMKRB_* for the server extension."""
+        the server and its kernels, PAMKRB_* for the server extension. With
+        the broker the keytab's path is not passed: the server never needs it."""
         env = {
             ENV_KRB5CCNAME: f"FILE:{self.ccache}",
             ENV_PRINCIPAL: self.principal,
-            ENV_KEYTAB: self.keytab,
             ENV_CCACHE: self.ccache,
             ENV_REFRESH_MARGIN: str(self.refresh_margin),
             ENV_REFRESH_INTERVAL: str(self.refresh_interval),
@@ -222,6 +248,10 @@ class TicketSettings:
         }
         if self.ticket_lifetime is not None:
             env[ENV_TICKET_LIFETIME] = str(self.ticket_lifetime)
+        if self.broker:
+            env[ENV_TICKET_BROKER] = "1"
+        else:
+            env[ENV_KEYTAB] = self.keytab
         return env
 
     @classmethod
@@ -240,9 +270,11 @@ class TicketSettings:
             "refresh_interval": _number(environ.get(ENV_REFRESH_INTERVAL), int, DEFAULT_REFRESH_INTERVAL),
             "kdc_timeout": _number(environ.get(ENV_KDC_TIMEOUT), float, DEFAULT_KDC_TIMEOUT),
             "ticket_lifetime": _number(environ.get(ENV_TICKET_LIFETIME), int, None),
+            "broker": environ.get(ENV_TICKET_BROKER, "") == "1",
         }
         values.update(given)
-        missing = [name for name in ("principal", "keytab", "ccache") if not values[name]]
+        needed = ("principal", "ccache") if values["broker"] else ("principal", "keytab", "ccache")
+        missing = [name for name in needed if not values[name]]
         if missing:
             return None, missing
         return cls(**values), []
@@ -308,6 +340,8 @@ STATUS_FIELDS = (
     "expires_at",
     "seconds_left",
     "renew_until",
+    "renewed_by",
+    "source",
     "last_refresh",
     "last_error",
     "refresh_margin",
@@ -322,6 +356,12 @@ def is_fresh(info: Any, principal: str, margin: float, now: float) -> bool:
     """The one freshness rule: a ticket for the expected principal with more
     than ``margin`` seconds left. ``info`` is a TicketInfo or None."""
     return info is not None and info.principal == principal and info.expires_at - now > margin
+
+
+def is_renewable(info: Any, margin: float, now: float) -> bool:
+    """Whether a TGS renewal can still give a ticket worth having: the ticket
+    is valid now and its renewable life reaches past the margin."""
+    return info is not None and bool(info.renew_until) and info.expires_at > now and info.renew_until - now > margin
 
 
 def ticket_state(info: Any, principal: str, margin: float, now: float, last_error: str | None) -> TicketState:
@@ -348,6 +388,16 @@ def next_check_delay(info: Any, margin: float, interval: float, now: float, rng:
     return max(MIN_CHECK_DELAY, min(limit, due - jitter))
 
 
+def failure_backoff(failures: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait before trying again after ``failures`` failures in a
+    row: doubling from MIN_CHECK_DELAY up to MAX_BACKOFF, with jitter, so a
+    broken keytab or a KDC outage is not hammered (KDC lockout policies)."""
+    if failures <= 0:
+        return 0.0
+    base = MIN_CHECK_DELAY * 2 ** min(failures - 1, 16)
+    return min(MAX_BACKOFF, base * (0.8 + 0.4 * (rng or random).random()))
+
+
 def iso_time(epoch: float | None) -> str | None:
     """UTC ISO 8601, the one time format of the status API."""
     if epoch is None:
@@ -372,6 +422,8 @@ def status(
     last_error: str | None = None,
     renewals: int = 0,
     triggers: Mapping[str, int] | None = None,
+    renewed_by: str | None = None,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """A status in the shape of STATUS_FIELDS."""
     result = {
@@ -381,6 +433,8 @@ def status(
         "expires_at": iso_time(info.expires_at) if info is not None else None,
         "seconds_left": max(0, int(info.expires_at - now)) if info is not None else None,
         "renew_until": iso_time(info.renew_until) if info is not None and info.renew_until else None,
+        "renewed_by": renewed_by,
+        "source": source,
         "last_refresh": iso_time(last_refresh),
         "last_error": last_error,
         "refresh_margin": refresh_margin,

@@ -4,8 +4,11 @@ A trigger (notebook opened, file saved, kernel starting, timer) first looks at
 the credential cache: a stat, and a parse on a worker thread only when the
 file changed. Only when the ticket is not fresh (the rule in
 :mod:`pamkrb.lifecycle`) does it renew, through the lifecycle's single-flight
-runner. Triggers never raise: a failed renewal is recorded and reported, and
-whatever the user was doing goes on.
+runner: from the keytab, or, with the hub's ticket broker, by fetching the
+ticket the hub keeps fresh. After a failure, triggers wait out a growing
+backoff before trying again. Triggers never raise: a failed renewal is
+recorded and reported, the current ticket is kept, and whatever the user was
+doing goes on.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def renew_from_keytab(settings: TicketSettings, deadline: float) -> Any:
-    """The server's credential source: a kinit from the keytab, as the user,
-    installed at the cache. Blocks; returns the native Installation."""
+    """Without the broker: a kinit from the keytab, as the user, installed at
+    the cache. Blocks; returns the native Installation."""
     return _native.obtain_ticket(
         settings.principal,
         settings.keytab,
@@ -34,6 +37,15 @@ def renew_from_keytab(settings: TicketSettings, deadline: float) -> Any:
         lifetime=settings.ticket_lifetime,
         deadline=deadline,
     )
+
+
+def source_for(settings: TicketSettings) -> Callable[[TicketSettings, float], Any]:
+    """Where this server's renewals come from."""
+    if settings.broker:
+        from .delivery import fetch_from_hub
+
+        return fetch_from_hub
+    return renew_from_keytab
 
 
 class TicketRefresher:
@@ -45,14 +57,14 @@ class TicketRefresher:
         *,
         logger: logging.Logger | logging.LoggerAdapter = log,
         clock: Callable[[], float] = time.time,
-        source: Callable[[TicketSettings, float], Any] = renew_from_keytab,
+        source: Callable[[TicketSettings, float], Any] | None = None,
         on_renewal: Callable[[str, str, float], None] | None = None,
         on_check: Callable[[str], None] | None = None,
     ):
         self.settings = settings
         self.log = logger
         self.clock = clock
-        self.source = source
+        self.source = source or source_for(settings)
         # Called with (trigger, result, seconds) after each renewal attempt;
         # the metrics hook.
         self.on_renewal = on_renewal
@@ -66,6 +78,10 @@ class TicketRefresher:
         self._inspect_error: str | None = None
         self._flight = lifecycle.SingleFlight("pamkrb-renew")
         self._warned_settings = False
+        # Failures in a row, and the monotonic time before which triggers do
+        # not try again.
+        self.failures = 0
+        self._retry_at = 0.0
 
     # -- reading the cache ---------------------------------------------------
 
@@ -106,9 +122,13 @@ class TicketRefresher:
         return lifecycle.is_fresh(info, s.principal, s.refresh_margin, self.clock())
 
     def next_check_delay(self) -> float:
-        """Seconds until the timer should look again (from the last look)."""
+        """Seconds until the timer should look again (from the last look);
+        after failures, not before the backoff is over."""
         s = self.settings
-        return lifecycle.next_check_delay(self._info, s.refresh_margin, s.refresh_interval, self.clock())
+        delay = lifecycle.next_check_delay(self._info, s.refresh_margin, s.refresh_interval, self.clock())
+        if self.failures:
+            delay = max(delay, self._retry_at - time.monotonic())
+        return delay
 
     # -- triggers --------------------------------------------------------------
 
@@ -118,7 +138,7 @@ class TicketRefresher:
         if self.on_check is not None:
             self.on_check(reason)
         try:
-            if not self.is_fresh(await self.look()):
+            if not self.is_fresh(await self.look()) and time.monotonic() >= self._retry_at:
                 await self.renew(reason)
         except Exception:  # a trigger must never break a save or an open
             self.log.exception("pamkrb: unexpected error in the %s trigger", reason)
@@ -134,10 +154,21 @@ class TicketRefresher:
             )
         except PamkrbError as e:
             self.last_error = str(e)
-            self.log.warning("pamkrb: ticket renewal (%s) failed: %s", reason, e)
+            self.failures += 1
+            wait = lifecycle.failure_backoff(self.failures)
+            self._retry_at = time.monotonic() + wait
+            self.log.warning(
+                "pamkrb: ticket renewal (%s) failed (%d in a row; next try in %.0f s): %s",
+                reason,
+                self.failures,
+                wait,
+                e,
+            )
             self._report(reason, "failure", started)
             return False
         info = installed.ticket
+        self.failures = 0
+        self._retry_at = 0.0
         self.renewals += 1
         self.last_refresh = self.clock()
         self.last_error = None
@@ -176,4 +207,6 @@ class TicketRefresher:
             last_error=self.last_error or (None if info else self._inspect_error),
             renewals=self.renewals,
             triggers=self.triggers,
+            renewed_by=s.renewed_by,
+            source="keytab",
         )

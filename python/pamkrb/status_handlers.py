@@ -47,6 +47,8 @@ class StatusPageHandler(JupyterHandler):
             ("Valid until", _local_time_script(status["expires_at"])),
             ("Seconds left", status["seconds_left"]),
             ("Renewable until", _local_time_script(status["renew_until"])),
+            ("Renewed by", {"hub": "the hub (ticket broker)", "server": "this server"}.get(status["renewed_by"])),
+            ("Source", status["source"]),
             ("Last renewal", _local_time_script(status["last_refresh"])),
             ("Renewals by this server", status["renewals"]),
             ("Last error", status["last_error"]),

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     where = _user_ticket(authenticator, entry, report)
     if where is None:
         return report.finish()
-    keytab_usable = check_keytab(where, report)
+    keytab_usable = check_keytab(where, report, broker=authenticator.ticket_broker)
     if keytab_usable:
         check_kdc(where, authenticator.ticket_lifetime, report)
     else:
@@ -256,7 +256,7 @@ def _user_ticket(authenticator, entry: pwd.struct_passwd, report: Report):
     return where
 
 
-def check_keytab(where, report: Report) -> bool:
+def check_keytab(where, report: Report, *, broker: bool = False) -> bool:
     """Report on the keytab with the hub's own reader and rules; True when a
     kinit from it can be attempted."""
     from .. import _native, lifecycle
@@ -277,7 +277,7 @@ def check_keytab(where, report: Report) -> bool:
         else:
             report.fail(title, str(e), f"put the user's keytab file at {path}, export it again with kadmin ktadd")
         return False
-    problems = lifecycle.keytab_problems(keytab, where)
+    problems = lifecycle.keytab_problems(keytab, where, broker=broker)
     for problem in problems:
         if problem.severity == "fail":
             report.fail(title, problem.detail, problem.fix)
@@ -287,7 +287,8 @@ def check_keytab(where, report: Report) -> bool:
         kvnos = sorted({e.kvno for e in keytab.entries if e.principal == where.principal})
         report.ok(
             title,
-            f"owner {where.username}, mode {keytab.mode & 0o7777:04o}, key for {where.principal} "
+            f"owner {lifecycle.owner_name(keytab.owner_uid, with_uid=False)}, mode {keytab.mode & 0o7777:04o}, "
+            f"key for {where.principal} "
             f"(kvno {', '.join(map(str, kvnos))})",
         )
     return not any(p.what == "no-key" for p in problems)

@@ -1,0 +1,92 @@
+"""The hub's ticket broker: keeps a fresh ticket for every user whose server
+runs, so servers anywhere can fetch it (``GET /hub/api/pamkrb/ticket``) and
+keytabs can stay where only root reads them.
+
+Per user, one asyncio task sleeps until the ticket is due (the lifecycle's
+schedule: when it enters the margin, with jitter), then asks the
+authenticator to refresh it: a TGS renewal while the ticket is renewable, a
+keytab kinit only when it must (PAMKerberosAuthenticator.ticket_for, one
+attempt per user at a time). Failures back off. Nothing here blocks the
+event loop: the Kerberos work runs on the lifecycle's attempt threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import lifecycle
+
+log = logging.getLogger(__name__)
+
+# Refreshes one user's ticket (unless fresh) and returns its TicketInfo.
+Refresh = Callable[[str], Awaitable[Any]]
+
+
+class TicketBroker:
+    """Schedules the refreshes of tracked users' tickets."""
+
+    def __init__(
+        self,
+        refresh: Refresh,
+        *,
+        margin: float,
+        interval: float,
+        errors: tuple[type[BaseException], ...],
+        logger: logging.Logger = log,
+    ):
+        self._refresh = refresh
+        self.margin = margin
+        self.interval = interval
+        self._errors = errors
+        self.log = logger
+        self._tasks: dict[str, asyncio.Task] = {}
+        self.failures: dict[str, int] = {}
+
+    def tracked(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def track(self, username: str) -> None:
+        """Keep ``username``'s ticket fresh from now on (idempotent)."""
+        if username in self._tasks and not self._tasks[username].done():
+            return
+        self._tasks[username] = asyncio.ensure_future(self._keep(username))
+
+    def untrack(self, username: str) -> None:
+        task = self._tasks.pop(username, None)
+        self.failures.pop(username, None)
+        if task is not None:
+            task.cancel()
+
+    def close(self) -> None:
+        for username in list(self._tasks):
+            self.untrack(username)
+
+    async def _keep(self, username: str) -> None:
+        shown = username[:32]
+        while True:
+            try:
+                info = await self._refresh(username)
+            except self._errors as e:
+                failures = self.failures.get(username, 0) + 1
+                self.failures[username] = failures
+                delay = lifecycle.failure_backoff(failures)
+                self.log.warning(
+                    "Ticket broker: no fresh ticket for %r (%d in a row; next try in %.0f s): %s",
+                    shown,
+                    failures,
+                    delay,
+                    e,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the loop must outlive any one bad refresh
+                self.log.exception("Ticket broker: unexpected error refreshing %r", shown)
+                delay = lifecycle.MAX_BACKOFF
+            else:
+                self.failures.pop(username, None)
+                delay = lifecycle.next_check_delay(info, self.margin, self.interval, time.time())
+            await asyncio.sleep(delay)

@@ -1,0 +1,86 @@
+"""The server's side of the ticket broker: fetch the user's ticket from the
+hub's API and install it into the server's own cache, as the user.
+
+Runs on the lifecycle's attempt thread (blocking I/O is fine there). The hub's
+address, the server's token and, with JupyterHub's ``internal_ssl``, the
+certificates come from the environment JupyterHub gives every single-user
+server; nothing here is configured separately.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from . import _native
+from .exceptions import TicketDeliveryError
+from .lifecycle import TicketSettings
+
+TICKET_PATH = "/pamkrb/ticket"
+"""Below the hub's API URL: ``<hub>/hub/api/pamkrb/ticket``."""
+
+# A credential cache holds a handful of tickets; the hub never sends more.
+MAX_TICKET_BYTES = 1 << 20
+
+
+def ticket_url(environ: os._Environ | dict = os.environ) -> str:
+    api = environ.get("JUPYTERHUB_API_URL", "").rstrip("/")
+    if not api:
+        raise TicketDeliveryError("JUPYTERHUB_API_URL is not set: this server was not started by JupyterHub")
+    return api + TICKET_PATH
+
+
+def _ssl_context(environ) -> ssl.SSLContext | None:
+    """internal_ssl: trust the hub's internal CA and present the server's
+    certificate, as JupyterHub's own clients do."""
+    ca = environ.get("JUPYTERHUB_SSL_CLIENT_CA")
+    if not ca:
+        return None
+    context = ssl.create_default_context(cafile=ca)
+    cert, key = environ.get("JUPYTERHUB_SSL_CERTFILE"), environ.get("JUPYTERHUB_SSL_KEYFILE")
+    if cert and key:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+def fetch_from_hub(settings: TicketSettings, deadline: float, environ=os.environ) -> Any:
+    """GET the user's ticket from the hub and install it at the server's
+    cache; returns the native Installation. Raises TicketDeliveryError when
+    the hub cannot be reached or refuses, and the native errors when what it
+    sent is not a valid cache for the user's principal."""
+    url = ticket_url(environ)
+    token = environ.get("JUPYTERHUB_API_TOKEN", "")
+    if not token:
+        raise TicketDeliveryError("JUPYTERHUB_API_TOKEN is not set: the hub cannot tell who is asking")
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    handlers: list[Any] = [urllib.request.ProxyHandler({})]  # the hub is reached directly, never via a proxy
+    context = _ssl_context(environ)
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    opener = urllib.request.build_opener(*handlers)
+    timeout = max(0.1, deadline - time.monotonic())
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            data = response.read(MAX_TICKET_BYTES + 1)
+    except urllib.error.HTTPError as e:
+        reason = _hub_message(e)
+        raise TicketDeliveryError(f"the hub refused the ticket ({e.code}): {reason}", status=e.code) from None
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        why = getattr(e, "reason", e)
+        raise TicketDeliveryError(f"cannot reach the hub at {url}: {why}") from None
+    if len(data) > MAX_TICKET_BYTES:
+        raise TicketDeliveryError(f"the hub sent more than {MAX_TICKET_BYTES} bytes; not a credential cache")
+    return _native.install_cache(settings.ccache, data, principal=settings.principal, deadline=deadline)
+
+
+def _hub_message(error: urllib.error.HTTPError) -> str:
+    try:
+        import json
+
+        return str(json.loads(error.read(4096)).get("message") or error.reason)
+    except Exception:  # the body is the hub's to format; the status code says enough
+        return str(error.reason)
