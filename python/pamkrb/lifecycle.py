@@ -308,6 +308,8 @@ STATUS_FIELDS = (
     "expires_at",
     "seconds_left",
     "renew_until",
+    "renewed_by",
+    "source",
     "last_refresh",
     "last_error",
     "refresh_margin",
@@ -372,6 +374,8 @@ def status(
     last_error: str | None = None,
     renewals: int = 0,
     triggers: Mapping[str, int] | None = None,
+    renewed_by: str | None = None,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """A status in the shape of STATUS_FIELDS."""
     result = {
@@ -381,6 +385,8 @@ def status(
         "expires_at": iso_time(info.expires_at) if info is not None else None,
         "seconds_left": max(0, int(info.expires_at - now)) if info is not None else None,
         "renew_until": iso_time(info.renew_until) if info is not None and info.renew_until else None,
+        "renewed_by": renewed_by,
+        "source": source,
         "last_refresh": iso_time(last_refresh),
         "last_error": last_error,
         "refresh_margin": refresh_margin,
