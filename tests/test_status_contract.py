@@ -24,14 +24,28 @@ def test_typescript_state_type_is_server_states_plus_unavailable():
     assert set(re.findall(r"'([a-z_]+)'", block)) == {s.value for s in lifecycle.TicketState} | {"unavailable"}
 
 
+def typescript_block(source: str, start: str, end: str) -> str:
+    begin = source.index(start)
+    return source[begin : source.index(end, begin)]
+
+
 def test_typescript_status_fields_are_python_fields():
-    source = INDEX_TS.read_text()
-    begin = source.index("interface ITicketStatus")
-    block = source[begin : source.index("}", begin)]
+    block = typescript_block(INDEX_TS.read_text(), "interface ITicketStatus", "}")
     ts_fields = re.findall(r"^\s*([a-z_]+)\??:", block, re.M)
     assert set(ts_fields) <= set(lifecycle.STATUS_FIELDS), set(ts_fields) - set(lifecycle.STATUS_FIELDS)
     # What the status bar shows must be served.
-    assert {"state", "expires_at", "seconds_left", "last_error"} <= set(ts_fields)
+    assert {"state", "expires_at", "seconds_left", "renewed_by", "source", "last_error"} <= set(ts_fields)
+
+
+def test_typescript_reads_every_required_field_from_the_body():
+    # tsc makes parseStatus return every required field of ITicketStatus; this
+    # makes it read each one from the response rather than fill in a constant.
+    source = INDEX_TS.read_text()
+    required = re.findall(r"^\s*([a-z_]+):", typescript_block(source, "interface ITicketStatus", "}"), re.M)
+    assert {"renewed_by", "source"} <= set(required)
+    parse = typescript_block(source, "function parseStatus", "\n}\n")
+    unread = [field for field in required if f"'{field}'" not in parse and f"raw.{field}" not in parse]
+    assert not unread, f"parseStatus does not read {unread}"
 
 
 def test_python_status_has_exactly_the_contract_fields():

@@ -44,6 +44,18 @@ const SERVER_STATES: ReadonlySet<string> = new Set([
   'disabled'
 ]);
 
+/**
+ * Who keeps the ticket fresh: this server from its keytab, or the hub's
+ * ticket broker, which renews it and delivers it here. The status reports
+ * null when disabled.
+ */
+const RENEWERS = ['server', 'hub'] as const;
+type RenewedBy = (typeof RENEWERS)[number];
+
+/** Where the ticket comes from; null when disabled. */
+const SOURCES = ['keytab', 'password'] as const;
+type TicketSource = (typeof SOURCES)[number];
+
 /** The JSON body of `GET pamkrb/api/status`. */
 interface ITicketStatus {
   state: TicketState;
@@ -52,6 +64,8 @@ interface ITicketStatus {
   expires_at: string | null;
   seconds_left: number | null;
   renew_until: string | null;
+  renewed_by: RenewedBy | null;
+  source: TicketSource | null;
   last_refresh: string | null;
   last_error: string | null;
   refresh_margin?: number;
@@ -65,6 +79,8 @@ const UNAVAILABLE: ITicketStatus = {
   expires_at: null,
   seconds_left: null,
   renew_until: null,
+  renewed_by: null,
+  source: null,
   last_refresh: null,
   last_error: null
 };
@@ -76,6 +92,15 @@ function parseStatus(body: unknown): ITicketStatus {
   const raw = body as Record<string, unknown>;
   const text = (key: string): string | null =>
     typeof raw[key] === 'string' ? (raw[key] as string) : null;
+  // A value this build does not know (a newer server) reads as null, so the
+  // status bar never claims more than it understands.
+  const oneOf = <T extends string>(
+    key: string,
+    known: readonly T[]
+  ): T | null => {
+    const value = text(key);
+    return known.find(candidate => candidate === value) ?? null;
+  };
   const state = text('state');
   if (state === null || !SERVER_STATES.has(state)) {
     return UNAVAILABLE;
@@ -88,6 +113,8 @@ function parseStatus(body: unknown): ITicketStatus {
     seconds_left:
       typeof raw.seconds_left === 'number' ? raw.seconds_left : null,
     renew_until: text('renew_until'),
+    renewed_by: oneOf('renewed_by', RENEWERS),
+    source: oneOf('source', SOURCES),
     last_refresh: text('last_refresh'),
     last_error: text('last_error')
   };
@@ -125,10 +152,16 @@ function shortTime(date: Date): string {
 function label(status: ITicketStatus): string {
   const expires = parseTime(status.expires_at);
   switch (status.state) {
-    case 'valid':
-      return expires
+    case 'valid': {
+      const valid = expires
         ? `Kerberos: valid until ${shortTime(expires)}`
         : 'Kerberos: valid';
+      // Said up front because this server does not renew a hub-delivered
+      // ticket: it stays valid only as long as the hub keeps delivering.
+      return status.renewed_by === 'hub'
+        ? `${valid} (renewed by hub)`
+        : valid;
+    }
     case 'expiring':
       return expires
         ? `Kerberos: expiring ${shortTime(expires)}`
@@ -146,6 +179,11 @@ function label(status: ITicketStatus): string {
   }
 }
 
+const RENEWER_NAMES: Record<RenewedBy, string> = {
+  server: 'this server',
+  hub: 'the hub'
+};
+
 function tooltip(status: ITicketStatus): string {
   if (status.state === 'unavailable') {
     return 'The Kerberos ticket status could not be read from the server.';
@@ -156,6 +194,12 @@ function tooltip(status: ITicketStatus): string {
     `Principal: ${status.principal ?? 'none'}`,
     `Cache: ${status.ccache ?? 'none'}`
   ];
+  if (status.renewed_by !== null) {
+    lines.push(`Renewed by: ${RENEWER_NAMES[status.renewed_by]}`);
+  }
+  if (status.source !== null) {
+    lines.push(`Source: ${status.source}`);
+  }
   if (status.expires_at !== null) {
     lines.push(`Expires: ${when(status.expires_at)}`);
   }
