@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from pamkrb import lifecycle
 
 INDEX_TS = Path(__file__).resolve().parents[1] / "labextension" / "src" / "index.ts"
@@ -52,3 +54,11 @@ def test_python_status_has_exactly_the_contract_fields():
     status = lifecycle.disabled_status("off")
     assert tuple(status) == lifecycle.STATUS_FIELDS
     assert status["state"] == "disabled"
+
+
+@pytest.mark.parametrize(("name", "values"), [("RENEWERS", lifecycle.RENEWERS), ("SOURCES", lifecycle.SOURCES)])
+def test_typescript_value_lists_match_python(name, values):
+    source = INDEX_TS.read_text()
+    begin = source.index(f"const {name}")
+    block = source[begin : source.index(";", begin)]
+    assert tuple(re.findall(r"'([a-z_]+)'", block)) == values

@@ -232,7 +232,7 @@ class TicketSettings:
 
     @property
     def renewed_by(self) -> str:
-        return "hub" if self.broker else "server"
+        return RENEWERS[1] if self.broker else RENEWERS[0]
 
     def to_env(self) -> dict[str, str]:
         """The server's environment: KRB5CCNAME for every Kerberos client in
@@ -332,6 +332,12 @@ class TicketState(str, enum.Enum):
     ERROR = "error"  # the last renewal failed and the ticket needs one
     DISABLED = "disabled"  # the server has no Kerberos configuration
 
+
+RENEWERS = ("server", "hub")
+"""Values of the status field ``renewed_by``: who keeps the ticket fresh."""
+
+SOURCES = ("keytab", "password")
+"""Values of the status field ``source``: where a new ticket comes from."""
 
 STATUS_FIELDS = (
     "state",
