@@ -232,7 +232,7 @@ class TicketSettings:
 
     @property
     def renewed_by(self) -> str:
-        return RENEWERS[1] if self.broker else RENEWERS[0]
+        return RENEWED_BY_HUB if self.broker else RENEWED_BY_SERVER
 
     def to_env(self) -> dict[str, str]:
         """The server's environment: KRB5CCNAME for every Kerberos client in
@@ -333,10 +333,12 @@ class TicketState(str, enum.Enum):
     DISABLED = "disabled"  # the server has no Kerberos configuration
 
 
-RENEWERS = ("server", "hub")
+RENEWED_BY_SERVER, RENEWED_BY_HUB = "server", "hub"
+RENEWERS = (RENEWED_BY_SERVER, RENEWED_BY_HUB)
 """Values of the status field ``renewed_by``: who keeps the ticket fresh."""
 
-SOURCES = ("keytab", "password")
+SOURCE_KEYTAB, SOURCE_PASSWORD = "keytab", "password"
+SOURCES = (SOURCE_KEYTAB, SOURCE_PASSWORD)
 """Values of the status field ``source``: where a new ticket comes from."""
 
 STATUS_FIELDS = (

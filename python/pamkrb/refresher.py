@@ -208,5 +208,5 @@ class TicketRefresher:
             renewals=self.renewals,
             triggers=self.triggers,
             renewed_by=s.renewed_by,
-            source=lifecycle.SOURCES[0],
+            source=lifecycle.SOURCE_KEYTAB,
         )
