@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import stat
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,112 @@ def hub(realm: sandbox.Realm, pam_service: str, request: pytest.FixtureRequest) 
     finally:
         for each in started:
             each.close()
+
+
+# -- servers "on another host": a private mount namespace ---------------------
+
+TOOLS = REPO / "tools"
+NAMESPACED_SPAWNER = "sandbox.namespace.NamespacedSpawner"
+
+
+@pytest.fixture(scope="session")
+def host_dir() -> Iterator[Path]:
+    """A root-owned 0755 directory outside /tmp, which a namespaced server
+    (fresh /tmp) still sees: for its krb5.conf and the keytab directory."""
+    require_root()
+    # /var/tmp, not /tmp: the namespace replaces only /tmp.
+    path = Path(tempfile.mkdtemp(prefix="pamkrb-host-", dir="/var/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def namespaced_realm(host_dir: Path) -> Iterator[sandbox.Realm]:
+    """A KDC like ``realm``, but with its krb5.conf outside /tmp.
+
+    The session ``realm`` lives in a ``mkdtemp`` directory under /tmp, which a
+    namespaced server cannot see, so its libkrb5 would find no KRB5_CONFIG.
+    A realm elsewhere needs no hole in the namespace, and a server on another
+    host would have its own krb5.conf anyway. Not exported to this process's
+    KRB5_CONFIG: tests use ``namespaced_realm.client_env()``.
+    """
+    realm = sandbox.Realm("NS.TEST", base_dir=host_dir)
+    try:
+        realm.start()
+        yield realm
+    finally:
+        realm.close()
+
+
+@pytest.fixture(scope="session")
+def keytab_dir(host_dir: Path) -> Path:
+    """Where ``namespaced_user`` keytabs live: root-owned, 0755, so each user
+    can read their own 0600 keytab on the host; hidden in namespaced servers.
+
+    A directory of its own rather than ``~/<name>.keytab``: hiding the home
+    would take the server's working directory and runtime files with it, and
+    hiding single files needs a bind mount per user and a file that already
+    exists at spawn time. An empty tmpfs over one directory hides every
+    keytab, including ones written after the server started.
+    """
+    path = host_dir / "keytabs"
+    path.mkdir(mode=0o755)
+    return path
+
+
+@pytest.fixture
+def namespaced_user(
+    namespaced_realm: sandbox.Realm, keytab_dir: Path, bare_user: sandbox.UnixUser
+) -> Iterator[sandbox.UnixUser]:
+    """A user of ``namespaced_realm`` with keytab ``<keytab_dir>/<name>.keytab`` (theirs, 0600)."""
+    principal = namespaced_realm.add_principal(bare_user.name)
+    keytab = keytab_dir / f"{bare_user.name}.keytab"
+    namespaced_realm.write_keytab(principal, keytab, bare_user.uid, bare_user.gid)
+    try:
+        yield bare_user
+    finally:
+        keytab.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def namespaced_hub_factory(
+    namespaced_realm: sandbox.Realm, keytab_dir: Path, pam_service: str, request: pytest.FixtureRequest
+) -> Iterator[HubFactory]:
+    """Like ``hub_factory``, but every server runs "on another host":
+    ``NamespacedSpawner`` (tools/sandbox/namespace.py) with a fresh /tmp and
+    ``keytab_dir`` hidden, against ``namespaced_realm``, with keytabs read
+    from ``keytab_dir``. ``hidden_paths=[...]`` hides more directories.
+    """
+    start, started = _hub_factory(namespaced_realm, pam_service, request.node.nodeid)
+
+    def start_namespaced(
+        config: dict[str, Any] | None = None,
+        *,
+        hidden_paths: list[str | Path] | tuple[str | Path, ...] = (),
+        **kwargs: Any,
+    ) -> sandbox.Hub:
+        realm = kwargs.get("realm", namespaced_realm)
+        if Path("/tmp") in realm.krb5_conf.parents:
+            raise ValueError(
+                f"{realm.krb5_conf} is under /tmp, which namespaced servers cannot see: "
+                "create the realm with base_dir outside /tmp (see namespaced_realm)"
+            )
+        settings = {
+            "JupyterHub.spawner_class": NAMESPACED_SPAWNER,
+            "NamespacedSpawner.hidden_paths": [str(keytab_dir), *map(str, hidden_paths)],
+            "PAMKerberosAuthenticator.keytab_template": f"{keytab_dir}/{{username}}.keytab",
+        }
+        settings.update(config or {})
+        return start(settings, import_paths=[TOOLS], **kwargs)
+
+    try:
+        yield start_namespaced
+    finally:
+        for hub in started:
+            hub.close()
 
 
 # -- shared assertions --------------------------------------------------------

@@ -22,6 +22,9 @@ One module per concern; this file only re-exports their public names:
 - ``kernel``: kernels over REST and WebSocket
 - ``nginx``: nginx, test certificates, test names resolved to loopback
 - ``probes``: file state, credential files, child processes, latency, metrics
+- ``namespace``: ``NamespacedSpawner``, a server "on another host" (private
+  mount namespace). Not re-exported: it imports JupyterHub, and the hub loads
+  it by name (``Hub(import_paths=[tools/])``).
 """
 
 from .hub import SYSTEM_PATH, VENV, VENV_BIN, Hub, login_and_spawn, login_and_spawn_at, npm_global_bin, run_pamkrb

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,11 @@ class Hub(_Service):
     """A JupyterHub with configurable-http-proxy on loopback, started as root.
 
     ``config`` maps ``"Class.trait"`` to a Python value written with ``repr``;
-    ``extra_config`` is appended verbatim. The hub's private files (database,
-    cookie secret, PID files) live in a 0700 temporary directory; the log goes
-    to ``log_path``.
+    ``extra_config`` is appended verbatim. ``import_paths`` are put first on
+    the hub's ``sys.path`` (its ``PYTHONPATH`` is cleared), for config that
+    names classes outside the venv, such as ``sandbox.namespace``. The hub's
+    private files (database, cookie secret, PID files) live in a 0700
+    temporary directory; the log goes to ``log_path``.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class Hub(_Service):
         port: int | None = None,
         log_path: Path | None = None,
         base_dir: Path | None = None,
+        import_paths: Sequence[Path] = (),
     ) -> None:
         self.realm = realm
         self.dir = Path(tempfile.mkdtemp(prefix="pamkrb-hub-", dir=base_dir))
@@ -89,6 +92,9 @@ class Hub(_Service):
         }
         settings.update(config or {})
         lines = ["# Written by tools/sandbox/hub.py", "c = get_config()  # noqa: F821"]
+        if import_paths:
+            lines.append("import sys")
+            lines += [f"sys.path.insert(0, {str(path)!r})" for path in reversed(import_paths)]
         lines += [f"c.{key} = {value!r}" for key, value in settings.items()]
         # env_keep is extended, not replaced, so JupyterHub's defaults survive.
         lines.append('c.Spawner.env_keep.append("KRB5_CONFIG")')
