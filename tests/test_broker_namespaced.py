@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 import sandbox
-from test_namespaced_spawner import run_in_server
 
 LIFETIME = 90
 MARGIN = 60
@@ -119,7 +118,7 @@ def test_a_server_without_the_hubs_files_keeps_a_valid_ticket(
         timeout=30,
     )
     assert saved.status_code in (200, 201), saved.text
-    seen = run_in_server(hub, user, session, KERNEL_CHECK)
+    seen = sandbox.run_in_server(session, f"{hub.url}/user/{user.name}", KERNEL_CHECK)
     assert seen["cache"] == f"FILE:/tmp/krb5cc_{user.uid}"
     assert seen["klist_valid"] is True
     assert seen["keytab"] in ("FileNotFoundError", "PermissionError"), seen

@@ -11,7 +11,6 @@ up must stop the spawn, never let the server run un-namespaced.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import secrets
 from pathlib import Path
@@ -52,18 +51,6 @@ def mounts(mountinfo: str) -> dict[str, tuple[str, str]]:
     return found
 
 
-def run_in_server(hub: sandbox.Hub, user: sandbox.UnixUser, session: Any, code: str) -> dict[str, Any]:
-    server = f"{hub.url}/user/{user.name}"
-    kernel = sandbox.start_kernel(session, server, "python3")
-    ws = sandbox.kernel_websocket(session, server, kernel)
-    try:
-        outcome = sandbox.kernel_execute(ws, code)
-    finally:
-        ws.close()
-    assert outcome["status"] == "ok", outcome
-    return json.loads(outcome["stdout"])
-
-
 def test_server_sees_neither_the_hubs_tmp_nor_the_keytabs(
     namespaced_hub_factory: Any,
     namespaced_realm: sandbox.Realm,
@@ -85,7 +72,7 @@ def test_server_sees_neither_the_hubs_tmp_nor_the_keytabs(
     probe = PROBE.format(
         ccache=str(user.default_ccache), keytab=str(keytab), keytab_dir=str(keytab_dir), marker=str(marker)
     )
-    seen = run_in_server(hub, user, session, probe)
+    seen = sandbox.run_in_server(session, f"{hub.url}/user/{user.name}", probe)
 
     assert seen["uid"] == user.uid
     assert not seen["ccache_seen"]

@@ -28,7 +28,7 @@ One module per concern; this file only re-exports their public names:
 """
 
 from .hub import SYSTEM_PATH, VENV, VENV_BIN, Hub, login_and_spawn, login_and_spawn_at, npm_global_bin, run_pamkrb
-from .kernel import kernel_execute, kernel_websocket, start_kernel
+from .kernel import kernel_execute, kernel_websocket, run_in_server, start_kernel
 from .nginx import Nginx, resolve_to_loopback, self_signed_certificate
 from .probes import (
     TEMP_MARKER_PAMKRB,
@@ -94,6 +94,7 @@ __all__ = [
     "provisioned_users",
     "remove_pam_test_service",
     "resolve_to_loopback",
+    "run_in_server",
     "run_pamkrb",
     "self_signed_certificate",
     "singleuser_pids",

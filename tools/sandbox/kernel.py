@@ -115,3 +115,19 @@ def kernel_execute(ws: Any, code: str, timeout: float = 120) -> dict[str, Any]:
         elif kind == "status" and content["execution_state"] == "idle":
             idle = True
     return outcome
+
+
+def run_in_server(session: Any, server_url: str, code: str) -> Any:
+    """Start a python3 kernel on a server, run ``code`` (which prints one
+    JSON document) and return what it printed, parsed."""
+    import json
+
+    kernel = start_kernel(session, server_url, "python3")
+    ws = kernel_websocket(session, server_url, kernel)
+    try:
+        outcome = kernel_execute(ws, code)
+    finally:
+        ws.close()
+    if outcome["status"] != "ok":
+        raise SandboxError(f"kernel code failed: {outcome}")
+    return json.loads(outcome["stdout"])
