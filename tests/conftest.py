@@ -233,6 +233,32 @@ def namespaced_user(
         keytab.unlink(missing_ok=True)
 
 
+BROKER_LIFETIME = 90
+
+
+@pytest.fixture(scope="session")
+def broker_realm(host_dir: Path) -> Iterator[sandbox.Realm]:
+    """90-second, renewable tickets; krb5.conf outside /tmp."""
+    realm = sandbox.Realm("BROKER.TEST", max_life=BROKER_LIFETIME, base_dir=host_dir)
+    try:
+        realm.start()
+        yield realm
+    finally:
+        realm.close()
+
+
+@pytest.fixture
+def broker_user(broker_realm: sandbox.Realm, keytab_dir: Path, bare_user: sandbox.UnixUser) -> Iterator[Any]:
+    """A user whose keytab only root can read: /…/keytabs/<name>.keytab, root, 0600."""
+    principal = broker_realm.add_principal(bare_user.name)
+    keytab = keytab_dir / f"{bare_user.name}.keytab"
+    broker_realm.write_keytab(principal, keytab, 0, 0)
+    try:
+        yield bare_user
+    finally:
+        keytab.unlink(missing_ok=True)
+
+
 @pytest.fixture
 def namespaced_hub_factory(
     namespaced_realm: sandbox.Realm, keytab_dir: Path, pam_service: str, request: pytest.FixtureRequest

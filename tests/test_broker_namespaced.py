@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import sandbox
+from conftest import BROKER_LIFETIME
 
-LIFETIME = 90
+LIFETIME = BROKER_LIFETIME
 MARGIN = 60
 
 KERNEL_CHECK = """
@@ -35,29 +33,6 @@ except OSError as e:
 print(json.dumps({"cache": cache, "klist_valid": klist == 0, "keytab": keytab,
                   "broker": os.environ.get("PAMKRB_TICKET_BROKER"), "keytab_env": os.environ.get("PAMKRB_KEYTAB")}))
 """
-
-
-@pytest.fixture(scope="module")
-def broker_realm(host_dir: Path) -> Iterator[sandbox.Realm]:
-    """90-second, renewable tickets; krb5.conf outside /tmp."""
-    realm = sandbox.Realm("BROKER.TEST", max_life=LIFETIME, base_dir=host_dir)
-    try:
-        realm.start()
-        yield realm
-    finally:
-        realm.close()
-
-
-@pytest.fixture
-def broker_user(broker_realm: sandbox.Realm, keytab_dir: Path, bare_user: sandbox.UnixUser) -> Iterator[Any]:
-    """A user whose keytab only root can read: /…/keytabs/<name>.keytab, root, 0600."""
-    principal = broker_realm.add_principal(bare_user.name)
-    keytab = keytab_dir / f"{bare_user.name}.keytab"
-    broker_realm.write_keytab(principal, keytab, 0, 0)
-    try:
-        yield bare_user
-    finally:
-        keytab.unlink(missing_ok=True)
 
 
 def server_cache(user: sandbox.UnixUser) -> Path:

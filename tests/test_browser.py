@@ -215,3 +215,30 @@ def test_status_view_screenshot(browser, hub_factory, short_realm, short_user, r
         page.screenshot(path=str(artifact_dir(request.node.nodeid) / "status-view.png"))
     finally:
         session.close()
+
+
+def test_status_bar_of_a_namespaced_server_says_renewed_by_hub(
+    browser, namespaced_hub_factory, broker_realm, broker_user, request
+):
+    """A server that shares no files with the hub gets its ticket from the
+    broker, and JupyterLab's status bar says who renews it."""
+    hub = namespaced_hub_factory(
+        {"PAMKerberosAuthenticator.ticket_broker": True, "PAMKerberosAuthenticator.refresh_margin": 30},
+        realm=broker_realm,
+    )
+    session = Session(browser, hub, broker_user)
+    try:
+        session.log_in()
+        page = session.page
+        page.goto(f"{session.base}/lab")
+        item = page.locator("#pamkrb-status")
+        item.wait_for()
+        # The item polls every 30 s; the first answer may predate the delivery.
+        sandbox.wait_until(
+            lambda: "renewed by hub" in item.inner_text(), timeout=45, interval=0.5, message="'renewed by hub'"
+        )
+        assert item.inner_text().startswith("Kerberos: valid")
+        assert session.status()["renewed_by"] == "hub"
+        page.screenshot(path=str(artifact_dir(request.node.nodeid) / "renewed-by-hub.png"))
+    finally:
+        session.close()

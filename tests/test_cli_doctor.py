@@ -107,6 +107,24 @@ def test_principal_without_a_realm_is_the_hubs_principal(realm: sandbox.Realm, u
     assert f"✓ KDC: ticket for {hub_side.principal} obtained" in result.stdout
 
 
+def test_broker_warns_about_a_keytab_its_user_can_read(realm: sandbox.Realm, user: sandbox.UnixUser, tmp_path: Path):
+    give_ticket(realm, user)
+    settings = {"PAMKerberosAuthenticator.service": "login", "PAMKerberosAuthenticator.ticket_broker": True}
+    config = write_config(tmp_path, **settings)
+
+    result = doctor(realm, user.name, config)
+
+    assert result.returncode == 0, result.stdout
+    warning = next(line for line in result.stdout.splitlines() if line.startswith(f"! keytab {keytab_of(user)}"))
+    assert "readable by" in warning
+    assert "ticket_broker is on" in warning
+    assert f"chown root: {keytab_of(user)}" in result.stdout
+    # Root's alone: the layout the broker allows, no warning.
+    os.chown(keytab_of(user), 0, 0)
+    quiet = doctor(realm, user.name, config)
+    assert not [line for line in quiet.stdout.splitlines() if line.startswith("! keytab")], quiet.stdout
+
+
 def test_kdc_check_leaves_the_users_cache_alone(realm: sandbox.Realm, user: sandbox.UnixUser, config: Path) -> None:
     give_ticket(realm, user)
     before = os.stat(user.default_ccache)
