@@ -36,6 +36,13 @@ class KerberosError(PamkrbError):
         return str(self.args[0]) if self.args else ""
 
 
+class TicketNotRenewable(KerberosError):
+    """The ticket in the cache cannot be renewed: it was not issued
+    renewable, it has already expired, or its renewal window (renew_until)
+    is over. Only a new initial ticket (a keytab kinit) helps; nothing was
+    installed and no KDC was asked. ``code`` is None."""
+
+
 class KeytabError(PamkrbError):
     """The keytab cannot be used: missing, empty, larger than 1 MiB, not a
     single regular file, reached through a symbolic link in any component of
@@ -54,8 +61,9 @@ class CredentialCacheError(PamkrbError):
 
 
 class TicketFormatError(PamkrbError):
-    """A credential cache is not in a format pamkrb understands, or holds no
-    ticket-granting ticket."""
+    """A credential cache is not in a format pamkrb understands, holds no
+    ticket-granting ticket, or holds tickets of another principal than the
+    one expected; or a cache offered for installation has expired."""
 
 
 class InvalidUsername(PamkrbError, ValueError):
@@ -76,4 +84,5 @@ __all__ = [
     "PamkrbError",
     "TemplateError",
     "TicketFormatError",
+    "TicketNotRenewable",
 ]
