@@ -178,10 +178,19 @@ pub fn renew(
             found: ccache::shorten(renewed.client.to_string_lossy()),
         });
     }
-    install_cache(&current.renewed(renewed), cache, owner, deadline).map_err(|err| match err {
-        TicketError::DeadlinePassed { .. } => gave_up("after the KDC answered"),
-        other => other,
-    })
+    let installed = install_cache(&current.renewed(renewed), cache, owner, deadline).map_err(
+        |err| match err {
+            TicketError::DeadlinePassed { .. } => gave_up("after the KDC answered"),
+            other => other,
+        },
+    )?;
+    log::debug!(
+        "renewed the ticket of {} in {}, now valid until {}",
+        installed.ticket.principal,
+        path,
+        installed.ticket.expires_at
+    );
+    Ok(installed)
 }
 
 /// The cache at `cache` as raw FILE-cache bytes, for the hub to hand to the
