@@ -28,6 +28,9 @@ const MAX_COMPONENTS: usize = 64;
 /// (`fast_avail`, `pa_type`, ...) instead of tickets.
 const CONFIG_REALM: &[u8] = b"X-CACHECONF:";
 
+/// `TKT_FLG_RENEWABLE`: the KDC will renew the ticket until `renew_till`.
+pub const TKT_FLG_RENEWABLE: u32 = 0x0080_0000;
+
 /// Longest principal name an error message carries, in characters: the name
 /// comes from a user-owned file and ends up in the hub's log.
 const MAX_NAME_IN_ERROR: usize = 256;
@@ -182,6 +185,9 @@ pub struct TicketInfo {
     pub expires_at: u32,
     /// Until when it can be renewed; `None` when it is not renewable.
     pub renew_until: Option<u32>,
+    /// Whether the KDC marked it renewable (flag R). Without the flag a
+    /// `renew_until` means nothing: the KDC refuses the renewal.
+    pub renewable: bool,
 }
 
 /// Why a credential cache could not be read or used.
@@ -526,7 +532,40 @@ impl Writer {
     }
 }
 
+impl Credential {
+    /// A cache configuration entry rather than a ticket.
+    pub fn is_config_entry(&self) -> bool {
+        self.server.is_config()
+    }
+
+    /// Whether the ticket carries the renewable flag.
+    pub fn is_renewable(&self) -> bool {
+        self.ticket_flags & TKT_FLG_RENEWABLE != 0
+    }
+}
+
 impl CredentialCache {
+    /// The cache after a renewal of its TGT, as `kinit -R` leaves it: same
+    /// version, header (the KDC time offset) and default principal, the old
+    /// tickets gone and `renewed` in their place. Unlike `kinit -R`, the
+    /// configuration entries stay: they describe the KDC (`fast_avail`,
+    /// `pa_type`), which a renewal does not change.
+    pub fn renewed(&self, renewed: Credential) -> CredentialCache {
+        let mut credentials: Vec<Credential> = self
+            .credentials
+            .iter()
+            .filter(|cred| cred.is_config_entry())
+            .cloned()
+            .collect();
+        credentials.push(renewed);
+        CredentialCache {
+            version: self.version,
+            header: self.header.clone(),
+            default_principal: self.default_principal.clone(),
+            credentials,
+        }
+    }
+
     /// A version 4 cache with an empty header.
     pub fn new(default_principal: Principal, credentials: Vec<Credential>) -> Self {
         CredentialCache {
@@ -579,6 +618,7 @@ impl CredentialCache {
             },
             expires_at: tgt.endtime,
             renew_until: (tgt.renew_till != 0).then_some(tgt.renew_till),
+            renewable: tgt.is_renewable(),
         })
     }
 }
@@ -626,7 +666,6 @@ mod tests {
     const RENEW_UNTIL: u32 = 1_795_870_431;
     const AES256_CTS_HMAC_SHA1_96: u16 = 18;
     const KRB5_NT_PRINCIPAL: i32 = 1;
-    const TKT_FLG_RENEWABLE: u32 = 0x0080_0000;
 
     fn principal(components: &[&str], realm: &str) -> Principal {
         Principal {
@@ -754,6 +793,7 @@ mod tests {
                 starts_at: STARTS,
                 expires_at: EXPIRES,
                 renew_until: None,
+                renewable: false,
             })
         );
     }
@@ -771,8 +811,22 @@ mod tests {
                 starts_at: STARTS,
                 expires_at: EXPIRES,
                 renew_until: Some(RENEW_UNTIL),
+                renewable: true,
             })
         );
+    }
+
+    #[test]
+    fn a_renewal_replaces_the_tickets_and_keeps_the_configuration() {
+        let cache = parse(V4_SERVICE_TICKET).unwrap();
+        let mut tgt = cache.ticket_granting_ticket().unwrap().clone();
+        tgt.endtime += 60;
+        let renewed = cache.renewed(tgt.clone());
+        assert_eq!(renewed.header, cache.header);
+        assert_eq!(renewed.default_principal, cache.default_principal);
+        assert_eq!(renewed.credentials[..2], cache.credentials[..2]);
+        assert_eq!(renewed.credentials[2..], [tgt]);
+        assert_eq!(renewed.ticket_info().unwrap().expires_at, EXPIRES + 60);
     }
 
     #[test]

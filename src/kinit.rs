@@ -1,6 +1,7 @@
 //! Keytab kinit in-process through MIT libkrb5: principal + keys → initial
 //! ticket-granting ticket, returned as plain Rust data so that the caller
-//! decides where and how it is written (see `cache_file`).
+//! decides where and how it is written (see `cache_file`). Likewise
+//! `kinit -R`: a renewable TGT → its renewal, through a MEMORY cache.
 //!
 //! libkrb5 never opens the user's keytab file: `keytab` has read and parsed
 //! it, and the principal's own keys are handed over in a MEMORY keytab that
@@ -10,6 +11,7 @@
 //! so no error path can leak one.
 
 use std::ffi::{CStr, CString};
+use std::marker::PhantomData;
 use std::ptr;
 
 use crate::ccache::{Credential, CredentialCache, Keyblock, Principal, TaggedData};
@@ -256,10 +258,236 @@ struct Creds<'c> {
 impl Drop for Creds<'_> {
     fn drop(&mut self) {
         // SAFETY: `raw` was zero-initialised and then filled in by
-        // krb5_get_init_creds_keytab; freeing the contents of a zeroed or
+        // krb5_get_init_creds_keytab or krb5_get_renewed_creds; freeing the contents of a zeroed or
         // filled structure is valid.
         unsafe { ffi::krb5_free_cred_contents(self.ctx.0, &mut self.raw) }
     }
+}
+
+/// A MEMORY credential cache for one request, destroyed on drop.
+///
+/// `krb5_cc_new_unique` gives it a name no other resolve in the process
+/// shares; `krb5_cc_destroy` unlinks it from MIT's process-global table and
+/// frees its credentials through `krb5_free_cred_contents`, which zeroes the
+/// session keys (`cc_memory.c`). Nothing of it ever reaches a file.
+struct MemoryCache<'c> {
+    ctx: &'c Context,
+    raw: ffi::krb5_ccache,
+}
+
+impl<'c> MemoryCache<'c> {
+    fn new(ctx: &'c Context) -> Result<Self, KerberosError> {
+        let mut raw: ffi::krb5_ccache = ptr::null_mut();
+        // SAFETY: valid context, a static NUL-terminated type name, a null
+        // hint (allowed) and an out-pointer.
+        let code =
+            unsafe { ffi::krb5_cc_new_unique(ctx.0, c"MEMORY".as_ptr(), ptr::null(), &mut raw) };
+        ctx.check(code, "creating a memory credential cache")?;
+        Ok(MemoryCache { ctx, raw })
+    }
+}
+
+impl Drop for MemoryCache<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from krb5_cc_new_unique in this context and is
+        // destroyed once; destroy also releases the handle. An error cannot
+        // be acted upon here.
+        unsafe {
+            ffi::krb5_cc_destroy(self.ctx.0, self.raw);
+        }
+    }
+}
+
+/// A `krb5_data` that lends `bytes` to libkrb5 for a call that only reads
+/// (and copies) it.
+fn lent_data(bytes: &[u8]) -> Result<ffi::krb5_data, KerberosError> {
+    Ok(ffi::krb5_data {
+        magic: 0,
+        length: c_length(bytes.len())?,
+        data: bytes.as_ptr().cast_mut().cast(),
+    })
+}
+
+fn c_length(len: usize) -> Result<libc::c_uint, KerberosError> {
+    libc::c_uint::try_from(len)
+        .map_err(|_| KerberosError::InvalidArgument("a credential field is too long".into()))
+}
+
+/// Our `Principal` in libkrb5's layout, borrowing its bytes: only for calls
+/// that read and copy a principal, never for one libkrb5 frees.
+struct LentPrincipal<'a> {
+    /// Pointed to by `raw.data`; a Vec's buffer does not move with the Vec.
+    _components: Vec<ffi::krb5_data>,
+    raw: ffi::krb5_principal_data,
+    _bytes: PhantomData<&'a Principal>,
+}
+
+impl<'a> LentPrincipal<'a> {
+    fn new(principal: &'a Principal) -> Result<Self, KerberosError> {
+        let mut components = principal
+            .components
+            .iter()
+            .map(|c| lent_data(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let raw = ffi::krb5_principal_data {
+            magic: 0,
+            realm: lent_data(&principal.realm)?,
+            data: components.as_mut_ptr(),
+            // At most 64 components (`ccache` caps them).
+            length: i32::try_from(components.len())
+                .map_err(|_| KerberosError::InvalidArgument("too many name components".into()))?,
+            type_: principal.name_type,
+        };
+        Ok(LentPrincipal {
+            _components: components,
+            raw,
+            _bytes: PhantomData,
+        })
+    }
+
+    fn as_ptr(&mut self) -> ffi::krb5_principal {
+        &mut self.raw
+    }
+}
+
+/// A null-terminated `krb5_address` / `krb5_authdata` list lending our bytes.
+struct LentTaggedList<'a> {
+    _entries: Vec<ffi::krb5_tagged_octets>,
+    /// Pointers into `_entries`' buffer, then a null.
+    pointers: Vec<*mut ffi::krb5_tagged_octets>,
+    _bytes: PhantomData<&'a TaggedData>,
+}
+
+impl<'a> LentTaggedList<'a> {
+    fn new(list: &'a [TaggedData]) -> Result<Self, KerberosError> {
+        let mut entries = list
+            .iter()
+            .map(|item| {
+                Ok(ffi::krb5_tagged_octets {
+                    magic: 0,
+                    // MIT reads these 16-bit file fields as unsigned.
+                    tag: i32::from(item.tag),
+                    length: c_length(item.data.len())?,
+                    contents: item.data.as_ptr().cast_mut(),
+                })
+            })
+            .collect::<Result<Vec<_>, KerberosError>>()?;
+        let mut pointers: Vec<_> = entries.iter_mut().map(ptr::from_mut).collect();
+        pointers.push(ptr::null_mut());
+        Ok(LentTaggedList {
+            _entries: entries,
+            pointers,
+            _bytes: PhantomData,
+        })
+    }
+
+    /// Null for an empty list, as libkrb5 itself fills in credentials.
+    fn as_ptr(&mut self) -> *mut *mut ffi::krb5_tagged_octets {
+        if self.pointers.len() == 1 {
+            ptr::null_mut()
+        } else {
+            self.pointers.as_mut_ptr()
+        }
+    }
+}
+
+/// Stores a copy of `cred` in `cache` (libkrb5 copies every field, so our
+/// buffers stay ours to wipe).
+fn store(cache: &MemoryCache<'_>, cred: &Credential) -> Result<(), KerberosError> {
+    let mut client = LentPrincipal::new(&cred.client)?;
+    let mut server = LentPrincipal::new(&cred.server)?;
+    let mut addresses = LentTaggedList::new(&cred.addresses)?;
+    let mut authdata = LentTaggedList::new(&cred.authdata)?;
+    let mut raw = ffi::krb5_creds {
+        magic: 0,
+        client: client.as_ptr(),
+        server: server.as_ptr(),
+        keyblock: ffi::krb5_keyblock {
+            magic: 0,
+            enctype: i32::from(cred.keyblock.enctype),
+            length: c_length(cred.keyblock.data.len())?,
+            contents: cred.keyblock.data.as_ptr().cast_mut(),
+        },
+        // The file's unsigned times, in libkrb5's signed fields (same bits).
+        times: ffi::krb5_ticket_times {
+            authtime: cred.authtime as i32,
+            starttime: cred.starttime as i32,
+            endtime: cred.endtime as i32,
+            renew_till: cred.renew_till as i32,
+        },
+        is_skey: ffi::krb5_boolean::from(cred.is_skey),
+        ticket_flags: cred.ticket_flags as i32,
+        addresses: addresses.as_ptr(),
+        ticket: lent_data(&cred.ticket)?,
+        second_ticket: lent_data(&cred.second_ticket)?,
+        authdata: authdata.as_ptr(),
+    };
+    // SAFETY: every pointer in `raw` refers to a buffer borrowed from `cred`
+    // or to the lent views above, all alive until the end of this function;
+    // krb5_mcc_store copies the credentials (krb5_copy_creds) and writes
+    // through none of them.
+    let code = unsafe { ffi::krb5_cc_store_cred(cache.ctx.0, cache.raw, &mut raw) };
+    cache
+        .ctx
+        .check(code, "storing the ticket in a memory credential cache")
+}
+
+/// Parses `name` as libkrb5 does (the default realm fills in a missing
+/// one), so a name compares with a cache's principals by the same rule as
+/// `kinit_keytab` applies.
+pub fn parse_principal(name: &str) -> Result<Principal, KerberosError> {
+    let ctx = Context::new()?;
+    let principal = OwnedPrincipal::parse(&ctx, name)?;
+    // SAFETY: a valid principal from krb5_parse_name.
+    Ok(unsafe { principal_from_raw(principal.raw) })
+}
+
+/// Asks the KDC to renew `tgt` (`kinit -R`), a TGT of `default_principal`
+/// that the caller has checked is renewable, and returns the renewed one.
+///
+/// libkrb5's renewal reads its TGT from a credential cache; it gets a
+/// MEMORY cache holding only this credential, so the session key never
+/// touches a file and nothing a user could have planted is involved.
+pub fn renew_tgt(
+    default_principal: &Principal,
+    tgt: &Credential,
+    cache_name: &str,
+) -> Result<Credential, KerberosError> {
+    let ctx = Context::new()?;
+    let cache = MemoryCache::new(&ctx)?;
+    let mut client = LentPrincipal::new(default_principal)?;
+    // SAFETY: live context and cache; krb5_mcc_initialize copies the principal.
+    let code = unsafe { ffi::krb5_cc_initialize(ctx.0, cache.raw, client.as_ptr()) };
+    ctx.check(code, "initialising a memory credential cache")?;
+    store(&cache, tgt)?;
+
+    let mut renewed = Creds {
+        ctx: &ctx,
+        // SAFETY: all-zero is the documented initial state of krb5_creds.
+        raw: unsafe { std::mem::zeroed() },
+    };
+    // SAFETY: live context and cache; `client` lives until the end of the
+    // function and is only read (compared and copied); a null service
+    // means the TGT of the client's realm; `renewed.raw` is writable and
+    // freed by `Creds`' Drop.
+    let code = unsafe {
+        ffi::krb5_get_renewed_creds(
+            ctx.0,
+            &mut renewed.raw,
+            client.as_ptr(),
+            cache.raw,
+            ptr::null(),
+        )
+    };
+    ctx.check(
+        code,
+        &format!(
+            "renewing the ticket of {} from {cache_name}",
+            default_principal.to_string_lossy()
+        ),
+    )?;
+    // SAFETY: on success libkrb5 filled `renewed.raw` with valid credentials.
+    Ok(unsafe { credential_from_raw(&renewed.raw) })
 }
 
 fn c_string(value: &str, what: &str) -> Result<CString, KerberosError> {

@@ -99,6 +99,12 @@ pub struct _krb5_kt {
 pub type krb5_keytab = *mut _krb5_kt;
 
 #[repr(C)]
+pub struct _krb5_ccache {
+    _private: [u8; 0],
+}
+pub type krb5_ccache = *mut _krb5_ccache;
+
+#[repr(C)]
 pub struct krb5_get_init_creds_opt {
     _private: [u8; 0],
 }
@@ -178,6 +184,30 @@ extern "C" {
         k5_gic_options: *mut krb5_get_init_creds_opt,
     ) -> krb5_error_code;
     pub fn krb5_free_cred_contents(context: krb5_context, val: *mut krb5_creds);
+    pub fn krb5_cc_new_unique(
+        context: krb5_context,
+        type_: *const c_char,
+        hint: *const c_char,
+        id: *mut krb5_ccache,
+    ) -> krb5_error_code;
+    pub fn krb5_cc_initialize(
+        context: krb5_context,
+        cache: krb5_ccache,
+        principal: krb5_principal,
+    ) -> krb5_error_code;
+    pub fn krb5_cc_store_cred(
+        context: krb5_context,
+        cache: krb5_ccache,
+        creds: *mut krb5_creds,
+    ) -> krb5_error_code;
+    pub fn krb5_cc_destroy(context: krb5_context, cache: krb5_ccache) -> krb5_error_code;
+    pub fn krb5_get_renewed_creds(
+        context: krb5_context,
+        creds: *mut krb5_creds,
+        client: krb5_principal,
+        ccache: krb5_ccache,
+        in_tkt_service: *const c_char,
+    ) -> krb5_error_code;
     pub fn krb5_get_time_offsets(
         context: krb5_context,
         seconds: *mut krb5_timestamp,

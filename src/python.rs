@@ -4,9 +4,7 @@
 use std::path::Path;
 
 use pyo3::prelude::*;
-use pyo3::types::PyByteArray;
-
-use pyo3::types::PyTuple;
+use pyo3::types::{PyByteArray, PyBytes, PyTuple};
 
 use crate::cache_file::{Owner, Replaced};
 use crate::ccache::TicketInfo as NativeTicketInfo;
@@ -21,6 +19,7 @@ mod exceptions {
     pyo3::import_exception!(pamkrb.exceptions, AuthenticationDenied);
     pyo3::import_exception!(pamkrb.exceptions, PAMSystemError);
     pyo3::import_exception!(pamkrb.exceptions, KerberosError);
+    pyo3::import_exception!(pamkrb.exceptions, TicketNotRenewable);
     pyo3::import_exception!(pamkrb.exceptions, CredentialCacheError);
     pyo3::import_exception!(pamkrb.exceptions, TicketFormatError);
     pyo3::import_exception!(pamkrb.exceptions, KeytabError);
@@ -91,9 +90,16 @@ impl From<NativeError> for PyErr {
             NativeError::Ticket(TicketError::CacheFile(_)) => {
                 exceptions::CredentialCacheError::new_err(message)
             }
-            NativeError::Ticket(TicketError::Format { .. }) => {
-                exceptions::TicketFormatError::new_err(message)
-            }
+            // Only a new initial ticket (keytab kinit) helps: the caller's
+            // cue to fall back to one.
+            NativeError::Ticket(
+                TicketError::NotRenewable { .. } | TicketError::RenewalExpired { .. },
+            ) => exceptions::TicketNotRenewable::new_err((message, None::<i32>)),
+            NativeError::Ticket(
+                TicketError::Format { .. }
+                | TicketError::WrongPrincipal { .. }
+                | TicketError::Expired { .. },
+            ) => exceptions::TicketFormatError::new_err(message),
             NativeError::Template(TemplateError::InvalidUsername { .. }) => {
                 exceptions::InvalidUsername::new_err(message)
             }
@@ -115,6 +121,10 @@ pub struct TicketInfo {
     expires_at: u32,
     #[pyo3(get)]
     renew_until: Option<u32>,
+    /// The KDC marked the ticket renewable (flag R): `renew_ticket` can work
+    /// until `renew_until`.
+    #[pyo3(get)]
+    renewable: bool,
 }
 
 #[pymethods]
@@ -123,8 +133,10 @@ impl TicketInfo {
         let renew_until = self
             .renew_until
             .map_or_else(|| "None".to_owned(), |t| t.to_string());
+        let renewable = if self.renewable { "True" } else { "False" };
         format!(
-            "TicketInfo(principal={:?}, starts_at={}, expires_at={}, renew_until={renew_until})",
+            "TicketInfo(principal={:?}, starts_at={}, expires_at={}, renew_until={renew_until}, \
+             renewable={renewable})",
             self.principal, self.starts_at, self.expires_at
         )
     }
@@ -137,6 +149,7 @@ impl From<NativeTicketInfo> for TicketInfo {
             starts_at: info.starts_at,
             expires_at: info.expires_at,
             renew_until: info.renew_until,
+            renewable: info.renewable,
         }
     }
 }
@@ -378,24 +391,8 @@ fn obtain_ticket(
     renew_lifetime: Option<u32>,
     deadline: Option<f64>,
 ) -> PyResult<Installation> {
-    let owner = match (uid, gid) {
-        (Some(uid), Some(gid)) => Some(Owner { uid, gid }),
-        (None, None) => None,
-        _ => {
-            return Err(pyo3::exceptions::PyValueError::new_err(
-                "uid and gid must be given together",
-            ))
-        }
-    };
-    let deadline = deadline
-        .map(|secs| {
-            Deadline::from_monotonic_secs(secs).ok_or_else(|| {
-                pyo3::exceptions::PyValueError::new_err(
-                    "deadline must be a finite, non-negative time.monotonic() value",
-                )
-            })
-        })
-        .transpose()?;
+    let owner = owner(uid, gid)?;
+    let deadline = deadline.map(monotonic_deadline).transpose()?;
     let installed = py
         .detach(|| {
             ticket::obtain(&Acquisition {
@@ -409,6 +406,28 @@ fn obtain_ticket(
             })
         })
         .map_err(NativeError::from)?;
+    installation(py, installed)
+}
+
+fn owner(uid: Option<u32>, gid: Option<u32>) -> PyResult<Option<Owner>> {
+    match (uid, gid) {
+        (Some(uid), Some(gid)) => Ok(Some(Owner { uid, gid })),
+        (None, None) => Ok(None),
+        _ => Err(pyo3::exceptions::PyValueError::new_err(
+            "uid and gid must be given together",
+        )),
+    }
+}
+
+fn monotonic_deadline(seconds: f64) -> PyResult<Deadline> {
+    Deadline::from_monotonic_secs(seconds).ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err(
+            "deadline must be a finite, non-negative time.monotonic() value",
+        )
+    })
+}
+
+fn installation(py: Python<'_>, installed: ticket::Installation) -> PyResult<Installation> {
     Ok(Installation {
         ticket: Py::new(py, TicketInfo::from(installed.ticket))?,
         replaced: installed
@@ -416,6 +435,76 @@ fn obtain_ticket(
             .map(|r| Py::new(py, ReplacedEntry::from(r)))
             .transpose()?,
     })
+}
+
+/// Renews the ticket-granting ticket in `ccache` with a TGS request (as
+/// `kinit -R`; no keytab) and atomically replaces the cache with the
+/// renewed one, owned by uid/gid (default: the calling user), mode 0600.
+/// The cache must be that owner's own (as for `inspect_ticket`) and hold a
+/// TGT of `principal`. Raises TicketNotRenewable when the ticket is not
+/// renewable, has expired or its renewal window is over (a new ticket from
+/// the keytab is needed), KerberosError when the KDC refuses. Blocks on the
+/// KDC with the GIL released; `deadline` as for `obtain_ticket`.
+#[pyfunction]
+#[pyo3(signature = (principal, ccache, *, uid=None, gid=None, deadline=None))]
+fn renew_ticket(
+    py: Python<'_>,
+    principal: &str,
+    ccache: &str,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    deadline: Option<f64>,
+) -> PyResult<Installation> {
+    let owner = owner(uid, gid)?;
+    let deadline = deadline.map(monotonic_deadline).transpose()?;
+    let installed = py
+        .detach(|| ticket::renew(Path::new(ccache), principal, owner, deadline))
+        .map_err(NativeError::from)?;
+    installation(py, installed)
+}
+
+/// The bytes of the FILE credential cache at `ccache`, read with the checks
+/// of `inspect_ticket` (owned by `uid`, default the euid; mode 0600; one
+/// link; at most 1 MiB) and verified to be a cache holding a TGT. The GIL
+/// is released while the file is read.
+#[pyfunction]
+#[pyo3(signature = (ccache, *, uid=None))]
+fn read_cache<'py>(
+    py: Python<'py>,
+    ccache: &str,
+    uid: Option<u32>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let uid = uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+    let mut bytes = py
+        .detach(|| ticket::read_raw(Path::new(ccache), uid))
+        .map_err(NativeError::from)?;
+    let out = PyBytes::new(py, &bytes);
+    crate::secret::wipe(&mut bytes);
+    Ok(out)
+}
+
+/// Installs the credential cache `data` (as `read_cache` returned it) at
+/// `ccache`, atomically, owned by uid/gid (default: the calling user), mode
+/// 0600. `data` must parse as a FILE cache whose every entry belongs to
+/// `principal` and whose TGT has not expired (TicketFormatError otherwise);
+/// what is written is pamkrb's own serialization of it.
+#[pyfunction]
+#[pyo3(signature = (ccache, data, *, principal, uid=None, gid=None, deadline=None))]
+fn install_cache(
+    py: Python<'_>,
+    ccache: &str,
+    data: &[u8],
+    principal: &str,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    deadline: Option<f64>,
+) -> PyResult<Installation> {
+    let owner = owner(uid, gid)?;
+    let deadline = deadline.map(monotonic_deadline).transpose()?;
+    let installed = py
+        .detach(|| ticket::install_raw(Path::new(ccache), data, principal, owner, deadline))
+        .map_err(NativeError::from)?;
+    installation(py, installed)
 }
 
 /// Reads the FILE credential cache at `ccache` and describes its
@@ -497,6 +586,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<KeytabEntry>()?;
     m.add_function(wrap_pyfunction!(pam_authenticate, m)?)?;
     m.add_function(wrap_pyfunction!(obtain_ticket, m)?)?;
+    m.add_function(wrap_pyfunction!(renew_ticket, m)?)?;
+    m.add_function(wrap_pyfunction!(read_cache, m)?)?;
+    m.add_function(wrap_pyfunction!(install_cache, m)?)?;
     m.add_function(wrap_pyfunction!(inspect_ticket, m)?)?;
     m.add_function(wrap_pyfunction!(inspect_keytab, m)?)?;
     m.add_function(wrap_pyfunction!(default_realm, m)?)?;

@@ -1,11 +1,13 @@
-//! Obtaining and inspecting a user's ticket: kinit from the keytab, write
-//! the cache safely, read it back cheaply. Glue between `kinit`, `ccache`
-//! and `cache_file`.
+//! Obtaining and inspecting a user's ticket: kinit from the keytab or a
+//! renewal of the cache's own TGT, write the cache safely, read it back
+//! cheaply, and move a cache's bytes between hosts. Glue between `kinit`,
+//! `ccache` and `cache_file`.
 
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cache_file::{self, CacheFileError, Owner, Replaced};
-use crate::ccache::{self, CcacheError, TicketInfo};
+use crate::ccache::{self, CcacheError, Credential, CredentialCache, Principal, TicketInfo};
 use crate::deadline::Deadline;
 use crate::keytab::{self, Keytab, KeytabError};
 use crate::kinit::{self, KerberosError};
@@ -28,6 +30,42 @@ pub enum TicketError {
     /// the user the login failed: installing a ticket now would contradict it.
     #[error("gave up on {path} after the deadline (kdc_timeout) {when}; nothing was installed")]
     DeadlinePassed { path: String, when: &'static str },
+    /// The cache's TGT cannot be renewed (no renewable flag, or already
+    /// expired): only a new initial ticket (keytab kinit) helps.
+    #[error(
+        "the ticket of {principal} in {path} cannot be renewed: {reason}; a new ticket is needed"
+    )]
+    NotRenewable {
+        path: String,
+        principal: String,
+        reason: String,
+    },
+    /// The TGT was renewable, but only until `renew_until`, which has passed.
+    #[error(
+        "the ticket of {principal} in {path} could be renewed only until {renew_until} \
+         (seconds since the epoch), which has passed; a new ticket is needed"
+    )]
+    RenewalExpired {
+        path: String,
+        principal: String,
+        renew_until: u32,
+    },
+    /// The cache belongs to another principal than the one asked for.
+    #[error("credential cache {path} holds tickets of {found}, not {expected}")]
+    WrongPrincipal {
+        path: String,
+        expected: String,
+        found: String,
+    },
+    /// The cache's TGT has expired: not worth installing.
+    #[error(
+        "the ticket of {principal} in {path} expired at {expired_at} (seconds since the epoch)"
+    )]
+    Expired {
+        path: String,
+        principal: String,
+        expired_at: u32,
+    },
 }
 
 /// Where the ticket comes from and where it goes.
@@ -76,28 +114,20 @@ pub fn obtain(request: &Acquisition<'_>) -> Result<Installation, TicketError> {
     })
     .map_err(|err| describe_keytab(err, request.keytab, &file.keytab))?;
     drop(file);
-    let info = cache.ticket_info().map_err(|source| TicketError::Format {
-        path: request.cache.display().to_string(),
-        source,
-    })?;
-    // The serialized cache holds the session key: wipe our copy once written.
-    let mut bytes = ccache::serialize(&cache);
-    let installed = cache_file::install(request.cache, &bytes, request.owner, request.deadline);
-    crate::secret::wipe(&mut bytes);
-    let replaced = installed.map_err(|err| match err {
-        CacheFileError::DeadlinePassed { .. } => gave_up("after the KDC answered"),
-        other => TicketError::CacheFile(other),
-    })?;
+    let installed =
+        install_cache(&cache, request.cache, request.owner, request.deadline).map_err(|err| {
+            match err {
+                TicketError::DeadlinePassed { .. } => gave_up("after the KDC answered"),
+                other => other,
+            }
+        })?;
     log::debug!(
         "installed a ticket for {} in {}, valid until {}",
-        info.principal,
+        installed.ticket.principal,
         request.cache.display(),
-        info.expires_at
+        installed.ticket.expires_at
     );
-    Ok(Installation {
-        ticket: info,
-        replaced,
-    })
+    Ok(installed)
 }
 
 /// Reads `owner_uid`'s cache and returns its TGT's times. No KDC, no krb5
@@ -109,6 +139,251 @@ pub fn inspect(cache: &Path, owner_uid: u32) -> Result<TicketInfo, TicketError> 
         path: cache.display().to_string(),
         source,
     })
+}
+
+/// Renews the TGT in the cache at `cache` (`kinit -R`) and atomically
+/// replaces the cache with the renewed one: a TGS request, no keytab.
+///
+/// The cache is read through the same checks as [`inspect`] (owned by
+/// `owner`'s uid, or the euid when `None`; mode 0600; one link) and must
+/// hold a TGT of `principal` that is renewable and still valid, else
+/// [`TicketError::NotRenewable`] or [`TicketError::RenewalExpired`] say that
+/// only a new initial ticket will do. Blocks on the KDC; `deadline` as in
+/// [`obtain`].
+pub fn renew(
+    cache: &Path,
+    principal: &str,
+    owner: Option<Owner>,
+    deadline: Option<Deadline>,
+) -> Result<Installation, TicketError> {
+    let path = cache.display().to_string();
+    let gave_up = |when| TicketError::DeadlinePassed {
+        path: path.clone(),
+        when,
+    };
+    if deadline.is_some_and(|d| d.has_passed()) {
+        return Err(gave_up("before contacting the KDC"));
+    }
+    let owner_uid = owner.map_or_else(|| nix::unistd::geteuid().as_raw(), |o| o.uid);
+    let current = read_checked(cache, owner_uid)?;
+    let expected = kinit::parse_principal(principal)?;
+    let tgt = renewable_tgt(&current, &expected, unix_now(), &path)?;
+    let renewed = kinit::renew_tgt(&current.default_principal, tgt, &path)?;
+    if !same_principal(&renewed.client, &expected) {
+        // A KDC does not rename the client of a renewal; never install one
+        // that did under this user's name.
+        return Err(TicketError::WrongPrincipal {
+            path,
+            expected: expected.to_string_lossy(),
+            found: ccache::shorten(renewed.client.to_string_lossy()),
+        });
+    }
+    let installed = install_cache(&current.renewed(renewed), cache, owner, deadline).map_err(
+        |err| match err {
+            TicketError::DeadlinePassed { .. } => gave_up("after the KDC answered"),
+            other => other,
+        },
+    )?;
+    log::debug!(
+        "renewed the ticket of {} in {}, now valid until {}",
+        installed.ticket.principal,
+        path,
+        installed.ticket.expires_at
+    );
+    Ok(installed)
+}
+
+/// The cache at `cache` as raw FILE-cache bytes, for the hub to hand to the
+/// user's server: read with the checks of [`inspect`] (owner, mode, links,
+/// size) and parsed, so that only a well-formed cache holding a TGT is ever
+/// served.
+pub fn read_raw(cache: &Path, owner_uid: u32) -> Result<Vec<u8>, TicketError> {
+    let bytes = cache_file::read(cache, MAX_CACHE_BYTES, owner_uid)?;
+    match ccache::inspect_bytes(&bytes) {
+        Ok(_) => Ok(bytes),
+        Err(source) => {
+            let mut bytes = bytes;
+            crate::secret::wipe(&mut bytes);
+            Err(TicketError::Format {
+                path: cache.display().to_string(),
+                source,
+            })
+        }
+    }
+}
+
+/// Installs a cache received as raw bytes (from the hub) at `cache`,
+/// atomically, owned by `owner` (`None`: the caller), mode 0600.
+///
+/// `bytes` is untrusted: it must parse as a FILE cache (at most
+/// [`MAX_CACHE_BYTES`]), every entry must belong to `principal`, and its
+/// TGT must not have expired. What is written is our own serialization of
+/// what was parsed, never the input as given.
+pub fn install_raw(
+    cache: &Path,
+    bytes: &[u8],
+    principal: &str,
+    owner: Option<Owner>,
+    deadline: Option<Deadline>,
+) -> Result<Installation, TicketError> {
+    let path = cache.display().to_string();
+    if deadline.is_some_and(|d| d.has_passed()) {
+        return Err(TicketError::DeadlinePassed {
+            path,
+            when: "before installing",
+        });
+    }
+    let format = |source| TicketError::Format {
+        path: path.clone(),
+        source,
+    };
+    if bytes.len() > MAX_CACHE_BYTES {
+        return Err(format(CcacheError::TooLarge {
+            what: "bytes",
+            count: bytes.len() as u64,
+            limit: MAX_CACHE_BYTES as u64,
+        }));
+    }
+    let received = ccache::parse(bytes).map_err(format)?;
+    let expected = kinit::parse_principal(principal)?;
+    check_deliverable(&received, &expected, unix_now(), &path)?;
+    install_cache(&received, cache, owner, deadline)
+}
+
+/// Serializes `contents`, installs it and wipes our copy of the bytes.
+fn install_cache(
+    contents: &CredentialCache,
+    cache: &Path,
+    owner: Option<Owner>,
+    deadline: Option<Deadline>,
+) -> Result<Installation, TicketError> {
+    let info = contents
+        .ticket_info()
+        .map_err(|source| TicketError::Format {
+            path: cache.display().to_string(),
+            source,
+        })?;
+    let mut bytes = ccache::serialize(contents);
+    let installed = cache_file::install(cache, &bytes, owner, deadline);
+    crate::secret::wipe(&mut bytes);
+    let replaced = installed.map_err(|err| match err {
+        CacheFileError::DeadlinePassed { .. } => TicketError::DeadlinePassed {
+            path: cache.display().to_string(),
+            when: "before installing",
+        },
+        other => TicketError::CacheFile(other),
+    })?;
+    Ok(Installation {
+        ticket: info,
+        replaced,
+    })
+}
+
+/// Reads and parses the owner's cache; the file's bytes are wiped, the
+/// parsed session keys wipe themselves.
+fn read_checked(cache: &Path, owner_uid: u32) -> Result<CredentialCache, TicketError> {
+    let mut bytes = cache_file::read(cache, MAX_CACHE_BYTES, owner_uid)?;
+    let parsed = ccache::parse(&bytes);
+    crate::secret::wipe(&mut bytes);
+    parsed.map_err(|source| TicketError::Format {
+        path: cache.display().to_string(),
+        source,
+    })
+}
+
+/// As `krb5_principal_compare`: realm and components, not the name type.
+fn same_principal(a: &Principal, b: &Principal) -> bool {
+    a.realm == b.realm && a.components == b.components
+}
+
+/// The cache's TGT, if it is `expected`'s and the KDC would renew it at
+/// `now`: renewable flag set, not expired, renewal window still open.
+fn renewable_tgt<'c>(
+    cache: &'c CredentialCache,
+    expected: &Principal,
+    now: u32,
+    path: &str,
+) -> Result<&'c Credential, TicketError> {
+    let principal = ccache::shorten(cache.default_principal.to_string_lossy());
+    if !same_principal(&cache.default_principal, expected) {
+        return Err(TicketError::WrongPrincipal {
+            path: path.to_owned(),
+            expected: expected.to_string_lossy(),
+            found: principal,
+        });
+    }
+    let Some(tgt) = cache.ticket_granting_ticket() else {
+        return Err(TicketError::Format {
+            path: path.to_owned(),
+            source: CcacheError::NoTicketGrantingTicket { principal },
+        });
+    };
+    let refuse = |reason: String| TicketError::NotRenewable {
+        path: path.to_owned(),
+        principal: principal.clone(),
+        reason,
+    };
+    if !tgt.is_renewable() || tgt.renew_till == 0 {
+        return Err(refuse("it was not issued renewable".to_owned()));
+    }
+    if now >= tgt.renew_till {
+        return Err(TicketError::RenewalExpired {
+            path: path.to_owned(),
+            principal,
+            renew_until: tgt.renew_till,
+        });
+    }
+    // The KDC renews only a ticket that is still valid (RFC 4120 3.3.3.1).
+    if now >= tgt.endtime {
+        return Err(refuse(format!(
+            "it expired at {} (seconds since the epoch), and only a valid ticket is renewed",
+            tgt.endtime
+        )));
+    }
+    Ok(tgt)
+}
+
+/// A received cache may be installed as `expected`'s: its default principal
+/// and every entry's client are `expected`, and its TGT is valid at `now`.
+fn check_deliverable(
+    cache: &CredentialCache,
+    expected: &Principal,
+    now: u32,
+    path: &str,
+) -> Result<(), TicketError> {
+    let stranger = std::iter::once(&cache.default_principal)
+        .chain(cache.credentials.iter().map(|cred| &cred.client))
+        .find(|client| !same_principal(client, expected));
+    if let Some(found) = stranger {
+        return Err(TicketError::WrongPrincipal {
+            path: path.to_owned(),
+            expected: expected.to_string_lossy(),
+            found: ccache::shorten(found.to_string_lossy()),
+        });
+    }
+    let info = cache.ticket_info().map_err(|source| TicketError::Format {
+        path: path.to_owned(),
+        source,
+    })?;
+    if now >= info.expires_at {
+        return Err(TicketError::Expired {
+            path: path.to_owned(),
+            principal: info.principal,
+            expired_at: info.expires_at,
+        });
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch, as ticket times count them. A clock before 1970
+/// or after 2106 reads as the end of time: every ticket then counts as
+/// expired, which fails closed.
+fn unix_now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| u32::try_from(d.as_secs()).ok())
+        .unwrap_or(u32::MAX)
 }
 
 /// KDC_ERR_PREAUTH_FAILED and KRB5KRB_AP_ERR_BAD_INTEGRITY: the key in the
@@ -245,5 +520,284 @@ mod tests {
         );
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // -- renewal and raw caches, without a KDC ------------------------------------
+
+    const V4_KINIT_KEYTAB: &[u8] = include_bytes!("../tests/data/ccache/v4-kinit-keytab");
+    const V4_RENEWABLE: &[u8] = include_bytes!("../tests/data/ccache/v4-renewable");
+    const V4_SERVICE_TICKET: &[u8] = include_bytes!("../tests/data/ccache/v4-service-ticket");
+    // tests/data/ccache/README.md: every fixture starts and expires at these.
+    const STARTS: u32 = 1_795_697_631;
+    const EXPIRES: u32 = 1_795_733_631;
+    const RENEW_UNTIL: u32 = 1_795_870_431;
+
+    fn alice() -> Principal {
+        kinit::parse_principal("alice@FIXTURE.TEST").unwrap()
+    }
+
+    /// A fixture whose TGT is valid for another hour (and, when renewable,
+    /// renewable for a day): the committed ones expired in November 2026.
+    fn fresh(fixture: &[u8]) -> Vec<u8> {
+        let mut cache = ccache::parse(fixture).unwrap();
+        let now = unix_now();
+        for cred in &mut cache.credentials {
+            if !cred.is_config_entry() {
+                (cred.authtime, cred.starttime, cred.endtime) = (now - 60, now - 60, now + 3600);
+                if cred.renew_till != 0 {
+                    cred.renew_till = now + 86_400;
+                }
+            }
+        }
+        ccache::serialize(&cache)
+    }
+
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new() -> Self {
+            TempDir(nix::unistd::mkdtemp("/tmp/pamkrb-raw-XXXXXX").unwrap())
+        }
+
+        fn entries(&self) -> usize {
+            std::fs::read_dir(&self.0).unwrap().count()
+        }
+
+        /// `bytes` at `name`, 0600, as the owner's own cache.
+        fn cache(&self, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+            use std::os::unix::fs::PermissionsExt;
+            let path = self.0.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            path
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn install_raw_writes_our_serialization_0600() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = TempDir::new();
+        let target = dir.0.join("cc");
+        let bytes = fresh(V4_SERVICE_TICKET);
+        let installed = install_raw(&target, &bytes, "alice@FIXTURE.TEST", None, None).unwrap();
+        assert_eq!(installed.ticket.principal, "alice@FIXTURE.TEST");
+        assert!(installed.replaced.is_none());
+        assert_eq!(std::fs::read(&target).unwrap(), bytes);
+        let st = std::fs::metadata(&target).unwrap();
+        assert_eq!(st.mode() & 0o7777, 0o600);
+        assert_eq!(st.uid(), nix::unistd::geteuid().as_raw());
+        // What was installed is what read_raw serves back.
+        assert_eq!(read_raw(&target, st.uid()).unwrap(), bytes);
+    }
+
+    #[test]
+    fn install_raw_refuses_another_principal() {
+        let dir = TempDir::new();
+        let target = dir.0.join("cc");
+        let err = install_raw(
+            &target,
+            &fresh(V4_RENEWABLE),
+            "alice@FIXTURE.TEST",
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, TicketError::WrongPrincipal { found, .. } if found == "bob@FIXTURE.TEST"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .ends_with("holds tickets of bob@FIXTURE.TEST, not alice@FIXTURE.TEST"),
+            "{err}"
+        );
+        // A cache of alice's that smuggles in a ticket of bob's is refused too.
+        let mut mixed = ccache::parse(&fresh(V4_SERVICE_TICKET)).unwrap();
+        mixed.credentials[3].client.components[0] = b"bob".to_vec();
+        let err = install_raw(
+            &target,
+            &ccache::serialize(&mixed),
+            "alice@FIXTURE.TEST",
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, TicketError::WrongPrincipal { .. }), "{err:?}");
+        assert_eq!(dir.entries(), 0);
+    }
+
+    #[test]
+    fn install_raw_refuses_garbage_and_expired_tickets() {
+        let dir = TempDir::new();
+        let target = dir.0.join("cc");
+        for garbage in [
+            &b""[..],
+            b"\x05\x04\x00\x00garbage",
+            &V4_KINIT_KEYTAB[..500],
+        ] {
+            let err = install_raw(&target, garbage, "alice@FIXTURE.TEST", None, None).unwrap_err();
+            assert!(matches!(err, TicketError::Format { .. }), "{err:?}");
+        }
+        let huge = vec![0u8; MAX_CACHE_BYTES + 1];
+        let err = install_raw(&target, &huge, "alice@FIXTURE.TEST", None, None).unwrap_err();
+        assert!(
+            err.to_string().contains("more than the limit of 1048576"),
+            "{err}"
+        );
+        // A cache without a TGT (only its configuration entries).
+        let mut no_tgt = ccache::parse(V4_KINIT_KEYTAB).unwrap();
+        no_tgt.credentials.truncate(2);
+        let err = install_raw(
+            &target,
+            &ccache::serialize(&no_tgt),
+            "alice@FIXTURE.TEST",
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("holds no ticket-granting ticket"),
+            "{err}"
+        );
+        // The committed fixture expired in November 2026.
+        let err =
+            install_raw(&target, V4_KINIT_KEYTAB, "alice@FIXTURE.TEST", None, None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TicketError::Expired {
+                    expired_at: EXPIRES,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(dir.entries(), 0);
+    }
+
+    #[test]
+    fn install_raw_after_the_deadline_installs_nothing() {
+        let dir = TempDir::new();
+        let err = install_raw(
+            &dir.0.join("cc"),
+            &fresh(V4_KINIT_KEYTAB),
+            "alice@FIXTURE.TEST",
+            None,
+            Deadline::from_monotonic_secs(0.0),
+        )
+        .unwrap_err();
+        assert!(matches!(err, TicketError::DeadlinePassed { .. }), "{err:?}");
+        assert_eq!(dir.entries(), 0);
+    }
+
+    #[test]
+    fn read_raw_serves_only_a_cache_with_a_tgt() {
+        let dir = TempDir::new();
+        let uid = nix::unistd::geteuid().as_raw();
+        let good = dir.cache("good", V4_RENEWABLE);
+        assert_eq!(read_raw(&good, uid).unwrap(), V4_RENEWABLE);
+        let bad = dir.cache("bad", b"\x05\x04\x00\x00garbage");
+        assert!(matches!(
+            read_raw(&bad, uid),
+            Err(TicketError::Format { .. })
+        ));
+        // The owner check of `inspect` applies.
+        assert!(matches!(
+            read_raw(&good, uid + 1),
+            Err(TicketError::CacheFile(CacheFileError::UnsafeTarget { .. }))
+        ));
+    }
+
+    #[test]
+    fn which_tickets_are_renewable() {
+        let path = "/cc";
+        let bob = kinit::parse_principal("bob@FIXTURE.TEST").unwrap();
+        let renewable = ccache::parse(V4_RENEWABLE).unwrap();
+        let tgt = renewable_tgt(&renewable, &bob, STARTS + 1, path).unwrap();
+        assert!(std::ptr::eq(
+            tgt,
+            renewable.ticket_granting_ticket().unwrap()
+        ));
+
+        let err = renewable_tgt(&renewable, &bob, RENEW_UNTIL, path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TicketError::RenewalExpired {
+                    renew_until: RENEW_UNTIL,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // Expired but inside the renewal window: the KDC would refuse it.
+        let err = renewable_tgt(&renewable, &bob, EXPIRES, path).unwrap_err();
+        assert!(matches!(err, TicketError::NotRenewable { .. }), "{err:?}");
+        assert!(err.to_string().contains("expired at 1795733631"), "{err}");
+
+        let plain = ccache::parse(V4_KINIT_KEYTAB).unwrap();
+        let err = renewable_tgt(&plain, &alice(), STARTS + 1, path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the ticket of alice@FIXTURE.TEST in /cc cannot be renewed: it was not issued \
+             renewable; a new ticket is needed"
+        );
+        let err = renewable_tgt(&renewable, &alice(), STARTS + 1, path).unwrap_err();
+        assert!(matches!(err, TicketError::WrongPrincipal { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn renew_refuses_a_non_renewable_cache_before_any_kdc() {
+        let dir = TempDir::new();
+        let before = fresh(V4_KINIT_KEYTAB);
+        let cache = dir.cache("cc", &before);
+        let err = renew(&cache, "alice@FIXTURE.TEST", None, None).unwrap_err();
+        assert!(matches!(err, TicketError::NotRenewable { .. }), "{err:?}");
+        assert_eq!(std::fs::read(&cache).unwrap(), before);
+        assert_eq!(dir.entries(), 1);
+        // A cache that is not the caller's is not even parsed.
+        let err = renew(
+            &cache,
+            "alice@FIXTURE.TEST",
+            Some(Owner {
+                uid: nix::unistd::geteuid().as_raw() + 1,
+                gid: 0,
+            }),
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, TicketError::CacheFile(_)), "{err:?}");
+        let err = renew(
+            &cache,
+            "alice@FIXTURE.TEST",
+            None,
+            Deadline::from_monotonic_secs(0.0),
+        )
+        .unwrap_err();
+        assert!(matches!(err, TicketError::DeadlinePassed { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn renewal_reaches_the_kdc_lookup_through_the_memory_cache() {
+        // No KDC serves FIXTURE.TEST: the renewal fails at the KDC lookup.
+        // Had storing the TGT in the memory cache gone wrong, libkrb5 would
+        // fail earlier with KRB5_CC_NOTFOUND ("Matching credential not found").
+        const KRB5_CC_NOTFOUND: i32 = -1_765_328_243;
+        let cache = ccache::parse(&fresh(V4_RENEWABLE)).unwrap();
+        let tgt = cache.ticket_granting_ticket().unwrap();
+        let err = kinit::renew_tgt(&cache.default_principal, tgt, "/cc").unwrap_err();
+        let code = err.code().unwrap();
+        assert_ne!(code, KRB5_CC_NOTFOUND, "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("renewing the ticket of bob@FIXTURE.TEST from /cc: "),
+            "{err}"
+        );
     }
 }

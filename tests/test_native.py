@@ -4,6 +4,7 @@ to its exception class in pamkrb.exceptions."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import sandbox  # tools/sandbox/, on the path through pytest.ini's `pythonpath`
+from conftest import require_root
 from pamkrb import _native
 from pamkrb.exceptions import (
     AuthenticationDenied,
@@ -23,6 +26,7 @@ from pamkrb.exceptions import (
     PAMSystemError,
     TemplateError,
     TicketFormatError,
+    TicketNotRenewable,
 )
 
 FIXTURES = Path(__file__).parent / "data" / "ccache"
@@ -194,8 +198,11 @@ def test_every_exception_is_a_pamkrb_error():
         TicketFormatError,
         InvalidUsername,
         TemplateError,
+        TicketNotRenewable,
     ):
         assert issubclass(cls, PamkrbError)
+    # A broker that catches KerberosError for "no fresh ticket" catches this too.
+    assert issubclass(TicketNotRenewable, KerberosError)
 
 
 def _require_root():
@@ -418,3 +425,182 @@ def test_a_locked_keytab_does_not_stall_obtain_ticket(realm, user, workdir):
         holder.kill()
         holder.wait()
         holder.stdout.close()
+
+
+# -- the ticket broker: renewal (TGS, no keytab), raw caches between hosts -----------
+
+
+def test_renew_ticket_refuses_a_ticket_not_issued_renewable(workdir):
+    cache = _private_copy("v4-kinit-keytab", workdir)
+    before = cache.read_bytes()
+    with pytest.raises(TicketNotRenewable, match="it was not issued renewable; a new ticket is needed") as info:
+        _native.renew_ticket("alice@FIXTURE.TEST", str(cache))
+    assert info.value.code is None
+    assert cache.read_bytes() == before
+    assert _native.inspect_ticket(str(cache)).renewable is False
+
+
+def test_renew_ticket_refuses_a_ticket_past_its_renewal_window(workdir):
+    # The fixture was renewable until 2026-11-28.
+    cache = _private_copy("v4-renewable", workdir)
+    assert _native.inspect_ticket(str(cache)).renewable is True
+    with pytest.raises(TicketNotRenewable, match=r"could be renewed only until 1795870431 .* which has passed"):
+        _native.renew_ticket("bob@FIXTURE.TEST", str(cache))
+
+
+def test_renew_ticket_refuses_another_principals_cache(workdir):
+    cache = _private_copy("v4-renewable", workdir)
+    with pytest.raises(TicketFormatError, match=r"holds tickets of bob@FIXTURE\.TEST, not alice@FIXTURE\.TEST$"):
+        _native.renew_ticket("alice@FIXTURE.TEST", str(cache))
+
+
+def test_renew_ticket_checks_its_arguments(workdir):
+    with pytest.raises(ValueError, match="together"):
+        _native.renew_ticket("a@R", str(workdir / "cc"), uid=1)
+    with pytest.raises(ValueError, match="deadline"):
+        _native.renew_ticket("a@R", str(workdir / "cc"), deadline=float("nan"))
+    with pytest.raises(KerberosError, match="before contacting the KDC") as info:
+        _native.renew_ticket("a@R", str(workdir / "cc"), deadline=0.0)
+    assert not isinstance(info.value, TicketNotRenewable)
+    with pytest.raises(CredentialCacheError, match="No such file"):
+        _native.renew_ticket("a@R", str(workdir / "cc"))
+
+
+def test_read_cache_serves_only_the_owners_well_formed_cache(workdir):
+    cache = _private_copy("v4-service-ticket", workdir)
+    assert _native.read_cache(str(cache)) == (FIXTURES / "v4-service-ticket").read_bytes()
+    with pytest.raises(CredentialCacheError, match=f"not {os.geteuid() + 1}$"):
+        _native.read_cache(str(cache), uid=os.geteuid() + 1)
+    bad = workdir / "bad"
+    bad.write_bytes(b"\x05\x04\x00\x00garbage")
+    bad.chmod(0o600)
+    with pytest.raises(TicketFormatError):
+        _native.read_cache(str(bad))
+
+
+def test_install_cache_refuses_garbage_and_expired_caches(workdir):
+    target = workdir / "cc"
+    for garbage in (b"", b"\x05\x04\x00\x00garbage", (FIXTURES / "v4-kinit-keytab").read_bytes()[:300]):
+        with pytest.raises(TicketFormatError):
+            _native.install_cache(str(target), garbage, principal="alice@FIXTURE.TEST")
+    # The committed fixtures expired in November 2026.
+    with pytest.raises(TicketFormatError, match="expired at 1795733631"):
+        _native.install_cache(str(target), (FIXTURES / "v4-kinit-keytab").read_bytes(), principal="alice@FIXTURE.TEST")
+    with pytest.raises(TypeError):
+        _native.install_cache(str(target), b"", "alice@FIXTURE.TEST")  # principal is keyword-only
+    assert list(workdir.iterdir()) == []
+
+
+RENEW_LIFETIME = 60
+RENEWABLE_FOR = 180
+
+
+@pytest.fixture(scope="module")
+def renew_realm():
+    """A KDC whose tickets live 60 s and renew for 180 s (set before the
+    database exists, so krbtgt and every principal get them)."""
+    require_root()
+    realm = sandbox.Realm("RENEW.TEST", max_life=RENEW_LIFETIME, max_renewable_life=RENEWABLE_FOR)
+    try:
+        realm.start()
+        yield realm
+    finally:
+        realm.stop()
+        realm.close()
+
+
+@pytest.fixture
+def renew_user(renew_realm, monkeypatch):
+    """A user with principal and keytab in the renewable realm; this process's
+    libkrb5 talks to that realm for the test."""
+    monkeypatch.setenv("KRB5_CONFIG", str(renew_realm.krb5_conf))
+    with sandbox.provisioned_user(renew_realm) as user:
+        yield user
+
+
+def _assert_owned_0600(path, user):
+    st = os.lstat(path)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (user.uid, user.gid, 0o600)
+
+
+def _obtain(realm, user, cache, **kwargs):
+    keytab = user.home / f"{user.name}.keytab"
+    return _native.obtain_ticket(
+        f"{user.name}@{realm.name}", str(keytab), str(cache), uid=user.uid, gid=user.gid, **kwargs
+    ).ticket
+
+
+def test_renew_ticket_renews_with_a_tgs_request(renew_realm, renew_user, workdir):
+    principal = f"{renew_user.name}@{renew_realm.name}"
+    cache = workdir / "krb5cc"
+    first = _obtain(renew_realm, renew_user, cache, renew_lifetime=RENEWABLE_FOR)
+    assert first.renewable is True
+    assert first.renew_until is not None
+    assert first.renew_until > first.expires_at
+    # Ticket times count seconds: let one pass so the renewal ends later.
+    time.sleep(1.5)
+    as_before = renew_realm.kdc_requests("AS_REQ")
+    tgs_before = renew_realm.kdc_requests("TGS_REQ")
+
+    installed = _native.renew_ticket(principal, str(cache), uid=renew_user.uid, gid=renew_user.gid)
+
+    renewed = installed.ticket
+    assert installed.replaced is None
+    assert renewed.principal == principal
+    assert renewed.expires_at > first.expires_at
+    assert renewed.renew_until == first.renew_until
+    assert renewed.renewable is True
+    assert renew_realm.kdc_requests("AS_REQ") == as_before
+    assert renew_realm.kdc_requests("TGS_REQ") == tgs_before + 1
+    _assert_owned_0600(cache, renew_user)
+    assert _native.inspect_ticket(str(cache), uid=renew_user.uid) == renewed
+    # MIT's own tools accept the result, and it renews again.
+    assert renew_realm.klist(cache).principal == principal
+    again = _native.renew_ticket(principal, str(cache), uid=renew_user.uid, gid=renew_user.gid).ticket
+    assert again.expires_at >= renewed.expires_at
+    assert renew_realm.kdc_requests("AS_REQ") == as_before
+
+
+def test_renew_ticket_without_renewable_ticket_asks_no_kdc(renew_realm, renew_user, workdir):
+    cache = workdir / "krb5cc"
+    # Even obtain_ticket(renew_lifetime=0) came back renewable from this KDC
+    # (its 60 s max_life is shorter than what libkrb5 asks for); the
+    # principal's own limit keeps the ticket from being renewable.
+    renew_realm.kadmin(f"modprinc -maxrenewlife 0 {renew_user.name}@{renew_realm.name}")
+    first = _obtain(renew_realm, renew_user, cache)
+    assert first.renewable is False
+    before = cache.read_bytes()
+    requests = renew_realm.kdc_requests()
+    with pytest.raises(TicketNotRenewable, match="not issued renewable"):
+        _native.renew_ticket(
+            f"{renew_user.name}@{renew_realm.name}", str(cache), uid=renew_user.uid, gid=renew_user.gid
+        )
+    assert renew_realm.kdc_requests() == requests
+    assert cache.read_bytes() == before
+
+
+def test_read_cache_and_install_cache_move_a_ticket(renew_realm, renew_user, workdir):
+    principal = f"{renew_user.name}@{renew_realm.name}"
+    source = workdir / "hub-side"
+    ticket = _obtain(renew_realm, renew_user, source, renew_lifetime=RENEWABLE_FOR)
+    data = _native.read_cache(str(source), uid=renew_user.uid)
+    assert isinstance(data, bytes)
+    with pytest.raises(CredentialCacheError):
+        _native.read_cache(str(source))  # root's own cache it is not
+
+    target = workdir / "server-side"
+    installed = _native.install_cache(str(target), data, principal=principal, uid=renew_user.uid, gid=renew_user.gid)
+    assert installed.ticket == ticket
+    assert target.read_bytes() == data
+    _assert_owned_0600(target, renew_user)
+    assert renew_realm.klist(target).principal == principal
+    # The installed copy renews like the original.
+    renewed = _native.renew_ticket(principal, str(target), uid=renew_user.uid, gid=renew_user.gid)
+    assert renewed.ticket.principal == principal
+
+    wrong = workdir / "wrong"
+    with pytest.raises(TicketFormatError, match=re.escape(f"holds tickets of {principal}, not someone-else@")):
+        _native.install_cache(
+            str(wrong), data, principal=f"someone-else@{renew_realm.name}", uid=renew_user.uid, gid=renew_user.gid
+        )
+    assert not wrong.exists()

@@ -11,6 +11,9 @@ class TicketInfo:
     def expires_at(self) -> int: ...
     @property
     def renew_until(self) -> int | None: ...
+    @property
+    def renewable(self) -> bool:
+        """The KDC issued the ticket renewable (flag R)."""
 
 class ReplacedEntry:
     """Something other than the user's own cache that obtain_ticket replaced."""
@@ -27,7 +30,8 @@ class ReplacedEntry:
         """Where a planted directory was renamed to (same directory); None otherwise."""
 
 class Installation:
-    """What obtain_ticket installed, and what it replaced at the cache path."""
+    """What obtain_ticket, renew_ticket or install_cache installed, and what it
+    replaced at the cache path."""
 
     @property
     def ticket(self) -> TicketInfo: ...
@@ -81,6 +85,38 @@ def obtain_ticket(
     """``deadline``: an absolute ``time.monotonic()`` value; once it has
     passed (checked before contacting the KDC and just before the rename),
     nothing is installed and KerberosError is raised."""
+
+def renew_ticket(
+    principal: str,
+    ccache: str,
+    *,
+    uid: int | None = None,
+    gid: int | None = None,
+    deadline: float | None = None,
+) -> Installation:
+    """Renew the TGT in ``ccache`` with a TGS request (``kinit -R``, no keytab)
+    and atomically replace the cache, owned by uid/gid, mode 0600. The cache
+    must be ``uid``'s own (as for inspect_ticket) and hold a TGT of
+    ``principal``. TicketNotRenewable when the ticket is not renewable, has
+    expired or is past renew_until (fall back to obtain_ticket);
+    KerberosError when the KDC refuses or after ``deadline``."""
+
+def read_cache(ccache: str, *, uid: int | None = None) -> bytes:
+    """The cache's bytes, read with inspect_ticket's checks and verified to be
+    a FILE cache holding a TGT (TicketFormatError otherwise)."""
+
+def install_cache(
+    ccache: str,
+    data: bytes,
+    *,
+    principal: str,
+    uid: int | None = None,
+    gid: int | None = None,
+    deadline: float | None = None,
+) -> Installation:
+    """Install ``data`` (from read_cache) atomically at ``ccache``, owned by
+    uid/gid, mode 0600. TicketFormatError unless it parses, every entry is
+    ``principal``'s and its TGT has not expired."""
 
 def inspect_ticket(ccache: str, *, uid: int | None = None) -> TicketInfo:
     """CredentialCacheError unless the cache is a regular file with one link,

@@ -37,9 +37,10 @@ class KerberosError(PamkrbError):
 
 
 class TicketNotRenewable(KerberosError):
-    """A ticket cannot be renewed with a TGS request: it is not renewable,
-    has expired, or its renewable life is over. The hub then uses the
-    keytab."""
+    """The ticket in the cache cannot be renewed: it was not issued
+    renewable, it has already expired, or its renewal window (renew_until)
+    is over. Only a new initial ticket (a keytab kinit) helps; nothing was
+    installed and no KDC was asked. ``code`` is None."""
 
 
 class KeytabError(PamkrbError):
@@ -60,8 +61,9 @@ class CredentialCacheError(PamkrbError):
 
 
 class TicketFormatError(PamkrbError):
-    """A credential cache is not in a format pamkrb understands, or holds no
-    ticket-granting ticket."""
+    """A credential cache is not in a format pamkrb understands, holds no
+    ticket-granting ticket, or holds tickets of another principal than the
+    one expected; or a cache offered for installation has expired."""
 
 
 class TicketDeliveryError(PamkrbError):
