@@ -188,3 +188,32 @@ def test_hub_renews_a_renewable_ticket_with_tgs_not_the_keytab(hub_factory, shor
     assert short_realm.kdc_requests("AS_REQ") == as_before
     st = os.lstat(short_user.default_ccache)
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (short_user.uid, 0o600)
+
+
+def test_spawn_renews_a_renewable_ticket_with_tgs_and_falls_back_to_the_keytab(pam_service, realm, user):
+    """In-process: the hub's renewal path. A renewable ticket inside the margin
+    is renewed by a TGS request; one that is not renewable needs the keytab."""
+    import asyncio
+
+    from pamkrb import PAMKerberosAuthenticator, _native
+
+    auth = PAMKerberosAuthenticator(
+        service=pam_service, allow_all=True, refresh_margin=11 * 3600, renewable_lifetime=24 * 3600
+    )
+    data = {"username": user.name, "password": user.password}
+    assert asyncio.run(auth.get_authenticated_user(None, data)) is not None
+    counts = (realm.kdc_requests("AS_REQ"), realm.kdc_requests("TGS_REQ"))
+
+    info = asyncio.run(auth.ensure_fresh_ticket(user.name, trigger="spawn"))
+
+    assert info.renewable
+    assert (realm.kdc_requests("AS_REQ"), realm.kdc_requests("TGS_REQ")) == (counts[0], counts[1] + 1)
+    # Not renewable (a principal whose renewable life is 0): the keytab.
+    realm.kadmin(f"modprinc -maxrenewlife 0 {user.name}@{realm.name}")
+    assert asyncio.run(auth.get_authenticated_user(None, data)) is not None
+    # The KDC may still set the R flag, with a renewable life that ends now.
+    left = _native.inspect_ticket(str(user.default_ccache), uid=user.uid)
+    assert not left.renewable or left.renew_until <= left.starts_at + 1
+    before = realm.kdc_requests("AS_REQ")
+    asyncio.run(auth.ensure_fresh_ticket(user.name, trigger="spawn"))
+    assert realm.kdc_requests("AS_REQ") == before + 1
