@@ -1,11 +1,13 @@
 //! Keytab kinit in-process through MIT libkrb5: principal + keys → initial
 //! ticket-granting ticket, returned as plain Rust data so that the caller
-//! decides where and how it is written (see `cache_file`). Likewise
-//! `kinit -R`: a renewable TGT → its renewal, through a MEMORY cache.
+//! decides where and how it is written (see `cache_file`). Likewise password
+//! kinit (principal + password, no prompter), and `kinit -R`: a renewable
+//! TGT → its renewal, through a MEMORY cache.
 //!
 //! libkrb5 never opens the user's keytab file: `keytab` has read and parsed
 //! it, and the principal's own keys are handed over in a MEMORY keytab that
-//! lives only for the one request.
+//! lives only for the one request. A password reaches libkrb5 only as a
+//! NUL-terminated copy in a buffer that is wiped on drop.
 //!
 //! Every libkrb5 handle lives in a small RAII wrapper that frees it in `Drop`,
 //! so no error path can leak one.
@@ -17,6 +19,19 @@ use std::ptr;
 use crate::ccache::{Credential, CredentialCache, Keyblock, Principal, TaggedData};
 use crate::keytab::{Keytab, KeytabEntry};
 use crate::krb5_ffi as ffi;
+use crate::secret::SecretBytes;
+
+/// The longest password handed to libkrb5. Far above any real password; a
+/// bound on what an unauthenticated login form can make the hub hash (the
+/// string-to-key of AES is PBKDF2 over the whole password).
+pub const MAX_PASSWORD_BYTES: usize = 8 * 1024;
+
+/// KDC_ERR_PREAUTH_FAILED and KRB5KRB_AP_ERR_BAD_INTEGRITY: the client's key
+/// is not the principal's current key. With a password that is a wrong
+/// password (MIT kinit says "Password incorrect" for both: the first when
+/// the principal requires preauthentication, the second when the client
+/// cannot decrypt the KDC's reply); with a keytab, a stale key.
+pub(crate) const WRONG_KEY_CODES: [i32; 2] = [-1_765_328_360, -1_765_328_353];
 
 /// A libkrb5 failure: what we were doing and libkrb5's own message, which
 /// names the actual problem (missing keytab, unknown principal, KDC
@@ -36,13 +51,24 @@ pub enum KerberosError {
     /// the keytab's path, turns this into a keytab error.
     #[error("no key for {principal}")]
     NoKey { principal: String },
+    /// The KDC did not accept the password (one of [`WRONG_KEY_CODES`]): the
+    /// user's failure, not the system's. `message` is libkrb5's, which never
+    /// contains the password.
+    #[error("the KDC rejected the password for {principal} ({message}, krb5 error {code})")]
+    PasswordRejected {
+        principal: String,
+        code: i32,
+        message: String,
+    },
 }
 
 impl KerberosError {
     /// The libkrb5 error code, when the failure came from libkrb5.
     pub fn code(&self) -> Option<i32> {
         match self {
-            KerberosError::Library { code, .. } => Some(*code),
+            KerberosError::Library { code, .. } | KerberosError::PasswordRejected { code, .. } => {
+                Some(*code)
+            }
             KerberosError::InvalidArgument(_) | KerberosError::NoKey { .. } => None,
         }
     }
@@ -240,6 +266,27 @@ impl<'c> InitCredsOptions<'c> {
         ctx.check(code, "allocating ticket request options")?;
         Ok(InitCredsOptions { ctx, raw })
     }
+
+    /// Options asking for these lifetimes; `None` lets krb5.conf and the KDC
+    /// decide.
+    fn with_lifetimes(
+        ctx: &'c Context,
+        lifetime: Option<u32>,
+        renew_lifetime: Option<u32>,
+    ) -> Result<Self, KerberosError> {
+        let options = InitCredsOptions::new(ctx)?;
+        if let Some(lifetime) = lifetime {
+            // SAFETY: `options.raw` is a live options structure.
+            unsafe {
+                ffi::krb5_get_init_creds_opt_set_tkt_life(options.raw, clamp_deltat(lifetime))
+            }
+        }
+        if let Some(renew) = renew_lifetime {
+            // SAFETY: `options.raw` is a live options structure.
+            unsafe { ffi::krb5_get_init_creds_opt_set_renew_life(options.raw, clamp_deltat(renew)) }
+        }
+        Ok(options)
+    }
 }
 
 impl Drop for InitCredsOptions<'_> {
@@ -258,8 +305,9 @@ struct Creds<'c> {
 impl Drop for Creds<'_> {
     fn drop(&mut self) {
         // SAFETY: `raw` was zero-initialised and then filled in by
-        // krb5_get_init_creds_keytab or krb5_get_renewed_creds; freeing the contents of a zeroed or
-        // filled structure is valid.
+        // krb5_get_init_creds_keytab, krb5_get_init_creds_password or
+        // krb5_get_renewed_creds; freeing the contents of a zeroed or filled
+        // structure is valid (and zeroes the session key).
         unsafe { ffi::krb5_free_cred_contents(self.ctx.0, &mut self.raw) }
     }
 }
@@ -550,15 +598,7 @@ pub fn kinit_keytab(request: &TicketRequest<'_>) -> Result<CredentialCache, Kerb
     for entry in keys {
         keytab.add(&client, entry)?;
     }
-    let options = InitCredsOptions::new(&ctx)?;
-    if let Some(lifetime) = request.lifetime {
-        // SAFETY: `options.raw` is a live options structure.
-        unsafe { ffi::krb5_get_init_creds_opt_set_tkt_life(options.raw, clamp_deltat(lifetime)) }
-    }
-    if let Some(renew) = request.renew_lifetime {
-        // SAFETY: `options.raw` is a live options structure.
-        unsafe { ffi::krb5_get_init_creds_opt_set_renew_life(options.raw, clamp_deltat(renew)) }
-    }
+    let options = InitCredsOptions::with_lifetimes(&ctx, request.lifetime, request.renew_lifetime)?;
 
     let mut creds = Creds {
         ctx: &ctx,
@@ -599,11 +639,102 @@ pub fn kinit_keytab(request: &TicketRequest<'_>) -> Result<CredentialCache, Kerb
         other => other,
     })?;
 
-    // SAFETY: on success libkrb5 filled `creds.raw` with valid principals
-    // and counted buffers, which stay alive until `creds` is dropped.
+    Ok(initial_cache(&creds))
+}
+
+/// Obtains an initial ticket for `principal` with its password (as `kinit`
+/// does, but in-process and without a prompter) and returns a credential
+/// cache holding it, ready to be serialised.
+///
+/// The password is refused before libkrb5 is loaded with it when it is
+/// empty, contains a NUL byte (C would cut it there and try a different
+/// password than the one typed) or is longer than [`MAX_PASSWORD_BYTES`].
+/// A password the KDC does not accept is [`KerberosError::PasswordRejected`];
+/// every other failure (unknown principal, expired password, KDC
+/// unreachable, …) is [`KerberosError::Library`] with libkrb5's code.
+pub fn kinit_password(
+    principal: &str,
+    password: &SecretBytes,
+    lifetime: Option<u32>,
+    renew_lifetime: Option<u32>,
+) -> Result<CredentialCache, KerberosError> {
+    let password = c_password(password)?;
+    let ctx = Context::new()?;
+    let client = OwnedPrincipal::parse(&ctx, principal)?;
+    let options = InitCredsOptions::with_lifetimes(&ctx, lifetime, renew_lifetime)?;
+    let mut creds = Creds {
+        ctx: &ctx,
+        // SAFETY: all-zero is the documented initial state of krb5_creds.
+        raw: unsafe { std::mem::zeroed() },
+    };
+    // SAFETY: every pointer argument is live for the duration of the call;
+    // `password` is NUL-terminated (checked by `c_password`) and only read:
+    // libkrb5 points a krb5_data at it and zeroes the keys it derives. A
+    // null prompter means libkrb5 fails instead of asking anything (an
+    // expired password is an error, not a password change); a null
+    // in_tkt_service asks for the TGT of the client's realm.
+    let code = unsafe {
+        ffi::krb5_get_init_creds_password(
+            ctx.0,
+            &mut creds.raw,
+            client.raw,
+            password.as_bytes().as_ptr().cast(),
+            None,
+            ptr::null_mut(),
+            0,
+            ptr::null(),
+            options.raw,
+        )
+    };
+    drop(password);
+    if WRONG_KEY_CODES.contains(&code) {
+        // SAFETY: `client.raw` is a valid principal from krb5_parse_name.
+        let name = unsafe { principal_from_raw(client.raw) }.to_string_lossy();
+        return Err(KerberosError::PasswordRejected {
+            principal: crate::ccache::shorten(name),
+            code,
+            message: ctx.message(code),
+        });
+    }
+    ctx.check(
+        code,
+        &format!("getting a ticket for {principal} with a password"),
+    )?;
+    Ok(initial_cache(&creds))
+}
+
+/// A NUL-terminated copy of `password` for libkrb5, in a buffer that is
+/// wiped on drop and allocated once at its final size (a reallocation would
+/// leave an unwiped copy behind).
+fn c_password(password: &SecretBytes) -> Result<SecretBytes, KerberosError> {
+    let bytes = password.as_bytes();
+    if bytes.is_empty() {
+        // libkrb5 would turn to the (absent) prompter for one.
+        return Err(KerberosError::InvalidArgument("empty password".into()));
+    }
+    if bytes.contains(&0) {
+        return Err(KerberosError::InvalidArgument(
+            "password contains a NUL byte".into(),
+        ));
+    }
+    if bytes.len() > MAX_PASSWORD_BYTES {
+        return Err(KerberosError::InvalidArgument(format!(
+            "password longer than {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    let mut terminated = Vec::with_capacity(bytes.len() + 1);
+    terminated.extend_from_slice(bytes);
+    terminated.push(0);
+    Ok(SecretBytes::new(terminated))
+}
+
+/// The cache `kinit` would write for freshly obtained initial credentials.
+fn initial_cache(creds: &Creds<'_>) -> CredentialCache {
+    // SAFETY: only called after libkrb5 filled `creds.raw` successfully with
+    // valid principals and counted buffers, alive until `creds` is dropped.
     let credential = unsafe { credential_from_raw(&creds.raw) };
     let mut cache = CredentialCache::new(credential.client.clone(), vec![credential]);
-    if let Some(offset) = time_offset(&ctx) {
+    if let Some(offset) = time_offset(creds.ctx) {
         // Header tag 1 records the KDC clock offset, as MIT's FILE cache
         // does, so later users of the cache correct for a skewed clock.
         cache.header.push(TaggedData {
@@ -611,7 +742,7 @@ pub fn kinit_keytab(request: &TicketRequest<'_>) -> Result<CredentialCache, Kerb
             data: offset,
         });
     }
-    Ok(cache)
+    cache
 }
 
 fn clamp_deltat(seconds: u32) -> ffi::krb5_deltat {
@@ -819,6 +950,81 @@ mod tests {
             KerberosError::NoKey { principal } => assert_eq!(principal, "carol@FIXTURE.TEST"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    fn secret(bytes: &[u8]) -> SecretBytes {
+        SecretBytes::new(bytes.to_vec())
+    }
+
+    #[test]
+    fn the_c_password_is_a_terminated_copy() {
+        let copy = c_password(&secret(b"hunter2")).unwrap();
+        assert_eq!(copy.as_bytes(), b"hunter2\0");
+        let longest = vec![b'x'; MAX_PASSWORD_BYTES];
+        assert_eq!(
+            c_password(&secret(&longest)).unwrap().as_bytes().len(),
+            MAX_PASSWORD_BYTES + 1
+        );
+    }
+
+    #[test]
+    fn bad_passwords_are_refused_before_libkrb5() {
+        // No KDC serves FIXTURE.TEST: anything that reached libkrb5 would
+        // come back as a Library error from the KDC lookup instead.
+        let too_long = vec![b'x'; MAX_PASSWORD_BYTES + 1];
+        for (password, why) in [
+            (&b""[..], "invalid argument: empty password"),
+            (
+                b"hunter\x002",
+                "invalid argument: password contains a NUL byte",
+            ),
+            (
+                &too_long,
+                "invalid argument: password longer than 8192 bytes",
+            ),
+        ] {
+            let err =
+                kinit_password("alice@FIXTURE.TEST", &secret(password), None, None).unwrap_err();
+            assert!(matches!(err, KerberosError::InvalidArgument(_)), "{err:?}");
+            assert_eq!(err.to_string(), why);
+            assert_eq!(err.code(), None);
+        }
+        // The longest password allowed does reach libkrb5.
+        let longest = vec![b'x'; MAX_PASSWORD_BYTES];
+        let err = kinit_password("alice@FIXTURE.TEST", &secret(&longest), None, None).unwrap_err();
+        assert!(matches!(err, KerberosError::Library { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("getting a ticket for alice@FIXTURE.TEST with a password: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_copy_of_the_password_is_wiped_before_it_is_freed() {
+        use crate::secret::leak_check::{freed_with_marker, MARKER};
+        let before = freed_with_marker();
+        // Through libkrb5 (which fails at the KDC lookup) and back: our
+        // NUL-terminated copy and the caller's buffer are wiped when freed.
+        let password = SecretBytes::new(MARKER.to_vec());
+        let err = kinit_password("alice@FIXTURE.TEST", &password, Some(60), Some(120)).unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("leak-check"), "{shown}");
+        drop(password);
+        // Refused before libkrb5: the copy is never made, the caller's wiped.
+        // (Sized up front: pushing onto `MARKER.to_vec()` would reallocate
+        // and free an unwiped copy, which this test caught once.)
+        let mut with_nul = Vec::with_capacity(MARKER.len() + 1);
+        with_nul.extend_from_slice(MARKER);
+        with_nul.push(0);
+        let with_nul = SecretBytes::new(with_nul);
+        assert!(kinit_password("alice@FIXTURE.TEST", &with_nul, None, None).is_err());
+        drop(with_nul);
+        assert_eq!(freed_with_marker(), before);
+
+        // The check itself works: a plain Vec holding the marker is counted.
+        drop(std::hint::black_box(MARKER.to_vec()));
+        assert_eq!(freed_with_marker(), before + 1);
     }
 
     #[test]

@@ -4,9 +4,7 @@
 
 #![allow(non_camel_case_types)]
 
-#[cfg(test)]
-use libc::c_void;
-use libc::{c_char, c_uint, size_t};
+use libc::{c_char, c_int, c_uint, c_void, size_t};
 
 pub type krb5_error_code = i32;
 pub type krb5_magic = i32;
@@ -109,6 +107,24 @@ pub struct krb5_get_init_creds_opt {
     _private: [u8; 0],
 }
 
+/// Only ever passed as a null prompter: pamkrb never lets libkrb5 ask for
+/// anything, so the prompt structure stays opaque.
+#[repr(C)]
+pub struct krb5_prompt {
+    _private: [u8; 0],
+}
+
+pub type krb5_prompter_fct = Option<
+    unsafe extern "C" fn(
+        context: krb5_context,
+        data: *mut c_void,
+        name: *const c_char,
+        banner: *const c_char,
+        num_prompts: c_int,
+        prompts: *mut krb5_prompt,
+    ) -> krb5_error_code,
+>;
+
 #[link(name = "krb5")]
 extern "C" {
     pub fn krb5_init_context(context: *mut krb5_context) -> krb5_error_code;
@@ -179,6 +195,17 @@ extern "C" {
         creds: *mut krb5_creds,
         client: krb5_principal,
         arg_keytab: krb5_keytab,
+        start_time: krb5_deltat,
+        in_tkt_service: *const c_char,
+        k5_gic_options: *mut krb5_get_init_creds_opt,
+    ) -> krb5_error_code;
+    pub fn krb5_get_init_creds_password(
+        context: krb5_context,
+        creds: *mut krb5_creds,
+        client: krb5_principal,
+        password: *const c_char,
+        prompter: krb5_prompter_fct,
+        data: *mut c_void,
         start_time: krb5_deltat,
         in_tkt_service: *const c_char,
         k5_gic_options: *mut krb5_get_init_creds_opt,

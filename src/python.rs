@@ -10,15 +10,17 @@ use crate::cache_file::{Owner, Replaced};
 use crate::ccache::TicketInfo as NativeTicketInfo;
 use crate::deadline::Deadline;
 use crate::keytab::{self, KeytabError};
+use crate::kinit::KerberosError;
 use crate::pam::{self, PamError};
 use crate::secret::SecretBytes;
 use crate::template::{self, Identity, TemplateError};
-use crate::ticket::{self, Acquisition, TicketError};
+use crate::ticket::{self, Acquisition, PasswordAcquisition, TicketError};
 
 mod exceptions {
     pyo3::import_exception!(pamkrb.exceptions, AuthenticationDenied);
     pyo3::import_exception!(pamkrb.exceptions, PAMSystemError);
     pyo3::import_exception!(pamkrb.exceptions, KerberosError);
+    pyo3::import_exception!(pamkrb.exceptions, KerberosPasswordRejected);
     pyo3::import_exception!(pamkrb.exceptions, TicketNotRenewable);
     pyo3::import_exception!(pamkrb.exceptions, CredentialCacheError);
     pyo3::import_exception!(pamkrb.exceptions, TicketFormatError);
@@ -76,6 +78,11 @@ impl From<NativeError> for PyErr {
             NativeError::Pam(PamError::System { .. }) => {
                 exceptions::PAMSystemError::new_err(message)
             }
+            // A wrong password: the user's failure, told apart from a
+            // system failure by its class.
+            NativeError::Ticket(TicketError::Kerberos(
+                e @ KerberosError::PasswordRejected { .. },
+            )) => exceptions::KerberosPasswordRejected::new_err((message, e.code())),
             NativeError::Ticket(TicketError::Kerberos(e)) => {
                 exceptions::KerberosError::new_err((message, e.code()))
             }
@@ -409,6 +416,47 @@ fn obtain_ticket(
     installation(py, installed)
 }
 
+/// Gets a ticket for `principal` with `password` (in-process, libkrb5, no
+/// prompter) and installs it at `ccache` exactly as `obtain_ticket` does.
+/// The password bytearray is copied into a buffer that is wiped on drop and
+/// zeroed before anything else happens, on every path. Raises
+/// KerberosPasswordRejected when the KDC does not accept the password,
+/// KerberosError for anything else (an empty password, a NUL byte or more
+/// than 8 KiB without asking the KDC, code None).
+#[pyfunction]
+#[pyo3(signature = (principal, password, ccache, *, uid=None, gid=None, lifetime=None, renew_lifetime=None, deadline=None))]
+#[allow(clippy::too_many_arguments)] // mirrors the keyword-only Python signature
+fn obtain_ticket_with_password(
+    py: Python<'_>,
+    principal: &str,
+    password: &Bound<'_, PyByteArray>,
+    ccache: &str,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    lifetime: Option<u32>,
+    renew_lifetime: Option<u32>,
+    deadline: Option<f64>,
+) -> PyResult<Installation> {
+    let password = take_secret(password);
+    let owner = owner(uid, gid)?;
+    let deadline = deadline.map(monotonic_deadline).transpose()?;
+    let installed = py
+        .detach(|| {
+            ticket::obtain_with_password(&PasswordAcquisition {
+                principal,
+                password: &password,
+                cache: Path::new(ccache),
+                owner,
+                lifetime,
+                renew_lifetime,
+                deadline,
+            })
+        })
+        .map_err(NativeError::from)?;
+    drop(password);
+    installation(py, installed)
+}
+
 fn owner(uid: Option<u32>, gid: Option<u32>) -> PyResult<Option<Owner>> {
     match (uid, gid) {
         (Some(uid), Some(gid)) => Ok(Some(Owner { uid, gid })),
@@ -586,6 +634,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<KeytabEntry>()?;
     m.add_function(wrap_pyfunction!(pam_authenticate, m)?)?;
     m.add_function(wrap_pyfunction!(obtain_ticket, m)?)?;
+    m.add_function(wrap_pyfunction!(obtain_ticket_with_password, m)?)?;
     m.add_function(wrap_pyfunction!(renew_ticket, m)?)?;
     m.add_function(wrap_pyfunction!(read_cache, m)?)?;
     m.add_function(wrap_pyfunction!(install_cache, m)?)?;

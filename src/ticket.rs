@@ -1,5 +1,5 @@
-//! Obtaining and inspecting a user's ticket: kinit from the keytab or a
-//! renewal of the cache's own TGT, write the cache safely, read it back
+//! Obtaining and inspecting a user's ticket: kinit from the keytab or with
+//! the user's password, or a renewal of the cache's own TGT, write the cache safely, read it back
 //! cheaply, and move a cache's bytes between hosts. Glue between `kinit`,
 //! `ccache` and `cache_file`.
 
@@ -11,6 +11,7 @@ use crate::ccache::{self, CcacheError, Credential, CredentialCache, Principal, T
 use crate::deadline::Deadline;
 use crate::keytab::{self, Keytab, KeytabError};
 use crate::kinit::{self, KerberosError};
+use crate::secret::SecretBytes;
 
 /// Credential caches hold a handful of tickets; anything this large is not
 /// a cache pamkrb wrote and is not worth reading on every save.
@@ -82,6 +83,21 @@ pub struct Acquisition<'a> {
     pub deadline: Option<Deadline>,
 }
 
+/// Whose password, and where the ticket goes: as [`Acquisition`], with the
+/// password in place of the keytab.
+pub struct PasswordAcquisition<'a> {
+    pub principal: &'a str,
+    /// Only read (copied into another wiping buffer for libkrb5), never kept.
+    pub password: &'a SecretBytes,
+    pub cache: &'a Path,
+    /// Owner of the written cache; `None` for the calling user.
+    pub owner: Option<Owner>,
+    pub lifetime: Option<u32>,
+    pub renew_lifetime: Option<u32>,
+    /// As in [`Acquisition`]: checked before the KDC and before the rename.
+    pub deadline: Option<Deadline>,
+}
+
 /// What `obtain` installed, and what it replaced to do so.
 #[derive(Debug)]
 pub struct Installation {
@@ -114,17 +130,51 @@ pub fn obtain(request: &Acquisition<'_>) -> Result<Installation, TicketError> {
     })
     .map_err(|err| describe_keytab(err, request.keytab, &file.keytab))?;
     drop(file);
-    let installed =
-        install_cache(&cache, request.cache, request.owner, request.deadline).map_err(|err| {
-            match err {
-                TicketError::DeadlinePassed { .. } => gave_up("after the KDC answered"),
-                other => other,
-            }
-        })?;
+    install_initial(&cache, request.cache, request.owner, request.deadline)
+}
+
+/// Gets a fresh ticket with the user's password (in-process, no prompter)
+/// and atomically replaces the cache with it, exactly as [`obtain`] does
+/// with a keytab. Blocks on the KDC. A password the KDC does not accept is
+/// [`KerberosError::PasswordRejected`]; nothing is installed then.
+pub fn obtain_with_password(
+    request: &PasswordAcquisition<'_>,
+) -> Result<Installation, TicketError> {
+    if request.deadline.is_some_and(|d| d.has_passed()) {
+        return Err(TicketError::DeadlinePassed {
+            path: request.cache.display().to_string(),
+            when: "before contacting the KDC",
+        });
+    }
+    let cache = kinit::kinit_password(
+        request.principal,
+        request.password,
+        request.lifetime,
+        request.renew_lifetime,
+    )?;
+    install_initial(&cache, request.cache, request.owner, request.deadline)
+}
+
+/// Installs a cache the KDC has just issued (the tail of [`obtain`] and
+/// [`obtain_with_password`]): a deadline that passes now passed after the
+/// KDC answered.
+fn install_initial(
+    contents: &CredentialCache,
+    cache: &Path,
+    owner: Option<Owner>,
+    deadline: Option<Deadline>,
+) -> Result<Installation, TicketError> {
+    let installed = install_cache(contents, cache, owner, deadline).map_err(|err| match err {
+        TicketError::DeadlinePassed { path, .. } => TicketError::DeadlinePassed {
+            path,
+            when: "after the KDC answered",
+        },
+        other => other,
+    })?;
     log::debug!(
         "installed a ticket for {} in {}, valid until {}",
         installed.ticket.principal,
-        request.cache.display(),
+        cache.display(),
         installed.ticket.expires_at
     );
     Ok(installed)
@@ -386,10 +436,6 @@ fn unix_now() -> u32 {
         .unwrap_or(u32::MAX)
 }
 
-/// KDC_ERR_PREAUTH_FAILED and KRB5KRB_AP_ERR_BAD_INTEGRITY: the key in the
-/// keytab is not the principal's current key.
-const STALE_KEY_CODES: [i32; 2] = [-1_765_328_360, -1_765_328_353];
-
 /// Turns "no key for" into a keytab error naming the file and what it
 /// holds, and says what the admin must do when the keytab's key is out of
 /// date (libkrb5 only says "Preauthentication failed" or "Decrypt integrity
@@ -404,7 +450,8 @@ fn describe_keytab(err: KerberosError, path: &Path, keytab: &Keytab) -> TicketEr
             code,
             mut message,
         } => {
-            if STALE_KEY_CODES.contains(&code) {
+            // With a keytab, a key the KDC does not accept is a stale one.
+            if kinit::WRONG_KEY_CODES.contains(&code) {
                 message.push_str(&format!(
                     "; the key in {} does not match the KDC's current key version \
                      (kvno): the principal was re-keyed after the keytab was written. \
@@ -437,7 +484,7 @@ mod tests {
     fn stale_key_gets_the_kvno_hint() {
         let err = KerberosError::Library {
             action: "getting a ticket".into(),
-            code: STALE_KEY_CODES[0],
+            code: kinit::WRONG_KEY_CODES[0],
             message: "Preauthentication failed".into(),
         };
         let err = describe_keytab(err, Path::new("/home/a/a.keytab"), &multi()).to_string();
@@ -517,6 +564,42 @@ mod tests {
                  nothing was installed",
                 cache.display()
             )
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_password_obtain_stops_before_the_kdc_on_bad_input_or_a_passed_deadline() {
+        let dir = nix::unistd::mkdtemp("/tmp/pamkrb-password-XXXXXX").unwrap();
+        let cache = dir.join("cc");
+        let request = |password: &SecretBytes, deadline| {
+            obtain_with_password(&PasswordAcquisition {
+                principal: "a@NO.SUCH.REALM",
+                password,
+                cache: &cache,
+                owner: None,
+                lifetime: None,
+                renew_lifetime: None,
+                deadline,
+            })
+            .unwrap_err()
+        };
+        let err = request(
+            &SecretBytes::new(b"right".to_vec()),
+            Deadline::from_monotonic_secs(0.0),
+        );
+        assert!(
+            matches!(err, TicketError::DeadlinePassed { when, .. } if when == "before contacting the KDC"),
+            "{err:?}"
+        );
+        let err = request(&SecretBytes::new(b"a\0b".to_vec()), None);
+        assert!(
+            matches!(
+                err,
+                TicketError::Kerberos(KerberosError::InvalidArgument(_))
+            ),
+            "{err:?}"
         );
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         std::fs::remove_dir_all(&dir).unwrap();

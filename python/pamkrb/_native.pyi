@@ -86,6 +86,25 @@ def obtain_ticket(
     passed (checked before contacting the KDC and just before the rename),
     nothing is installed and KerberosError is raised."""
 
+def obtain_ticket_with_password(
+    principal: str,
+    password: bytearray,
+    ccache: str,
+    *,
+    uid: int | None = None,
+    gid: int | None = None,
+    lifetime: int | None = None,
+    renew_lifetime: int | None = None,
+    deadline: float | None = None,
+) -> Installation:
+    """Get a ticket for ``principal`` with its Kerberos password (in-process,
+    no prompter) and install it at ``ccache`` as obtain_ticket does (owned by
+    uid/gid, mode 0600, atomically; ``deadline`` likewise). ``password`` is
+    zeroed before this returns or raises. KerberosPasswordRejected when the
+    KDC does not accept the password; KerberosError otherwise (``code`` None
+    for an empty password, a NUL byte or more than 8 KiB, refused without
+    asking the KDC)."""
+
 def renew_ticket(
     principal: str,
     ccache: str,

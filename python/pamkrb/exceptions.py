@@ -36,6 +36,17 @@ class KerberosError(PamkrbError):
         return str(self.args[0]) if self.args else ""
 
 
+class KerberosPasswordRejected(KerberosError):
+    """The KDC did not accept the password given for a principal
+    (KDC_ERR_PREAUTH_FAILED, or a reply the password could not decrypt:
+    KRB5KRB_AP_ERR_BAD_INTEGRITY). This is the user's failure, a wrong
+    password, not the system's; nothing was installed. The message names the
+    principal, never the password. ``code`` is the krb5 error code.
+
+    An unknown principal, an expired password or an unreachable KDC are
+    plain KerberosError."""
+
+
 class TicketNotRenewable(KerberosError):
     """The ticket in the cache cannot be renewed: it was not issued
     renewable, it has already expired, or its renewal window (renew_until)
@@ -89,6 +100,7 @@ __all__ = [
     "CredentialCacheError",
     "InvalidUsername",
     "KerberosError",
+    "KerberosPasswordRejected",
     "KeytabError",
     "PAMSystemError",
     "PamkrbError",
