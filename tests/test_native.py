@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +22,7 @@ from pamkrb.exceptions import (
     CredentialCacheError,
     InvalidUsername,
     KerberosError,
+    KerberosPasswordRejected,
     KeytabError,
     PamkrbError,
     PAMSystemError,
@@ -203,6 +205,8 @@ def test_every_exception_is_a_pamkrb_error():
         assert issubclass(cls, PamkrbError)
     # A broker that catches KerberosError for "no fresh ticket" catches this too.
     assert issubclass(TicketNotRenewable, KerberosError)
+    # Code that only knows KerberosError still treats a wrong password as a failure.
+    assert issubclass(KerberosPasswordRejected, KerberosError)
 
 
 def _require_root():
@@ -604,3 +608,161 @@ def test_read_cache_and_install_cache_move_a_ticket(renew_realm, renew_user, wor
             str(wrong), data, principal=f"someone-else@{renew_realm.name}", uid=renew_user.uid, gid=renew_user.gid
         )
     assert not wrong.exists()
+
+
+# -- obtain_ticket_with_password: password kinit in-process ---------------------------
+
+KDC_ERR_PREAUTH_FAILED = -1765328360
+KRB5KRB_AP_ERR_BAD_INTEGRITY = -1765328353
+KDC_ERR_C_PRINCIPAL_UNKNOWN = -1765328378
+KDC_ERR_KEY_EXP = -1765328361
+
+
+def _password_principal(realm, user):
+    """``<user>@REALM`` with a random password; (principal, password)."""
+    principal = f"{user.name}@{realm.name}"
+    password = f"Pw-{secrets.token_urlsafe(12)}"
+    realm.kadmin(f"addprinc -pw {password} {principal}")
+    return principal, password
+
+
+def _assert_wiped(buffer):
+    assert buffer == bytearray(len(buffer))
+
+
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        (b"", "empty password"),
+        (b"Marker-\0-Password", "password contains a NUL byte"),
+        (b"Marker" + b"x" * 8192, "password longer than 8192 bytes"),
+    ],
+)
+def test_password_refused_before_the_kdc_is_a_kerberos_error(workdir, password, reason):
+    # Not the user's wrong password: input no KDC could judge, refused first
+    # (no realm needed), with no code; the buffer is zeroed all the same.
+    buffer = bytearray(password)
+    with pytest.raises(KerberosError, match=re.escape(f"invalid argument: {reason}")) as info:
+        _native.obtain_ticket_with_password("a@NO.SUCH.REALM", buffer, str(workdir / "cc"))
+    assert not isinstance(info.value, KerberosPasswordRejected)
+    assert info.value.code is None
+    assert "Marker" not in str(info.value)
+    assert "Marker" not in repr(info.value)
+    _assert_wiped(buffer)
+    assert list(workdir.iterdir()) == []
+
+
+def test_password_buffer_is_wiped_even_when_the_arguments_are_wrong(workdir):
+    buffer = bytearray(b"Marker-Password")
+    with pytest.raises(ValueError, match="together"):
+        _native.obtain_ticket_with_password("a@R", buffer, str(workdir / "cc"), uid=1)
+    _assert_wiped(buffer)
+    buffer = bytearray(b"Marker-Password")
+    with pytest.raises(KerberosError, match=r"deadline \(kdc_timeout\) before contacting the KDC") as info:
+        _native.obtain_ticket_with_password("a@R", buffer, str(workdir / "cc"), deadline=0.0)
+    assert info.value.code is None
+    _assert_wiped(buffer)
+    assert list(workdir.iterdir()) == []
+    with pytest.raises(TypeError):
+        _native.obtain_ticket_with_password("a@R", b"immutable bytes", str(workdir / "cc"))
+
+
+def test_password_kinit_installs_the_users_cache(realm, bare_user, workdir):
+    principal, password = _password_principal(realm, bare_user)
+    cache = workdir / "krb5cc_pw"
+    buffer = bytearray(password.encode())
+    as_before = realm.kdc_requests("AS_REQ")
+
+    installed = _native.obtain_ticket_with_password(
+        principal, buffer, str(cache), uid=bare_user.uid, gid=bare_user.gid, lifetime=3600
+    )
+
+    _assert_wiped(buffer)
+    assert installed.replaced is None
+    info = installed.ticket
+    assert info.principal == principal
+    assert 0 < info.expires_at - info.starts_at <= 3600
+    _assert_owned_0600(cache, bare_user)
+    assert _native.inspect_ticket(str(cache), uid=bare_user.uid) == info
+    klist = realm.klist(cache)
+    assert klist.principal == principal
+    assert f"krbtgt/{realm.name}@{realm.name}" in klist.services
+    assert password.encode() not in cache.read_bytes()
+    # In-process: the KDC saw AS requests (preauth takes two), no kinit ran.
+    assert realm.kdc_requests("AS_REQ") > as_before
+
+
+def test_password_kinit_replaces_a_planted_symlink(realm, bare_user, workdir):
+    principal, password = _password_principal(realm, bare_user)
+    victim = workdir / "precious"
+    victim.write_bytes(b"precious")
+    cache = workdir / "krb5cc_pw"
+    cache.symlink_to(victim)
+    installed = _native.obtain_ticket_with_password(
+        principal, bytearray(password.encode()), str(cache), uid=bare_user.uid, gid=bare_user.gid
+    )
+    assert installed.replaced.kind == "symbolic link"
+    assert victim.read_bytes() == b"precious"
+    _assert_owned_0600(cache, bare_user)
+
+
+def test_wrong_password_is_rejected_and_nothing_installed(realm, bare_user, workdir):
+    principal, password = _password_principal(realm, bare_user)
+    cache = workdir / "krb5cc_pw"
+    wrong = "Wrong-Marker-" + password
+    buffer = bytearray(wrong.encode())
+    with pytest.raises(KerberosPasswordRejected) as info:
+        _native.obtain_ticket_with_password(principal, buffer, str(cache), uid=bare_user.uid, gid=bare_user.gid)
+    _assert_wiped(buffer)
+    assert isinstance(info.value, KerberosError)
+    assert info.value.code in (KDC_ERR_PREAUTH_FAILED, KRB5KRB_AP_ERR_BAD_INTEGRITY)
+    assert str(info.value).startswith(f"the KDC rejected the password for {principal} (")
+    for shown in (str(info.value), repr(info.value), repr(info.value.args)):
+        assert "Marker" not in shown
+        assert password not in shown
+    assert list(workdir.iterdir()) == []
+
+
+def test_unknown_principal_is_not_a_rejected_password(realm, workdir):
+    principal = f"nobody-{secrets.token_hex(4)}@{realm.name}"
+    buffer = bytearray(b"Marker-Password")
+    with pytest.raises(KerberosError) as info:
+        _native.obtain_ticket_with_password(principal, buffer, str(workdir / "cc"))
+    assert not isinstance(info.value, KerberosPasswordRejected)
+    assert info.value.code == KDC_ERR_C_PRINCIPAL_UNKNOWN
+    assert f"getting a ticket for {principal} with a password" in str(info.value)
+    assert "Marker" not in str(info.value)
+    _assert_wiped(buffer)
+    assert list(workdir.iterdir()) == []
+
+
+def test_expired_password_is_not_a_rejected_password(realm, bare_user, workdir):
+    # No prompter: libkrb5 reports the expiry instead of asking for a new one.
+    principal, password = _password_principal(realm, bare_user)
+    realm.kadmin(f'modprinc -pwexpire "2001-01-01 00:00:00" {principal}')
+    buffer = bytearray(password.encode())
+    with pytest.raises(KerberosError) as info:
+        _native.obtain_ticket_with_password(principal, buffer, str(workdir / "cc"))
+    assert not isinstance(info.value, KerberosPasswordRejected)
+    assert info.value.code == KDC_ERR_KEY_EXP
+    _assert_wiped(buffer)
+    assert list(workdir.iterdir()) == []
+
+
+def test_password_kinit_gets_a_renewable_ticket_when_asked(renew_realm, bare_user, workdir, monkeypatch):
+    monkeypatch.setenv("KRB5_CONFIG", str(renew_realm.krb5_conf))
+    principal, password = _password_principal(renew_realm, bare_user)
+    cache = workdir / "krb5cc_pw"
+    buffer = bytearray(password.encode())
+    ticket = _native.obtain_ticket_with_password(
+        principal, buffer, str(cache), uid=bare_user.uid, gid=bare_user.gid, renew_lifetime=RENEWABLE_FOR
+    ).ticket
+    _assert_wiped(buffer)
+    assert ticket.renewable is True
+    assert ticket.renew_until is not None
+    assert ticket.expires_at < ticket.renew_until <= ticket.starts_at + RENEWABLE_FOR
+    _assert_owned_0600(cache, bare_user)
+    # The cache is an ordinary one: a TGS renewal works, no password needed.
+    time.sleep(1.5)
+    renewed = _native.renew_ticket(principal, str(cache), uid=bare_user.uid, gid=bare_user.gid).ticket
+    assert renewed.expires_at > ticket.expires_at
