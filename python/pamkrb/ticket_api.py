@@ -85,8 +85,10 @@ class TicketAPIHandler(APIHandler):
             )
         wait = auth.ticket_rate_limit.take(user.name)
         if wait:
-            self.set_header("Retry-After", str(max(1, round(wait))))
-            self._refuse(429, "too many ticket requests; try again later")
+            error = web.HTTPError(429, "too many ticket requests; try again later")
+            # Tornado clears headers before writing an error: carried to write_error.
+            error.retry_after = max(1, round(wait))
+            raise error
         data = await auth.deliverable_ticket(user.name)
         self.set_header("Content-Type", CONTENT_TYPE)
         self.set_header("Cache-Control", "no-store")
@@ -97,5 +99,7 @@ class TicketAPIHandler(APIHandler):
         # exception's text beyond the message we chose.
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = getattr(exc, "log_message", None) or self._reason
+        if getattr(exc, "retry_after", None):
+            self.set_header("Retry-After", str(exc.retry_after))
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"status": status_code, "message": message}))
