@@ -4,12 +4,13 @@ ticket from the user's keytab, kept fresh and handed to their server."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from functools import partial
 
 from jupyterhub.auth import PAMAuthenticator
 from tornado import web
-from traitlets import Bool, Float, Integer, TraitError, Unicode, default, validate
+from traitlets import Bool, CaselessStrEnum, Float, Integer, TraitError, Unicode, default, validate
 
 from . import _native, lifecycle, metrics
 from .broker import TicketBroker
@@ -18,7 +19,9 @@ from .exceptions import (
     CredentialCacheError,
     InvalidUsername,
     KerberosError,
+    KerberosPasswordRejected,
     KeytabError,
+    LoginRequired,
     PAMSystemError,
     TemplateError,
     TicketFormatError,
@@ -30,6 +33,14 @@ from .ticket_api import RateLimit, TicketAPIHandler
 # PAM's own replies are capped at 512 bytes (PAM_MAX_RESP_SIZE); anything
 # much longer is an attack on the hub's memory, not a password.
 MAX_PASSWORD_BYTES = 8192
+
+# A login's password waits for the allow/block checks between PAM and the
+# ticket; no login takes this long.
+PENDING_PASSWORD_SECONDS = 120
+
+# Sign-ins again (POST /hub/api/pamkrb/ticket) per user per minute: each is
+# a PAM check and a KDC request with a password, so guessing must stay slow.
+SIGN_INS_PER_MINUTE = 5
 
 # What can go wrong between a successful PAM login and a ticket in place;
 # KeyError is pwd's "no such user".
@@ -43,6 +54,11 @@ _TICKET_ERRORS = (
 )
 
 SPAWN_REFUSED = "No Kerberos ticket could be obtained for your server; please contact your administrator."
+
+KERBEROS_PASSWORD_REFUSED = (
+    "Your password was accepted, but the Kerberos server did not accept it: your Kerberos password "
+    "differs from your login password. Please contact your administrator."
+)
 
 LOGIN_REFUSED = (
     "Your password was accepted, but no Kerberos ticket could be obtained for you, "
@@ -182,6 +198,37 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         """,
     )
 
+    credential_source = CaselessStrEnum(
+        ["keytab", "password", "auto"],
+        default_value="keytab",
+        config=True,
+        help="""
+        Where a user's ticket comes from.
+
+        "keytab" (default): the user's keytab (keytab_template), renewed from it
+        for as long as the server runs. "password": the password the user
+        logged in with, in-process (never a subprocess, never stored, wiped
+        after use), renewable for renewable_lifetime (default 7 days for
+        password tickets; the KDC may grant less) and renewed by TGS requests
+        until then; after that the user signs in again from the status bar
+        (POST /hub/api/pamkrb/ticket), without restarting anything. A
+        Kerberos password that differs from the PAM one refuses the login
+        (kinit_required) or lets the user in without a ticket. "auto": the
+        keytab when its file exists, else the password.
+        """,
+    )
+
+    warn_before = Integer(
+        lifecycle.DEFAULT_WARN_BEFORE,
+        min=0,
+        config=True,
+        help="""
+        Seconds: how long before a password ticket can no longer be renewed
+        the status bar asks the user to sign in again (passed to the pamkrb
+        server extension). Default: 3600.
+        """,
+    )
+
     ticket_broker = Bool(
         False,
         config=True,
@@ -284,6 +331,10 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             )
         self._attempts = lifecycle.SingleFlight("pamkrb-kinit")
         self._broker = None
+        # Login passwords between PAM and the ticket (password source only),
+        # by request; wiped when used or after PENDING_PASSWORD_SECONDS.
+        self._pending_passwords: dict[tuple[int, str], tuple[float, bytearray]] = {}
+        self.sign_in_rate_limit = RateLimit(SIGN_INS_PER_MINUTE)
         self.ticket_rate_limit = RateLimit(self.ticket_requests_per_minute)
         for problem in lifecycle.settings_problems(self.refresh_margin, self.refresh_interval, self.ticket_lifetime):
             self.log.warning("PAMKerberosAuthenticator: %s", problem)
@@ -341,6 +392,9 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             if len(encoded[what]) > MAX_PASSWORD_BYTES or 0 in encoded[what]:
                 self.log.warning("PAM Authentication failed (%s): %s too long or has NUL", where, what)
                 return None
+        # The password source needs the password again after the allow
+        # checks; a copy is kept for this request only.
+        keep = bytearray(encoded["password"]) if self.credential_source != "keytab" else None
         loop = asyncio.get_running_loop()
         call = partial(
             _native.pam_authenticate,
@@ -351,8 +405,10 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             remote_host=remote_ip,
             check_account=self.check_account,
         )
+        accepted = False
         try:
             await loop.run_in_executor(self.executor, call)
+            accepted = True
         except AuthenticationDenied as e:
             self.log.warning("PAM Authentication failed (%s): %s", where, e)
             return None
@@ -364,7 +420,23 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             # the call never ran.
             for buffer in encoded.values():
                 buffer[:] = bytes(len(buffer))
+            if keep is not None and not accepted:
+                keep[:] = bytes(len(keep))
+        if keep is not None:
+            self._keep_password(handler, username, keep)
         return username
+
+    def _keep_password(self, handler, username, password: bytearray) -> None:
+        now = time.monotonic()
+        for key, (since, old) in list(self._pending_passwords.items()):
+            if now - since > PENDING_PASSWORD_SECONDS:
+                old[:] = bytes(len(old))
+                del self._pending_passwords[key]
+        self._pending_passwords[(id(handler), username)] = (now, password)
+
+    def _take_password(self, handler, username) -> bytearray | None:
+        pending = self._pending_passwords.pop((id(handler), username), None)
+        return pending[1] if pending else None
 
     async def run_post_auth_hook(self, handler, auth_model):
         """Obtain the ticket once the user is known to be allowed in.
@@ -374,8 +446,15 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         """
         auth_model = await super().run_post_auth_hook(handler, auth_model)
         name = auth_model["name"]
+        password = self._take_password(handler, name)
         try:
-            info = await self.ticket_for(name, "login")
+            info = await self.ticket_for(name, "login", password=password)
+        except KerberosPasswordRejected as e:
+            self.log.error("Login of %s: %s", shown_username(name), e)
+            if self.kinit_required:
+                raise web.HTTPError(403, "%s", KERBEROS_PASSWORD_REFUSED) from None
+            self.log.warning("Login of %s without a Kerberos ticket", shown_username(name))
+            return auth_model
         except _TICKET_ERRORS as e:
             reason = _explain(e, name)
             if self.kinit_required:
@@ -387,6 +466,9 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 raise web.HTTPError(403, "%s", LOGIN_REFUSED) from None
             self.log.warning("Login of %s without a Kerberos ticket: %s", shown_username(name), reason)
             return auth_model
+        finally:
+            if password is not None:
+                password[:] = bytes(len(password))
         if info is not None:
             self.log.info(
                 "Kerberos ticket for %s (%s) valid until %s",
@@ -405,6 +487,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         try:
             await self.ensure_fresh_ticket(user.name, trigger="spawn")
             where = await asyncio.to_thread(self.resolve_user, user.name)
+            source = await asyncio.to_thread(self.source_for, where)
         except _TICKET_ERRORS as e:
             reason = _explain(e, user.name)
             shown = shown_username(user.name)
@@ -415,7 +498,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             return
         # KRB5CCNAME for every Kerberos client in the server and its kernels,
         # and what the pamkrb server extension needs to renew as the user.
-        spawner.environment.update(self.ticket_settings(where).to_env())
+        spawner.environment.update(self.ticket_settings(where, source).to_env())
         if self.ticket_broker:
             self.broker.track(user.name)
 
@@ -441,6 +524,29 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
 
     def get_handlers(self, app):
         return [*super().get_handlers(app), ("/api/pamkrb/ticket", TicketAPIHandler)]
+
+    async def sign_in_again(self, handler, username, password: str) -> bytes:
+        """Check ``password`` with PAM and get a fresh ticket (from it, for a
+        password user; from the keytab otherwise); the new cache's bytes.
+        A wrong password: HTTP 403, nothing changes."""
+        if not password or await self.authenticate(handler, {"username": username, "password": password}) is None:
+            raise web.HTTPError(403, "the password was not accepted")
+        kept = self._take_password(handler, username)
+        try:
+            await self.ticket_for(username, "sign-in", password=kept)
+            where = await asyncio.to_thread(self.resolve_user, username)
+            data = await asyncio.to_thread(_native.read_cache, where.ccache, uid=where.uid)
+        except KerberosPasswordRejected as e:
+            self.log.warning("Sign-in of %s: %s", shown_username(username), e)
+            raise web.HTTPError(403, "the Kerberos server did not accept the password") from None
+        except _TICKET_ERRORS as e:
+            self.log.warning("Sign-in of %s: no ticket: %s", shown_username(username), _explain(e, username))
+            raise web.HTTPError(503, "no Kerberos ticket could be obtained; see the hub log") from None
+        finally:
+            if kept is not None:
+                kept[:] = bytes(len(kept))
+        self.log.info("%s signed in again; new Kerberos ticket", shown_username(username))
+        return data
 
     async def deliverable_ticket(self, username) -> bytes:
         """The user's fresh ticket as FILE ccache bytes, for the API. Also
@@ -476,16 +582,19 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         rule); returns the TicketInfo of the cache, whether renewed or not."""
         return await self.ticket_for(username, trigger, only_if_stale=True)
 
-    async def ticket_for(self, username, trigger, *, only_if_stale=False):
+    async def ticket_for(self, username, trigger, *, only_if_stale=False, password=None):
         """Run one Kerberos attempt for the user, or share the one running.
 
         A login forces a new ticket; spawn and refresh only renew one that
         is not fresh. Either way at most one attempt per user is in flight,
-        and one that outlives kdc_timeout installs nothing.
+        and one that outlives kdc_timeout installs nothing. ``password`` (a
+        bytearray, wiped by the native call) is what a password ticket is
+        made from; without it a password user's ticket can only be renewed.
         """
 
         def attempt(deadline):
             where = self.resolve_user(username)
+            source = self.source_for(where)
             if only_if_stale:
                 metrics.count_check(trigger)
                 info = self._current_info(where, trigger)
@@ -493,12 +602,21 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 if lifecycle.is_fresh(info, where.principal, self.refresh_margin, now):
                     return info
                 # A TGS renewal while the ticket allows one: no keytab, one
-                # cheap KDC request.
-                if lifecycle.is_renewable(info, self.refresh_margin, now):
+                # cheap KDC request. A password ticket is renewed to the end
+                # of its renewable life; a keytab can always start afresh.
+                margin = self.refresh_margin if source == lifecycle.SOURCE_KEYTAB else 0
+                if lifecycle.is_renewable(info, margin, now):
                     renewed = self._renew_ticket(where, trigger, deadline)
                     if renewed is not None:
                         return renewed
             kind = "renewal" if only_if_stale else "acquisition"
+            if source == lifecycle.SOURCE_PASSWORD:
+                if password is None:
+                    raise LoginRequired(
+                        f"the ticket of {where.principal} can no longer be renewed and there is no keytab: "
+                        "the user must sign in again"
+                    )
+                return self._install_password_ticket(where, kind, trigger, deadline, password)
             return self._install_ticket(where, kind, trigger, deadline)
 
         return await self._attempts.run(username, attempt, self.kdc_timeout)
@@ -520,7 +638,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             realm=self.realm,
         )
 
-    def ticket_settings(self, where: UserTicket) -> TicketSettings:
+    def ticket_settings(self, where: UserTicket, source: str = lifecycle.SOURCE_KEYTAB) -> TicketSettings:
         return TicketSettings(
             principal=where.principal,
             keytab=where.keytab,
@@ -530,6 +648,8 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             kdc_timeout=self.kdc_timeout,
             ticket_lifetime=self.ticket_lifetime,
             broker=self.ticket_broker,
+            source=source,
+            warn_before=self.warn_before,
         )
 
     # -- blocking work, on the attempt's own thread ------------------------------
@@ -550,6 +670,28 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             )
             return None
         return info if info.principal == where.principal else None
+
+    def source_for(self, where: UserTicket) -> str:
+        """Where this user's new tickets come from (credential_source)."""
+        if self.credential_source == "auto":
+            # A stat as root, on the attempt's thread.
+            return lifecycle.SOURCE_KEYTAB if os.path.lexists(where.keytab) else lifecycle.SOURCE_PASSWORD
+        return self.credential_source
+
+    def _install_password_ticket(self, where: UserTicket, kind, trigger, deadline, password):
+        with metrics.timed(kind, trigger):
+            installed = _native.obtain_ticket_with_password(
+                where.principal,
+                password,
+                where.ccache,
+                uid=where.uid,
+                gid=where.gid,
+                lifetime=self.ticket_lifetime,
+                renew_lifetime=self.renewable_lifetime or lifecycle.DEFAULT_PASSWORD_RENEWABLE_LIFETIME,
+                deadline=deadline,
+            )
+        self._report_plant(where, installed)
+        return installed.ticket
 
     def _renew_ticket(self, where: UserTicket, trigger, deadline):
         """A TGS renewal of the cache's ticket; None when the KDC will not

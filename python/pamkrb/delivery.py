@@ -9,6 +9,7 @@ server; nothing here is configured separately.
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import time
@@ -52,11 +53,26 @@ def fetch_from_hub(settings: TicketSettings, deadline: float, environ=os.environ
     cache; returns the native Installation. Raises TicketDeliveryError when
     the hub cannot be reached or refuses, and the native errors when what it
     sent is not a valid cache for the user's principal."""
+    return _exchange(settings, deadline, environ, None)
+
+
+def sign_in(settings: TicketSettings, password: str, deadline: float, environ=os.environ) -> Any:
+    """POST the user's password to the hub (sign in again) and install the
+    fresh ticket it answers with; the native Installation. A wrong password
+    is TicketDeliveryError with status 403."""
+    body = json.dumps({"password": password}).encode()
+    return _exchange(settings, deadline, environ, body)
+
+
+def _exchange(settings: TicketSettings, deadline: float, environ, body: bytes | None) -> Any:
     url = ticket_url(environ)
     token = environ.get("JUPYTERHUB_API_TOKEN", "")
     if not token:
         raise TicketDeliveryError("JUPYTERHUB_API_TOKEN is not set: the hub cannot tell who is asking")
-    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    headers = {"Authorization": f"token {token}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST" if body is not None else "GET")
     handlers: list[Any] = [urllib.request.ProxyHandler({})]  # the hub is reached directly, never via a proxy
     context = _ssl_context(environ)
     if context is not None:
@@ -79,8 +95,6 @@ def fetch_from_hub(settings: TicketSettings, deadline: float, environ=os.environ
 
 def _hub_message(error: urllib.error.HTTPError) -> str:
     try:
-        import json
-
         return str(json.loads(error.read(4096)).get("message") or error.reason)
     except Exception:  # the body is the hub's to format; the status code says enough
         return str(error.reason)

@@ -54,6 +54,11 @@ class TicketNotRenewable(KerberosError):
     installed and no KDC was asked. ``code`` is None."""
 
 
+class LoginRequired(KerberosError):
+    """A password user's ticket can no longer be renewed (its renewable life
+    is over) and there is no keytab: only signing in again gives a new one."""
+
+
 class KeytabError(PamkrbError):
     """The keytab cannot be used: missing, empty, larger than 1 MiB, not a
     single regular file, reached through a symbolic link in any component of
@@ -102,6 +107,7 @@ __all__ = [
     "KerberosError",
     "KerberosPasswordRejected",
     "KeytabError",
+    "LoginRequired",
     "PAMSystemError",
     "PamkrbError",
     "TemplateError",

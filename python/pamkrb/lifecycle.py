@@ -50,6 +50,14 @@ renewed (KDC down, keytab gone) is not retried in a tight loop."""
 MAX_BACKOFF = 300.0
 """Seconds: the longest wait between retries after failures."""
 
+DEFAULT_PASSWORD_RENEWABLE_LIFETIME = 7 * 24 * 3600
+"""Seconds of renewable life asked for a ticket made from a password; the
+KDC may grant less. After it the user signs in again."""
+
+DEFAULT_WARN_BEFORE = 3600
+"""Seconds before a password ticket's renewable life ends that the status
+bar asks the user to sign in again."""
+
 DEFAULT_PRINCIPAL_TEMPLATE = "{username}@{realm}"
 DEFAULT_KEYTAB_TEMPLATE = "/home/{username}/{username}.keytab"
 DEFAULT_CCACHE_TEMPLATE = "/tmp/krb5cc_{uid}"
@@ -197,6 +205,8 @@ ENV_REFRESH_INTERVAL = "PAMKRB_REFRESH_INTERVAL"
 ENV_KDC_TIMEOUT = "PAMKRB_KDC_TIMEOUT"
 ENV_TICKET_LIFETIME = "PAMKRB_TICKET_LIFETIME"
 ENV_TICKET_BROKER = "PAMKRB_TICKET_BROKER"
+ENV_CREDENTIAL_SOURCE = "PAMKRB_CREDENTIAL_SOURCE"
+ENV_WARN_BEFORE = "PAMKRB_WARN_BEFORE"
 ENV_KRB5CCNAME = "KRB5CCNAME"
 ENV_NAMES = frozenset(
     {
@@ -209,6 +219,8 @@ ENV_NAMES = frozenset(
         ENV_KDC_TIMEOUT,
         ENV_TICKET_LIFETIME,
         ENV_TICKET_BROKER,
+        ENV_CREDENTIAL_SOURCE,
+        ENV_WARN_BEFORE,
     }
 )
 """Everything the hub puts in a server's environment for pamkrb: per user,
@@ -229,6 +241,10 @@ class TicketSettings:
     # True: the hub renews and the server fetches its ticket from the hub's
     # API (the ticket broker); False: the server renews from the keytab.
     broker: bool = False
+    # Where new tickets come from: SOURCE_KEYTAB, or SOURCE_PASSWORD (then
+    # only TGS renewals until renew_until, and the user signs in again).
+    source: str = "keytab"
+    warn_before: int = DEFAULT_WARN_BEFORE
 
     @property
     def renewed_by(self) -> str:
@@ -248,9 +264,11 @@ class TicketSettings:
         }
         if self.ticket_lifetime is not None:
             env[ENV_TICKET_LIFETIME] = str(self.ticket_lifetime)
+        env[ENV_CREDENTIAL_SOURCE] = self.source
+        env[ENV_WARN_BEFORE] = str(self.warn_before)
         if self.broker:
             env[ENV_TICKET_BROKER] = "1"
-        else:
+        elif self.source == SOURCE_KEYTAB:
             env[ENV_KEYTAB] = self.keytab
         return env
 
@@ -271,9 +289,14 @@ class TicketSettings:
             "kdc_timeout": _number(environ.get(ENV_KDC_TIMEOUT), float, DEFAULT_KDC_TIMEOUT),
             "ticket_lifetime": _number(environ.get(ENV_TICKET_LIFETIME), int, None),
             "broker": environ.get(ENV_TICKET_BROKER, "") == "1",
+            "source": environ.get(ENV_CREDENTIAL_SOURCE, "") or SOURCE_KEYTAB,
+            "warn_before": _number(environ.get(ENV_WARN_BEFORE), int, DEFAULT_WARN_BEFORE),
         }
         values.update(given)
-        needed = ("principal", "ccache") if values["broker"] else ("principal", "keytab", "ccache")
+        if values["source"] not in SOURCES:
+            values["source"] = SOURCE_KEYTAB
+        keytab_needed = not values["broker"] and values["source"] == SOURCE_KEYTAB
+        needed = ("principal", "keytab", "ccache") if keytab_needed else ("principal", "ccache")
         missing = [name for name in needed if not values[name]]
         if missing:
             return None, missing
@@ -331,6 +354,7 @@ class TicketState(str, enum.Enum):
     MISSING = "missing"  # no cache, or one we refuse (wrong owner, mode, principal)
     ERROR = "error"  # the last renewal failed and the ticket needs one
     DISABLED = "disabled"  # the server has no Kerberos configuration
+    LOGIN_REQUIRED = "login_required"  # a password ticket ran out: sign in again
 
 
 RENEWED_BY_SERVER, RENEWED_BY_HUB = "server", "hub"
@@ -350,6 +374,8 @@ STATUS_FIELDS = (
     "renew_until",
     "renewed_by",
     "source",
+    "login_required_at",
+    "warn_before",
     "last_refresh",
     "last_error",
     "refresh_margin",
@@ -372,7 +398,13 @@ def is_renewable(info: Any, margin: float, now: float) -> bool:
     return info is not None and bool(info.renew_until) and info.expires_at > now and info.renew_until - now > margin
 
 
-def ticket_state(info: Any, principal: str, margin: float, now: float, last_error: str | None) -> TicketState:
+def ticket_state(
+    info: Any, principal: str, margin: float, now: float, last_error: str | None, *, password: bool = False
+) -> TicketState:
+    """``password``: a ticket nothing but the user can replace (no keytab):
+    gone or expired, it needs a sign-in, not a retry."""
+    if password and (info is None or info.principal != principal or info.expires_at <= now):
+        return TicketState.LOGIN_REQUIRED
     if info is None or info.principal != principal:
         return TicketState.ERROR if last_error else TicketState.MISSING
     if is_fresh(info, principal, margin, now):
@@ -432,6 +464,8 @@ def status(
     triggers: Mapping[str, int] | None = None,
     renewed_by: str | None = None,
     source: str | None = None,
+    login_required_at: float | None = None,
+    warn_before: int | None = None,
 ) -> dict[str, Any]:
     """A status in the shape of STATUS_FIELDS."""
     result = {
@@ -443,6 +477,8 @@ def status(
         "renew_until": iso_time(info.renew_until) if info is not None and info.renew_until else None,
         "renewed_by": renewed_by,
         "source": source,
+        "login_required_at": iso_time(login_required_at),
+        "warn_before": warn_before,
         "last_refresh": iso_time(last_refresh),
         "last_error": last_error,
         "refresh_margin": refresh_margin,

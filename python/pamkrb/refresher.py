@@ -39,12 +39,21 @@ def renew_from_keytab(settings: TicketSettings, deadline: float) -> Any:
     )
 
 
+def renew_from_cache(settings: TicketSettings, deadline: float) -> Any:
+    """A password ticket without the broker: a TGS renewal of the cache's own
+    ticket, as the user, until its renewable life ends (then the user signs
+    in again: TicketNotRenewable)."""
+    return _native.renew_ticket(settings.principal, settings.ccache, deadline=deadline)
+
+
 def source_for(settings: TicketSettings) -> Callable[[TicketSettings, float], Any]:
     """Where this server's renewals come from."""
     if settings.broker:
         from .delivery import fetch_from_hub
 
         return fetch_from_hub
+    if settings.source == lifecycle.SOURCE_PASSWORD:
+        return renew_from_cache
     return renew_from_keytab
 
 
@@ -182,6 +191,16 @@ class TicketRefresher:
         await self.look()
         return True
 
+    async def signed_in(self) -> None:
+        """The user signed in again and a new ticket is in place: forget the
+        failures and look at it now."""
+        self.failures = 0
+        self._retry_at = 0.0
+        self.last_error = None
+        self.last_refresh = self.clock()
+        self.renewals += 1
+        await self.look()
+
     def _report(self, reason: str, result: str, started: float) -> None:
         if self.on_renewal is not None:
             try:
@@ -195,7 +214,8 @@ class TicketRefresher:
         info = await self.look()
         s = self.settings
         now = self.clock()
-        state = lifecycle.ticket_state(info, s.principal, s.refresh_margin, now, self.last_error)
+        password = s.source == lifecycle.SOURCE_PASSWORD
+        state = lifecycle.ticket_state(info, s.principal, s.refresh_margin, now, self.last_error, password=password)
         return lifecycle.status(
             state,
             info=info if info is not None and info.principal == s.principal else None,
@@ -208,5 +228,7 @@ class TicketRefresher:
             renewals=self.renewals,
             triggers=self.triggers,
             renewed_by=s.renewed_by,
-            source=lifecycle.SOURCE_KEYTAB,
+            source=s.source,
+            login_required_at=(info.renew_until or info.expires_at) if password and info is not None else None,
+            warn_before=s.warn_before if password else None,
         )

@@ -22,16 +22,18 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 
 from jupyter_server.extension.application import ExtensionApp
 from tornado import web
 from tornado.ioloop import IOLoop
 from traitlets import Float, Integer, Unicode
 
-from . import lifecycle, metrics
+from . import delivery, lifecycle, metrics
+from .exceptions import PamkrbError, TicketDeliveryError
 from .lifecycle import TicketSettings
 from .refresher import TicketRefresher
-from .status_handlers import StatusAPIHandler, StatusPageHandler
+from .status_handlers import SignInHandler, StatusAPIHandler, StatusPageHandler
 
 CONTENTS_EVENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
 KERNEL_EVENTS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
@@ -136,16 +138,37 @@ class KerberosTicketExtension(ExtensionApp):
             for problem in settings.problems():
                 self.log.warning("pamkrb: %s", problem)
         self.settings["pamkrb_status"] = self.status
+        self.settings["pamkrb_sign_in"] = self.sign_in
 
     async def status(self) -> dict:
         if self.refresher is None:
             return lifecycle.disabled_status(self.disabled_reason or "disabled")
         return await self.refresher.status()
 
+    async def sign_in(self, password: str) -> tuple[int, str]:
+        """Relay a sign-in to the hub and install the ticket it sends back;
+        (HTTP status, message) for the dialog."""
+        if self.refresher is None:
+            return 409, self.disabled_reason or "Kerberos is not configured for this server"
+        settings = self.refresher.settings
+        deadline = time.monotonic() + settings.kdc_timeout * 2
+        try:
+            await asyncio.to_thread(delivery.sign_in, settings, password, deadline)
+        except TicketDeliveryError as e:
+            status = e.status if e.status in (400, 403, 429) else 502
+            self.log.warning("pamkrb: sign-in failed: %s", e)
+            return status, str(e)
+        except PamkrbError as e:
+            self.log.warning("pamkrb: sign-in: the ticket could not be installed: %s", e)
+            return 502, str(e)
+        await self.refresher.signed_in()
+        return 200, "signed in"
+
     def initialize_handlers(self):
         self.handlers.extend(
             [
                 (r"/pamkrb/api/status", StatusAPIHandler),
+                (r"/pamkrb/api/signin", SignInHandler),
                 (r"/pamkrb/status", StatusPageHandler),
             ]
         )

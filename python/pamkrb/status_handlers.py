@@ -33,6 +33,32 @@ class StatusAPIHandler(APIHandler):
         self.finish(json.dumps(await self.settings["pamkrb_status"]()))
 
 
+class SignInHandler(APIHandler):
+    """``POST pamkrb/api/signin`` ``{"password": ...}``: sign in to Kerberos
+    again through the hub, from the status bar's dialog, and install the new
+    ticket here. jupyter_server checks the login and the XSRF token; the
+    password goes to the hub with this server's token and is never logged."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        if len(self.request.body) > 64 * 1024:
+            raise web.HTTPError(413, "request body too large")
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, 'send JSON: {"password": "..."}') from None
+        password = body.get("password") if isinstance(body, dict) else None
+        if not isinstance(password, str) or not password:
+            raise web.HTTPError(400, 'send JSON: {"password": "..."}')
+        status, message = await self.settings["pamkrb_sign_in"](password)
+        self.set_status(status)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps({"message": message, "status": await self.settings["pamkrb_status"]()}))
+
+
 class StatusPageHandler(JupyterHandler):
     auth_resource = AUTH_RESOURCE
 
