@@ -1,0 +1,284 @@
+"""Sites without per-user keytabs: a renewable ticket from the login password,
+renewed by TGS only, and signing in again without restarting anything.
+
+Users here have a password principal in the KDC (``addprinc -pw``) and no
+keytab file at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import stat
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from tornado import web
+
+import sandbox
+from conftest import require_root
+from pamkrb import PAMKerberosAuthenticator, _native
+
+LIFETIME = 60
+RENEWABLE = 180
+
+
+@pytest.fixture(scope="module")
+def pw_realm() -> Iterator[sandbox.Realm]:
+    """60-second tickets renewable for 180 s, as ENVIRONMENT.md describes."""
+    require_root()
+    realm = sandbox.Realm("PASSWORD.TEST", max_life=LIFETIME, max_renewable_life=RENEWABLE)
+    try:
+        realm.start()
+        yield realm
+    finally:
+        realm.close()
+
+
+def password_user(realm: sandbox.Realm, user: sandbox.UnixUser, kerberos_password: str | None = None) -> str:
+    """Give ``user`` a password principal (their PAM password unless told otherwise)."""
+    principal = realm.qualify(user.name)
+    realm.kadmin(f"addprinc -pw {kerberos_password or user.password} {principal}")
+    return principal
+
+
+@pytest.fixture
+def pw_user(pw_realm: sandbox.Realm, bare_user: sandbox.UnixUser) -> sandbox.UnixUser:
+    password_user(pw_realm, bare_user)
+    assert not (bare_user.home / f"{bare_user.name}.keytab").exists()
+    return bare_user
+
+
+def authenticator(pam_service: str, realm: sandbox.Realm, **traits: Any) -> PAMKerberosAuthenticator:
+    return PAMKerberosAuthenticator(service=pam_service, allow_all=True, realm=realm.name, **traits)
+
+
+def log_in(auth: PAMKerberosAuthenticator, user: sandbox.UnixUser) -> Any:
+    data = {"username": user.name, "password": user.password}
+    return asyncio.run(auth.get_authenticated_user(None, data))
+
+
+def with_realm(realm: sandbox.Realm):
+    """KRB5_CONFIG of ``realm`` for this in-process test (libkrb5 reads it per context)."""
+    saved = os.environ.get("KRB5_CONFIG")
+    os.environ["KRB5_CONFIG"] = str(realm.krb5_conf)
+    return saved
+
+
+@pytest.fixture
+def in_pw_realm(pw_realm: sandbox.Realm) -> Iterator[sandbox.Realm]:
+    saved = with_realm(pw_realm)
+    try:
+        yield pw_realm
+    finally:
+        if saved is None:
+            os.environ.pop("KRB5_CONFIG", None)
+        else:
+            os.environ["KRB5_CONFIG"] = saved
+
+
+def test_login_gets_a_renewable_ticket_from_the_password(pam_service, in_pw_realm, pw_user):
+    auth = authenticator(pam_service, in_pw_realm, credential_source="password")
+    as_before = in_pw_realm.kdc_requests("AS_REQ")
+
+    assert log_in(auth, pw_user) is not None
+
+    st = os.lstat(pw_user.default_ccache)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (pw_user.uid, pw_user.gid, 0o600)
+    info = _native.inspect_ticket(str(pw_user.default_ccache), uid=pw_user.uid)
+    assert info.principal == in_pw_realm.qualify(pw_user.name)
+    assert info.renewable
+    assert info.renew_until > info.expires_at
+    assert in_pw_realm.kdc_requests("AS_REQ") > as_before
+    assert in_pw_realm.klist_valid(pw_user.default_ccache)
+
+
+def test_a_different_kerberos_password_is_refused_clearly(pam_service, in_pw_realm, bare_user, caplog):
+    password_user(in_pw_realm, bare_user, kerberos_password=secrets.token_urlsafe(12))
+    auth = authenticator(pam_service, in_pw_realm, credential_source="password")
+
+    with caplog.at_level(logging.INFO), pytest.raises(web.HTTPError) as refused:
+        log_in(auth, bare_user)
+
+    assert refused.value.status_code == 403
+    assert "Kerberos password differs" in refused.value.log_message % refused.value.args
+    assert not os.path.lexists(bare_user.default_ccache)
+    assert bare_user.password not in caplog.text
+    # Without kinit_required the user gets in, without a ticket.
+    lenient = authenticator(pam_service, in_pw_realm, credential_source="password", kinit_required=False)
+    assert log_in(lenient, bare_user) is not None
+    assert not os.path.lexists(bare_user.default_ccache)
+
+
+def test_auto_uses_the_keytab_when_there_is_one_else_the_password(pam_service, in_pw_realm, pw_user, bare_user):
+    auth = authenticator(pam_service, in_pw_realm, credential_source="auto")
+    assert log_in(auth, pw_user) is not None  # no keytab: the password
+    assert in_pw_realm.klist_valid(pw_user.default_ccache)
+
+    # A keytab user whose PAM password is not their Kerberos password: only
+    # the keytab can give them a ticket.
+    principal = in_pw_realm.add_principal(bare_user.name)
+    in_pw_realm.write_keytab(principal, bare_user.home / f"{bare_user.name}.keytab", bare_user.uid, bare_user.gid)
+    assert log_in(auth, bare_user) is not None
+    assert in_pw_realm.klist_valid(bare_user.default_ccache)
+
+
+def test_renewal_without_a_keytab_is_tgs_until_renew_till_then_sign_in(pam_service, in_pw_realm, pw_user):
+    """The hub's own renewals (spawn, refresh) of a password ticket."""
+    auth = authenticator(pam_service, in_pw_realm, credential_source="password", refresh_margin=LIFETIME + 10)
+    assert log_in(auth, pw_user) is not None
+    as_after_login = in_pw_realm.kdc_requests("AS_REQ")
+    tgs_before = in_pw_realm.kdc_requests("TGS_REQ")
+
+    info = asyncio.run(auth.ensure_fresh_ticket(pw_user.name, trigger="spawn"))
+
+    assert in_pw_realm.kdc_requests("TGS_REQ") == tgs_before + 1
+    assert in_pw_realm.kdc_requests("AS_REQ") == as_after_login
+    assert info.renewable
+    # Past renew-till (simulated: a ticket that cannot be renewed) the hub
+    # does not fall back to anything: the user must sign in.
+    in_pw_realm.kadmin(f"modprinc -maxrenewlife 0 {in_pw_realm.qualify(pw_user.name)}")
+    _native.obtain_ticket_with_password(
+        in_pw_realm.qualify(pw_user.name),
+        bytearray(pw_user.password.encode()),
+        str(pw_user.default_ccache),
+        uid=pw_user.uid,
+        gid=pw_user.gid,
+    )
+    from pamkrb.exceptions import LoginRequired
+
+    with pytest.raises(LoginRequired, match="sign in again"):
+        asyncio.run(auth.ensure_fresh_ticket(pw_user.name, trigger="refresh"))
+    in_pw_realm.kadmin(f"modprinc -maxrenewlife {RENEWABLE} {in_pw_realm.qualify(pw_user.name)}")
+
+
+# -- through a real hub: an idle server, the status, signing in again ------------------
+
+
+def hub_for(hub_factory, realm: sandbox.Realm, **traits: Any) -> sandbox.Hub:
+    config = {"PAMKerberosAuthenticator.credential_source": "password", "PAMKerberosAuthenticator.refresh_margin": 30}
+    config.update({f"PAMKerberosAuthenticator.{k}": v for k, v in traits.items()})
+    return hub_factory(config, realm=realm)
+
+
+def server_status(session: Any, hub: sandbox.Hub, user: sandbox.UnixUser) -> dict[str, Any]:
+    return session.get(f"{hub.url}/user/{user.name}/pamkrb/api/status", timeout=30).json()
+
+
+def sign_in_via_server(session: Any, hub: sandbox.Hub, user: sandbox.UnixUser, password: str) -> Any:
+    """What the status bar's dialog sends: POST to the user's own server."""
+    xsrf = session.cookies.get("_xsrf", path=f"/user/{user.name}/") or ""
+    return session.post(
+        f"{hub.url}/user/{user.name}/pamkrb/api/signin",
+        json={"password": password},
+        headers={"X-XSRFToken": xsrf},
+        timeout=60,
+    )
+
+
+def test_idle_server_renews_by_tgs_until_renew_till_then_asks_to_sign_in(hub_factory, pw_realm, pw_user):
+    hub = hub_for(hub_factory, pw_realm)
+    session = sandbox.login_and_spawn(hub, pw_user)
+    as_after_login = pw_realm.kdc_requests("AS_REQ")
+    tgs_before = pw_realm.kdc_requests("TGS_REQ")
+    first = server_status(session, hub, pw_user)
+    assert first["source"] == "password"
+    assert first["login_required_at"] is not None
+    assert first["warn_before"] == 3600
+
+    # Idle until the renewable life is over and the last ticket expired.
+    status = sandbox.wait_until(
+        lambda: (s := server_status(session, hub, pw_user))["state"] == "login_required" and s,
+        timeout=RENEWABLE + 2 * LIFETIME,
+        interval=2,
+        message="the status to ask for a sign-in",
+    )
+    assert pw_realm.kdc_requests("TGS_REQ") > tgs_before, "the server never renewed"
+    assert pw_realm.kdc_requests("AS_REQ") == as_after_login, "a password user's renewals must be TGS only"
+    assert status["login_required_at"] is not None
+
+    # A kernel started before the sign-in sees the new ticket afterwards, under the same KRB5CCNAME.
+    server = f"{hub.url}/user/{pw_user.name}"
+    kernel = sandbox.start_kernel(session, server, "python3")
+    ws = sandbox.kernel_websocket(session, server, kernel)
+    probe = (
+        "import os, subprocess, json\n"
+        "c = os.environ['KRB5CCNAME']\n"
+        "print(json.dumps({'cache': c, 'valid': subprocess.run(['klist', '-s', '-c', c.split(':', 1)[-1]])"
+        ".returncode == 0}))"
+    )
+    try:
+        before = sandbox.kernel_execute(ws, probe)
+        assert '"valid": false' in before["stdout"], before
+        started = time.monotonic()
+        response = sign_in_via_server(session, hub, pw_user, pw_user.password)
+        assert response.status_code == 200, response.text
+        after = sandbox.kernel_execute(ws, probe)
+        elapsed = time.monotonic() - started
+    finally:
+        ws.close()
+    assert '"valid": true' in after["stdout"], after
+    assert response.json()["status"]["state"] == "valid"
+    print(f"sign-in to the kernel seeing the new ticket: {elapsed * 1000:.0f} ms")
+
+
+@pytest.fixture
+def signed_in_hub(hub_factory, pw_realm, pw_user) -> Any:
+    hub = hub_for(hub_factory, pw_realm)
+    session = sandbox.login_and_spawn(hub, pw_user)
+    return hub, session
+
+
+def hub_sign_in(hub: sandbox.Hub, session: Any, body: Any, *, xsrf: bool = True, **kwargs: Any) -> requests.Response:
+    headers = {"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/") or ""} if xsrf else {}
+    return session.post(f"{hub.url}/hub/api/pamkrb/ticket", data=body, headers=headers, timeout=60, **kwargs)
+
+
+def test_hostile_sign_ins_change_nothing(signed_in_hub, pw_realm, pw_user, attacker):
+    import json
+
+    hub, session = signed_in_hub
+    cache = pw_user.default_ccache
+    before = sandbox.FileState.of(cache)
+    as_before = pw_realm.kdc_requests("AS_REQ")
+    attempts = {
+        "wrong password": (hub_sign_in(hub, session, json.dumps({"password": "not-" + pw_user.password})), 403),
+        "empty password": (hub_sign_in(hub, session, json.dumps({"password": ""})), 403),
+        "10 MB body": (hub_sign_in(hub, session, json.dumps({"password": "x" * (10 << 20)})), 413),
+        "not JSON": (hub_sign_in(hub, session, b"password=x"), 400),
+        "missing XSRF": (hub_sign_in(hub, session, json.dumps({"password": pw_user.password}), xsrf=False), 403),
+    }
+    for what, (response, expected) in attempts.items():
+        assert response.status_code == expected, f"{what}: {response.status_code} {response.text[:200]}"
+        assert not response.content.startswith(b"\x05\x04"), what
+    # Another user's login naming the victim.
+    password_user(pw_realm, attacker)
+    other = hub.login(attacker.name, attacker.password).session
+    response = hub_sign_in(hub, other, json.dumps({"password": attacker.password}), params={"user": pw_user.name})
+    assert response.status_code == 403
+    assert sandbox.FileState.of(cache) == before
+    assert pw_realm.kdc_requests("AS_REQ") == as_before + 1  # the attacker's own login only
+    client = requests.Session()
+    client.trust_env = False
+    assert client.get(f"{hub.url}/hub/health", timeout=30).status_code == 200
+    assert pw_user.password not in hub.log_text()
+
+
+def test_sign_in_with_the_right_password_replaces_the_ticket(signed_in_hub, pw_realm, pw_user):
+    import json
+
+    hub, session = signed_in_hub
+    first = os.stat(pw_user.default_ccache).st_ino
+
+    response = hub_sign_in(hub, session, json.dumps({"password": pw_user.password}))
+
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert os.stat(pw_user.default_ccache).st_ino != first
+    assert pw_realm.klist_valid(pw_user.default_ccache)
+    assert pw_user.password not in hub.log_text()
