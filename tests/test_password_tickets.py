@@ -115,17 +115,20 @@ def test_a_different_kerberos_password_is_refused_clearly(pam_service, in_pw_rea
     assert not os.path.lexists(bare_user.default_ccache)
 
 
-def test_auto_uses_the_keytab_when_there_is_one_else_the_password(pam_service, in_pw_realm, pw_user, bare_user):
+def test_auto_uses_the_keytab_when_there_is_one_else_the_password(pam_service, in_pw_realm, pw_user, attacker):
     auth = authenticator(pam_service, in_pw_realm, credential_source="auto")
     assert log_in(auth, pw_user) is not None  # no keytab: the password
     assert in_pw_realm.klist_valid(pw_user.default_ccache)
 
     # A keytab user whose PAM password is not their Kerberos password: only
     # the keytab can give them a ticket.
-    principal = in_pw_realm.add_principal(bare_user.name)
-    in_pw_realm.write_keytab(principal, bare_user.home / f"{bare_user.name}.keytab", bare_user.uid, bare_user.gid)
-    assert log_in(auth, bare_user) is not None
-    assert in_pw_realm.klist_valid(bare_user.default_ccache)
+    keytab_user = attacker
+    principal = in_pw_realm.add_principal(keytab_user.name)
+    in_pw_realm.write_keytab(
+        principal, keytab_user.home / f"{keytab_user.name}.keytab", keytab_user.uid, keytab_user.gid
+    )
+    assert log_in(auth, keytab_user) is not None
+    assert in_pw_realm.klist_valid(keytab_user.default_ccache)
 
 
 def test_renewal_without_a_keytab_is_tgs_until_renew_till_then_sign_in(pam_service, in_pw_realm, pw_user):
