@@ -242,3 +242,45 @@ def test_status_bar_of_a_namespaced_server_says_renewed_by_hub(
         page.screenshot(path=str(artifact_dir(request.node.nodeid) / "renewed-by-hub.png"))
     finally:
         session.close()
+
+
+def test_sign_in_again_from_the_status_bar_without_a_restart(browser, hub_factory, bare_user, request):
+    """A password user whose ticket ran out signs in again from JupyterLab's
+    status bar: the dialog gets a new ticket, the server is not restarted."""
+    from test_password_tickets import password_user
+
+    realm = sandbox.Realm("SIGNIN.TEST", max_life=60, max_renewable_life=60)
+    realm.start()
+    user = bare_user
+    try:
+        password_user(realm, user)
+        hub = hub_factory(
+            {"PAMKerberosAuthenticator.credential_source": "password", "PAMKerberosAuthenticator.refresh_margin": 20},
+            realm=realm,
+        )
+        session = Session(browser, hub, user)
+        try:
+            session.log_in()
+            server_pids = sandbox.singleuser_pids(user.uid)
+            page = session.page
+            page.goto(f"{session.base}/lab")
+            item = page.locator("#pamkrb-status")
+            item.wait_for()
+            # Renewable for 60 s only: without activity it runs out.
+            sandbox.wait_until(
+                lambda: session.status()["state"] == "login_required", timeout=150, interval=2, message="sign-in"
+            )
+            sandbox.wait_until(lambda: "sign in again" in item.inner_text(), timeout=45, interval=0.5, message="label")
+            item.click()
+            page.locator("#pamkrb-signin-password").fill(user.password)
+            page.get_by_role("button", name="Sign in").click()
+            sandbox.wait_until(
+                lambda: session.status()["state"] == "valid", timeout=30, interval=0.5, message="a new ticket"
+            )
+            assert realm.klist_valid(user.default_ccache)
+            assert sandbox.singleuser_pids(user.uid) == server_pids, "the server was restarted"
+            page.screenshot(path=str(artifact_dir(request.node.nodeid) / "signed-in.png"))
+        finally:
+            session.close()
+    finally:
+        realm.close()
