@@ -331,6 +331,8 @@ class TicketState(str, enum.Enum):
     MISSING = "missing"  # no cache, or one we refuse (wrong owner, mode, principal)
     ERROR = "error"  # the last renewal failed and the ticket needs one
     DISABLED = "disabled"  # the server has no Kerberos configuration
+    # expired or past renew_until, and no keytab can renew it: the user must sign in again
+    LOGIN_REQUIRED = "login_required"
 
 
 RENEWED_BY_SERVER, RENEWED_BY_HUB = "server", "hub"
@@ -350,6 +352,8 @@ STATUS_FIELDS = (
     "renew_until",
     "renewed_by",
     "source",
+    "login_required_at",  # when a sign-in becomes necessary (renew_until); null while a keytab renews
+    "warn_before",  # seconds before login_required_at to warn the user; null for no warning
     "last_refresh",
     "last_error",
     "refresh_margin",
@@ -432,6 +436,8 @@ def status(
     triggers: Mapping[str, int] | None = None,
     renewed_by: str | None = None,
     source: str | None = None,
+    login_required_at: float | None = None,
+    warn_before: int | None = None,
 ) -> dict[str, Any]:
     """A status in the shape of STATUS_FIELDS."""
     result = {
@@ -443,6 +449,8 @@ def status(
         "renew_until": iso_time(info.renew_until) if info is not None and info.renew_until else None,
         "renewed_by": renewed_by,
         "source": source,
+        "login_required_at": iso_time(login_required_at),
+        "warn_before": warn_before,
         "last_refresh": iso_time(last_refresh),
         "last_error": last_error,
         "refresh_margin": refresh_margin,
