@@ -3,6 +3,12 @@
  * reported by the pamkrb server extension at `<base url>pamkrb/api/status`,
  * and a Help-menu entry opening the human page at `<base url>pamkrb/status`.
  *
+ * A ticket obtained from the login password can be renewed only until its
+ * `renew_until`; then the user must sign in again. The item warns
+ * `warn_before` seconds ahead, and clicking it (or the Help-menu entry) asks
+ * for the password and posts it to `<base url>pamkrb/api/signin`, which
+ * replaces the ticket without restarting the server or its kernels.
+ *
  * Both UIs load this one plugin: JupyterLab 4 always has a status bar,
  * Notebook 7 only in some views, so the status bar and the main menu are
  * optional and whatever is missing is simply not used.
@@ -12,6 +18,12 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
+import {
+  Dialog,
+  Notification,
+  showDialog,
+  showErrorMessage
+} from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';
 import { IMainMenu } from '@jupyterlab/mainmenu';
 import { ServerConnection } from '@jupyterlab/services';
@@ -23,7 +35,11 @@ import { Widget } from '@lumino/widgets';
 const STATUS_API_PATH = 'pamkrb/api/status';
 const STATUS_PAGE_PATH = 'pamkrb/status';
 const POLL_INTERVAL_MS = 30_000;
+const SIGNIN_API_PATH = 'pamkrb/api/signin';
 const OPEN_STATUS_COMMAND = 'pamkrb:open-status';
+const SIGN_IN_COMMAND = 'pamkrb:sign-in';
+/** The dialog's password field; browser tests find it by this id. */
+const SIGNIN_PASSWORD_ID = 'pamkrb-signin-password';
 
 /** The states the server extension reports, plus our own for "no answer". */
 type TicketState =
@@ -33,6 +49,7 @@ type TicketState =
   | 'missing'
   | 'error'
   | 'disabled'
+  | 'login_required'
   | 'unavailable';
 
 const SERVER_STATES: ReadonlySet<string> = new Set([
@@ -41,7 +58,8 @@ const SERVER_STATES: ReadonlySet<string> = new Set([
   'expired',
   'missing',
   'error',
-  'disabled'
+  'disabled',
+  'login_required'
 ]);
 
 /**
@@ -66,6 +84,10 @@ interface ITicketStatus {
   renew_until: string | null;
   renewed_by: RenewedBy | null;
   source: TicketSource | null;
+  /** When a sign-in becomes necessary; null while a keytab renews. */
+  login_required_at: string | null;
+  /** Seconds before `login_required_at` to warn; null: never warn. */
+  warn_before: number | null;
   last_refresh: string | null;
   last_error: string | null;
   refresh_margin?: number;
@@ -81,6 +103,8 @@ const UNAVAILABLE: ITicketStatus = {
   renew_until: null,
   renewed_by: null,
   source: null,
+  login_required_at: null,
+  warn_before: null,
   last_refresh: null,
   last_error: null
 };
@@ -101,6 +125,10 @@ function parseStatus(body: unknown): ITicketStatus {
     const value = text(key);
     return known.find(candidate => candidate === value) ?? null;
   };
+  const seconds = (key: string): number | null =>
+    typeof raw[key] === 'number' && Number.isFinite(raw[key])
+      ? (raw[key] as number)
+      : null;
   const state = text('state');
   if (state === null || !SERVER_STATES.has(state)) {
     return UNAVAILABLE;
@@ -110,11 +138,12 @@ function parseStatus(body: unknown): ITicketStatus {
     principal: text('principal'),
     ccache: text('ccache'),
     expires_at: text('expires_at'),
-    seconds_left:
-      typeof raw.seconds_left === 'number' ? raw.seconds_left : null,
+    seconds_left: seconds('seconds_left'),
     renew_until: text('renew_until'),
     renewed_by: oneOf('renewed_by', RENEWERS),
     source: oneOf('source', SOURCES),
+    login_required_at: text('login_required_at'),
+    warn_before: seconds('warn_before'),
     last_refresh: text('last_refresh'),
     last_error: text('last_error')
   };
@@ -149,13 +178,53 @@ function shortTime(date: Date): string {
   return `${day} ${hhmm}`;
 }
 
-function label(status: ITicketStatus): string {
+/**
+ * When the user must sign in again, if that is close enough to warn about:
+ * `login_required_at` is at most `warn_before` seconds away (or past) and the
+ * server does not already say so. Null otherwise, and when `warn_before` is
+ * null (the server asks for no warning).
+ */
+function signInDeadline(status: ITicketStatus, now: Date): Date | null {
+  const deadline = parseTime(status.login_required_at);
+  if (
+    deadline === null ||
+    status.warn_before === null ||
+    ['login_required', 'disabled', 'unavailable'].includes(status.state)
+  ) {
+    return null;
+  }
+  const left = (deadline.getTime() - now.getTime()) / 1000;
+  return left <= status.warn_before ? deadline : null;
+}
+
+/** Whether clicking the item should ask for the password. */
+function offersSignIn(status: ITicketStatus, now: Date): boolean {
+  return (
+    status.state === 'login_required' ||
+    status.source === 'password' ||
+    signInDeadline(status, now) !== null
+  );
+}
+
+function label(status: ITicketStatus, now: Date): string {
   const expires = parseTime(status.expires_at);
+  const deadline = signInDeadline(status, now);
+  if (deadline !== null) {
+    return `Kerberos: sign in again before ${shortTime(deadline)}`;
+  }
   switch (status.state) {
     case 'valid': {
-      const valid = expires
-        ? `Kerberos: valid until ${shortTime(expires)}`
-        : 'Kerberos: valid';
+      // A password ticket is renewed only up to renew_until, so that, not
+      // the next renewal, is the time the user needs to know.
+      const loginRequired = parseTime(status.login_required_at);
+      let valid: string;
+      if (status.source === 'password' && loginRequired !== null) {
+        valid = `Kerberos: renewable until ${shortTime(loginRequired)}`;
+      } else {
+        valid = expires
+          ? `Kerberos: valid until ${shortTime(expires)}`
+          : 'Kerberos: valid';
+      }
       // Said up front because this server does not renew a hub-delivered
       // ticket: it stays valid only as long as the hub keeps delivering.
       return status.renewed_by === 'hub'
@@ -174,6 +243,8 @@ function label(status: ITicketStatus): string {
       return 'Kerberos: renewal failed';
     case 'disabled':
       return '';
+    case 'login_required':
+      return 'Kerberos: expired — sign in again';
     case 'unavailable':
       return 'Kerberos: status unavailable';
   }
@@ -184,7 +255,7 @@ const RENEWER_NAMES: Record<RenewedBy, string> = {
   hub: 'the hub'
 };
 
-function tooltip(status: ITicketStatus): string {
+function tooltip(status: ITicketStatus, signIn: boolean): string {
   if (status.state === 'unavailable') {
     return 'The Kerberos ticket status could not be read from the server.';
   }
@@ -206,19 +277,176 @@ function tooltip(status: ITicketStatus): string {
   if (status.renew_until !== null) {
     lines.push(`Renewable until: ${when(status.renew_until)}`);
   }
+  if (status.login_required_at !== null) {
+    lines.push(`Sign-in needed by: ${when(status.login_required_at)}`);
+  }
   lines.push(`Last refresh: ${when(status.last_refresh)}`);
   if (status.last_error !== null) {
     lines.push(`Last error: ${status.last_error}`);
   }
-  lines.push('Click for details.');
+  lines.push(signIn ? 'Click to sign in again.' : 'Click for details.');
   return lines.join('\n');
 }
 
-/** The status-bar widget; `refresh()` fetches and renders. */
+/**
+ * The sign-in dialog's body: one password field. The dialog reads it once,
+ * on accept; it is emptied then and when the dialog closes, so the password
+ * does not linger in the DOM.
+ */
+class PasswordField extends Widget {
+  constructor(principal: string | null) {
+    super();
+    this.addClass('pamkrb-signin');
+    const prompt = document.createElement('label');
+    prompt.htmlFor = SIGNIN_PASSWORD_ID;
+    prompt.textContent =
+      `Your login password${principal ? ` for ${principal}` : ''} gets a new ` +
+      'Kerberos ticket. Running kernels keep going.';
+    this._input = document.createElement('input');
+    this._input.type = 'password';
+    this._input.id = SIGNIN_PASSWORD_ID;
+    this._input.name = 'password';
+    this._input.autocomplete = 'current-password';
+    this._input.className = 'jp-mod-styled';
+    this.node.append(prompt, this._input);
+  }
+
+  /** Called by Dialog on accept only. */
+  getValue(): string {
+    const password = this._input.value;
+    this._input.value = '';
+    return password;
+  }
+
+  dispose(): void {
+    this._input.value = '';
+    super.dispose();
+  }
+
+  private readonly _input: HTMLInputElement;
+}
+
+/** How a `POST pamkrb/api/signin` ended; `retry` asks for the password again. */
+type SignInOutcome =
+  | { ok: true }
+  | { ok: false; message: string; retry: boolean };
+
+async function postPassword(
+  settings: ServerConnection.ISettings,
+  password: string
+): Promise<SignInOutcome> {
+  let response: Response;
+  try {
+    // makeRequest adds the XSRF token the server checks on a POST.
+    response = await ServerConnection.makeRequest(
+      URLExt.join(settings.baseUrl, SIGNIN_API_PATH),
+      { method: 'POST', body: JSON.stringify({ password }) },
+      settings
+    );
+  } catch {
+    return {
+      ok: false,
+      message: 'The server could not be reached; try again.',
+      retry: false
+    };
+  }
+  if (response.ok) {
+    return { ok: true };
+  }
+  switch (response.status) {
+    case 403:
+      return {
+        ok: false,
+        message: 'The password was not accepted.',
+        retry: true
+      };
+    case 429:
+      return {
+        ok: false,
+        message: 'Too many attempts; try again in a minute.',
+        retry: false
+      };
+  }
+  let message = `Sign-in failed (HTTP ${response.status}).`;
+  try {
+    const body = (await response.json()) as { message?: unknown };
+    if (typeof body.message === 'string' && body.message) {
+      message = body.message;
+    }
+  } catch {
+    // Not JSON (a proxy's error page): the status code will do.
+  }
+  return { ok: false, message, retry: false };
+}
+
+/**
+ * Asks for the login password and hands it to the server extension, which
+ * replaces the ticket in place. One dialog at a time, however often the item
+ * or the command is activated.
+ */
+class KerberosSignIn {
+  constructor(private readonly _settings: ServerConnection.ISettings) {}
+
+  /** Called after a successful sign-in: re-read the status now. */
+  onSignedIn: (() => void) | null = null;
+
+  async run(principal: string | null): Promise<void> {
+    if (this._running) {
+      return;
+    }
+    this._running = true;
+    try {
+      await this._prompt(principal);
+    } finally {
+      this._running = false;
+    }
+  }
+
+  private async _prompt(principal: string | null): Promise<void> {
+    for (;;) {
+      const result = await showDialog({
+        title: 'Kerberos sign-in',
+        body: new PasswordField(principal),
+        buttons: [
+          Dialog.cancelButton({ label: 'Cancel' }),
+          Dialog.okButton({ label: 'Sign in' })
+        ],
+        focusNodeSelector: `#${SIGNIN_PASSWORD_ID}`
+      });
+      if (!result.button.accept) {
+        return;
+      }
+      if (!result.value) {
+        continue; // Nothing typed: ask again rather than spend an attempt.
+      }
+      const outcome = await postPassword(this._settings, result.value);
+      if (outcome.ok) {
+        this.onSignedIn?.();
+        Notification.success('Signed in: the Kerberos ticket was renewed.', {
+          autoClose: 5000
+        });
+        return;
+      }
+      await showErrorMessage('Kerberos sign-in', outcome.message);
+      if (!outcome.retry) {
+        return;
+      }
+    }
+  }
+
+  private _running = false;
+}
+
+/**
+ * The status-bar widget; `refresh()` fetches and renders. Activating it
+ * asks for the password when the ticket came from one (or a sign-in is
+ * needed), and opens the status page otherwise.
+ */
 class KerberosStatus extends Widget {
   constructor(
     private readonly _settings: ServerConnection.ISettings,
-    private readonly _openPage: () => void
+    private readonly _openPage: () => void,
+    private readonly _signIn: KerberosSignIn
   ) {
     super({ node: document.createElement('div') });
     this.id = 'pamkrb-status';
@@ -226,11 +454,11 @@ class KerberosStatus extends Widget {
     this.addClass('jp-StatusBar-TextItem');
     this.node.setAttribute('role', 'button');
     this.node.tabIndex = 0;
-    this.node.addEventListener('click', this._openPage);
+    this.node.addEventListener('click', this._activate);
     this.node.addEventListener('keydown', (event: KeyboardEvent) => {
       if (event.key === 'Enter' || event.key === ' ') {
         event.preventDefault();
-        this._openPage();
+        this._activate();
       }
     });
     this._render(UNAVAILABLE);
@@ -240,7 +468,7 @@ class KerberosStatus extends Widget {
   readonly visibilityChanged = new Signal<this, void>(this);
 
   get visible(): boolean {
-    return this._state !== 'disabled';
+    return this._status.state !== 'disabled';
   }
 
   /**
@@ -272,22 +500,32 @@ class KerberosStatus extends Widget {
     return found;
   }
 
+  private readonly _activate = (): void => {
+    if (offersSignIn(this._status, new Date())) {
+      void this._signIn.run(this._status.principal);
+    } else {
+      this._openPage();
+    }
+  };
+
   private _render(status: ITicketStatus): void {
     const wasVisible = this.visible;
-    this._state = status.state;
-    const warning = !['valid', 'disabled', 'unavailable'].includes(
-      status.state
-    );
+    const now = new Date();
+    this._status = status;
+    const signInSoon = signInDeadline(status, now) !== null;
+    const warning =
+      signInSoon ||
+      !['valid', 'disabled', 'unavailable'].includes(status.state);
     this.node.dataset.pamkrbState = status.state;
-    this.node.textContent = label(status);
-    this.node.title = tooltip(status);
+    this.node.textContent = label(status, now);
+    this.node.title = tooltip(status, offersSignIn(status, now));
     this.toggleClass('pamkrb-warning', warning);
     if (wasVisible !== this.visible) {
       this.visibilityChanged.emit();
     }
   }
 
-  private _state: TicketState = 'unavailable';
+  private _status: ITicketStatus = UNAVAILABLE;
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -305,18 +543,30 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const openPage = (): void => {
       window.open(pageUrl, '_blank', 'noopener');
     };
+    const signIn = new KerberosSignIn(settings);
 
     app.commands.addCommand(OPEN_STATUS_COMMAND, {
       label: 'Kerberos ticket status',
       caption: 'Open the Kerberos ticket status page in a new tab',
       execute: openPage
     });
-    mainMenu?.helpMenu.addGroup([{ command: OPEN_STATUS_COMMAND }], 30);
+    // Offered everywhere, not only where the status says "password": the
+    // status bar may be hidden (Notebook 7) or the status unreadable, and a
+    // server without the sign-in endpoint answers with an error message.
+    app.commands.addCommand(SIGN_IN_COMMAND, {
+      label: 'Sign in to Kerberos again…',
+      caption: 'Get a new Kerberos ticket from your login password',
+      execute: () => signIn.run(null)
+    });
+    mainMenu?.helpMenu.addGroup(
+      [{ command: OPEN_STATUS_COMMAND }, { command: SIGN_IN_COMMAND }],
+      30
+    );
 
     if (!statusBar) {
       return;
     }
-    const item = new KerberosStatus(settings, openPage);
+    const item = new KerberosStatus(settings, openPage, signIn);
     statusBar.registerStatusItem(plugin.id, {
       item,
       align: 'left',
@@ -337,6 +587,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       name: 'pamkrb:status',
       standby: 'when-hidden'
     });
+    // The new ticket is the news the user is waiting for: show it now, not
+    // at the next tick.
+    signIn.onSignedIn = () => void poll.refresh();
     // A save is when the server extension refreshes the ticket, so the
     // status is worth re-reading then instead of up to 30 s later.
     app.serviceManager.contents.fileChanged.connect((_, change) => {

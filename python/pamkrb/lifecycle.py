@@ -354,7 +354,8 @@ class TicketState(str, enum.Enum):
     MISSING = "missing"  # no cache, or one we refuse (wrong owner, mode, principal)
     ERROR = "error"  # the last renewal failed and the ticket needs one
     DISABLED = "disabled"  # the server has no Kerberos configuration
-    LOGIN_REQUIRED = "login_required"  # a password ticket ran out: sign in again
+    # expired or past renew_until, and no keytab can renew it: the user must sign in again
+    LOGIN_REQUIRED = "login_required"
 
 
 RENEWED_BY_SERVER, RENEWED_BY_HUB = "server", "hub"
@@ -374,8 +375,8 @@ STATUS_FIELDS = (
     "renew_until",
     "renewed_by",
     "source",
-    "login_required_at",
-    "warn_before",
+    "login_required_at",  # when a sign-in becomes necessary (renew_until); null while a keytab renews
+    "warn_before",  # seconds before login_required_at to warn the user; null for no warning
     "last_refresh",
     "last_error",
     "refresh_margin",

@@ -20,6 +20,7 @@ _LABELS = {
     TicketState.MISSING: ("No ticket", "#cf222e"),
     TicketState.ERROR: ("Renewal failed", "#cf222e"),
     TicketState.DISABLED: ("Not configured", "#57606a"),
+    TicketState.LOGIN_REQUIRED: ("Expired — sign in again", "#cf222e"),
 }
 
 
@@ -75,6 +76,7 @@ class StatusPageHandler(JupyterHandler):
             ("Renewable until", _local_time_script(status["renew_until"])),
             ("Renewed by", {"hub": "the hub (ticket broker)", "server": "this server"}.get(status["renewed_by"])),
             ("Source", status["source"]),
+            ("Sign-in needed by", _local_time_script(status["login_required_at"])),
             ("Last renewal", _local_time_script(status["last_refresh"])),
             ("Renewals by this server", status["renewals"]),
             ("Last error", status["last_error"]),
