@@ -617,6 +617,7 @@ def memory(plan: Plan) -> dict[str, Any]:
 
 
 BROKER_SERVICE = "pamkrb-bench"
+STALL = re.compile(r"Event loop was unresponsive for at least ([\d.]+)s")
 _METRIC_LINE = re.compile(r"^(pamkrb_ticket_(?:renewals|acquisitions|checks)_total)\{([^}]*)\} (\S+)$")
 
 
@@ -748,7 +749,8 @@ def broker(plan: Plan) -> dict[str, Any]:
                 "kdc_timeout": 15.0,
                 "ccache_dir": str(server_caches),
                 "spread": float(period),
-                "stop_at": wall(window_end),
+                # A little past the window, so the servers' process is still there to be measured at its end.
+                "stop_at": wall(window_end) + 5,
             }
             client = subprocess.Popen(
                 [sys.executable, str(BENCH_DIR / "broker_servers.py")],
@@ -815,6 +817,9 @@ def broker(plan: Plan) -> dict[str, Any]:
     fetched = [e[2] for e in in_window if e[1] == 200]
     counters = after["counters"] - before["counters"]
 
+    # (seconds into the window, seconds) of each probe in it, to match the slowest with the hub log
+    window_probes = [(at - window_start, s) for at, s in probes if at >= window_start]
+
     def health(lo: float, hi: float) -> dict[str, Any]:
         return Stats.of([s for at, s in probes if lo <= at < hi]).as_dict()
 
@@ -845,6 +850,8 @@ def broker(plan: Plan) -> dict[str, Any]:
             "warmup": health(idle_end, window_start),
             "window": health(window_start, window_end),
             "over_50ms": sum(1 for at, s in probes if at >= window_start and s > 0.05),
+            # (seconds into the window, seconds) of the slowest probes, to match with the hub log
+            "slowest": sorted(window_probes, key=lambda probe: -probe[1])[:5],
         },
         "rss_kib": rss,
         "rss_per_1000_users_kib": (rss["window end"] - rss["users in the database, 0 tracked"]) * 1000 / n,
@@ -855,6 +862,8 @@ def broker(plan: Plan) -> dict[str, Any]:
             "broker_failures_logged": hub_log.count("Ticket broker: no fresh ticket"),
             "tgs_fallbacks_logged": len(re.findall(r"Renewing the ticket of .* failed", hub_log)),
             "tracebacks_logged": hub_log.count("Traceback"),
+            # JupyterHub's own event-loop lag monitor, over the whole run
+            "loop_stalls_logged": [float(x) for x in STALL.findall(hub_log)],
             "counters": {key: value for key, value in sorted(counters.items())},
         },
         "servers": {

@@ -445,7 +445,13 @@ def _broker(r: dict[str, Any]) -> str:
             )
         ],
     )
-    health += f"\n\nProbes over 50 ms in the window: {h['over_50ms']}/{h['window']['n']:,}."
+    slowest = ", ".join(f"{dur(s)} at {at:.0f} s" for at, s in h.get("slowest", []))
+    stalls = r["hub"].get("loop_stalls_logged", [])
+    health += (
+        f"\n\nProbes over 50 ms in the window: {h['over_50ms']}/{h['window']['n']:,}; the slowest: {slowest}. "
+        f"JupyterHub's event-loop monitor logged {len(stalls)} stall(s) over the whole run"
+        + (f" ({', '.join(f'{x:.2f} s' for x in stalls)})." if stalls else ".")
+    )
     rss = r["rss_kib"]
     memory = _table(
         ["hub VmRSS", ""],
