@@ -217,6 +217,33 @@ def target_notes(results: dict[str, Any]) -> list[str]:
             grown, cycles = x["last_rss_kib"] - x["first_rss_kib"], x["last_cycles"] - x["first_cycles"]
             parts.append(f"{phase} {grown:+d} KiB over {cycles:,} cycles ({grown * 1024 / cycles:.1f} bytes per cycle)")
         notes.append("Memory (RSS moves in 4 KiB pages): " + "; ".join(parts) + ".")
+    if "broker" in c:
+        b = c["broker"]
+        k, h = b["kdc"], b["health"]
+        per, minimum = k["per_user_hour"], b["minimum_per_user_hour"]
+        stalls = b["hub"].get("loop_stalls_logged", [])
+        notes.append(
+            f"Broker KDC load: {per['total']:.1f} requests per user-hour against a minimum of {minimum}; below it "
+            "because a renewal happens a few seconds inside the margin, not at its edge: the jittered timer wakes "
+            "a little early, finds the ticket still fresh (more than the margin left), and looks again after "
+            "MIN_CHECK_DELAY (5 s). "
+            + (
+                f"AS_REQ {k['as_req']}: the tickets came out renewable for a day although "
+                f"`renewable_lifetime` asked for {b['renewable_lifetime']} s (MIT's `kinit -r` gets the same "
+                "from this KDC), so the window held no keytab kinit."
+                if k["as_req"] == 0
+                else ""
+            )
+        )
+        if h["window"]["p99"] >= 0.05 or stalls:
+            notes.append(
+                f"Broker /hub/health: p99 {dur(h['window']['p99'])}, max {dur(h['window']['max'])}; JupyterHub's "
+                f"own monitor logged {len(stalls)} event-loop stalls (longest {max(stalls, default=0):.1f} s). The "
+                "largest one-second KDC burst "
+                f"({k['per_second']['max']} requests, {k['per_second']['max_at_offset']} s into the window) is the "
+                "renewals that piled up behind such a stall. What blocked the loop: bench/README.md, "
+                '"Broker: what stalls the hub".'
+            )
     return notes
 
 
@@ -413,6 +440,11 @@ def _memory(r: dict[str, Any]) -> str:
     return table + f"\n\nAll checkpoints (VmRSS): {curve}."
 
 
+def _outcomes(counts: dict[str, int]) -> str:
+    """Fetch outcomes: HTTP statuses, "unreachable" (no answer before the deadline), or the install's error."""
+    return ", ".join(f"{'HTTP ' if code.isdigit() else ''}{code} {TIMES} {n:,}" for code, n in sorted(counts.items()))
+
+
 def _broker(r: dict[str, Any]) -> str:
     k, minimum = r["kdc"], r["minimum_per_user_hour"]
     per = k["per_user_hour"]
@@ -469,7 +501,7 @@ def _broker(r: dict[str, Any]) -> str:
     notes = (
         f"Hub CPU in the window: {hub['cpu_percent']:.1f}% of one core; its threads at the end: "
         f"{hub['threads_at_end']}. The simulated servers fetched {servers['fetches']:,} times in the window "
-        f"({servers['fetches_per_user_hour']:.1f} per user-hour; {_statuses(servers['statuses'])}), each fetch "
+        f"({servers['fetches_per_user_hour']:.1f} per user-hour; {_outcomes(servers['statuses'])}), each fetch "
         f"p50 {dur(fetch['median'])}, p99 {dur(fetch['p99'])}; their timers ran at most "
         f"{dur(servers['timer_lateness_max'])} late (p99 {dur(servers['timer_lateness_p99'])}), their process "
         f"used {servers['cpu_percent']:.1f}% of a core; {servers['failing_at_end']} were failing at the end. "
