@@ -1,4 +1,4 @@
-"""The six comparisons of ``bench/run.py``; each sets up and tears down its own realm, users and hubs.
+"""The seven comparisons of ``bench/run.py``; each sets up and tears down its own realm, users and hubs.
 
 Every function takes a :class:`Plan` (the sizes) and returns a JSON-able dict
 of results. Durations are seconds. Where two variants are compared on the same
@@ -9,11 +9,14 @@ on the machine hits both rather than one.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import itertools
 import json
+import math
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -30,11 +33,15 @@ from harness import (
     Stats,
     http_session,
     hub_pids,
+    kdc_request_times,
     keytab_path,
     krb5_config,
+    many_unix_users,
     post_login,
+    proc_status,
     process_cpu,
     provision,
+    provision_many,
     realm,
     start_hub,
     timed,
@@ -70,6 +77,13 @@ class Plan:
     memory_kinit_checkpoints: tuple[int, ...] = (1000, 5000, 10000, 20000)
     memory_pam_checkpoints: tuple[int, ...] = (200, 1000, 2000)
     memory_pam_threads: int = 2
+    broker_users: int = 1000
+    broker_lifetime: int = 120  # realm max_life: 10 h scaled down 300x
+    broker_margin: int = 60
+    broker_renewable: int = 300  # the hub's renewable_lifetime: a keytab kinit every ~4 renewals
+    broker_idle: float = 10.0  # seconds of /hub/health probing with no user tracked
+    broker_warmup: float = 120.0  # from the first server's start to the window (servers start over one period)
+    broker_window: float = 600.0
 
 
 QUICK = Plan(
@@ -87,6 +101,10 @@ QUICK = Plan(
     storm_idle=1.0,
     memory_kinit_checkpoints=(200, 1000),
     memory_pam_checkpoints=(20, 100),
+    broker_users=50,
+    broker_idle=5.0,
+    broker_warmup=75.0,
+    broker_window=120.0,
 )
 
 
@@ -592,3 +610,271 @@ def memory(plan: Plan) -> dict[str, Any]:
             "growth_kib_per_1000": growth,
         }
     return results
+
+
+# --------------------------------------------------------------------------
+# 7. the ticket broker keeping N users' tickets
+
+
+BROKER_SERVICE = "pamkrb-bench"
+STALL = re.compile(r"Event loop was unresponsive for at least ([\d.]+)s")
+_METRIC_LINE = re.compile(r"^(pamkrb_ticket_(?:renewals|acquisitions|checks)_total)\{([^}]*)\} (\S+)$")
+
+
+def _pamkrb_counters(hub_api: str) -> Counter[str]:
+    """pamkrb's ticket counters on the hub's /hub/metrics, keyed "name{labels}"."""
+    text = http_session().get(f"{hub_api.removesuffix('/api')}/metrics", timeout=30).text
+    counters: Counter[str] = Counter()
+    for line in text.splitlines():
+        match = _METRIC_LINE.match(line)
+        if match:
+            counters[f"{match[1].removeprefix('pamkrb_ticket_')}{{{match[2]}}}"] += float(match[3])
+    return counters
+
+
+def _hub_users_and_tokens(hub_api: str, service_token: str, names: list[str]) -> dict[str, str]:
+    """Create the users in the hub's database and one API token each, as the admin service."""
+    session = http_session()
+    session.headers["Authorization"] = f"token {service_token}"
+    for i in range(0, len(names), 200):
+        response = session.post(f"{hub_api}/users", json={"usernames": names[i : i + 200]}, timeout=300)
+        if response.status_code != 201:
+            raise sandbox.SandboxError(f"POST /hub/api/users: HTTP {response.status_code}: {response.text[:300]}")
+
+    local = threading.local()
+
+    def token_of(name: str) -> str:
+        if not hasattr(local, "session"):
+            local.session = http_session()
+            local.session.headers["Authorization"] = f"token {service_token}"
+        response = local.session.post(
+            f"{hub_api}/users/{name}/tokens", json={"note": "simulated server (bench)"}, timeout=60
+        )
+        if response.status_code != 201:
+            raise sandbox.SandboxError(f"token for {name}: HTTP {response.status_code}: {response.text[:300]}")
+        return response.json()["token"]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        return dict(zip(names, pool.map(token_of, names)))
+
+
+def _per_second(times: list[float], start: float, end: float) -> dict[str, Any]:
+    """Largest and mean count per whole second in [start, end) (the KDC logs to the second)."""
+    first, last = math.ceil(start), math.floor(end)
+    seconds = max(1, last - first)
+    buckets = Counter(int(t) for t in times if first <= t < last)
+    ordered = sorted([buckets.get(s, 0) for s in range(first, last)] or [0])
+    peak_at = max(buckets, key=buckets.__getitem__) if buckets else first
+    return {
+        "seconds": seconds,
+        "requests": sum(buckets.values()),
+        "mean": sum(buckets.values()) / seconds,
+        "max": ordered[-1],
+        "p99": ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)],
+        "max_at_offset": peak_at - first,
+    }
+
+
+def broker(plan: Plan) -> dict[str, Any]:
+    """The hub's ticket broker keeping N users' tickets fresh while N simulated servers fetch them."""
+    n = plan.broker_users
+    life, margin, renewable = plan.broker_lifetime, plan.broker_margin, plan.broker_renewable
+    period = life - margin  # a ticket is due one period after it was renewed
+    setup: dict[str, float] = {}
+    began = time.perf_counter()
+    with (
+        tempfile.TemporaryDirectory(prefix="pamkrb-bench-broker-") as base,
+        realm(max_life=life) as used,
+        many_unix_users(n) as users,
+    ):
+        setup["unix_users"] = time.perf_counter() - began
+        keytabs, hub_caches, server_caches = (Path(base) / d for d in ("keytabs", "hub-caches", "server-caches"))
+        for d in (keytabs, hub_caches, server_caches):
+            d.mkdir(mode=0o700)
+        began = time.perf_counter()
+        provision_many(used, users, keytabs)
+        setup["principals_and_keytabs"] = time.perf_counter() - began
+        sandbox.install_pam_test_service()
+        service_token = secrets.token_hex(32)
+        config = {
+            "PAMKerberosAuthenticator.ticket_broker": True,
+            "PAMKerberosAuthenticator.refresh_margin": margin,
+            "PAMKerberosAuthenticator.renewable_lifetime": renewable,
+            "PAMKerberosAuthenticator.keytab_template": f"{keytabs}/{{username}}.keytab",
+            "PAMKerberosAuthenticator.ccache_template": f"{hub_caches}/krb5cc_{{uid}}",
+            "JupyterHub.services": [{"name": BROKER_SERVICE, "api_token": service_token}],
+            "JupyterHub.load_roles": [
+                {"name": "pamkrb-bench-admin", "scopes": ["admin:users", "tokens"], "services": [BROKER_SERVICE]}
+            ],
+            "JupyterHub.authenticate_prometheus": False,
+        }
+        hub = None
+        client = None
+        try:
+            began = time.perf_counter()
+            hub = start_hub(used, "pamkrb", config)
+            setup["hub_start"] = time.perf_counter() - began
+            hub_pid, kdc_pid = hub._proc.pid, used._proc.pid
+            hub_api = f"http://127.0.0.1:{hub.hub_port}/hub/api"
+            rss = {"hub started": proc_status(hub_pid, "VmRSS")}
+            began = time.perf_counter()
+            tokens = _hub_users_and_tokens(hub_api, service_token, [u.name for u in users])
+            setup["hub_users_and_tokens"] = time.perf_counter() - began
+            time.sleep(2)
+            rss["users in the database, 0 tracked"] = proc_status(hub_pid, "VmRSS")
+
+            # One timeline: idle probing, the servers start (spread over one
+            # period), warm-up, then the measured window.
+            p0, t0 = time.perf_counter(), time.time()
+            idle_end = p0 + plan.broker_idle
+            window_start = idle_end + plan.broker_warmup
+            window_end = window_start + plan.broker_window
+
+            def wall(p: float) -> float:
+                return t0 + (p - p0)
+
+            probes: list[tuple[float, float]] = []
+            prober = threading.Thread(
+                target=_probe_health,
+                args=(f"http://127.0.0.1:{hub.hub_port}/hub/health", plan.health_interval, window_end, probes),
+                daemon=True,
+            )
+            prober.start()
+            time.sleep(max(0.0, idle_end - time.perf_counter()))
+            job = {
+                "api_url": hub_api,
+                "users": [[u.name, tokens[u.name], used.qualify(u.name)] for u in users],
+                "margin": margin,
+                "interval": 300,
+                "kdc_timeout": 15.0,
+                "ccache_dir": str(server_caches),
+                "spread": float(period),
+                # A little past the window, so the servers' process is still there to be measured at its end.
+                "stop_at": wall(window_end) + 5,
+            }
+            client = subprocess.Popen(
+                [sys.executable, str(BENCH_DIR / "broker_servers.py")],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=used.client_env(),
+                text=True,
+            )
+            # A thread feeds stdin and collects stdout/stderr, so no pipe fills up.
+            output: dict[str, str] = {}
+            talker = threading.Thread(
+                target=lambda: output.update(zip(("out", "err"), client.communicate(json.dumps(job)))), daemon=True
+            )
+            talker.start()
+            rss_samples: list[tuple[float, int]] = []
+
+            def sample_until(until: float) -> None:
+                while (now := time.perf_counter()) < until:
+                    rss_samples.append((now - idle_end, proc_status(hub_pid, "VmRSS")))
+                    time.sleep(min(5.0, max(0.0, until - now)))
+
+            sample_until(window_start)
+            before = {
+                "as": used.kdc_requests("AS_REQ"),
+                "tgs": used.kdc_requests("TGS_REQ"),
+                "hub_cpu": process_cpu(hub_pid),
+                "kdc_cpu": process_cpu(kdc_pid),
+                "client_cpu": process_cpu(client.pid),
+                "counters": _pamkrb_counters(hub_api),
+            }
+            rss["window start"] = proc_status(hub_pid, "VmRSS")
+            sample_until(window_end)
+            rss["window end"] = proc_status(hub_pid, "VmRSS")
+            after = {
+                "hub_cpu": process_cpu(hub_pid),
+                "kdc_cpu": process_cpu(kdc_pid),
+                "client_cpu": process_cpu(client.pid),
+                "counters": _pamkrb_counters(hub_api),
+            }
+            threads = proc_status(hub_pid, "Threads")
+            time.sleep(1)  # the KDC's last log lines
+            after["as"], after["tgs"] = used.kdc_requests("AS_REQ"), used.kdc_requests("TGS_REQ")
+            request_times = kdc_request_times(used)
+            prober.join()
+            talker.join(timeout=plan.broker_window + 120)
+            if client.returncode != 0 or "out" not in output:
+                raise sandbox.SandboxError(
+                    f"simulated servers exited with {client.returncode}:\n{output.get('err', '')[-3000:]}"
+                )
+            served = json.loads(output["out"])
+            hub_log = hub.log_text()
+        finally:
+            if client is not None and client.poll() is None:
+                client.kill()
+                client.wait(timeout=30)
+            if hub is not None:
+                hub.close()
+    window = plan.broker_window
+    user_hours = n * window / 3600
+    as_req, tgs_req = after["as"] - before["as"], after["tgs"] - before["tgs"]
+    ws, we = wall(window_start), wall(window_end)
+    in_window = [e for e in served["events"] if ws <= e[0] < we]
+    fetched = [e[2] for e in in_window if e[1] == 200]
+    counters = after["counters"] - before["counters"]
+
+    # (seconds into the window, seconds) of each probe in it, to match the slowest with the hub log
+    window_probes = [(at - window_start, s) for at, s in probes if at >= window_start]
+
+    def health(lo: float, hi: float) -> dict[str, Any]:
+        return Stats.of([s for at, s in probes if lo <= at < hi]).as_dict()
+
+    return {
+        "users": n,
+        "lifetime": life,
+        "margin": margin,
+        "renewable_lifetime": renewable,
+        "idle": plan.broker_idle,
+        "warmup": plan.broker_warmup,
+        "window": window,
+        "setup_seconds": setup,
+        "minimum_per_user_hour": math.ceil(3600 / period),
+        "kdc": {
+            "as_req": as_req,
+            "tgs_req": tgs_req,
+            "per_user_hour": {
+                "as_req": as_req / user_hours,
+                "tgs_req": tgs_req / user_hours,
+                "total": (as_req + tgs_req) / user_hours,
+            },
+            "per_second": _per_second([t for t, _ in request_times], ws, we),
+            "warmup_per_second": _per_second([t for t, _ in request_times], wall(idle_end), ws),
+            "cpu_percent": (after["kdc_cpu"] - before["kdc_cpu"]) / window * 100,
+        },
+        "health": {
+            "idle": health(p0, idle_end),
+            "warmup": health(idle_end, window_start),
+            "window": health(window_start, window_end),
+            "over_50ms": sum(1 for at, s in probes if at >= window_start and s > 0.05),
+            # (seconds into the window, seconds) of the slowest probes, to match with the hub log
+            "slowest": sorted(window_probes, key=lambda probe: -probe[1])[:5],
+        },
+        "rss_kib": rss,
+        "rss_per_1000_users_kib": (rss["window end"] - rss["users in the database, 0 tracked"]) * 1000 / n,
+        "rss_samples": [(round(t, 1), kib) for t, kib in rss_samples],
+        "hub": {
+            "cpu_percent": (after["hub_cpu"] - before["hub_cpu"]) / window * 100,
+            "threads_at_end": threads,
+            "broker_failures_logged": hub_log.count("Ticket broker: no fresh ticket"),
+            "tgs_fallbacks_logged": len(re.findall(r"Renewing the ticket of .* failed", hub_log)),
+            "tracebacks_logged": hub_log.count("Traceback"),
+            # JupyterHub's own event-loop lag monitor, over the whole run
+            "loop_stalls_logged": [float(x) for x in STALL.findall(hub_log)],
+            "counters": {key: value for key, value in sorted(counters.items())},
+        },
+        "servers": {
+            "fetches": len(in_window),
+            "fetches_per_user_hour": len(in_window) / user_hours,
+            "statuses": dict(Counter(str(e[1]) for e in in_window)),
+            "fetch": Stats.of(fetched).as_dict(),
+            "all_fetches": len(served["events"]),
+            "failing_at_end": served["failing_at_end"],
+            "timer_lateness_p99": served["timer_lateness_p99"],
+            "timer_lateness_max": served["timer_lateness_max"],
+            "cpu_percent": (after["client_cpu"] - before["client_cpu"]) / window * 100,
+        },
+    }

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import math
 import os
+import pwd
+import secrets
+import string
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +119,93 @@ def provision(used: sandbox.Realm, users: list[sandbox.UnixUser], suffix: str = 
         used.write_keytab(principal, keytab_path(user, suffix), user.uid, user.gid)
 
 
+@contextlib.contextmanager
+def many_unix_users(count: int, prefix: str = "pkbr") -> Iterator[list[sandbox.UnixUser]]:
+    """``count`` accounts for the broker comparison: no home, no password (locked), no login.
+
+    One ``useradd -M`` each (~20 ms; nothing is copied from /etc/skel and no
+    password is hashed), marked with the sandbox's GECOS comment like every
+    sandbox account, named ``<prefix><4 random letters><index>``; removed
+    with ``userdel`` on exit (they own no processes and no home).
+    """
+    tag = "".join(secrets.choice(string.ascii_lowercase) for _ in range(4))
+    created: list[str] = []
+    try:
+        users = []
+        for i in range(count):
+            name = f"{prefix}{tag}{i:04d}"
+            subprocess.run(
+                ["useradd", "-M", "-s", "/usr/sbin/nologin", "-c", sandbox.SANDBOX_GECOS, name],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            created.append(name)
+            entry = pwd.getpwnam(name)
+            users.append(sandbox.UnixUser(name, entry.pw_uid, entry.pw_gid, Path(entry.pw_dir), ""))
+        yield users
+    finally:
+        for name in created:
+            subprocess.run(["userdel", name], capture_output=True, check=False)
+
+
+def provision_many(used: sandbox.Realm, users: list[sandbox.UnixUser], directory: Path) -> None:
+    """Principal ``<name>@REALM`` and keytab ``directory/<name>.keytab`` for each user, the broker's layout.
+
+    One ``kadmin.local`` process reads all the ``addprinc`` and ``ktadd``
+    commands on stdin (one process per command would cost ~1,000 times its
+    start-up). kadmin.local creates the keytabs root-owned, mode 0600, which
+    is checked; ``directory`` should be root's alone (0700).
+    """
+    commands = []
+    for user in users:
+        principal = used.qualify(user.name)
+        keytab = directory / f"{user.name}.keytab"
+        commands += [f"addprinc -randkey {principal}", f"ktadd -k {keytab} -norandkey {principal}"]
+    done = subprocess.run(
+        ["kadmin.local", "-r", used.name],
+        input="\n".join(commands) + "\n",
+        env=used._admin_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # As in Realm.kadmin: failures go to stderr with exit status 0; addprinc's
+    # note about having no policy is the one harmless line.
+    problems = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("No policy")]
+    if done.returncode != 0 or problems:
+        raise sandbox.SandboxError(f"kadmin.local exited with {done.returncode}: {' '.join(problems[:5])}")
+    for user in users:
+        st = (directory / f"{user.name}.keytab").lstat()
+        if st.st_uid != 0 or st.st_mode & 0o077:
+            raise sandbox.SandboxError(f"keytab of {user.name}: owner {st.st_uid}, mode {st.st_mode & 0o7777:04o}")
+
+
+# --------------------------------------------------------------------------
+# the KDC's log
+
+
+def kdc_request_times(used: sandbox.Realm, kinds: tuple[str, ...] = ("AS_REQ", "TGS_REQ")) -> list[tuple[float, str]]:
+    """(epoch second, kind) of every request line in the realm's KDC log.
+
+    Lines start with a local time to the second and no year ("Dec 01 22:42:45
+    host krb5kdc[123](info): AS_REQ ..."); the current year is assumed.
+    """
+    try:
+        text = used.kdc_log.read_text(errors="replace")
+    except FileNotFoundError:
+        return []
+    year = datetime.datetime.now().year
+    out = []
+    for line in text.splitlines():
+        kind = next((k for k in kinds if f" {k} " in line), None)
+        if kind is None:
+            continue
+        stamp = datetime.datetime.strptime(f"{year} {line[:15]}", "%Y %b %d %H:%M:%S")
+        out.append((time.mktime(stamp.timetuple()), kind))
+    return out
+
+
 # --------------------------------------------------------------------------
 # hubs
 
@@ -204,6 +296,17 @@ def hub_pids(hub: sandbox.Hub) -> dict[str, int]:
     with contextlib.suppress(OSError, ValueError):
         pids["proxy"] = int((hub.dir / "proxy.pid").read_text().strip())
     return pids
+
+
+def proc_status(pid: int, field: str) -> int:
+    """An integer field of /proc/<pid>/status, e.g. VmRSS (KiB) or Threads; 0 if the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def _cpu_ticks() -> dict[int, tuple[str, int]]:

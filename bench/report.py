@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Spelled out so the source stays ASCII-unambiguous (ruff RUF001).
 TIMES = "\N{MULTIPLICATION SIGN}"
 EN_DASH = "\N{EN DASH}"
+MINUS = "\N{MINUS SIGN}"
 
 
 # --------------------------------------------------------------------------
@@ -160,6 +161,21 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                 worst <= 16,
             )
         )
+    if "broker" in c:
+        b = c["broker"]
+        minimum, total = b["minimum_per_user_hour"], b["kdc"]["per_user_hour"]["total"]
+        out.append(
+            (
+                f"broker, {b['users']:,} users: KDC requests per user-hour (AS + TGS) vs the minimum",
+                f"≤ 1.1{TIMES} {minimum}",
+                f"{total:.1f} ({_div(total, minimum):.2f}{TIMES})",
+                total <= 1.1 * minimum,
+            )
+        )
+        p99 = b["health"]["window"]["p99"]
+        out.append(
+            (f"/hub/health p99 while the broker renews {b['users']:,} users' tickets", "< 50 ms", dur(p99), p99 < 0.05)
+        )
     return out
 
 
@@ -201,11 +217,39 @@ def target_notes(results: dict[str, Any]) -> list[str]:
             grown, cycles = x["last_rss_kib"] - x["first_rss_kib"], x["last_cycles"] - x["first_cycles"]
             parts.append(f"{phase} {grown:+d} KiB over {cycles:,} cycles ({grown * 1024 / cycles:.1f} bytes per cycle)")
         notes.append("Memory (RSS moves in 4 KiB pages): " + "; ".join(parts) + ".")
+    if "broker" in c:
+        b = c["broker"]
+        k, h = b["kdc"], b["health"]
+        per, minimum = k["per_user_hour"], b["minimum_per_user_hour"]
+        stalls = b["hub"].get("loop_stalls_logged", [])
+        notes.append(
+            f"Broker KDC load: {per['total']:.1f} requests per user-hour against a minimum of {minimum}; below it "
+            "because a renewal happens a few seconds inside the margin, not at its edge: the jittered timer wakes "
+            "a little early, finds the ticket still fresh (more than the margin left), and looks again after "
+            "MIN_CHECK_DELAY (5 s). "
+            + (
+                f"AS_REQ {k['as_req']}: the tickets came out renewable for a day although "
+                f"`renewable_lifetime` asked for {b['renewable_lifetime']} s (MIT's `kinit -r` gets the same "
+                "from this KDC), so the window held no keytab kinit."
+                if k["as_req"] == 0
+                else ""
+            )
+        )
+        if h["window"]["p99"] >= 0.05 or stalls:
+            notes.append(
+                f"Broker /hub/health: p99 {dur(h['window']['p99'])}, max {dur(h['window']['max'])}; JupyterHub's "
+                f"own monitor logged {len(stalls)} event-loop stalls (longest {max(stalls, default=0):.1f} s). The "
+                "largest one-second KDC burst "
+                f"({k['per_second']['max']} requests, {k['per_second']['max_at_offset']} s into the window) is the "
+                "renewals that piled up behind such a stall. What blocked the loop: bench/README.md, "
+                '"Broker: what stalls the hub".'
+            )
     return notes
 
 
 def summary(results: dict[str, Any]) -> str:
-    lines = [f"bench: finished in {results['total_seconds'] / 60:.1f} min"]
+    seconds = results["merged"][-1]["total_seconds"] if results.get("merged") else results["total_seconds"]
+    lines = [f"bench: finished in {seconds / 60:.1f} min"]
     for what, goal, measured, met in targets(results):
         lines.append(f"  [{'met' if met else 'MISSED'}] {what}: {measured} (target {goal})")
     return "\n".join(lines)
@@ -396,6 +440,78 @@ def _memory(r: dict[str, Any]) -> str:
     return table + f"\n\nAll checkpoints (VmRSS): {curve}."
 
 
+def _outcomes(counts: dict[str, int]) -> str:
+    """Fetch outcomes: HTTP statuses, "unreachable" (no answer before the deadline), or the install's error."""
+    return ", ".join(f"{'HTTP ' if code.isdigit() else ''}{code} {TIMES} {n:,}" for code, n in sorted(counts.items()))
+
+
+def _broker(r: dict[str, Any]) -> str:
+    k, minimum = r["kdc"], r["minimum_per_user_hour"]
+    per = k["per_user_hour"]
+    rows = [
+        [label, f"{k[key]:,}" if key in k else f"{k['as_req'] + k['tgs_req']:,}", f"{per[key]:.1f}"]
+        for key, label in (("as_req", "AS_REQ (keytab kinit)"), ("tgs_req", "TGS_REQ (renewal)"), ("total", "total"))
+    ]
+    rows[-1].append(f"{_div(per['total'], minimum):.2f}{TIMES}")
+    rows[0].append("")
+    rows[1].append("")
+    kdc = _table(
+        [f"KDC requests in the {r['window']:g} s window", "requests", "per user-hour", f"÷ minimum ({minimum})"], rows
+    )
+    second, warm = k["per_second"], k["warmup_per_second"]
+    burst = (
+        f"Requests per second in the window (KDC log, to the second): largest {second['max']}, "
+        f"{ratio(_div(second['max'], second['mean']))} the mean of {second['mean']:.1f} (p99 of the seconds: "
+        f"{second['p99']}). During the warm-up, while the servers started: largest {warm['max']}, mean "
+        f"{warm['mean']:.1f}. KDC CPU in the window: {k['cpu_percent']:.1f}% of one core."
+    )
+    h = r["health"]
+    health = _table(
+        ["/hub/health", "N", "p50", "p99", "max"],
+        [
+            [label, f"{h[key]['n']:,}", dur(h[key]["median"]), dur(h[key]["p99"]), dur(h[key]["max"])]
+            for key, label in (
+                ("idle", "0 users tracked"),
+                ("warmup", "warm-up (servers starting, first kinits)"),
+                ("window", "the window (renewing)"),
+            )
+        ],
+    )
+    slowest = ", ".join(f"{dur(s)} at {at:.0f} s" for at, s in h.get("slowest", []))
+    stalls = r["hub"].get("loop_stalls_logged", [])
+    health += (
+        f"\n\nProbes over 50 ms in the window: {h['over_50ms']}/{h['window']['n']:,}; the slowest: {slowest}. "
+        f"JupyterHub's event-loop monitor logged {len(stalls)} stall(s) over the whole run"
+        + (f" ({', '.join(f'{x:.2f} s' for x in stalls)})." if stalls else ".")
+    )
+    rss = r["rss_kib"]
+    memory = _table(
+        ["hub VmRSS", ""],
+        [[point, f"{kib / 1024:.1f} MiB"] for point, kib in rss.items()]
+        + [
+            [
+                f"difference per 1,000 users tracked (window end {MINUS} 0 tracked, {TIMES} 1,000/{r['users']:,})",
+                f"{r['rss_per_1000_users_kib'] / 1024:+.1f} MiB",
+            ]
+        ],
+    )
+    hub, servers = r["hub"], r["servers"]
+    triggers = ", ".join(f"`{key}` {value:,.0f}" for key, value in hub["counters"].items() if value) or "none"
+    fetch = servers["fetch"]
+    notes = (
+        f"Hub CPU in the window: {hub['cpu_percent']:.1f}% of one core; its threads at the end: "
+        f"{hub['threads_at_end']}. The simulated servers fetched {servers['fetches']:,} times in the window "
+        f"({servers['fetches_per_user_hour']:.1f} per user-hour; {_outcomes(servers['statuses'])}), each fetch "
+        f"p50 {dur(fetch['median'])}, p99 {dur(fetch['p99'])}; their timers ran at most "
+        f"{dur(servers['timer_lateness_max'])} late (p99 {dur(servers['timer_lateness_p99'])}), their process "
+        f"used {servers['cpu_percent']:.1f}% of a core; {servers['failing_at_end']} were failing at the end. "
+        f"Hub log: {hub['broker_failures_logged']} broker failures, {hub['tgs_fallbacks_logged']} TGS renewals "
+        f"refused (keytab used instead), {hub['tracebacks_logged']} tracebacks. pamkrb's counters on "
+        f"/hub/metrics over the window: {triggers}."
+    )
+    return "\n\n".join([kdc, burst, health, memory, notes])
+
+
 def markdown(results: dict[str, Any]) -> str:
     c = results["comparisons"]
     plan = results["plan"]
@@ -498,6 +614,35 @@ def markdown(results: dict[str, Any]) -> str:
             _memory(c["memory"]),
             "",
         ]
+    if "broker" in c:
+        b = c["broker"]
+        s = b["setup_seconds"]
+        out += [
+            f"## 7. Ticket broker: the hub keeping {b['users']:,} users' tickets",
+            "",
+            f"Realm `max_life` {b['lifetime']} s (10 h scaled down {36000 / b['lifetime']:g}{TIMES}), "
+            f"`refresh_margin` {b['margin']} s, `renewable_lifetime` {b['renewable_lifetime']} s; so a ticket "
+            f"is due every {b['lifetime'] - b['margin']} s and the least a user can cost is ⌈3600 / "
+            f"({b['lifetime']} {MINUS} {b['margin']})⌉ = {b['minimum_per_user_hour']} KDC requests per user-hour. "
+            f"{b['users']:,} Unix users (no home, locked), their principals and root-owned 0600 keytabs in one "
+            "directory (`keytab_template`), in the hub's database with one API token each. One process runs "
+            f"{b['users']:,} simulated servers: the server extension's refresher and timer with the broker's "
+            "source (`fetch_from_hub`, then `install_cache`), started one after another over one renewal "
+            f"period. {b['idle']:g} s with no user tracked, {b['warmup']:g} s of warm-up, then the "
+            f"{b['window']:g} s window the figures cover. Set-up: "
+            + ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s" for name, seconds in s.items())
+            + ".",
+            "",
+            _broker(b),
+            "",
+        ]
+    for run in results.get("merged", []):
+        out += [
+            f"Measured in a separate run and merged into this report: {', '.join(run['comparisons'])}, on "
+            f"{run['date']} (`pamkrb` {run['pamkrb']}; {run['total_seconds'] / 60:.1f} minutes; load "
+            f"{run['load_start'][0]:.2f} at the start, {run['load_end'][0]:.2f} at the end).",
+            "",
+        ]
     out += [
         "## Machine and versions",
         "",
@@ -545,6 +690,27 @@ def _latency_bars(c: dict[str, Any]) -> list[tuple[str, float, str, str]]:
     return bars
 
 
+def _broker_panel(ax: Any, b: dict[str, Any], colors: dict[str, str]) -> None:
+    """Linear bars: KDC requests per user-hour by kind, against the minimum."""
+    per, minimum = b["kdc"]["per_user_hour"], b["minimum_per_user_hour"]
+    names = ["AS_REQ\n(keytab)", "TGS_REQ\n(renewal)", "total"]
+    values = [per["as_req"], per["tgs_req"], per["total"]]
+    drawn = ax.bar(range(3), values, color=[colors["other"], colors["other"], colors["pamkrb"]])
+    ax.axhline(minimum, color=colors["recipe"], linestyle="--", linewidth=1)
+    ax.text(-0.4, minimum, f"minimum {minimum}", color=colors["recipe"], fontsize=8, ha="left", va="bottom")
+    ax.bar_label(drawn, labels=[f"{v:.1f}" for v in values], fontsize=8, padding=2)
+    ax.set_xticks(range(3), names, fontsize=8)
+    ax.set_ylim(0, max(*values, minimum) * 1.25)
+    ax.set_ylabel("KDC requests per user-hour")
+    h = b["health"]["window"]
+    ax.set_xlabel(
+        f"/hub/health p99 {dur(h['p99'])}; hub RSS {b['rss_per_1000_users_kib'] / 1024:+.1f} MiB per 1,000 users",
+        fontsize=8,
+    )
+    ax.set_title(f"Ticket broker, {b['users']:,} users,\n{b['window']:g} s window (time compressed)")
+    ax.grid(axis="y", alpha=0.3)
+
+
 def chart(results: dict[str, Any], path: Path) -> None:
     """Log-scale bars: per-call medians (hot path, renewal) and KDC requests per simulated hour."""
     import matplotlib
@@ -555,13 +721,20 @@ def chart(results: dict[str, Any], path: Path) -> None:
     c = results["comparisons"]
     colors = {"pamkrb": "#2a7ab9", "other": "#9aa5b1", "recipe": "#d1495b"}
     latency = _latency_bars(c)
-    panels = (["latency"] if latency else []) + (["kdc"] if "kdc_load" in c else [])
+    panels = (
+        (["latency"] if latency else []) + (["kdc"] if "kdc_load" in c else []) + (["broker"] if "broker" in c else [])
+    )
     if not panels:
         return
     widths = [2.4 if p == "latency" else 1 for p in panels]
-    fig, axes = plt.subplots(1, len(panels), figsize=(13, 5.6), gridspec_kw={"width_ratios": widths})
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(13 + 3.5 * ("broker" in panels), 5.6), gridspec_kw={"width_ratios": widths}
+    )
     axes = [axes] if len(panels) == 1 else list(axes)
     for ax, panel in zip(axes, panels):
+        if panel == "broker":
+            _broker_panel(ax, c["broker"], colors)
+            continue
         if panel == "latency":
             names = [b[0] for b in latency]
             values = [b[1] * 1e6 for b in latency]

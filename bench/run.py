@@ -1,6 +1,6 @@
 """pamkrb's benchmark suite: `make bench`, or `python bench/run.py [--quick]` as root.
 
-Runs six comparisons side by side, each with its own loopback realm, users and
+Runs seven comparisons side by side, each with its own loopback realm, users and
 hubs (tools/sandbox/), and writes RESULTS.md and results.png into bench/
 (with --quick: into test-artifacts/bench-quick/, so a smoke run never replaces
 the committed results). It measures and reports; it never fails on a timing.
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-COMPARISONS = ("hot_path", "renewal", "hub_login", "kdc_load", "event_loop", "memory")
+COMPARISONS = ("hot_path", "renewal", "hub_login", "kdc_load", "event_loop", "memory", "broker")
 
 
 def main() -> int:
@@ -29,6 +29,11 @@ def main() -> int:
         help=f"comma-separated subset of {','.join(COMPARISONS)} (the report then covers only those)",
     )
     parser.add_argument("--output", type=Path, help="directory for RESULTS.md, results.png and results.json")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="merge this run's comparisons into the results.json already in the output directory, keeping the others",
+    )
     parser.add_argument(
         "--rerender",
         action="store_true",
@@ -88,12 +93,33 @@ def main() -> int:
     results["load_end"] = os.getloadavg()
     results["busy_end"] = harness.busy_processes()
 
+    if args.merge and (output / "results.json").exists():
+        results = merged(json.loads((output / "results.json").read_text()), results)
     (output / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     (output / "RESULTS.md").write_text(report.markdown(results))
     report.chart(results, output / "results.png")
     print(report.summary(results))
     print(f"bench: wrote {output / 'RESULTS.md'} and {output / 'results.png'}")
     return 0
+
+
+def merged(old: dict, new: dict) -> dict:
+    """``old`` with ``new``'s comparisons in place of (or beside) its own; the run is noted under "merged"."""
+    if old["quick"] != new["quick"]:
+        raise SystemExit("bench: --merge: cannot merge a --quick run with a full one")
+    for key in ("comparisons", "seconds", "load_before", "busy_before", "plan"):
+        old[key].update(new[key])
+    old.setdefault("merged", []).append(
+        {
+            "comparisons": list(new["comparisons"]),
+            "date": new["date"],
+            "pamkrb": new["versions"]["pamkrb"],
+            "total_seconds": new["total_seconds"],
+            "load_start": new["load_start"],
+            "load_end": new["load_end"],
+        }
+    )
+    return old
 
 
 if __name__ == "__main__":

@@ -1,0 +1,112 @@
+"""Child process of the broker comparison: N simulated single-user servers
+that get their tickets from the hub's ticket broker.
+
+Run by ``bench/run.py``; reads one JSON object from stdin (the users' API
+tokens never appear on a command line) and prints one JSON object. Each
+simulated server is what the pamkrb server extension runs with
+``ticket_broker`` on, minus jupyter_server: a :class:`TicketRefresher` whose
+source is :func:`pamkrb.delivery.fetch_from_hub` (GET
+``<hub>/hub/api/pamkrb/ticket`` with the server's token, then
+``install_cache`` into the server's own cache), and one timer that follows
+the ticket (``trigger``, then sleep ``next_check_delay()``), exactly as
+``serverextension._check`` reschedules it. The servers start one after
+another, spread evenly over one renewal period, as servers started at random
+times would be. The hub is reached at its own port (``hub_bind_url``), as
+``JUPYTERHUB_API_URL`` points servers there.
+
+Every fetch is recorded as (wall time, HTTP status or error, seconds); the
+timer's lateness (how long after its due time a server's timer ran) shows
+whether this process kept up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from pamkrb.delivery import fetch_from_hub
+from pamkrb.exceptions import TicketDeliveryError
+from pamkrb.lifecycle import TicketSettings
+from pamkrb.refresher import TicketRefresher
+
+
+def recording_source(environ: dict[str, str], events: list[tuple[float, Any, float]]) -> Any:
+    """fetch_from_hub for one server, recording each fetch."""
+
+    def source(settings: TicketSettings, deadline: float) -> Any:
+        at, started = time.time(), time.perf_counter()
+        try:
+            installed = fetch_from_hub(settings, deadline, environ)
+        except TicketDeliveryError as e:
+            events.append((at, e.status or "unreachable", time.perf_counter() - started))
+            raise
+        except Exception as e:  # what the hub sent did not install: recorded, then the refresher's to report
+            events.append((at, type(e).__name__, time.perf_counter() - started))
+            raise
+        events.append((at, 200, time.perf_counter() - started))
+        return installed
+
+    return source
+
+
+async def serve(job: dict[str, Any]) -> dict[str, Any]:
+    users = job["users"]
+    count = len(users)
+    events: list[tuple[float, Any, float]] = []  # list.append is atomic: the attempt threads append
+    lateness: list[float] = []
+    refreshers = []
+    for name, token, principal in users:
+        settings = TicketSettings(
+            principal=principal,
+            keytab="",
+            ccache=os.path.join(job["ccache_dir"], f"krb5cc_{name}"),
+            refresh_margin=job["margin"],
+            refresh_interval=job["interval"],
+            kdc_timeout=job["kdc_timeout"],
+            broker=True,
+        )
+        environ = {"JUPYTERHUB_API_URL": job["api_url"], "JUPYTERHUB_API_TOKEN": token}
+        refreshers.append(TicketRefresher(settings, source=recording_source(environ, events)))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    stop_at = job["stop_at"]
+
+    async def server(index: int, refresher: TicketRefresher) -> None:
+        due = start + job["spread"] * index / count
+        reason = "start"
+        while True:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            lateness.append(loop.time() - due)
+            await refresher.trigger(reason)
+            delay = refresher.next_check_delay()
+            if time.time() + delay >= stop_at:
+                return
+            due, reason = loop.time() + delay, "timer"
+
+    await asyncio.gather(*(server(i, r) for i, r in enumerate(refreshers)))
+    lateness.sort()
+    return {
+        "events": events,
+        "triggers": sum(sum(r.triggers.values()) for r in refreshers),
+        "renewals": sum(r.renewals for r in refreshers),
+        "failing_at_end": sum(1 for r in refreshers if r.failures),
+        "timer_lateness_p99": lateness[int(0.99 * (len(lateness) - 1))] if lateness else 0.0,
+        "timer_lateness_max": lateness[-1] if lateness else 0.0,
+    }
+
+
+def main() -> None:
+    job = json.load(sys.stdin)
+    # The refreshers log failed fetches as warnings; the parent keeps stderr's tail.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(message)s")
+    result = asyncio.run(serve(job))
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
