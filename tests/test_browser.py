@@ -273,7 +273,7 @@ def test_sign_in_again_from_the_status_bar_without_a_restart(browser, hub_factor
             sandbox.wait_until(lambda: "sign in again" in item.inner_text(), timeout=45, interval=0.5, message="label")
             item.click()
             page.locator("#pamkrb-signin-password").fill(user.password)
-            page.get_by_role("button", name="Sign in").click()
+            page.get_by_role("button", name="Sign in", exact=True).click()
             sandbox.wait_until(
                 lambda: session.status()["state"] == "valid", timeout=30, interval=0.5, message="a new ticket"
             )
