@@ -48,27 +48,20 @@ pub struct Owner {
 
 /// Why a cache file could not be written or read.
 ///
-/// `SymlinkInPath` and `UnsafeDirectory` mean the directory is arranged so that
-/// someone other than the cache owner could redirect the write; the admin fixes
-/// the path or the directory and nothing was modified. `UnsafeTarget` is a cache
-/// that is not safely the owner's (only reading refuses it; writing replaces
-/// it). `NotAbsolute` and `InvalidPath` are configuration mistakes.
+/// `Path` (a symlink on the way, a relative or malformed path: the walk's own
+/// errors) and `UnsafeDirectory` mean the path or directory is arranged so that
+/// someone other than the cache owner could redirect the write, or is a
+/// configuration mistake; the admin fixes it and nothing was modified.
+/// `UnsafeTarget` is a cache that is not safely the owner's (only reading
+/// refuses it; writing replaces it).
 /// `DeadlinePassed` means the caller gave up waiting and nothing was installed.
 /// `Io` is an ordinary system failure, carrying the path and step that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheFileError {
-    #[error("{path}: path must be absolute")]
-    NotAbsolute { path: PathBuf },
-
-    #[error("{path}: {reason}")]
-    InvalidPath { path: PathBuf, reason: &'static str },
-
-    #[error("refusing to {op} {path}: {component} is a symbolic link")]
-    SymlinkInPath {
-        path: PathBuf,
-        op: &'static str,
-        component: PathBuf,
-    },
+    /// The path itself: not absolute, malformed, a symlink on the way, or a
+    /// final entry the walk refuses to read (see `safe_path`).
+    #[error(transparent)]
+    Path(#[from] SafePathError),
 
     #[error("refusing to write {path}: directory {dir} {reason}")]
     UnsafeDirectory {
@@ -82,13 +75,6 @@ pub enum CacheFileError {
         path: PathBuf,
         op: &'static str,
         reason: String,
-    },
-
-    #[error("refusing to read {path}: it is {size} bytes, more than the limit of {max_len}")]
-    TooLarge {
-        path: PathBuf,
-        size: u64,
-        max_len: usize,
     },
 
     #[error("gave up on {path} after the deadline; nothing was installed")]
@@ -109,40 +95,6 @@ impl CacheFileError {
             path: path.to_path_buf(),
             op,
             source: source.into(),
-        }
-    }
-}
-
-impl From<SafePathError> for CacheFileError {
-    fn from(err: SafePathError) -> Self {
-        match err {
-            SafePathError::NotAbsolute { path } => CacheFileError::NotAbsolute { path },
-            SafePathError::InvalidPath { path, reason } => {
-                CacheFileError::InvalidPath { path, reason }
-            }
-            SafePathError::SymlinkInPath {
-                path,
-                op,
-                component,
-            } => CacheFileError::SymlinkInPath {
-                path,
-                op,
-                component,
-            },
-            SafePathError::UnsafeTarget { path, op, reason } => {
-                CacheFileError::UnsafeTarget { path, op, reason }
-            }
-            SafePathError::TooLarge {
-                path,
-                size,
-                max_len,
-                ..
-            } => CacheFileError::TooLarge {
-                path,
-                size,
-                max_len,
-            },
-            SafePathError::Io { path, op, source } => CacheFileError::Io { path, op, source },
         }
     }
 }
@@ -922,7 +874,7 @@ mod tests {
         let target = dir.path("link").join("cc");
         let err = install(&target, b"new", None, None).unwrap_err();
         match &err {
-            CacheFileError::SymlinkInPath { component, .. } => {
+            CacheFileError::Path(SafePathError::SymlinkInPath { component, .. }) => {
                 assert_eq!(component, &dir.path("link"))
             }
             other => panic!("unexpected {other:?}"),
@@ -935,7 +887,10 @@ mod tests {
         std::fs::create_dir(real.join("sub")).unwrap();
         let err = install(&target, b"new", None, None).unwrap_err();
         assert!(
-            matches!(err, CacheFileError::SymlinkInPath { .. }),
+            matches!(
+                err,
+                CacheFileError::Path(SafePathError::SymlinkInPath { .. })
+            ),
             "{err:?}"
         );
         assert!(entries(&real.join("sub")).is_empty());
@@ -1036,18 +991,23 @@ mod tests {
     #[test]
     fn relative_and_malformed_paths_are_rejected() {
         let err = install(Path::new("tmp/krb5cc_1"), b"x", None, None).unwrap_err();
-        assert!(matches!(err, CacheFileError::NotAbsolute { .. }), "{err:?}");
+        assert!(
+            matches!(err, CacheFileError::Path(SafePathError::NotAbsolute { .. })),
+            "{err:?}"
+        );
         assert_eq!(err.to_string(), "tmp/krb5cc_1: path must be absolute");
         assert!(matches!(
             read(Path::new("krb5cc_1"), 10, me().uid),
-            Err(CacheFileError::NotAbsolute { .. })
+            Err(CacheFileError::Path(SafePathError::NotAbsolute { .. }))
         ));
         for bad in ["/", "/tmp/", "/tmp/.", "/tmp/..", "/tmp/../etc/cc", ""] {
             let err = install(Path::new(bad), b"x", None, None).unwrap_err();
             assert!(
                 matches!(
                     err,
-                    CacheFileError::InvalidPath { .. } | CacheFileError::NotAbsolute { .. }
+                    CacheFileError::Path(
+                        SafePathError::InvalidPath { .. } | SafePathError::NotAbsolute { .. }
+                    )
                 ),
                 "{bad:?}: {err:?}"
             );
@@ -1125,7 +1085,10 @@ mod tests {
         symlink(&dir.0, dir.path("dirlink")).unwrap();
         let err = read(&dir.path("dirlink").join("real"), 100, me().uid).unwrap_err();
         assert!(
-            matches!(err, CacheFileError::SymlinkInPath { .. }),
+            matches!(
+                err,
+                CacheFileError::Path(SafePathError::SymlinkInPath { .. })
+            ),
             "{err:?}"
         );
     }
@@ -1159,7 +1122,9 @@ mod tests {
         write_private(&target, b"0123456789");
         let err = read(&target, 9, me().uid).unwrap_err();
         match err {
-            CacheFileError::TooLarge { size, max_len, .. } => assert_eq!((size, max_len), (10, 9)),
+            CacheFileError::Path(SafePathError::TooLarge { size, max_len, .. }) => {
+                assert_eq!((size, max_len), (10, 9))
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -1169,7 +1134,7 @@ mod tests {
         let dir = TestDir::new();
         let err = read(&dir.path("nope"), 10, me().uid).unwrap_err();
         match err {
-            CacheFileError::Io { source, .. } => {
+            CacheFileError::Path(SafePathError::Io { source, .. }) => {
                 assert_eq!(source.kind(), std::io::ErrorKind::NotFound)
             }
             other => panic!("unexpected {other:?}"),
