@@ -63,23 +63,11 @@ def log_in(auth: PAMKerberosAuthenticator, user: sandbox.UnixUser) -> Any:
     return asyncio.run(auth.get_authenticated_user(None, data))
 
 
-def with_realm(realm: sandbox.Realm):
-    """KRB5_CONFIG of ``realm`` for this in-process test (libkrb5 reads it per context)."""
-    saved = os.environ.get("KRB5_CONFIG")
-    os.environ["KRB5_CONFIG"] = str(realm.krb5_conf)
-    return saved
-
-
 @pytest.fixture
-def in_pw_realm(pw_realm: sandbox.Realm) -> Iterator[sandbox.Realm]:
-    saved = with_realm(pw_realm)
-    try:
-        yield pw_realm
-    finally:
-        if saved is None:
-            os.environ.pop("KRB5_CONFIG", None)
-        else:
-            os.environ["KRB5_CONFIG"] = saved
+def in_pw_realm(pw_realm: sandbox.Realm, monkeypatch: pytest.MonkeyPatch) -> sandbox.Realm:
+    """KRB5_CONFIG of ``pw_realm`` for in-process tests (libkrb5 reads it per context)."""
+    monkeypatch.setenv("KRB5_CONFIG", str(pw_realm.krb5_conf))
+    return pw_realm
 
 
 def test_login_gets_a_renewable_ticket_from_the_password(pam_service, in_pw_realm, pw_user):
