@@ -8,6 +8,19 @@ machinery.
 
 from importlib.metadata import PackageNotFoundError, version
 
+# The native core links the host's libpam and libkrb5 (never bundled copies).
+# Loading it here turns a host without them into one clear ImportError at
+# `import pamkrb`, instead of a loader message from whichever module is first.
+try:
+    from . import _native  # noqa: F401
+except ImportError as error:
+    from ._system_libraries import explain
+
+    message = explain(error)
+    if message is None:
+        raise
+    raise ImportError(message, name="pamkrb._native") from None
+
 try:
     __version__ = version("jupyterhub-pamkrb")
 except PackageNotFoundError:  # running from a source tree
