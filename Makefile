@@ -17,7 +17,7 @@ export PATH := $(VENV)/bin:$(HOME)/.cargo/bin:/root/.cargo/bin:$(PATH)
 # clippy with --all-features builds the pyo3 bindings against the venv's Python.
 export PYO3_PYTHON := $(PYTHON)
 
-.PHONY: setup check-tools build lint audit fuzz test-rust test-python test demo clean bench
+.PHONY: setup check-tools build wheel lint audit fuzz test-rust test-python test-wheel test demo clean bench
 
 setup:
 	bash tools/setup.sh
@@ -27,6 +27,11 @@ check-tools:
 
 build: check-tools
 	$(VENV)/bin/pip install --no-deps --force-reinstall --no-build-isolation .
+
+# The wheel admins install: abi3 (CPython >= 3.9), manylinux_2_28, the host's
+# libpam/libkrb5 at run time. Checked statically by tools/check_wheel.py.
+wheel: check-tools
+	bash tools/build-wheel.sh dist
 
 lint: audit
 	cargo fmt --check
@@ -52,9 +57,14 @@ test-rust:
 	if [[ $$EUID -eq 0 ]]; then cargo test -- --include-ignored; else cargo test; fi
 
 test-python:
-	$(PYTHON) -m pytest tests
+	$(PYTHON) -m pytest tests --ignore=tests/wheel
 
-test: setup build lint test-rust test-python fuzz
+# The wheel on another distribution: Debian 11 in a chroot (debootstrap,
+# cached under /var/cache/pamkrb), its own Python, PAM and libkrb5, no compiler.
+test-wheel: wheel
+	$(PYTHON) -m pytest tests/wheel
+
+test: setup build lint test-rust test-python test-wheel fuzz
 
 bench: setup build
 	$(PYTHON) bench/run.py
@@ -63,4 +73,4 @@ demo: setup build
 	$(PYTHON) tools/demo.py
 
 clean:
-	rm -rf target fuzz/target test-artifacts .pytest_cache .ruff_cache
+	rm -rf target fuzz/target dist test-artifacts .pytest_cache .ruff_cache

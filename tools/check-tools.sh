@@ -39,6 +39,9 @@ need "$VENV/bin/python" "tools/setup.sh (python3 -m venv from apt: python3-venv)
 for tool in maturin ruff pytest jupyterhub jupyter-server jupyterhub-singleuser; do
     need "$VENV/bin/$tool" "tools/setup.sh (pip install into $VENV)" test -x "$VENV/bin/$tool"
 done
+# `make wheel`: zig links against an older glibc; objdump checks the result.
+need zig "tools/setup.sh (pip install ziglang into $VENV)" "$VENV/bin/python" -m ziglang version
+need objdump "apt: binutils" command -v objdump
 
 # The services and clients the tests start.
 need krb5kdc "apt: krb5-kdc" command -v krb5kdc
@@ -56,6 +59,8 @@ need chromium "apt: chromium" test -x /usr/bin/chromium
 need java "apt: default-jre-headless (Spark in the PySpark kernel tests)" command -v java
 need faketime "apt: faketime" command -v faketime
 need pam_oath.so "apt: libpam-oath" have_file '/usr/lib/*/security/pam_oath.so'
+need debootstrap "apt: debootstrap (the wheel's Debian 11 test)" command -v debootstrap
+need unshare "apt: util-linux" command -v unshare
 
 if ((${#missing[@]})); then
     echo "check-tools: missing what the build or the tests need (run tools/setup.sh as root):" >&2

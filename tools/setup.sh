@@ -9,9 +9,11 @@
 #     (Spark in the PySpark kernel tests), Chromium (browser tests) and faketime
 #     (clock-skew tests), libpam-oath (one-time-password tests; it ships no
 #     pam-auth-update profile, so the system's PAM stacks stay untouched). apt starts no nginx: the tests run their own.
+#     debootstrap (the wheel's Debian 11 test) and binutils (objdump, its static check).
 #   - a venv at /opt/pamkrb/venv made from Debian's /usr/bin/python3: /root is
 #     mode 0700, so an interpreter under /root (pyenv) cannot be executed by the
 #     test users' single-user servers.
+#   - zig (the `ziglang` wheel) in the venv: `make wheel` links against glibc 2.28 with it.
 #   - configurable-http-proxy from npm (JupyterHub's default proxy).
 #   - rustfmt and clippy for the existing Rust toolchain.
 # It never installs libpam-krb5: pam-auth-update would add it to the common PAM
@@ -29,6 +31,7 @@ APT_PACKAGES=(
     default-jre-headless
     faketime
     libpam-oath
+    debootstrap binutils
 )
 PIP_PACKAGES=(
     "jupyterhub==6.*"
@@ -37,6 +40,7 @@ PIP_PACKAGES=(
     jupyter_server
     pamela
     "maturin>=1.9,<2"
+    "ziglang==0.17.1"
     pytest
     pytest-timeout
     requests

@@ -82,9 +82,10 @@ def explain(error: ImportError, missing: list[SystemLibrary] | None = None) -> s
     glibc = _GLIBC_VERSION.search(text)
     if glibc:
         return (
-            f"pamkrb's native core needs glibc {GLIBC_FLOOR} or newer (RHEL 8, Debian 10, Ubuntu 20.04 and later); "
-            f"this host's C library lacks {glibc.group(1)}. Build from source on this host instead "
-            f"(see the README's Install section). (loader said: {text})"
+            f"pamkrb's native core was built for a newer C library than this host's, which lacks "
+            f"{glibc.group(1)}. The prebuilt wheel needs glibc {GLIBC_FLOOR} or newer (RHEL 8, Debian 10, "
+            f"Ubuntu 20.04 and later); elsewhere build from source on the host (README, Install). "
+            f"(loader said: {text})"
         )
     symbol = _UNDEFINED_SYMBOL.search(text)
     if symbol and symbol.group(1).startswith(("krb5_", "pam_")):

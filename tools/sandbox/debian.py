@@ -88,9 +88,7 @@ class DebianRoot:
         """Where ``path`` inside the root is on this machine."""
         return self.path / Path(path).relative_to("/")
 
-    def command(
-        self, args: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str = "/"
-    ) -> list[str]:
+    def command(self, args: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str = "/") -> list[str]:
         """The argument list that runs ``args`` inside the root with only ``env`` (plus PATH, LANG, HOME)."""
         environment = {"PATH": PATH, "LANG": "C.UTF-8", "HOME": "/root", **(env or {})}
         return [
@@ -149,7 +147,9 @@ class DebianRoot:
         for line in self.host_path("/etc/passwd").read_text().splitlines():
             fields = line.split(":")
             if fields[0] == name:
-                return pwd.struct_passwd((fields[0], "x", int(fields[2]), int(fields[3]), fields[4], fields[5], fields[6]))
+                return pwd.struct_passwd(
+                    (fields[0], "x", int(fields[2]), int(fields[3]), fields[4], fields[5], fields[6])
+                )
         raise SandboxError(f"useradd in {self.suite} did not add {name}")
 
     def processes(self) -> list[int]:
