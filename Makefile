@@ -59,8 +59,8 @@ test-rust:
 test-python:
 	$(PYTHON) -m pytest tests --ignore=tests/wheel
 
-# The wheel on another distribution: Debian 11 in a chroot (debootstrap,
-# cached under /var/cache/pamkrb), its own Python, PAM and libkrb5, no compiler.
+# The wheel on other distributions: Debian 11 and 13 in chroots (debootstrap,
+# cached under /var/cache/pamkrb), their own Python, PAM and libkrb5, no compiler.
 test-wheel: wheel
 	$(PYTHON) -m pytest tests/wheel
 

@@ -59,7 +59,7 @@ need chromium "apt: chromium" test -x /usr/bin/chromium
 need java "apt: default-jre-headless (Spark in the PySpark kernel tests)" command -v java
 need faketime "apt: faketime" command -v faketime
 need pam_oath.so "apt: libpam-oath" have_file '/usr/lib/*/security/pam_oath.so'
-need debootstrap "apt: debootstrap (the wheel's Debian 11 test)" command -v debootstrap
+need debootstrap "apt: debootstrap (the wheel's Debian 11/13 tests)" command -v debootstrap
 need unshare "apt: util-linux" command -v unshare
 
 if ((${#missing[@]})); then

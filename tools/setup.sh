@@ -9,7 +9,7 @@
 #     (Spark in the PySpark kernel tests), Chromium (browser tests) and faketime
 #     (clock-skew tests), libpam-oath (one-time-password tests; it ships no
 #     pam-auth-update profile, so the system's PAM stacks stay untouched). apt starts no nginx: the tests run their own.
-#     debootstrap (the wheel's Debian 11 test) and binutils (objdump, its static check).
+#     debootstrap (the wheel's Debian 11/13 tests) and binutils (objdump, its static check).
 #   - a venv at /opt/pamkrb/venv made from Debian's /usr/bin/python3: /root is
 #     mode 0700, so an interpreter under /root (pyenv) cannot be executed by the
 #     test users' single-user servers.

@@ -34,9 +34,9 @@ CACHE_DIR = Path("/var/cache/pamkrb")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def _base_root(suite: str, packages: Sequence[str]) -> Path:
+def _base_root(suite: str, packages: Sequence[str], mirror: str) -> Path:
     """The cached debootstrap of ``suite`` with ``packages``; made on first use."""
-    key = hashlib.sha256(f"{suite} {MIRROR} {' '.join(sorted(packages))}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(f"{suite} {mirror} {' '.join(sorted(packages))}".encode()).hexdigest()[:12]
     base = CACHE_DIR / f"debian-{suite}-{key}"
     if (base / ".complete").exists():
         return base
@@ -45,7 +45,7 @@ def _base_root(suite: str, packages: Sequence[str]) -> Path:
     # It becomes "/" inside: every user must be able to traverse it.
     staging.chmod(0o755)
     try:
-        args = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", suite, str(staging), MIRROR]
+        args = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", suite, str(staging), mirror]
         result = subprocess.run(args, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise SandboxError(f"{' '.join(args)} exited with {result.returncode}:\n{result.stdout[-3000:]}")
@@ -69,9 +69,9 @@ class DebianRoot:
     after every process still running inside it has been killed.
     """
 
-    def __init__(self, suite: str, packages: Sequence[str] = ()) -> None:
+    def __init__(self, suite: str, packages: Sequence[str] = (), *, mirror: str = MIRROR) -> None:
         self.suite = suite
-        base = _base_root(suite, packages)
+        base = _base_root(suite, packages, mirror)
         self.dir = Path(tempfile.mkdtemp(prefix=f"pamkrb-{suite}-", dir="/var/tmp"))
         self.path = self.dir / "root"
         # cp -a keeps owners, modes, device nodes and links as they are.

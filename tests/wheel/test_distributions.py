@@ -1,17 +1,23 @@
-"""The prebuilt wheel on Debian 11 (bullseye): glibc 2.31, Python 3.9, MIT krb5 1.18.
+"""The prebuilt wheel on other distributions than the one that built it.
 
-Debian 11 is installed with debootstrap from Debian's repositories into a
+Each release is installed with debootstrap from Debian's repositories into a
 directory and entered with ``unshare --root`` (``sandbox.debian``). It gets
-Python, its venv module and libkrb5 — no compiler, no ``-dev`` package — and
-``pip install``s the wheel from ``make wheel`` plus JupyterHub from PyPI into
-a venv. The hub runs inside, with Debian 11's libpam, PAM stacks and
-``/etc/shadow``; the KDC runs on this machine's loopback, and so does
-configurable-http-proxy (started by us, as JupyterHub does itself; bullseye's
-Node 12 is too old for today's proxy).
+Python, its venv module, libkrb5 and ``login`` (the default PAM service) — no
+compiler, no ``-dev`` package — and ``pip install``s the wheel from
+``make wheel`` plus JupyterHub from PyPI into a venv. The hub runs inside, with
+that release's libpam, PAM stacks and ``/etc/shadow``; the KDC runs on this
+machine's loopback, and so does configurable-http-proxy (started by us, as
+JupyterHub does itself; bullseye's Node 12 is too old for today's proxy).
+
+- Debian 11 (bullseye): glibc 2.31, Python 3.9, MIT krb5 1.18 — the oldest
+  Python the wheel is for, with Debian's own pip 20.3.
+- Debian 13 (trixie): glibc 2.41, Python 3.13, MIT krb5 1.21 — a newer
+  Python than the build machine's: one abi3 file for both.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -29,11 +35,25 @@ import sandbox
 from conftest import ARTIFACTS, REPO, require_root
 from sandbox.debian import DebianRoot
 
-SUITE = "bullseye"
+
+@dataclasses.dataclass(frozen=True)
+class Distribution:
+    name: str
+    suite: str
+    python: str
+    glibc: str
+    krb5: str  # version prefix of libkrb5-3
+
+
+DISTRIBUTIONS = (
+    Distribution("debian-11", "bullseye", python="3.9", glibc="2.31", krb5="1.18"),
+    Distribution("debian-13", "trixie", python="3.13", glibc="2.41", krb5="1.21"),
+)
 # What a hub host has anyway; nothing to build with.
-PACKAGES = ("python3", "python3-venv", "libkrb5-3")
+PACKAGES = ("python3", "python3-venv", "libkrb5-3", "login")
 VENV = "/opt/jupyterhub"
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
+_REPORTED = {"pip", "jupyterhub", "jupyter_server", "jupyter-server", "jupyterhub-pamkrb", "tornado"}
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -58,41 +78,57 @@ def _pip_settings(root: DebianRoot) -> dict[str, str]:
     return settings
 
 
+@pytest.fixture(scope="module", params=DISTRIBUTIONS, ids=lambda distribution: distribution.name)
+def distribution(request: pytest.FixtureRequest) -> Distribution:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def bullseye(wheel: Path) -> Iterator[DebianRoot]:
+def root(wheel: Path, distribution: Distribution) -> Iterator[DebianRoot]:
     require_root()
-    with DebianRoot(SUITE, PACKAGES) as root:
+    with DebianRoot(distribution.suite, PACKAGES) as root:
         inside = f"/tmp/{wheel.name}"
         shutil.copyfile(wheel, root.host_path(inside))
         root.run(["python3", "-m", "venv", VENV])
-        # Debian 11's own pip (20.3), not a newer one: what an admin has. Only
-        # wheels, so anything that needed compiling would fail here.
+        # The release's own pip (20.3 on Debian 11), not a newer one: what an
+        # admin has. Only wheels, so anything that needed compiling fails here.
         root.run([f"{VENV}/bin/pip", "install", "--only-binary=:all:", inside], env=_pip_settings(root))
         yield root
 
 
-def test_the_wheel_installs_on_debian_11_with_no_build_tools(bullseye: DebianRoot) -> None:
-    python = bullseye.run(
+def test_the_wheel_installs_with_no_build_tools(root: DebianRoot, distribution: Distribution) -> None:
+    python = root.run(
         [f"{VENV}/bin/python", "-c", "import platform, sys; print(sys.version_info[:2], platform.libc_ver())"]
     )
-    assert python.stdout.strip() == "(3, 9) ('glibc', '2.31')"
-    krb5 = bullseye.run(["dpkg-query", "-W", "-f=${Version}", "libkrb5-3"]).stdout
-    assert krb5.startswith("1.18"), krb5
+    major, minor = distribution.python.split(".")
+    assert python.stdout.strip() == f"({major}, {minor}) ('glibc', '{distribution.glibc}')"
+    krb5 = root.run(["dpkg-query", "-W", "-f=${Version}", "libkrb5-3"]).stdout
+    assert krb5.startswith(distribution.krb5), krb5
 
     for tool in ("cc", "gcc", "clang", "ld", "rustc", "cargo", "pkg-config"):
-        assert bullseye.run(["which", tool], check=False).returncode != 0, f"{tool} is in the root"
-    installed = bullseye.run(["dpkg-query", "-W", "-f=${Package}\n"]).stdout.split()
+        assert root.run(["which", tool], check=False).returncode != 0, f"{tool} is in the root"
+    installed = root.run(["dpkg-query", "-W", "-f=${Package}\n"]).stdout.split()
     assert [package for package in installed if package.endswith("-dev")] == []
 
-    native = bullseye.run([f"{VENV}/bin/python", "-c", "import pamkrb._native as n; print(n.__file__)"])
+    # What was tested, for the README's table and the closing notes.
+    versions = root.run(
+        [f"{VENV}/bin/python", "-m", "pip", "list", "--format=freeze"],
+        env={"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    ).stdout
+    picked = [line for line in versions.splitlines() if line.split("==")[0].lower() in _REPORTED]
+    log_dir = ARTIFACTS / f"wheel-{distribution.name}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    (log_dir / "versions.txt").write_text(f"{python.stdout.strip()} libkrb5-3 {krb5}\n" + "\n".join(picked) + "\n")
+
+    native = root.run([f"{VENV}/bin/python", "-c", "import pamkrb._native as n; print(n.__file__)"])
     assert native.stdout.strip().endswith("site-packages/pamkrb/_native.abi3.so")
 
-    extensions = bullseye.run([f"{VENV}/bin/jupyter", "server", "extension", "list"], env={"NO_COLOR": "1"})
+    extensions = root.run([f"{VENV}/bin/jupyter", "server", "extension", "list"], env={"NO_COLOR": "1"})
     listing = extensions.stdout + extensions.stderr
     plain = _plain(listing)
     assert any(line.split()[:2] == ["pamkrb", "enabled"] for line in plain.splitlines()), listing
     assert re.search(r"^\s*pamkrb \S+ OK$", plain, re.MULTILINE), listing
-    labextension = bullseye.host_path(f"{VENV}/share/jupyter/labextensions/pamkrb/package.json")
+    labextension = root.host_path(f"{VENV}/share/jupyter/labextensions/pamkrb/package.json")
     assert json.loads(labextension.read_text())["name"]
 
 
@@ -126,19 +162,21 @@ def _start_proxy(port: int, api_port: int, hub_port: int, token: str, log: Path)
     return proc
 
 
-def test_a_user_logs_in_on_debian_11_and_gets_a_cache_of_their_own(bullseye: DebianRoot, realm: sandbox.Realm) -> None:
-    log_dir = ARTIFACTS / "debian11"
+def test_a_user_logs_in_and_gets_a_cache_of_their_own(
+    root: DebianRoot, distribution: Distribution, realm: sandbox.Realm
+) -> None:
+    log_dir = ARTIFACTS / f"wheel-{distribution.name}"
     log_dir.mkdir(parents=True, exist_ok=True)
     name, password = "bob" + secrets.token_hex(2), "pw-" + secrets.token_urlsafe(12)
-    user = bullseye.add_user(name, password)
+    user = root.add_user(name, password)
     principal = realm.add_principal(name)
     keytab = f"/home/{name}/{name}.keytab"
-    realm.write_keytab(principal, bullseye.host_path(keytab), user.pw_uid, user.pw_gid)
-    shutil.copyfile(realm.krb5_conf, bullseye.host_path("/etc/krb5.conf"))
+    realm.write_keytab(principal, root.host_path(keytab), user.pw_uid, user.pw_gid)
+    shutil.copyfile(realm.krb5_conf, root.host_path("/etc/krb5.conf"))
 
     port, api_port, hub_port = sandbox.free_port(), sandbox.free_port(), sandbox.free_port()
     token = secrets.token_hex(32)
-    hub_dir = bullseye.host_path("/srv/hub")
+    hub_dir = root.host_path("/srv/hub")
     hub_dir.mkdir(mode=0o700, parents=True)
     (hub_dir / "jupyterhub_config.py").write_text(
         f"""\
@@ -158,7 +196,7 @@ c.Spawner.default_url = "/pamkrb/status"
     proxy = _start_proxy(port, api_port, hub_port, token, log_dir / "proxy.log")
     hub_log = log_dir / "hub.log"
     with hub_log.open("wb") as output:
-        hub = bullseye.popen(
+        hub = root.popen(
             [f"{VENV}/bin/jupyterhub", "-f", "/srv/hub/jupyterhub_config.py"],
             cwd="/srv/hub",
             stdout=output,
@@ -177,7 +215,7 @@ c.Spawner.default_url = "/pamkrb/status"
             except OSError:
                 return False
 
-        sandbox.wait_until(healthy, timeout=60, interval=0.2, message="the hub in Debian 11")
+        sandbox.wait_until(healthy, timeout=60, interval=0.2, message=f"the hub in {distribution.name}")
 
         session.get(f"{base}/hub/login", timeout=10).raise_for_status()
         response = session.post(
@@ -188,14 +226,14 @@ c.Spawner.default_url = "/pamkrb/status"
         assert response.status_code == 200, hub_log.read_text()[-3000:]
         assert "/hub/login" not in response.url, hub_log.read_text()[-3000:]
 
-        cache = bullseye.host_path(f"/tmp/krb5cc_{user.pw_uid}")
+        cache = root.host_path(f"/tmp/krb5cc_{user.pw_uid}")
         info = os.lstat(cache)
         assert stat.S_ISREG(info.st_mode)
         assert (info.st_uid, info.st_gid) == (user.pw_uid, user.pw_gid)
         assert stat.S_IMODE(info.st_mode) == 0o600
         assert realm.klist(cache).principal == principal
 
-        # The server extension runs in the user's server on Debian 11 too.
+        # The server extension runs in the user's server there too.
         server = f"{base}/user/{name}"
 
         def status() -> dict | None:
@@ -204,7 +242,9 @@ c.Spawner.default_url = "/pamkrb/status"
                 return None
             return session.get(f"{server}/pamkrb/api/status", timeout=10).json()
 
-        reported = sandbox.wait_until(status, timeout=90, interval=0.5, message=f"{name}'s server in Debian 11")
+        reported = sandbox.wait_until(
+            status, timeout=90, interval=0.5, message=f"{name}'s server in {distribution.name}"
+        )
         assert reported["state"] == "valid", reported
         assert reported["principal"] == principal
         assert reported["ccache"].endswith(f"/tmp/krb5cc_{user.pw_uid}"), reported
@@ -223,13 +263,13 @@ c.Spawner.default_url = "/pamkrb/status"
     [("libkrb5.so.3", ("libkrb5-3", "krb5-libs")), ("libpam.so.0", ("libpam0g", "pam"))],
 )
 def test_without_a_system_library_import_names_it_and_its_package(
-    bullseye: DebianRoot, soname: str, packages: tuple[str, str]
+    root: DebianRoot, soname: str, packages: tuple[str, str]
 ) -> None:
-    library = bullseye.host_path(f"{LIBDIR}/{soname}")
+    library = root.host_path(f"{LIBDIR}/{soname}")
     hidden = library.with_name(f".{soname}.hidden")
     library.rename(hidden)
     try:
-        result = bullseye.run([f"{VENV}/bin/python", "-c", "import pamkrb"], check=False)
+        result = root.run([f"{VENV}/bin/python", "-c", "import pamkrb"], check=False)
     finally:
         hidden.rename(library)
     # 1 is an uncaught exception; a crash in the loader would be a signal (< 0).
