@@ -67,6 +67,15 @@ def realm() -> Iterator[sandbox.Realm]:
 
 
 @pytest.fixture(scope="session")
+def wheel() -> Path:
+    """The wheel `make wheel` left in dist/ (tests/wheel)."""
+    wheels = sorted((REPO / "dist").glob("jupyterhub_pamkrb-*-cp39-abi3-manylinux_*.whl"))
+    if not wheels:
+        pytest.fail("no wheel in dist/: run `make wheel` first (`make test-wheel` does)")
+    return wheels[-1]
+
+
+@pytest.fixture(scope="session")
 def pam_service() -> str:
     """The fast pam_unix service /etc/pam.d/pamkrb-test; its name.
 

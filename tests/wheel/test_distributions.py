@@ -32,7 +32,7 @@ import pytest
 import requests
 
 import sandbox
-from conftest import ARTIFACTS, REPO, require_root
+from conftest import ARTIFACTS, require_root
 from sandbox.debian import DebianRoot
 
 
@@ -56,14 +56,6 @@ LIBDIR = "/usr/lib/x86_64-linux-gnu"
 _REPORTED = {"pip", "jupyterhub", "jupyter_server", "jupyter-server", "jupyterhub-pamkrb", "tornado"}
 
 pytestmark = pytest.mark.timeout(900)
-
-
-@pytest.fixture(scope="module")
-def wheel() -> Path:
-    wheels = sorted((REPO / "dist").glob("jupyterhub_pamkrb-*-cp39-abi3-manylinux_*.whl"))
-    if not wheels:
-        pytest.fail("no wheel in dist/: run `make wheel` first (`make test-wheel` does)")
-    return wheels[-1]
 
 
 def _pip_settings(root: DebianRoot) -> dict[str, str]:

@@ -8,18 +8,8 @@ import zipfile
 from pathlib import Path
 
 import check_wheel  # tools/, on the path through pytest.ini
-import pytest
 
 import pamkrb._native
-from conftest import REPO
-
-
-@pytest.fixture(scope="module")
-def wheel() -> Path:
-    wheels = sorted((REPO / "dist").glob("jupyterhub_pamkrb-*-cp39-abi3-manylinux_*.whl"))
-    if not wheels:
-        pytest.fail("no wheel in dist/: run `make wheel` first (`make test-wheel` does)")
-    return wheels[-1]
 
 
 def rewritten(wheel: Path, target: Path, replace: dict[str, bytes | None]) -> Path:

@@ -74,9 +74,13 @@ class DebianRoot:
         base = _base_root(suite, packages, mirror)
         self.dir = Path(tempfile.mkdtemp(prefix=f"pamkrb-{suite}-", dir="/var/tmp"))
         self.path = self.dir / "root"
-        # cp -a keeps owners, modes, device nodes and links as they are.
-        _run(["cp", "-a", "--", str(base), str(self.path)])
-        (self.path / ".complete").unlink()
+        try:
+            # cp -a keeps owners, modes, device nodes and links as they are.
+            _run(["cp", "-a", "--", str(base), str(self.path)])
+            (self.path / ".complete").unlink()
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
 
     def __enter__(self) -> DebianRoot:
         return self
