@@ -57,6 +57,14 @@ _REPORTED = {"pip", "jupyterhub", "jupyter_server", "jupyter-server", "jupyterhu
 
 pytestmark = pytest.mark.timeout(900)
 
+_IMPORT_EVERY_MODULE = """
+import importlib, pkgutil, pamkrb
+names = [m.name for m in pkgutil.walk_packages(pamkrb.__path__, "pamkrb.") if not m.name.endswith("__main__")]
+for name in names:
+    importlib.import_module(name)
+print(len(names))
+"""
+
 
 def _pip_settings(root: DebianRoot) -> dict[str, str]:
     """This machine's way to PyPI (its pip.conf and CA bundle), for pip inside the root."""
@@ -114,6 +122,9 @@ def test_the_wheel_installs_with_no_build_tools(root: DebianRoot, distribution: 
 
     native = root.run([f"{VENV}/bin/python", "-c", "import pamkrb._native as n; print(n.__file__)"])
     assert native.stdout.strip().endswith("site-packages/pamkrb/_native.abi3.so")
+    # Every module imports on this Python, not only those a login touches.
+    every_module = root.run([f"{VENV}/bin/python", "-c", _IMPORT_EVERY_MODULE])
+    assert int(every_module.stdout) >= 15, every_module
 
     extensions = root.run([f"{VENV}/bin/jupyter", "server", "extension", "list"], env={"NO_COLOR": "1"})
     listing = extensions.stdout + extensions.stderr
@@ -224,6 +235,13 @@ c.Spawner.default_url = "/pamkrb/status"
         assert (info.st_uid, info.st_gid) == (user.pw_uid, user.pw_gid)
         assert stat.S_IMODE(info.st_mode) == 0o600
         assert realm.klist(cache).principal == principal
+
+        # The operator's diagnosis finds nothing wrong there either (it also
+        # gets a test ticket from the keytab into a private cache).
+        doctor = root.run(
+            [f"{VENV}/bin/pamkrb", "doctor", name, "--config", "/srv/hub/jupyterhub_config.py"], check=False
+        )
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
 
         # The server extension runs in the user's server there too.
         server = f"{base}/user/{name}"
