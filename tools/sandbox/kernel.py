@@ -45,9 +45,9 @@ def kernel_websocket(
 
     ws_url = re.sub(r"^http", "ws", server_url) + f"/api/kernels/{kernel_id}/channels"
     cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
-    # The server completes the upgrade only once the kernel answers
-    # kernel_info: a PySpark kernel starting a JVM on a loaded 2-core machine
-    # took over 30 s once, so allow what start_kernel allows.
+    # The server completes the upgrade only once the kernel is ready: a
+    # PySpark kernel starting its JVM on a loaded 2-core machine once took
+    # over 30 s, so allow what start_kernel allows.
     options: dict[str, Any] = {"cookie": cookie, "timeout": 120, "socket": sock}
     if origin is None:
         options["suppress_origin"] = True
