@@ -10,6 +10,10 @@ wheels. A wheel passes when:
 - that module needs only the system libraries we name (libpam, MIT krb5,
   glibc's own), has no RPATH/RUNPATH, and references no glibc symbol
   version newer than the floor (``objdump -T``);
+- every libkrb5/libk5crypto/libpam function it imports is one we checked
+  exists in MIT krb5 1.17 (its libkrb5.exports and libk5crypto.exports at
+  krb5-1.17-final) and Linux-PAM: a new one fails until someone checks it
+  too and adds it to ``REVIEWED_IMPORTS``;
 - it carries the server extension's config and the prebuilt labextension.
 
 Prints one summary line (size, tag, highest glibc symbol) and exits 1 with
@@ -50,6 +54,42 @@ REQUIRED_DATA = (
     "data/share/jupyter/labextensions/pamkrb/install.json",
 )
 EXTENSION_MODULE = "pamkrb/_native.abi3.so"
+# Checked against MIT krb5 1.17's export lists (the README's floor) and Linux-PAM.
+REVIEWED_IMPORTS = frozenset(
+    {
+        "krb5_cc_destroy",
+        "krb5_cc_initialize",
+        "krb5_cc_new_unique",
+        "krb5_cc_store_cred",
+        "krb5_enctype_to_name",
+        "krb5_free_context",
+        "krb5_free_cred_contents",
+        "krb5_free_default_realm",
+        "krb5_free_error_message",
+        "krb5_free_principal",
+        "krb5_get_default_realm",
+        "krb5_get_error_message",
+        "krb5_get_init_creds_keytab",
+        "krb5_get_init_creds_opt_alloc",
+        "krb5_get_init_creds_opt_free",
+        "krb5_get_init_creds_opt_set_renew_life",
+        "krb5_get_init_creds_opt_set_tkt_life",
+        "krb5_get_init_creds_password",
+        "krb5_get_renewed_creds",
+        "krb5_get_time_offsets",
+        "krb5_init_context",
+        "krb5_kt_add_entry",
+        "krb5_kt_close",
+        "krb5_kt_resolve",
+        "krb5_parse_name",
+        "pam_acct_mgmt",
+        "pam_authenticate",
+        "pam_end",
+        "pam_set_item",
+        "pam_start",
+        "pam_strerror",
+    }
+)
 _TAG = re.compile(r"-cp39-abi3-manylinux_(\d+)_(\d+)_(x86_64|aarch64)\.whl$")
 _GLIBC_SYMBOL = re.compile(r"\bGLIBC_(\d+)\.(\d+)(?:\.(\d+))?\b")
 
@@ -87,9 +127,22 @@ def _elf_dynamic(path: Path) -> tuple[list[str], list[str]]:
     return needed, paths
 
 
-def _glibc_versions(path: Path) -> list[tuple[int, ...]]:
-    out = subprocess.run(["objdump", "-T", str(path)], capture_output=True, text=True, check=True).stdout
-    return [tuple(int(g) for g in match.groups() if g is not None) for match in _GLIBC_SYMBOL.finditer(out)]
+def _dynamic_symbols(path: Path) -> str:
+    return subprocess.run(["objdump", "-T", str(path)], capture_output=True, text=True, check=True).stdout
+
+
+def _glibc_versions(symbols: str) -> list[tuple[int, ...]]:
+    return [tuple(int(g) for g in match.groups() if g is not None) for match in _GLIBC_SYMBOL.finditer(symbols)]
+
+
+def _krb5_pam_imports(symbols: str) -> set[str]:
+    """Undefined krb5_*/pam_* functions: what the host's libkrb5/libpam must provide."""
+    names = set()
+    for line in symbols.splitlines():
+        fields = line.split()
+        if "*UND*" in fields and fields[-1].startswith(("krb5_", "pam_")):
+            names.add(fields[-1])
+    return names
 
 
 def check(wheel: Path, glibc_floor: str) -> Report:
@@ -125,7 +178,11 @@ def check(wheel: Path, glibc_floor: str) -> Report:
                 report.problems.append(f"does not link {required}")
         if rpaths:
             report.problems.append(f"RPATH/RUNPATH set: {rpaths}")
-        versions = _glibc_versions(module)
+        symbols = _dynamic_symbols(module)
+        unreviewed = sorted(_krb5_pam_imports(symbols) - REVIEWED_IMPORTS)
+        if unreviewed:
+            report.problems.append(f"imports functions not yet checked against MIT krb5 1.17 / Linux-PAM: {unreviewed}")
+        versions = _glibc_versions(symbols)
         if versions:
             highest = max(versions)
             report.highest_glibc = "GLIBC_" + ".".join(map(str, highest))

@@ -41,6 +41,17 @@ def test_a_module_linked_against_this_machines_glibc_fails(wheel: Path, tmp_path
     assert any("newer than the floor 2.28" in problem for problem in report.problems), report.problems
 
 
+def test_a_module_calling_an_unreviewed_kerberos_function_fails(wheel: Path, tmp_path: Path) -> None:
+    # libgssapi_krb5 calls many libkrb5 functions pamkrb does not.
+    other = Path("/usr/lib/x86_64-linux-gnu/libgssapi_krb5.so.2").read_bytes()
+    broken = rewritten(wheel, tmp_path / wheel.name, {check_wheel.EXTENSION_MODULE: other})
+    problems = check_wheel.check(broken, "2.28").problems
+    assert any(
+        problem.startswith("imports functions not yet checked against MIT krb5 1.17") and "krb5_" in problem
+        for problem in problems
+    ), problems
+
+
 def test_a_bundled_library_fails(wheel: Path, tmp_path: Path) -> None:
     copy = Path("/usr/lib/x86_64-linux-gnu/libkrb5.so.3").read_bytes()
     broken = rewritten(wheel, tmp_path / wheel.name, {"jupyterhub_pamkrb.libs/libkrb5-1a2b3c.so.3.3": copy})
