@@ -172,8 +172,11 @@ def sign_in_via_server(session: Any, hub: sandbox.Hub, user: sandbox.UnixUser, p
     )
 
 
-def test_idle_server_renews_by_tgs_until_renew_till_then_asks_to_sign_in(hub_factory, pw_realm, pw_user):
-    hub = hub_for(hub_factory, pw_realm)
+@pytest.mark.parametrize("broker", [False, True], ids=["server-renews", "hub-renews-broker"])
+def test_idle_server_renews_by_tgs_until_renew_till_then_asks_to_sign_in(hub_factory, pw_realm, pw_user, broker):
+    """Who renews differs (the server itself, or the hub's broker delivering to
+    it); what the user sees must not: TGS only, then a sign-in, then a ticket."""
+    hub = hub_for(hub_factory, pw_realm, ticket_broker=broker)
     session = sandbox.login_and_spawn(hub, pw_user)
     as_after_login = pw_realm.kdc_requests("AS_REQ")
     tgs_before = pw_realm.kdc_requests("TGS_REQ")
@@ -191,6 +194,8 @@ def test_idle_server_renews_by_tgs_until_renew_till_then_asks_to_sign_in(hub_fac
     )
     renewals = pw_realm.kdc_requests("TGS_REQ") - tgs_before
     assert renewals > 0, "the server never renewed"
+    if broker:
+        assert status["renewed_by"] == "hub", status
     print(f"idle password user: {renewals} TGS_REQ and 0 AS_REQ until renew-till ({RENEWABLE} s)")
     assert pw_realm.kdc_requests("AS_REQ") == as_after_login, "a password user's renewals must be TGS only"
     assert status["login_required_at"] is not None
