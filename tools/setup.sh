@@ -10,6 +10,8 @@
 #     (clock-skew tests), libpam-oath (one-time-password tests; it ships no
 #     pam-auth-update profile, so the system's PAM stacks stay untouched). apt starts no nginx: the tests run their own.
 #     debootstrap (the wheel's Debian 11/13 tests) and binutils (objdump, its static check).
+#     fuse3 (a setuid-root fusermount3, for doctor's FUSE check) and bindfs (an unprivileged
+#     user's FUSE mount on another user's cache path, tests/test_hostile_mounts.py).
 #   - a venv at /opt/pamkrb/venv made from Debian's /usr/bin/python3: /root is
 #     mode 0700, so an interpreter under /root (pyenv) cannot be executed by the
 #     test users' single-user servers.
@@ -32,6 +34,7 @@ APT_PACKAGES=(
     faketime
     libpam-oath
     debootstrap binutils
+    fuse3 bindfs
 )
 PIP_PACKAGES=(
     "jupyterhub==6.*"
