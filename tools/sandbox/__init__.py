@@ -21,12 +21,14 @@ One module per concern; this file only re-exports their public names:
 - ``hub``: JupyterHub, logins, the ``pamkrb`` console script
 - ``kernel``: kernels over REST and WebSocket
 - ``nginx``: nginx, test certificates, test names resolved to loopback
+- ``fuse``: /dev/fuse opened to users, a user's bindfs mount that root cannot enter
 - ``probes``: file state, credential files, child processes, latency, metrics
 - ``namespace``: ``NamespacedSpawner``, a server "on another host" (private
   mount namespace). Not re-exported: it imports JupyterHub, and the hub loads
   it by name (``Hub(import_paths=[tools/])``).
 """
 
+from .fuse import FUSE_DEVICE, fuse_device_mode, is_mount_point, user_fuse_mount
 from .hub import SYSTEM_PATH, VENV, VENV_BIN, Hub, login_and_spawn, login_and_spawn_at, npm_global_bin, run_pamkrb
 from .kernel import kernel_execute, kernel_websocket, run_in_server, start_kernel
 from .nginx import Nginx, resolve_to_loopback, self_signed_certificate
@@ -57,6 +59,7 @@ from .users import (
 )
 
 __all__ = [
+    "FUSE_DEVICE",
     "PAM_TEST_SERVICE",
     "PAM_TEST_SERVICE_TEXT",
     "SANDBOX_GECOS",
@@ -79,8 +82,10 @@ __all__ = [
     "faketime_library",
     "foreign_sandbox_uids",
     "free_port",
+    "fuse_device_mode",
     "hub_metric",
     "install_pam_test_service",
+    "is_mount_point",
     "kernel_execute",
     "kernel_websocket",
     "login_and_spawn",
@@ -99,5 +104,6 @@ __all__ = [
     "self_signed_certificate",
     "singleuser_pids",
     "start_kernel",
+    "user_fuse_mount",
     "wait_until",
 ]
