@@ -2,14 +2,17 @@
 
 Each test breaks one link (account, PAM service, keytab, KDC, cache) and
 checks that the installed `pamkrb` command reports it with a ✗ line and a
-fix, and exits 1; the healthy case exits 0. The command runs as a subprocess
-with the test realm's KRB5_CONFIG, as an admin would run it.
+fix, and exits 1; the healthy case exits 0. A risk that is not (yet) a broken
+link, such as a cache path other users can lock with a FUSE mount, is a !
+line with a fix and leaves the exit status 0. The command runs as a
+subprocess with the test realm's KRB5_CONFIG, as an admin would run it.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -350,3 +353,77 @@ def test_broken_config_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "ZeroDivisionError" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- FUSE mounts on the cache path ----------------------------------------------------
+
+FUSE_CHECK = "FUSE mounts on the cache path"
+FUSERMOUNT3 = Path("/usr/bin/fusermount3")
+
+
+def require_setuid_fusermount() -> None:
+    st = os.stat(FUSERMOUNT3) if FUSERMOUNT3.exists() else None
+    if st is None or st.st_uid != 0 or not st.st_mode & stat.S_ISUID:
+        pytest.fail(f"no setuid-root {FUSERMOUNT3}: run tools/setup.sh (it installs Debian's fuse3)")
+
+
+def fuse_line(result: subprocess.CompletedProcess[str]) -> str:
+    (line,) = [line for line in result.stdout.splitlines() if line[2:].startswith(FUSE_CHECK)]
+    return line
+
+
+def test_cache_path_users_can_lock_with_fuse_is_warned_about(
+    realm: sandbox.Realm, user: sandbox.UnixUser, config: Path
+) -> None:
+    """/tmp (1777), a setuid-root fusermount3 and /dev/fuse open to all: any
+    user can mount a FUSE file system on /tmp/krb5cc_<uid> that root cannot
+    enter. A warning, not a failure: the hub falls back to /run/pamkrb/."""
+    require_setuid_fusermount()
+    give_ticket(realm, user)
+
+    with sandbox.fuse_device_mode(0o666):
+        result = doctor(realm, user.name, config)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert problems(result) == []
+    warning = fuse_line(result)
+    assert warning.startswith(f"! {FUSE_CHECK}: /tmp is writable by every user (mode 1777)"), warning
+    assert f"{FUSERMOUNT3} is setuid root" in warning, warning
+    assert "/dev/fuse is mode 0666" in warning
+    assert f"FUSE file system on {user.default_ccache}" in warning
+    assert f"fallback path /run/pamkrb/{user.uid}/krb5cc" in warning
+    fix = result.stdout.splitlines()[result.stdout.splitlines().index(warning) + 1]
+    assert fix.startswith("    fix: set c.PAMKerberosAuthenticator.ccache_template"), fix
+    assert f"chmod u-s {FUSERMOUNT3}" in fix
+    assert "chmod 0600 /dev/fuse" in fix
+
+
+def test_no_fuse_warning_when_only_root_can_open_dev_fuse(
+    realm: sandbox.Realm, user: sandbox.UnixUser, config: Path
+) -> None:
+    require_setuid_fusermount()
+    give_ticket(realm, user)
+
+    with sandbox.fuse_device_mode(0o600):
+        result = doctor(realm, user.name, config)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert fuse_line(result) == f"✓ {FUSE_CHECK}: /dev/fuse is mode 0600, not open to other users"
+
+
+def test_no_fuse_warning_for_a_cache_directory_others_cannot_write(
+    realm: sandbox.Realm, user: sandbox.UnixUser, tmp_path: Path, pam_service: str
+) -> None:
+    require_setuid_fusermount()
+    settings = {
+        "PAMKerberosAuthenticator.service": pam_service,
+        "PAMKerberosAuthenticator.ccache_template": "{home}/krb5cc",
+    }
+    config = write_config(tmp_path, **settings)
+    home_mode = stat.S_IMODE(os.stat(user.home).st_mode)
+
+    with sandbox.fuse_device_mode(0o666):
+        result = doctor(realm, user.name, config)
+
+    line = fuse_line(result)
+    assert line == f"✓ {FUSE_CHECK}: {user.home} (mode {home_mode:04o}) is not writable by other users", line

@@ -3,7 +3,9 @@
 It reads the hub's configuration the way JupyterHub does, builds the
 authenticator from it, and checks each link of the chain a login goes
 through — the account, the PAM service, the keytab, the KDC and the cache —
-printing one ✓/✗ line per check with a fix for each problem. It only reads:
+printing one ✓/✗ line per check with a fix for each problem, and a ! line for
+a risk that breaks nothing yet (another user able to lock the cache path
+with a FUSE mount). It only reads:
 the test ticket goes into a private temporary directory that is removed
 afterwards, and the user's real cache is inspected, never written.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
+import stat
 import sys
 import tempfile
 import time
@@ -36,7 +39,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             "Check, for one user and the hub's configuration, everything a login with pamkrb needs: the account, "
             "the PAM service (no password-less path for root), the keytab (owner, mode, principal), the KDC "
             "(a test ticket is obtained into a private temporary cache and thrown away) and the user's "
-            "credential cache (owner, mode, principal, expiry). Prints a report with a fix for each problem. "
+            "credential cache (owner, mode, principal, expiry), and whether other users could lock the cache path "
+            "with a FUSE mount. Prints a report with a fix for each problem. "
             "Run it as root, with the KRB5_CONFIG the hub uses. Exit status: 0 all good, 1 a problem was found, "
             "2 usage error."
         ),
@@ -128,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         check_kdc(where, authenticator.ticket_lifetime, report)
     else:
         report.skip("KDC", "the keytab cannot be used")
+    check_fuse_lockout(where, report)
     check_cache(where, authenticator.refresh_margin, report)
     return report.finish()
 
@@ -364,3 +369,77 @@ def check_cache(where, refresh_margin: int, report: Report) -> None:
             "pamkrb renews it at the next login, server start or hub refresh; "
             "if it stays expired, see the hub log and the KDC check above",
         )
+
+
+# -- FUSE mounts on the cache path ------------------------------------------------
+
+# Where the hub puts a user's ticket when the configured cache path cannot be
+# used. TODO: import this from the product once the hub's fallback lands
+# (one rule, one place), rather than keeping a second copy here.
+FALLBACK_CCACHE = "/run/pamkrb/{uid}/krb5cc"
+FUSERMOUNT_DIRS = ("/bin", "/usr/bin", "/usr/local/bin")
+FUSERMOUNT_NAMES = ("fusermount", "fusermount3")
+FUSE_DEVICE = "/dev/fuse"
+
+
+def setuid_fusermounts() -> list[str]:
+    """The fusermount programs that run as root for whoever starts them,
+    each named once by its real path (fusermount is often a link to
+    fusermount3, and /bin is /usr/bin on merged-/usr systems)."""
+    found: set[str] = set()
+    for directory in FUSERMOUNT_DIRS:
+        for name in FUSERMOUNT_NAMES:
+            path = os.path.join(directory, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_uid == 0 and st.st_mode & stat.S_ISUID:
+                found.add(os.path.realpath(path))
+    return sorted(found)
+
+
+def check_fuse_lockout(where, report: Report) -> None:
+    """Whether another local user can lock the cache path away from root.
+
+    A user who may create entries in the cache's directory makes one at the
+    cache path and mounts a FUSE file system on it (with a setuid-root
+    fusermount). Without ``allow_other`` the kernel refuses everyone else
+    that mount, root included, with EACCES, and root cannot rename or remove
+    a mount point (EBUSY): the path is lost until the mount goes.
+    """
+    title = "FUSE mounts on the cache path"
+    directory = os.path.dirname(where.ccache)
+    try:
+        mode = stat.S_IMODE(os.stat(directory).st_mode)
+    except OSError as e:
+        report.skip(title, f"cannot stat {directory}: {e.strerror}")
+        return
+    if not mode & stat.S_IWOTH:
+        report.ok(title, f"{directory} (mode {mode:04o}) is not writable by other users")
+        return
+    programs = setuid_fusermounts()
+    if not programs:
+        report.ok(title, f"no setuid-root fusermount in {', '.join(FUSERMOUNT_DIRS)}, so users cannot mount FUSE")
+        return
+    try:
+        device = os.stat(FUSE_DEVICE)
+    except OSError:
+        report.ok(title, f"no {FUSE_DEVICE}, so nobody can mount FUSE")
+        return
+    device_mode = stat.S_IMODE(device.st_mode)
+    if not device_mode & 0o006:
+        report.ok(title, f"{FUSE_DEVICE} is mode {device_mode:04o}, not open to other users")
+        return
+    fallback = FALLBACK_CCACHE.format(uid=where.uid)
+    report.warn(
+        title,
+        f"{directory} is writable by every user (mode {mode:04o}), {programs[0]} is setuid root and "
+        f"{FUSE_DEVICE} is mode {device_mode:04o}: another local user can mount a FUSE file system on "
+        f"{where.ccache}, which root cannot look into or remove. pamkrb then puts {where.username}'s ticket at "
+        f"its fallback path {fallback} (the hub sets KRB5CCNAME to it; the ticket status shows it), where "
+        "tools that only look at the default cache name do not find it",
+        "set c.PAMKerberosAuthenticator.ccache_template to a path in a directory only root and the user can "
+        f"write; or, if users need not mount FUSE, remove the setuid bit (chmod u-s {' '.join(programs)}) "
+        f"or restrict the device (chmod 0600 {FUSE_DEVICE}, made lasting with a udev rule)",
+    )
