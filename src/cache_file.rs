@@ -46,6 +46,16 @@ pub struct Owner {
     pub gid: u32,
 }
 
+impl Owner {
+    /// The calling process's euid and egid: the owner when none is given.
+    pub fn caller() -> Owner {
+        Owner {
+            uid: geteuid().as_raw(),
+            gid: getegid().as_raw(),
+        }
+    }
+}
+
 /// Why a cache file could not be written or read.
 ///
 /// `Path` (a symlink on the way, a relative or malformed path: the walk's own
@@ -55,6 +65,7 @@ pub struct Owner {
 /// `UnsafeTarget` is a cache that is not safely the owner's (only reading
 /// refuses it; writing replaces it).
 /// `DeadlinePassed` means the caller gave up waiting and nothing was installed.
+/// `FallbackFailed` is a failure at the cache path and at its fallback.
 /// `Io` is an ordinary system failure, carrying the path and step that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheFileError {
@@ -63,9 +74,10 @@ pub enum CacheFileError {
     #[error(transparent)]
     Path(#[from] SafePathError),
 
-    #[error("refusing to write {path}: directory {dir} {reason}")]
+    #[error("refusing to {op} {path}: directory {dir} {reason}")]
     UnsafeDirectory {
         path: PathBuf,
+        op: &'static str,
         dir: PathBuf,
         reason: String,
     },
@@ -80,6 +92,14 @@ pub enum CacheFileError {
     #[error("gave up on {path} after the deadline; nothing was installed")]
     DeadlinePassed { path: PathBuf },
 
+    /// The cache path could not be written and neither could the fallback
+    /// (see `fallback`): `primary` is why the cache path failed.
+    #[error("{primary}; the fallback failed too: {fallback}")]
+    FallbackFailed {
+        primary: Box<CacheFileError>,
+        fallback: Box<CacheFileError>,
+    },
+
     #[error("could not {op} {path}: {source}")]
     Io {
         path: PathBuf,
@@ -90,7 +110,7 @@ pub enum CacheFileError {
 }
 
 impl CacheFileError {
-    fn io(path: &Path, op: &'static str, source: impl Into<std::io::Error>) -> Self {
+    pub(crate) fn io(path: &Path, op: &'static str, source: impl Into<std::io::Error>) -> Self {
         CacheFileError::Io {
             path: path.to_path_buf(),
             op,
@@ -145,13 +165,10 @@ pub fn install(
     owner: Option<Owner>,
     deadline: Option<Deadline>,
 ) -> Result<Option<Replaced>, CacheFileError> {
-    let owner = owner.unwrap_or_else(|| Owner {
-        uid: geteuid().as_raw(),
-        gid: getegid().as_raw(),
-    });
+    let owner = owner.unwrap_or_else(Owner::caller);
     let split = SplitPath::new(target)?;
     let dir = open_directory(target, &split, "write")?;
-    check_directory(target, &split, dir.as_fd(), owner)?;
+    check_directory(target, &split, dir.as_fd(), owner.uid, "write")?;
 
     let (file, guard) = create_temp(target, dir.as_fd(), split.name)?;
     let mut file = File::from(file);
@@ -354,20 +371,22 @@ fn check_directory(
     target: &Path,
     split: &SplitPath<'_>,
     dir: BorrowedFd<'_>,
-    owner: Owner,
+    owner_uid: u32,
+    op: &'static str,
 ) -> Result<(), CacheFileError> {
     let st = fstat(dir).map_err(|e| {
         CacheFileError::io(&split.dir_prefix(split.dirs.len()), "stat directory", e)
     })?;
     let refuse = |reason: String| CacheFileError::UnsafeDirectory {
         path: target.to_path_buf(),
+        op,
         dir: split.dir_prefix(split.dirs.len()),
         reason,
     };
-    if st.st_uid != 0 && st.st_uid != owner.uid {
+    if st.st_uid != 0 && st.st_uid != owner_uid {
         return Err(refuse(format!(
-            "is owned by uid {}, not root or the cache owner {}",
-            st.st_uid, owner.uid
+            "is owned by uid {}, not root or the cache owner {owner_uid}",
+            st.st_uid
         )));
     }
     let mode = Mode::from_bits_truncate(st.st_mode);

@@ -4,10 +4,12 @@
 pub mod cache_file;
 pub mod ccache;
 pub mod deadline;
+pub mod fallback;
 pub mod keytab;
 pub mod kinit;
 mod krb5_ffi;
 pub mod pam;
+pub mod private_dir;
 pub mod safe_path;
 pub mod secret;
 pub mod template;

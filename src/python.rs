@@ -204,15 +204,20 @@ impl From<Replaced> for ReplacedEntry {
     }
 }
 
-/// What `obtain_ticket` installed (`ticket`) and what it replaced at the
-/// cache path to do so (`replaced`, None when that was the user's own cache
-/// or nothing).
+/// What `obtain_ticket` installed (`ticket`), where (`ccache`: the cache
+/// path asked for, or the fallback when that could not be written, with
+/// `fallback_reason` saying why), and what it replaced there to do so
+/// (`replaced`, None when that was the user's own cache or nothing).
 #[pyclass(frozen, module = "pamkrb._native")]
 pub struct Installation {
     #[pyo3(get)]
     ticket: Py<TicketInfo>,
     #[pyo3(get)]
+    ccache: String,
+    #[pyo3(get)]
     replaced: Option<Py<ReplacedEntry>>,
+    #[pyo3(get)]
+    fallback_reason: Option<String>,
 }
 
 #[pymethods]
@@ -222,9 +227,15 @@ impl Installation {
             .replaced
             .as_ref()
             .map_or_else(|| "None".to_owned(), |r| r.get().__repr__());
+        let fallback_reason = self
+            .fallback_reason
+            .as_ref()
+            .map_or_else(|| "None".to_owned(), |r| format!("{r:?}"));
         format!(
-            "Installation(ticket={}, replaced={replaced})",
-            self.ticket.bind(py).get().__repr__()
+            "Installation(ticket={}, ccache={:?}, replaced={replaced}, \
+             fallback_reason={fallback_reason})",
+            self.ticket.bind(py).get().__repr__(),
+            self.ccache,
         )
     }
 }
@@ -384,8 +395,11 @@ fn take_secret(buffer: &Bound<'_, PyByteArray>) -> SecretBytes {
 /// calling user) with mode 0600, replacing whatever else is there. Blocks on
 /// the KDC with the GIL released. `deadline` is an absolute
 /// `time.monotonic()` value after which nothing is installed (KerberosError).
+/// When `ccache` cannot be written (another user's FUSE mount there, ...)
+/// and `fallback` is given, the same ticket goes to `fallback`, in a private
+/// directory of the owner's made if missing; `Installation.ccache` says which.
 #[pyfunction]
-#[pyo3(signature = (principal, keytab, ccache, *, uid=None, gid=None, lifetime=None, renew_lifetime=None, deadline=None))]
+#[pyo3(signature = (principal, keytab, ccache, *, uid=None, gid=None, lifetime=None, renew_lifetime=None, deadline=None, fallback=None))]
 #[allow(clippy::too_many_arguments)] // mirrors the keyword-only Python signature
 fn obtain_ticket(
     py: Python<'_>,
@@ -397,6 +411,7 @@ fn obtain_ticket(
     lifetime: Option<u32>,
     renew_lifetime: Option<u32>,
     deadline: Option<f64>,
+    fallback: Option<&str>,
 ) -> PyResult<Installation> {
     let owner = owner(uid, gid)?;
     let deadline = deadline.map(monotonic_deadline).transpose()?;
@@ -406,6 +421,7 @@ fn obtain_ticket(
                 principal,
                 keytab: Path::new(keytab),
                 cache: Path::new(ccache),
+                fallback: fallback.map(Path::new),
                 owner,
                 lifetime,
                 renew_lifetime,
@@ -422,9 +438,10 @@ fn obtain_ticket(
 /// zeroed before anything else happens, on every path. Raises
 /// KerberosPasswordRejected when the KDC does not accept the password,
 /// KerberosError for anything else (an empty password, a NUL byte or more
-/// than 8 KiB without asking the KDC, code None).
+/// than 8 KiB without asking the KDC, code None). `fallback` as for
+/// `obtain_ticket`.
 #[pyfunction]
-#[pyo3(signature = (principal, password, ccache, *, uid=None, gid=None, lifetime=None, renew_lifetime=None, deadline=None))]
+#[pyo3(signature = (principal, password, ccache, *, uid=None, gid=None, lifetime=None, renew_lifetime=None, deadline=None, fallback=None))]
 #[allow(clippy::too_many_arguments)] // mirrors the keyword-only Python signature
 fn obtain_ticket_with_password(
     py: Python<'_>,
@@ -436,6 +453,7 @@ fn obtain_ticket_with_password(
     lifetime: Option<u32>,
     renew_lifetime: Option<u32>,
     deadline: Option<f64>,
+    fallback: Option<&str>,
 ) -> PyResult<Installation> {
     let password = take_secret(password);
     let owner = owner(uid, gid)?;
@@ -446,6 +464,7 @@ fn obtain_ticket_with_password(
                 principal,
                 password: &password,
                 cache: Path::new(ccache),
+                fallback: fallback.map(Path::new),
                 owner,
                 lifetime,
                 renew_lifetime,
@@ -478,10 +497,13 @@ fn monotonic_deadline(seconds: f64) -> PyResult<Deadline> {
 fn installation(py: Python<'_>, installed: ticket::Installation) -> PyResult<Installation> {
     Ok(Installation {
         ticket: Py::new(py, TicketInfo::from(installed.ticket))?,
+        // The path was given to us as a str.
+        ccache: installed.cache.to_string_lossy().into_owned(),
         replaced: installed
             .replaced
             .map(|r| Py::new(py, ReplacedEntry::from(r)))
             .transpose()?,
+        fallback_reason: installed.fallback_reason,
     })
 }
 
@@ -492,9 +514,11 @@ fn installation(py: Python<'_>, installed: ticket::Installation) -> PyResult<Ins
 /// TGT of `principal`. Raises TicketNotRenewable when the ticket is not
 /// renewable, has expired or its renewal window is over (a new ticket from
 /// the keytab is needed), KerberosError when the KDC refuses. Blocks on the
-/// KDC with the GIL released; `deadline` as for `obtain_ticket`.
+/// KDC with the GIL released; `deadline` as for `obtain_ticket`. The cache
+/// is read from `ccache` (the path in use) and the renewed one written there,
+/// or at `fallback` as for `obtain_ticket`.
 #[pyfunction]
-#[pyo3(signature = (principal, ccache, *, uid=None, gid=None, deadline=None))]
+#[pyo3(signature = (principal, ccache, *, uid=None, gid=None, deadline=None, fallback=None))]
 fn renew_ticket(
     py: Python<'_>,
     principal: &str,
@@ -502,11 +526,13 @@ fn renew_ticket(
     uid: Option<u32>,
     gid: Option<u32>,
     deadline: Option<f64>,
+    fallback: Option<&str>,
 ) -> PyResult<Installation> {
     let owner = owner(uid, gid)?;
     let deadline = deadline.map(monotonic_deadline).transpose()?;
+    let fallback = fallback.map(Path::new);
     let installed = py
-        .detach(|| ticket::renew(Path::new(ccache), principal, owner, deadline))
+        .detach(|| ticket::renew(Path::new(ccache), fallback, principal, owner, deadline))
         .map_err(NativeError::from)?;
     installation(py, installed)
 }
@@ -535,9 +561,11 @@ fn read_cache<'py>(
 /// `ccache`, atomically, owned by uid/gid (default: the calling user), mode
 /// 0600. `data` must parse as a FILE cache whose every entry belongs to
 /// `principal` and whose TGT has not expired (TicketFormatError otherwise);
-/// what is written is pamkrb's own serialization of it.
+/// what is written is pamkrb's own serialization of it. `fallback` as for
+/// `obtain_ticket`.
 #[pyfunction]
-#[pyo3(signature = (ccache, data, *, principal, uid=None, gid=None, deadline=None))]
+#[pyo3(signature = (ccache, data, *, principal, uid=None, gid=None, deadline=None, fallback=None))]
+#[allow(clippy::too_many_arguments)] // mirrors the keyword-only Python signature
 fn install_cache(
     py: Python<'_>,
     ccache: &str,
@@ -546,11 +574,22 @@ fn install_cache(
     uid: Option<u32>,
     gid: Option<u32>,
     deadline: Option<f64>,
+    fallback: Option<&str>,
 ) -> PyResult<Installation> {
     let owner = owner(uid, gid)?;
     let deadline = deadline.map(monotonic_deadline).transpose()?;
+    let fallback = fallback.map(Path::new);
     let installed = py
-        .detach(|| ticket::install_raw(Path::new(ccache), data, principal, owner, deadline))
+        .detach(|| {
+            ticket::install_raw(
+                Path::new(ccache),
+                fallback,
+                data,
+                principal,
+                owner,
+                deadline,
+            )
+        })
         .map_err(NativeError::from)?;
     installation(py, installed)
 }

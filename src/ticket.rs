@@ -3,12 +3,13 @@
 //! cheaply, and move a cache's bytes between hosts. Glue between `kinit`,
 //! `ccache` and `cache_file`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cache_file::{self, CacheFileError, Owner, Replaced};
 use crate::ccache::{self, CcacheError, Credential, CredentialCache, Principal, TicketInfo};
 use crate::deadline::Deadline;
+use crate::fallback;
 use crate::keytab::{self, Keytab, KeytabError};
 use crate::kinit::{self, KerberosError};
 use crate::secret::SecretBytes;
@@ -74,6 +75,8 @@ pub struct Acquisition<'a> {
     pub principal: &'a str,
     pub keytab: &'a Path,
     pub cache: &'a Path,
+    /// Where the cache goes when `cache` cannot be written (see `fallback`).
+    pub fallback: Option<&'a Path>,
     /// Owner of the written cache; `None` for the calling user.
     pub owner: Option<Owner>,
     pub lifetime: Option<u32>,
@@ -90,6 +93,8 @@ pub struct PasswordAcquisition<'a> {
     /// Only read (copied into another wiping buffer for libkrb5), never kept.
     pub password: &'a SecretBytes,
     pub cache: &'a Path,
+    /// As in [`Acquisition`].
+    pub fallback: Option<&'a Path>,
     /// Owner of the written cache; `None` for the calling user.
     pub owner: Option<Owner>,
     pub lifetime: Option<u32>,
@@ -98,13 +103,18 @@ pub struct PasswordAcquisition<'a> {
     pub deadline: Option<Deadline>,
 }
 
-/// What `obtain` installed, and what it replaced to do so.
+/// What `obtain` installed, where, and what it replaced to do so.
 #[derive(Debug)]
 pub struct Installation {
     pub ticket: TicketInfo,
-    /// Something other than the owner's own cache that was at the path (a
+    /// The path written: the cache path asked for, or its fallback.
+    pub cache: PathBuf,
+    /// Something other than the owner's own cache that was at `cache` (a
     /// plant, or a cache left by another tool with the wrong owner or mode).
     pub replaced: Option<Replaced>,
+    /// Why the cache path asked for was not written, when `cache` is the
+    /// fallback.
+    pub fallback_reason: Option<String>,
 }
 
 /// Gets a fresh ticket from the keytab and atomically replaces the cache
@@ -130,7 +140,13 @@ pub fn obtain(request: &Acquisition<'_>) -> Result<Installation, TicketError> {
     })
     .map_err(|err| describe_keytab(err, request.keytab, &file.keytab))?;
     drop(file);
-    install_initial(&cache, request.cache, request.owner, request.deadline)
+    install_initial(
+        &cache,
+        request.cache,
+        request.fallback,
+        request.owner,
+        request.deadline,
+    )
 }
 
 /// Gets a fresh ticket with the user's password (in-process, no prompter)
@@ -152,7 +168,13 @@ pub fn obtain_with_password(
         request.lifetime,
         request.renew_lifetime,
     )?;
-    install_initial(&cache, request.cache, request.owner, request.deadline)
+    install_initial(
+        &cache,
+        request.cache,
+        request.fallback,
+        request.owner,
+        request.deadline,
+    )
 }
 
 /// Installs a cache the KDC has just issued (the tail of [`obtain`] and
@@ -161,20 +183,22 @@ pub fn obtain_with_password(
 fn install_initial(
     contents: &CredentialCache,
     cache: &Path,
+    fallback: Option<&Path>,
     owner: Option<Owner>,
     deadline: Option<Deadline>,
 ) -> Result<Installation, TicketError> {
-    let installed = install_cache(contents, cache, owner, deadline).map_err(|err| match err {
-        TicketError::DeadlinePassed { path, .. } => TicketError::DeadlinePassed {
-            path,
-            when: "after the KDC answered",
-        },
-        other => other,
-    })?;
+    let installed =
+        install_cache(contents, cache, fallback, owner, deadline).map_err(|err| match err {
+            TicketError::DeadlinePassed { path, .. } => TicketError::DeadlinePassed {
+                path,
+                when: "after the KDC answered",
+            },
+            other => other,
+        })?;
     log::debug!(
         "installed a ticket for {} in {}, valid until {}",
         installed.ticket.principal,
-        cache.display(),
+        installed.cache.display(),
         installed.ticket.expires_at
     );
     Ok(installed)
@@ -199,9 +223,11 @@ pub fn inspect(cache: &Path, owner_uid: u32) -> Result<TicketInfo, TicketError> 
 /// hold a TGT of `principal` that is renewable and still valid, else
 /// [`TicketError::NotRenewable`] or [`TicketError::RenewalExpired`] say that
 /// only a new initial ticket will do. Blocks on the KDC; `deadline` as in
-/// [`obtain`].
+/// [`obtain`]. The renewed cache replaces `cache`, or goes to `fallback`
+/// when `cache` cannot be written.
 pub fn renew(
     cache: &Path,
+    fallback: Option<&Path>,
     principal: &str,
     owner: Option<Owner>,
     deadline: Option<Deadline>,
@@ -228,16 +254,15 @@ pub fn renew(
             found: ccache::shorten(renewed.client.to_string_lossy()),
         });
     }
-    let installed = install_cache(&current.renewed(renewed), cache, owner, deadline).map_err(
-        |err| match err {
+    let installed = install_cache(&current.renewed(renewed), cache, fallback, owner, deadline)
+        .map_err(|err| match err {
             TicketError::DeadlinePassed { .. } => gave_up("after the KDC answered"),
             other => other,
-        },
-    )?;
+        })?;
     log::debug!(
         "renewed the ticket of {} in {}, now valid until {}",
         installed.ticket.principal,
-        path,
+        installed.cache.display(),
         installed.ticket.expires_at
     );
     Ok(installed)
@@ -268,9 +293,10 @@ pub fn read_raw(cache: &Path, owner_uid: u32) -> Result<Vec<u8>, TicketError> {
 /// `bytes` is untrusted: it must parse as a FILE cache (at most
 /// [`MAX_CACHE_BYTES`]), every entry must belong to `principal`, and its
 /// TGT must not have expired. What is written is our own serialization of
-/// what was parsed, never the input as given.
+/// what was parsed, never the input as given. `fallback` as in [`obtain`].
 pub fn install_raw(
     cache: &Path,
+    fallback: Option<&Path>,
     bytes: &[u8],
     principal: &str,
     owner: Option<Owner>,
@@ -297,13 +323,15 @@ pub fn install_raw(
     let received = ccache::parse(bytes).map_err(format)?;
     let expected = kinit::parse_principal(principal)?;
     check_deliverable(&received, &expected, unix_now(), &path)?;
-    install_cache(&received, cache, owner, deadline)
+    install_cache(&received, cache, fallback, owner, deadline)
 }
 
-/// Serializes `contents`, installs it and wipes our copy of the bytes.
+/// Serializes `contents`, installs it (at `fallback` if `cache` cannot be
+/// written) and wipes our copy of the bytes.
 fn install_cache(
     contents: &CredentialCache,
     cache: &Path,
+    fallback: Option<&Path>,
     owner: Option<Owner>,
     deadline: Option<Deadline>,
 ) -> Result<Installation, TicketError> {
@@ -314,9 +342,9 @@ fn install_cache(
             source,
         })?;
     let mut bytes = ccache::serialize(contents);
-    let installed = cache_file::install(cache, &bytes, owner, deadline);
+    let installed = fallback::install(cache, fallback, &bytes, owner, deadline);
     crate::secret::wipe(&mut bytes);
-    let replaced = installed.map_err(|err| match err {
+    let installed = installed.map_err(|err| match err {
         CacheFileError::DeadlinePassed { .. } => TicketError::DeadlinePassed {
             path: cache.display().to_string(),
             when: "before installing",
@@ -325,7 +353,9 @@ fn install_cache(
     })?;
     Ok(Installation {
         ticket: info,
-        replaced,
+        cache: installed.path,
+        replaced: installed.replaced,
+        fallback_reason: installed.fallback_reason,
     })
 }
 
@@ -527,6 +557,7 @@ mod tests {
             principal: "a@R",
             keytab: &dir.join(".k").join("krb5.keytab"),
             cache: &cache,
+            fallback: None,
             owner: None,
             lifetime: None,
             renew_lifetime: None,
@@ -551,6 +582,7 @@ mod tests {
             // Not even opened: the deadline is checked first.
             keytab: Path::new("/nonexistent.keytab"),
             cache: &cache,
+            fallback: None,
             owner: None,
             lifetime: None,
             renew_lifetime: None,
@@ -578,6 +610,7 @@ mod tests {
                 principal: "a@NO.SUCH.REALM",
                 password,
                 cache: &cache,
+                fallback: None,
                 owner: None,
                 lifetime: None,
                 renew_lifetime: None,
@@ -668,7 +701,8 @@ mod tests {
         let dir = TempDir::new();
         let target = dir.0.join("cc");
         let bytes = fresh(V4_SERVICE_TICKET);
-        let installed = install_raw(&target, &bytes, "alice@FIXTURE.TEST", None, None).unwrap();
+        let installed =
+            install_raw(&target, None, &bytes, "alice@FIXTURE.TEST", None, None).unwrap();
         assert_eq!(installed.ticket.principal, "alice@FIXTURE.TEST");
         assert!(installed.replaced.is_none());
         assert_eq!(std::fs::read(&target).unwrap(), bytes);
@@ -680,11 +714,50 @@ mod tests {
     }
 
     #[test]
+    fn install_raw_says_where_it_wrote_and_why_there() {
+        let dir = TempDir::new();
+        let bytes = fresh(V4_SERVICE_TICKET);
+        let target = dir.0.join("cc");
+        let fallback = dir.0.join("run").join("me").join("krb5cc");
+        std::fs::create_dir(dir.0.join("run")).unwrap();
+        let installed = install_raw(
+            &target,
+            Some(&fallback),
+            &bytes,
+            "alice@FIXTURE.TEST",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!((installed.cache, installed.fallback_reason), (target, None));
+
+        // A directory on the way that is not there: the fallback, one parse.
+        let unreachable = dir.0.join("gone").join("cc");
+        let installed = install_raw(
+            &unreachable,
+            Some(&fallback),
+            &bytes,
+            "alice@FIXTURE.TEST",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(installed.cache, fallback);
+        let reason = installed.fallback_reason.unwrap();
+        assert!(reason.contains("No such file or directory"), "{reason}");
+        assert_eq!(
+            read_raw(&fallback, nix::unistd::geteuid().as_raw()).unwrap(),
+            bytes
+        );
+    }
+
+    #[test]
     fn install_raw_refuses_another_principal() {
         let dir = TempDir::new();
         let target = dir.0.join("cc");
         let err = install_raw(
             &target,
+            None,
             &fresh(V4_RENEWABLE),
             "alice@FIXTURE.TEST",
             None,
@@ -705,6 +778,7 @@ mod tests {
         mixed.credentials[3].client.components[0] = b"bob".to_vec();
         let err = install_raw(
             &target,
+            None,
             &ccache::serialize(&mixed),
             "alice@FIXTURE.TEST",
             None,
@@ -724,11 +798,12 @@ mod tests {
             b"\x05\x04\x00\x00garbage",
             &V4_KINIT_KEYTAB[..500],
         ] {
-            let err = install_raw(&target, garbage, "alice@FIXTURE.TEST", None, None).unwrap_err();
+            let err =
+                install_raw(&target, None, garbage, "alice@FIXTURE.TEST", None, None).unwrap_err();
             assert!(matches!(err, TicketError::Format { .. }), "{err:?}");
         }
         let huge = vec![0u8; MAX_CACHE_BYTES + 1];
-        let err = install_raw(&target, &huge, "alice@FIXTURE.TEST", None, None).unwrap_err();
+        let err = install_raw(&target, None, &huge, "alice@FIXTURE.TEST", None, None).unwrap_err();
         assert!(
             err.to_string().contains("more than the limit of 1048576"),
             "{err}"
@@ -738,6 +813,7 @@ mod tests {
         no_tgt.credentials.truncate(2);
         let err = install_raw(
             &target,
+            None,
             &ccache::serialize(&no_tgt),
             "alice@FIXTURE.TEST",
             None,
@@ -749,8 +825,15 @@ mod tests {
             "{err}"
         );
         // The committed fixture expired in November 2026.
-        let err =
-            install_raw(&target, V4_KINIT_KEYTAB, "alice@FIXTURE.TEST", None, None).unwrap_err();
+        let err = install_raw(
+            &target,
+            None,
+            V4_KINIT_KEYTAB,
+            "alice@FIXTURE.TEST",
+            None,
+            None,
+        )
+        .unwrap_err();
         assert!(
             matches!(
                 err,
@@ -769,6 +852,7 @@ mod tests {
         let dir = TempDir::new();
         let err = install_raw(
             &dir.0.join("cc"),
+            None,
             &fresh(V4_KINIT_KEYTAB),
             "alice@FIXTURE.TEST",
             None,
@@ -840,13 +924,14 @@ mod tests {
         let dir = TempDir::new();
         let before = fresh(V4_KINIT_KEYTAB);
         let cache = dir.cache("cc", &before);
-        let err = renew(&cache, "alice@FIXTURE.TEST", None, None).unwrap_err();
+        let err = renew(&cache, None, "alice@FIXTURE.TEST", None, None).unwrap_err();
         assert!(matches!(err, TicketError::NotRenewable { .. }), "{err:?}");
         assert_eq!(std::fs::read(&cache).unwrap(), before);
         assert_eq!(dir.entries(), 1);
         // A cache that is not the caller's is not even parsed.
         let err = renew(
             &cache,
+            None,
             "alice@FIXTURE.TEST",
             Some(Owner {
                 uid: nix::unistd::geteuid().as_raw() + 1,
@@ -858,6 +943,7 @@ mod tests {
         assert!(matches!(err, TicketError::CacheFile(_)), "{err:?}");
         let err = renew(
             &cache,
+            None,
             "alice@FIXTURE.TEST",
             None,
             Deadline::from_monotonic_secs(0.0),

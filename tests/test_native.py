@@ -610,6 +610,119 @@ def test_read_cache_and_install_cache_move_a_ticket(renew_realm, renew_user, wor
     assert not wrong.exists()
 
 
+# -- fallback: a cache path another user made unwritable -----------------------------
+
+ANOTHER_UID = 12345  # owns the directory where the user's own should be
+
+
+def _unwritable_cache(workdir: Path) -> Path:
+    """A cache path in another user's directory: root refuses to write there
+    (as it cannot write under someone's FUSE mount), though it can read."""
+    theirs = workdir / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, ANOTHER_UID, ANOTHER_UID)
+    return theirs / "krb5cc"
+
+
+def _assert_private_fallback(fallback: Path, user) -> None:
+    _assert_owned_0600(fallback, user)
+    shared = os.lstat(fallback.parent.parent)
+    assert (shared.st_uid, shared.st_gid, shared.st_mode & 0o7777) == (0, 0, 0o755)
+    private = os.lstat(fallback.parent)
+    assert (private.st_uid, private.st_gid, private.st_mode & 0o7777) == (user.uid, user.gid, 0o700)
+
+
+def test_obtain_ticket_falls_back_with_one_kdc_request(renew_realm, renew_user, workdir):
+    principal = f"{renew_user.name}@{renew_realm.name}"
+    keytab = renew_user.home / f"{renew_user.name}.keytab"
+    cache = _unwritable_cache(workdir)
+    fallback = workdir / "run" / str(renew_user.uid) / "krb5cc"
+    requests = renew_realm.kdc_requests("AS_REQ")
+
+    installed = _native.obtain_ticket(
+        principal, str(keytab), str(cache), uid=renew_user.uid, gid=renew_user.gid, fallback=str(fallback)
+    )
+
+    assert renew_realm.kdc_requests("AS_REQ") == requests + 1
+    assert installed.ccache == str(fallback)
+    assert installed.replaced is None
+    assert installed.fallback_reason == (
+        f"refusing to write {cache}: directory {cache.parent} is owned by uid {ANOTHER_UID}, "
+        f"not root or the cache owner {renew_user.uid}"
+    )
+    assert f'ccache="{fallback}"' in repr(installed)
+    assert not cache.exists()
+    _assert_private_fallback(fallback, renew_user)
+    assert _native.inspect_ticket(str(fallback), uid=renew_user.uid) == installed.ticket
+    assert renew_realm.klist(fallback).principal == principal
+
+    # Once the usual path can be written again, it is.
+    os.chown(cache.parent, renew_user.uid, renew_user.gid)
+    again = _native.obtain_ticket(
+        principal, str(keytab), str(cache), uid=renew_user.uid, gid=renew_user.gid, fallback=str(fallback)
+    )
+    assert (again.ccache, again.fallback_reason) == (str(cache), None)
+    _assert_owned_0600(cache, renew_user)
+
+
+def test_renew_ticket_reads_the_cache_in_use_and_falls_back(renew_realm, renew_user, workdir):
+    principal = f"{renew_user.name}@{renew_realm.name}"
+    theirs = workdir / "theirs"
+    theirs.mkdir()
+    cache = theirs / "krb5cc"
+    _obtain(renew_realm, renew_user, cache, renew_lifetime=RENEWABLE_FOR)
+    os.chown(theirs, ANOTHER_UID, ANOTHER_UID)  # taken over after the login
+    fallback = workdir / "run" / str(renew_user.uid) / "krb5cc"
+
+    installed = _native.renew_ticket(
+        principal, str(cache), uid=renew_user.uid, gid=renew_user.gid, fallback=str(fallback)
+    )
+
+    assert installed.ccache == str(fallback)
+    assert f"is owned by uid {ANOTHER_UID}" in installed.fallback_reason
+    _assert_private_fallback(fallback, renew_user)
+    assert _native.inspect_ticket(str(fallback), uid=renew_user.uid) == installed.ticket
+    # The next renewal reads the fallback, now the cache in use, and writes it.
+    again = _native.renew_ticket(
+        principal, str(fallback), uid=renew_user.uid, gid=renew_user.gid, fallback=str(fallback)
+    )
+    assert (again.ccache, again.fallback_reason) == (str(fallback), None)
+
+
+def test_install_cache_falls_back_and_both_failures_are_named(renew_realm, renew_user, workdir):
+    principal = f"{renew_user.name}@{renew_realm.name}"
+    source = workdir / "hub-side"
+    _obtain(renew_realm, renew_user, source, renew_lifetime=RENEWABLE_FOR)
+    data = _native.read_cache(str(source), uid=renew_user.uid)
+    cache = _unwritable_cache(workdir)
+    fallback = workdir / "run" / str(renew_user.uid) / "krb5cc"
+    owner = {"uid": renew_user.uid, "gid": renew_user.gid}
+
+    installed = _native.install_cache(str(cache), data, principal=principal, fallback=str(fallback), **owner)
+    assert installed.ccache == str(fallback)
+    assert fallback.read_bytes() == data
+
+    # Without a fallback the error is the cache path's, as before.
+    with pytest.raises(CredentialCacheError, match=rf"is owned by uid {ANOTHER_UID}, not root"):
+        _native.install_cache(str(cache), data, principal=principal, **owner)
+    # A per-user directory of someone else's is no fallback either.
+    os.chown(fallback.parent, ANOTHER_UID, ANOTHER_UID)
+    with pytest.raises(CredentialCacheError) as info:
+        _native.install_cache(str(cache), data, principal=principal, fallback=str(fallback), **owner)
+    message = str(info.value)
+    assert message.startswith(f"refusing to write {cache}: directory {cache.parent} is owned by uid {ANOTHER_UID}")
+    assert message.endswith(
+        f"; the fallback failed too: refusing to write {fallback}: directory {fallback.parent} "
+        f"is owned by uid {ANOTHER_UID}, not the cache owner {renew_user.uid} or root"
+    )
+    # A passed deadline never falls back.
+    os.chown(fallback.parent, renew_user.uid, renew_user.gid)
+    fallback.unlink()
+    with pytest.raises(KerberosError, match="deadline"):
+        _native.install_cache(str(cache), data, principal=principal, fallback=str(fallback), deadline=0.0, **owner)
+    assert not fallback.exists()
+
+
 # -- obtain_ticket_with_password: password kinit in-process ---------------------------
 
 KDC_ERR_PREAUTH_FAILED = -1765328360

@@ -30,13 +30,23 @@ class ReplacedEntry:
         """Where a planted directory was renamed to (same directory); None otherwise."""
 
 class Installation:
-    """What obtain_ticket, renew_ticket or install_cache installed, and what it
-    replaced at the cache path."""
+    """What obtain_ticket, renew_ticket or install_cache installed, where, and
+    what it replaced there."""
 
     @property
     def ticket(self) -> TicketInfo: ...
     @property
-    def replaced(self) -> ReplacedEntry | None: ...
+    def ccache(self) -> str:
+        """The path actually written: the ``ccache`` asked for, or the
+        ``fallback`` when that could not be written."""
+    @property
+    def replaced(self) -> ReplacedEntry | None:
+        """What was replaced at ``ccache`` (the path actually written); None
+        when that was the user's own cache or nothing."""
+    @property
+    def fallback_reason(self) -> str | None:
+        """Why the ``ccache`` asked for was not written (the error there) when
+        the fallback was; None when the ``ccache`` asked for was written."""
 
 class KeytabEntry:
     @property
@@ -81,10 +91,27 @@ def obtain_ticket(
     lifetime: int | None = None,
     renew_lifetime: int | None = None,
     deadline: float | None = None,
+    fallback: str | None = None,
 ) -> Installation:
-    """``deadline``: an absolute ``time.monotonic()`` value; once it has
+    """Get a ticket for ``principal`` from ``keytab`` and install it
+    atomically at ``ccache``, owned by uid/gid (default: the caller), mode
+    0600, replacing whatever else is there (reported as ``replaced``).
+
+    ``deadline``: an absolute ``time.monotonic()`` value; once it has
     passed (checked before contacting the KDC and just before the rename),
-    nothing is installed and KerberosError is raised."""
+    nothing is installed and KerberosError is raised.
+
+    ``fallback``: where the ticket goes when ``ccache`` cannot be written for
+    any reason a local user could cause (a FUSE mount at the path, a directory
+    that keeps coming back, a directory on the way that is not what it should
+    be, a full file system); not for a passed deadline or a malformed path.
+    The same ticket is written there (one KDC request). Its directory (e.g.
+    ``/run/pamkrb/<uid>`` for ``/run/pamkrb/<uid>/krb5cc``) is made the
+    owner's, mode 0700, created if missing inside a directory of root's that
+    nobody else can write (created 0755 when running as root); another user's
+    directory there is refused. ``Installation.ccache`` is the path written
+    and ``fallback_reason`` the error at ``ccache``. If the fallback fails too,
+    CredentialCacheError names both failures."""
 
 def obtain_ticket_with_password(
     principal: str,
@@ -96,10 +123,11 @@ def obtain_ticket_with_password(
     lifetime: int | None = None,
     renew_lifetime: int | None = None,
     deadline: float | None = None,
+    fallback: str | None = None,
 ) -> Installation:
     """Get a ticket for ``principal`` with its Kerberos password (in-process,
     no prompter) and install it at ``ccache`` as obtain_ticket does (owned by
-    uid/gid, mode 0600, atomically; ``deadline`` likewise). ``password`` is
+    uid/gid, mode 0600, atomically; ``deadline`` and ``fallback`` likewise). ``password`` is
     zeroed before this returns or raises. KerberosPasswordRejected when the
     KDC does not accept the password; KerberosError otherwise (``code`` None
     for an empty password, a NUL byte or more than 8 KiB, refused without
@@ -112,13 +140,17 @@ def renew_ticket(
     uid: int | None = None,
     gid: int | None = None,
     deadline: float | None = None,
+    fallback: str | None = None,
 ) -> Installation:
     """Renew the TGT in ``ccache`` with a TGS request (``kinit -R``, no keytab)
     and atomically replace the cache, owned by uid/gid, mode 0600. The cache
-    must be ``uid``'s own (as for inspect_ticket) and hold a TGT of
-    ``principal``. TicketNotRenewable when the ticket is not renewable, has
-    expired or is past renew_until (fall back to obtain_ticket);
-    KerberosError when the KDC refuses or after ``deadline``."""
+    is read from ``ccache`` (pass the path in use, the fallback if that is
+    where the ticket is) and must be ``uid``'s own (as for inspect_ticket)
+    and hold a TGT of ``principal``. The renewed cache is written to
+    ``ccache``, or to ``fallback`` as for obtain_ticket. TicketNotRenewable
+    when the ticket is not renewable, has expired or is past renew_until
+    (fall back to obtain_ticket); KerberosError when the KDC refuses or after
+    ``deadline``."""
 
 def read_cache(ccache: str, *, uid: int | None = None) -> bytes:
     """The cache's bytes, read with inspect_ticket's checks and verified to be
@@ -132,10 +164,12 @@ def install_cache(
     uid: int | None = None,
     gid: int | None = None,
     deadline: float | None = None,
+    fallback: str | None = None,
 ) -> Installation:
     """Install ``data`` (from read_cache) atomically at ``ccache``, owned by
-    uid/gid, mode 0600. TicketFormatError unless it parses, every entry is
-    ``principal``'s and its TGT has not expired."""
+    uid/gid, mode 0600, or at ``fallback`` as for obtain_ticket.
+    TicketFormatError unless it parses, every entry is ``principal``'s and
+    its TGT has not expired."""
 
 def inspect_ticket(ccache: str, *, uid: int | None = None) -> TicketInfo:
     """CredentialCacheError unless the cache is a regular file with one link,
