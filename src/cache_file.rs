@@ -363,6 +363,39 @@ pub fn read(path: &Path, max_len: usize, owner_uid: u32) -> Result<Vec<u8>, Cach
     Ok(buf)
 }
 
+/// Removes `owner_uid`'s cache at `path` (their server has stopped) if it is
+/// theirs: a regular file owned by `owner_uid`, whatever its mode or number
+/// of links. Returns whether it removed it.
+///
+/// The directory is reached through the walk (no symlink on the way) and
+/// must be one only root, the owner or the sticky bit guards (as for
+/// `install`), else `UnsafeDirectory`; a directory that is not there means
+/// there is no cache. The final entry is looked at without following a link
+/// and removed by name through the directory's descriptor. Anything else
+/// there (nothing, a symlink, a directory, another user's file, an entry
+/// root may not even look at, such as another user's FUSE mount) is left
+/// alone: `Ok(false)`. Unlinking a name never touches what a link points to
+/// or the inode's other names, and in a directory that passes the check only
+/// the owner (or root) can swap the entry between our look and the unlink.
+pub fn destroy(path: &Path, owner_uid: u32) -> Result<bool, CacheFileError> {
+    let split = SplitPath::new(path)?;
+    let dir = match open_directory(path, &split, "remove") {
+        Ok(dir) => dir,
+        Err(err) if err.is_not_found() => return Ok(false),
+        Err(err) => return Err(err.into()),
+    };
+    check_directory(path, &split, dir.as_fd(), owner_uid, "remove")?;
+    // Errors at the final entry are whatever its owner made them (a FUSE
+    // file system answers as it likes): not ours to report, and not removed.
+    let Ok(st) = fstatat(&dir, split.name, AtFlags::AT_SYMLINK_NOFOLLOW) else {
+        return Ok(false);
+    };
+    if file_type(&st) != SFlag::S_IFREG || st.st_uid != owner_uid {
+        return Ok(false);
+    }
+    Ok(unlinkat(&dir, split.name, UnlinkatFlags::NoRemoveDir).is_ok())
+}
+
 /// Only the final directory is checked: every later step goes through its
 /// descriptor, so only those who can add, remove or rename entries in it can
 /// interfere, and they must be root, the cache owner, or held back by the
@@ -1160,6 +1193,77 @@ mod tests {
         }
     }
 
+    #[test]
+    fn destroy_removes_only_the_owners_regular_file() {
+        let dir = TestDir::new();
+        let uid = me().uid;
+        let target = dir.path("cc");
+        install(&target, b"ticket", None, None).unwrap();
+        assert!(destroy(&target, uid).unwrap());
+        assert!(dir.entries().is_empty());
+        assert!(!destroy(&target, uid).unwrap(), "nothing left to remove");
+
+        // Any mode and any number of links: only this name goes.
+        std::fs::write(&target, b"loose").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::hard_link(&target, dir.path("other-name")).unwrap();
+        assert!(destroy(&target, uid).unwrap());
+        assert_eq!(dir.entries(), vec!["other-name"]);
+
+        // Another uid's file (as far as this call knows) stays.
+        assert!(!destroy(&dir.path("other-name"), uid + 1).unwrap());
+        assert_eq!(dir.entries(), vec!["other-name"]);
+    }
+
+    #[test]
+    fn destroy_leaves_links_directories_and_fifos_alone() {
+        let dir = TestDir::new();
+        let uid = me().uid;
+        write_private(&dir.path("real"), b"ticket");
+        symlink(dir.path("real"), dir.path("link")).unwrap();
+        assert!(!destroy(&dir.path("link"), uid).unwrap());
+        std::fs::create_dir(dir.path("d")).unwrap();
+        assert!(!destroy(&dir.path("d"), uid).unwrap());
+        nix::unistd::mkfifo(&dir.path("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(!destroy(&dir.path("fifo"), uid).unwrap());
+        assert_eq!(dir.entries(), vec!["d", "fifo", "link", "real"]);
+        assert_eq!(std::fs::read(dir.path("real")).unwrap(), b"ticket");
+        // A directory that is not there holds no cache.
+        assert!(!destroy(&dir.path("gone").join("cc"), uid).unwrap());
+    }
+
+    #[test]
+    fn destroy_refuses_an_unsafe_way_to_the_cache() {
+        let dir = TestDir::new();
+        let uid = me().uid;
+        std::fs::create_dir(dir.path("real")).unwrap();
+        write_private(&dir.path("real").join("cc"), b"ticket");
+        symlink(dir.path("real"), dir.path("via")).unwrap();
+        let err = destroy(&dir.path("via").join("cc"), uid).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CacheFileError::Path(SafePathError::SymlinkInPath { op: "remove", .. })
+            ),
+            "{err:?}"
+        );
+        std::fs::set_permissions(dir.path("real"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = destroy(&dir.path("real").join("cc"), uid).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "refusing to remove {}: directory {} is writable by others",
+                dir.path("real").join("cc").display(),
+                dir.path("real").display()
+            )),
+            "{err}"
+        );
+        assert_eq!(entries(&dir.path("real")), vec!["cc"]);
+        assert!(matches!(
+            destroy(Path::new("cc"), uid),
+            Err(CacheFileError::Path(SafePathError::NotAbsolute { .. }))
+        ));
+    }
+
     const NOBODY: Owner = Owner {
         uid: 65534,
         gid: 65534,
@@ -1325,6 +1429,24 @@ mod tests {
             std::os::unix::fs::chown(target, Some(NOBODY.uid), Some(NOBODY.gid)).unwrap();
         });
         assert_eq!(replaced, report("file with mode 0644", NOBODY.uid));
+    }
+
+    #[test]
+    #[ignore = "needs root; make test runs them with --include-ignored"]
+    fn root_destroys_the_owners_cache_and_never_anothers() {
+        require_root();
+        let dir = TestDir::new();
+        dir.chmod(0o1777);
+        let target = dir.path("krb5cc_65534");
+        write_private(&target, b"attacker's ticket");
+        as_attacker(&target);
+        assert!(!destroy(&target, NOBODY.uid).unwrap());
+        assert_eq!(std::fs::read(&target).unwrap(), b"attacker's ticket");
+        std::fs::remove_file(&target).unwrap();
+
+        install(&target, b"victim's ticket", Some(NOBODY), None).unwrap();
+        assert!(destroy(&target, NOBODY.uid).unwrap());
+        assert!(dir.entries().is_empty());
     }
 
     #[test]

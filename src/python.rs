@@ -610,6 +610,22 @@ fn inspect_ticket(py: Python<'_>, ccache: &str, uid: Option<u32>) -> PyResult<Ti
     Ok(info.into())
 }
 
+/// Removes the credential cache at `ccache` if it is `uid`'s: a regular file
+/// owned by `uid` (any mode, any number of links), reached without a symlink
+/// on the way and unlinked by name without following one. True when it was
+/// removed; False when anything else is there (nothing, a symlink, a
+/// directory, another user's file, an entry root cannot look at), which is
+/// left alone. CredentialCacheError when the way there is unsafe (a symlink,
+/// a directory others can write). The GIL is released meanwhile.
+#[pyfunction]
+#[pyo3(signature = (ccache, *, uid))]
+fn destroy_cache(py: Python<'_>, ccache: &str, uid: u32) -> PyResult<bool> {
+    let removed = py
+        .detach(|| crate::cache_file::destroy(Path::new(ccache), uid))
+        .map_err(|err| NativeError::Ticket(TicketError::CacheFile(err)))?;
+    Ok(removed)
+}
+
 /// `default_realm` from the krb5.conf libkrb5 reads (honours KRB5_CONFIG).
 #[pyfunction]
 fn default_realm() -> PyResult<String> {
@@ -678,6 +694,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_cache, m)?)?;
     m.add_function(wrap_pyfunction!(install_cache, m)?)?;
     m.add_function(wrap_pyfunction!(inspect_ticket, m)?)?;
+    m.add_function(wrap_pyfunction!(destroy_cache, m)?)?;
     m.add_function(wrap_pyfunction!(inspect_keytab, m)?)?;
     m.add_function(wrap_pyfunction!(default_realm, m)?)?;
     m.add_function(wrap_pyfunction!(validate_template, m)?)?;

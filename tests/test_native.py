@@ -723,6 +723,49 @@ def test_install_cache_falls_back_and_both_failures_are_named(renew_realm, renew
     assert not fallback.exists()
 
 
+# -- destroy_cache: the cache goes when the server stops -------------------------------
+
+
+def test_destroy_cache_removes_only_the_users_own_file(bare_user, workdir):
+    workdir.chmod(0o1777)
+    own = workdir / "krb5cc_own"
+    own.write_bytes(b"ticket")
+    own.chmod(0o600)
+    os.chown(own, bare_user.uid, bare_user.gid)
+    assert _native.destroy_cache(str(own), uid=bare_user.uid) is True
+    assert not own.exists()
+    assert _native.destroy_cache(str(own), uid=bare_user.uid) is False
+
+    theirs = workdir / "krb5cc_theirs"
+    theirs.write_bytes(b"another user's")
+    theirs.chmod(0o600)
+    os.chown(theirs, ANOTHER_UID, ANOTHER_UID)
+    target = workdir / "target"
+    target.write_bytes(b"the user's")
+    os.chown(target, bare_user.uid, bare_user.gid)
+    link = workdir / "krb5cc_link"
+    link.symlink_to(target)
+    os.lchown(link, bare_user.uid, bare_user.gid)
+    directory = workdir / "krb5cc_dir"
+    directory.mkdir()
+    os.chown(directory, bare_user.uid, bare_user.gid)
+    for kept in (theirs, link, directory):
+        assert _native.destroy_cache(str(kept), uid=bare_user.uid) is False
+        assert os.path.lexists(kept)
+    assert target.read_bytes() == b"the user's"
+    assert theirs.read_bytes() == b"another user's"
+
+
+def test_destroy_cache_refuses_a_symlink_on_the_way(workdir):
+    real = workdir / "real"
+    real.mkdir()
+    (real / "cc").write_bytes(b"x")
+    (workdir / "via").symlink_to(real)
+    with pytest.raises(CredentialCacheError, match="symbolic link"):
+        _native.destroy_cache(str(workdir / "via" / "cc"), uid=os.geteuid())
+    assert (real / "cc").exists()
+
+
 # -- obtain_ticket_with_password: password kinit in-process ---------------------------
 
 KDC_ERR_PREAUTH_FAILED = -1765328360

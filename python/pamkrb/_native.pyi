@@ -175,6 +175,17 @@ def inspect_ticket(ccache: str, *, uid: int | None = None) -> TicketInfo:
     """CredentialCacheError unless the cache is a regular file with one link,
     owned by ``uid`` (default: the process's euid), without group/other bits."""
 
+def destroy_cache(ccache: str, *, uid: int) -> bool:
+    """Remove ``uid``'s credential cache at ``ccache`` (their server stopped).
+
+    Only a regular file owned by ``uid`` is removed (any mode, any number of
+    links; the name is unlinked, never a file a link points to): True. False
+    when anything else is there, which is left alone: nothing, a symbolic
+    link, a directory, another user's file, an entry root cannot look at
+    (another user's FUSE mount), or no directory. CredentialCacheError when
+    the way there is unsafe (a symlink on the way, a final directory owned by
+    another user or writable by others without the sticky bit)."""
+
 def inspect_keytab(path: str) -> KeytabInfo:
     """The keytab's owner, mode and entries (never its keys), read through
     the same walk as obtain_ticket; KeytabError if unsafe or malformed."""
