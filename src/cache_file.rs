@@ -35,9 +35,7 @@ use nix::sys::stat::{fchmod, fstat, fstatat, FileStat, Mode, SFlag};
 use nix::unistd::{fchown, getegid, geteuid, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use crate::deadline::Deadline;
-use crate::safe_path::{
-    self, file_type, not_a_single_regular_file, open_directory, SafePathError, SplitPath,
-};
+use crate::safe_path::{self, file_type, open_directory, Links, SafePathError, SplitPath};
 
 /// The uid and gid a credential cache file should belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,13 +343,17 @@ fn sibling_name(target: &Path, name: &OsStr, marker: &str) -> Result<OsString, C
 /// Read the credential cache of `owner_uid` without following a symlink or
 /// blocking on a fifo; at most `max_len` bytes (error if larger).
 ///
-/// Refuses (`UnsafeTarget`) anything but a regular file with a single link,
-/// owned by `owner_uid`, with no permission bits for group or others: a cache
-/// another user planted at the path, however valid its ticket, must never be
-/// taken for the owner's, or the hub would call it fresh and point the owner's
-/// `KRB5CCNAME` at a file the planter controls.
+/// Refuses (`UnsafeTarget`) anything but a regular file owned by
+/// `owner_uid`, with no permission bits for group or others: a cache another
+/// user planted at the path, however valid its ticket, must never be taken
+/// for the owner's, or the hub would call it fresh and point the owner's
+/// `KRB5CCNAME` at a file the planter controls. Such a file may have more
+/// than one name: with `fs.protected_hardlinks` off another user can link the
+/// owner's cache after every rename, and refusing it would send the owner to
+/// sign in again forever; the other names share its owner and mode, so no
+/// one else can change or read it through them ([`Links::OwnerChecked`]).
 pub fn read(path: &Path, max_len: usize, owner_uid: u32) -> Result<Vec<u8>, CacheFileError> {
-    let (mut buf, st) = safe_path::read_regular_file(path, "read", max_len)?;
+    let (mut buf, st) = safe_path::read_regular_file(path, "read", max_len, Links::OwnerChecked)?;
     if let Some(reason) = not_the_owners_cache(&st, owner_uid) {
         crate::secret::wipe(&mut buf);
         return Err(CacheFileError::UnsafeTarget {
@@ -434,11 +436,10 @@ fn check_directory(
     Ok(())
 }
 
-/// Why `st` is not safely `owner_uid`'s own cache, if it is not.
+/// Why `st`, a regular file (checked by the walk), is not safely
+/// `owner_uid`'s own cache, if it is not. These checks are what makes a
+/// second name harmless ([`Links::OwnerChecked`]).
 fn not_the_owners_cache(st: &FileStat, owner_uid: u32) -> Option<String> {
-    if let Some(reason) = not_a_single_regular_file(st) {
-        return Some(reason);
-    }
     if st.st_uid != owner_uid {
         return Some(format!("it is owned by uid {}, not {owner_uid}", st.st_uid));
     }
@@ -707,7 +708,7 @@ mod tests {
         std::fs::remove_file(&target).unwrap();
         let st = nix::sys::stat::fstat(&file).unwrap();
         assert_eq!(st.st_nlink, 0);
-        assert_eq!(not_a_single_regular_file(&st), None);
+        assert_eq!(safe_path::unsafe_target(&st, Links::Single), None);
     }
 
     #[test]
@@ -1155,16 +1156,46 @@ mod tests {
     }
 
     #[test]
-    fn read_refuses_directory_and_hard_link() {
+    fn read_refuses_a_directory() {
         let dir = TestDir::new();
         std::fs::create_dir(dir.path("d")).unwrap();
         let err = read(&dir.path("d"), 100, me().uid).unwrap_err();
         assert!(err.to_string().ends_with("it is a directory"), "{err}");
+    }
 
-        std::fs::write(dir.path("a"), b"a").unwrap();
-        std::fs::hard_link(dir.path("a"), dir.path("b")).unwrap();
-        let err = read(&dir.path("b"), 100, me().uid).unwrap_err();
-        assert!(err.to_string().contains("2 hard links"), "{err}");
+    #[test]
+    fn read_accepts_a_hard_linked_cache_only_if_it_is_the_owners_alone() {
+        // Another user linking the owner's cache (protected_hardlinks=0)
+        // must not make it unreadable: the hub would ask for a new sign-in
+        // after every renewal.
+        let dir = TestDir::new();
+        let target = dir.path("cc");
+        install(&target, b"ticket", None, None).unwrap();
+        std::fs::create_dir(dir.path("elsewhere")).unwrap();
+        std::fs::hard_link(&target, dir.path("elsewhere").join("stolen")).unwrap();
+        assert_eq!(read(&target, 100, me().uid).unwrap(), b"ticket");
+        assert_eq!(
+            read(&dir.path("elsewhere").join("stolen"), 100, me().uid).unwrap(),
+            b"ticket"
+        );
+        // Group or other bits, or another owner, are refused as for one name.
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = read(&target, 100, me().uid).unwrap_err();
+        assert!(err.to_string().ends_with("it has mode 0640"), "{err}");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = read(&target, 100, me().uid + 1).unwrap_err();
+        assert!(
+            matches!(err, CacheFileError::UnsafeTarget { .. }),
+            "{err:?}"
+        );
+        // Installing over it still reports the link as a plant and leaves
+        // the other name alone.
+        let replaced = install(&target, b"new", None, None).unwrap();
+        assert_eq!(replaced, Some(report("hard link", me().uid)));
+        assert_eq!(
+            std::fs::read(dir.path("elsewhere").join("stolen")).unwrap(),
+            b"ticket"
+        );
     }
 
     #[test]

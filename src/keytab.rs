@@ -176,16 +176,21 @@ impl KeytabError {
 /// any component, a single regular file, at most [`MAX_KEYTAB_BYTES`], no
 /// lock. The raw bytes are wiped once parsed.
 pub fn read(path: &Path) -> Result<KeytabFile, KeytabError> {
-    let (bytes, st) =
-        safe_path::read_regular_file(path, "read keytab", MAX_KEYTAB_BYTES).map_err(|err| {
-            if err.is_not_found() {
-                KeytabError::Missing {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                KeytabError::File(err)
+    let (bytes, st) = safe_path::read_regular_file(
+        path,
+        "read keytab",
+        MAX_KEYTAB_BYTES,
+        safe_path::Links::Single,
+    )
+    .map_err(|err| {
+        if err.is_not_found() {
+            KeytabError::Missing {
+                path: path.to_path_buf(),
             }
-        })?;
+        } else {
+            KeytabError::File(err)
+        }
+    })?;
     let bytes = SecretBytes::new(bytes);
     let keytab = parse(bytes.as_bytes()).map_err(|source| KeytabError::Format {
         path: path.to_path_buf(),

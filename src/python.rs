@@ -538,8 +538,8 @@ fn renew_ticket(
 }
 
 /// The bytes of the FILE credential cache at `ccache`, read with the checks
-/// of `inspect_ticket` (owned by `uid`, default the euid; mode 0600; one
-/// link; at most 1 MiB) and verified to be a cache holding a TGT. The GIL
+/// of `inspect_ticket` (owned by `uid`, default the euid; no group or other
+/// bits; at most 1 MiB) and verified to be a cache holding a TGT. The GIL
 /// is released while the file is read.
 #[pyfunction]
 #[pyo3(signature = (ccache, *, uid=None))]
@@ -596,10 +596,11 @@ fn install_cache(
 
 /// Reads the FILE credential cache at `ccache` and describes its
 /// ticket-granting ticket, without a KDC or a krb5 context. The file must
-/// be a regular file with one link, owned by `uid` (default: the calling
-/// process's euid) and not accessible to group or others, or
-/// CredentialCacheError is raised. The GIL is released while the path is
-/// walked and read: a hung network mount must not freeze the hub.
+/// be a regular file owned by `uid` (default: the calling process's euid)
+/// and not accessible to group or others, or CredentialCacheError is raised;
+/// other hard links to it are accepted, as they share that owner and mode.
+/// The GIL is released while the path is walked and read: a hung network
+/// mount must not freeze the hub.
 #[pyfunction]
 #[pyo3(signature = (ccache, *, uid=None))]
 fn inspect_ticket(py: Python<'_>, ccache: &str, uid: Option<u32>) -> PyResult<TicketInfo> {

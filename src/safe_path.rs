@@ -8,7 +8,7 @@
 //! host keytab. The final file is opened without following a link, without
 //! blocking (a planted fifo would otherwise hang the reader until a writer
 //! comes), without acquiring a controlling terminal, and must be a regular
-//! file with at most one link.
+//! file, with at most one link unless the caller says otherwise ([`Links`]).
 //!
 //! No locks are taken: a user holding a lock on their own file must not be
 //! able to stall the hub's threads.
@@ -183,9 +183,30 @@ fn is_symlink(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
         .unwrap_or(false)
 }
 
-/// Opens `path` for reading through the walk and checks it is a single
-/// regular file; returns it with its status.
-pub fn open_regular_file(path: &Path, op: &'static str) -> Result<(File, FileStat), SafePathError> {
+/// How many names the file read may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Links {
+    /// Exactly one (or none: see [`unsafe_target`]). A second name may be
+    /// one a user made for a file they cannot read (with
+    /// `fs.protected_hardlinks` off), hoping root reads it for them: a
+    /// keytab path must not lead to the host's keys.
+    Single,
+    /// Any number, for a caller that then accepts the file only if the
+    /// inode is the expected owner's with no group or other permission bits
+    /// (a credential cache): every name of an inode shares its owner and
+    /// mode, so no other name lets anyone but the owner change or read what
+    /// the owner's name holds, and another user hard-linking the owner's
+    /// cache must not make it unreadable to the hub.
+    OwnerChecked,
+}
+
+/// Opens `path` for reading through the walk and checks it is a regular
+/// file with the links `links` allows; returns it with its status.
+pub fn open_regular_file(
+    path: &Path,
+    op: &'static str,
+    links: Links,
+) -> Result<(File, FileStat), SafePathError> {
     let split = SplitPath::new(path)?;
     let dir = open_directory(path, &split, op)?;
     // O_NONBLOCK: opening a fifo for reading would otherwise wait for a writer,
@@ -209,7 +230,7 @@ pub fn open_regular_file(path: &Path, op: &'static str) -> Result<(File, FileSta
         Err(e) => return Err(SafePathError::io(path, "open", e)),
     };
     let st = fstat(&fd).map_err(|e| SafePathError::io(path, "stat", e))?;
-    if let Some(reason) = not_a_single_regular_file(&st) {
+    if let Some(reason) = unsafe_target(&st, links) {
         return Err(SafePathError::UnsafeTarget {
             path: path.to_path_buf(),
             op,
@@ -226,8 +247,9 @@ pub fn read_regular_file(
     path: &Path,
     op: &'static str,
     max_len: usize,
+    links: Links,
 ) -> Result<(Vec<u8>, FileStat), SafePathError> {
-    let (file, st) = open_regular_file(path, op)?;
+    let (file, st) = open_regular_file(path, op, links)?;
     let too_large = |size| SafePathError::TooLarge {
         path: path.to_path_buf(),
         op,
@@ -252,12 +274,12 @@ pub fn read_regular_file(
     Ok((buf, st))
 }
 
-/// Why `st` is not a regular file with exactly one link, if it is not.
+/// Why `st` is not a regular file with the links `links` allows, if it is not.
 ///
 /// A second hard link means someone else has a name for this inode, possibly
 /// one we would not want to read or overwrite through (a user can link a file
 /// they cannot read into their home when `fs.protected_hardlinks` is off).
-pub(crate) fn not_a_single_regular_file(st: &FileStat) -> Option<String> {
+pub(crate) fn unsafe_target(st: &FileStat, links: Links) -> Option<String> {
     let kind = match file_type(st) {
         SFlag::S_IFREG => None,
         SFlag::S_IFLNK => Some("a symbolic link"),
@@ -274,7 +296,7 @@ pub(crate) fn not_a_single_regular_file(st: &FileStat) -> Option<String> {
     // Zero links is not an attack: the file was just replaced by an atomic
     // rename (ours or the user's own server's) after we opened or looked it
     // up, and what we hold is the complete previous file.
-    if st.st_nlink > 1 {
+    if links == Links::Single && st.st_nlink > 1 {
         return Some(format!("it has {} hard links", st.st_nlink));
     }
     None
@@ -310,7 +332,7 @@ mod tests {
     fn reads_a_regular_file() {
         let dir = TestDir::new();
         std::fs::write(dir.path("f"), b"data").unwrap();
-        let (bytes, st) = read_regular_file(&dir.path("f"), "read", 4).unwrap();
+        let (bytes, st) = read_regular_file(&dir.path("f"), "read", 4, Links::Single).unwrap();
         assert_eq!(bytes, b"data");
         assert_eq!(st.st_size, 4);
     }
@@ -321,7 +343,13 @@ mod tests {
         // (think krb5.keytab) a path to a file the user cannot read.
         let dir = TestDir::new();
         symlink("/etc", dir.path(".k")).unwrap();
-        let err = read_regular_file(&dir.path(".k").join("hostname"), "read", 1 << 20).unwrap_err();
+        let err = read_regular_file(
+            &dir.path(".k").join("hostname"),
+            "read",
+            1 << 20,
+            Links::Single,
+        )
+        .unwrap_err();
         match &err {
             SafePathError::SymlinkInPath { component, .. } => {
                 assert_eq!(component, &dir.path(".k"))
@@ -335,7 +363,12 @@ mod tests {
         std::fs::create_dir(dir.path("real").join("sub")).unwrap();
         std::fs::write(dir.path("real").join("sub").join("f"), b"x").unwrap();
         symlink(dir.path("real"), dir.path("via")).unwrap();
-        let err = open_regular_file(&dir.path("via").join("sub").join("f"), "read").unwrap_err();
+        let err = open_regular_file(
+            &dir.path("via").join("sub").join("f"),
+            "read",
+            Links::Single,
+        )
+        .unwrap_err();
         assert!(
             matches!(err, SafePathError::SymlinkInPath { ref component, .. } if component == &dir.path("via")),
             "{err:?}"
@@ -347,24 +380,29 @@ mod tests {
         let dir = TestDir::new();
         std::fs::write(dir.path("real"), b"x").unwrap();
         symlink(dir.path("real"), dir.path("link")).unwrap();
-        let err = open_regular_file(&dir.path("link"), "read").unwrap_err();
+        let err = open_regular_file(&dir.path("link"), "read", Links::Single).unwrap_err();
         assert!(err.to_string().ends_with("it is a symbolic link"), "{err}");
 
         nix::unistd::mkfifo(&dir.path("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
         // Would block forever without O_NONBLOCK; the test harness would hang.
-        let err = open_regular_file(&dir.path("fifo"), "read").unwrap_err();
+        let err = open_regular_file(&dir.path("fifo"), "read", Links::Single).unwrap_err();
         assert!(err.to_string().ends_with("it is a fifo"), "{err}");
 
         std::fs::hard_link(dir.path("real"), dir.path("second")).unwrap();
-        let err = open_regular_file(&dir.path("second"), "read").unwrap_err();
+        let err = open_regular_file(&dir.path("second"), "read", Links::Single).unwrap_err();
         assert!(err.to_string().ends_with("it has 2 hard links"), "{err}");
+        // Only a caller that checks the owner and mode itself takes it.
+        let (_, st) = open_regular_file(&dir.path("second"), "read", Links::OwnerChecked).unwrap();
+        assert_eq!(st.st_nlink, 2);
+        let err = open_regular_file(&dir.path("link"), "read", Links::OwnerChecked).unwrap_err();
+        assert!(err.to_string().ends_with("it is a symbolic link"), "{err}");
     }
 
     #[test]
     fn oversize_file_is_refused() {
         let dir = TestDir::new();
         std::fs::write(dir.path("big"), vec![0u8; 11]).unwrap();
-        let err = read_regular_file(&dir.path("big"), "read", 10).unwrap_err();
+        let err = read_regular_file(&dir.path("big"), "read", 10, Links::Single).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -381,11 +419,13 @@ mod tests {
     #[test]
     fn missing_file_is_not_found() {
         let dir = TestDir::new();
-        assert!(open_regular_file(&dir.path("nope"), "read")
+        assert!(open_regular_file(&dir.path("nope"), "read", Links::Single)
             .unwrap_err()
             .is_not_found());
-        assert!(open_regular_file(&dir.path("nodir").join("f"), "read")
-            .unwrap_err()
-            .is_not_found());
+        assert!(
+            open_regular_file(&dir.path("nodir").join("f"), "read", Links::Single)
+                .unwrap_err()
+                .is_not_found()
+        );
     }
 }

@@ -219,7 +219,7 @@ pub fn inspect(cache: &Path, owner_uid: u32) -> Result<TicketInfo, TicketError> 
 /// replaces the cache with the renewed one: a TGS request, no keytab.
 ///
 /// The cache is read through the same checks as [`inspect`] (owned by
-/// `owner`'s uid, or the euid when `None`; mode 0600; one link) and must
+/// `owner`'s uid, or the euid when `None`; no group or other bits) and must
 /// hold a TGT of `principal` that is renewable and still valid, else
 /// [`TicketError::NotRenewable`] or [`TicketError::RenewalExpired`] say that
 /// only a new initial ticket will do. Blocks on the KDC; `deadline` as in

@@ -106,10 +106,16 @@ def test_inspect_refuses_a_cache_others_can_read(workdir):
         _native.inspect_ticket(str(cache))
 
 
-def test_inspect_refuses_a_hard_linked_cache(workdir):
+def test_inspect_accepts_a_hard_linked_cache_that_is_the_owners_alone(workdir):
+    # With fs.protected_hardlinks=0 another user can link the owner's cache
+    # after every rename; refusing it would ask for a sign-in forever.
     cache = _private_copy("v4-kinit-keytab", workdir)
     os.link(cache, workdir / "other-name")
-    with pytest.raises(CredentialCacheError, match=r"2 hard links$"):
+    info = _native.inspect_ticket(str(cache))
+    assert info.principal.startswith("alice@")
+    # Still refused when others could read it through any of its names.
+    cache.chmod(0o640)
+    with pytest.raises(CredentialCacheError, match=r"has mode 0640$"):
         _native.inspect_ticket(str(cache))
 
 
@@ -497,6 +503,7 @@ def test_install_cache_refuses_garbage_and_expired_caches(workdir):
 
 RENEW_LIFETIME = 60
 RENEWABLE_FOR = 180
+ANOTHER_UID = 12345  # another local user, who plants and links things
 
 
 @pytest.fixture(scope="module")
@@ -610,9 +617,30 @@ def test_read_cache_and_install_cache_move_a_ticket(renew_realm, renew_user, wor
     assert not wrong.exists()
 
 
-# -- fallback: a cache path another user made unwritable -----------------------------
+def test_a_cache_hard_linked_by_another_user_is_still_inspected_and_read(renew_realm, renew_user, workdir):
+    principal = f"{renew_user.name}@{renew_realm.name}"
+    workdir.chmod(0o1777)
+    cache = workdir / "krb5cc"
+    ticket = _obtain(renew_realm, renew_user, cache, renew_lifetime=RENEWABLE_FOR)
+    theirs = workdir / "attacker"
+    theirs.mkdir()
+    os.chown(theirs, ANOTHER_UID, ANOTHER_UID)
+    os.link(cache, theirs / "stolen")
+    assert os.stat(cache).st_nlink == 2
 
-ANOTHER_UID = 12345  # owns the directory where the user's own should be
+    assert _native.inspect_ticket(str(cache), uid=renew_user.uid) == ticket
+    data = _native.read_cache(str(cache), uid=renew_user.uid)
+    assert data == cache.read_bytes()
+    # Another uid's expectations still fail, and a renewal replaces the link.
+    with pytest.raises(CredentialCacheError, match="owned by uid"):
+        _native.inspect_ticket(str(cache), uid=ANOTHER_UID)
+    renewed = _native.renew_ticket(principal, str(cache), uid=renew_user.uid, gid=renew_user.gid)
+    assert (renewed.replaced.kind, renewed.replaced.owner_uid) == ("hard link", renew_user.uid)
+    assert os.stat(cache).st_nlink == 1
+    assert (theirs / "stolen").read_bytes() == data
+
+
+# -- fallback: a cache path another user made unwritable -----------------------------
 
 
 def _unwritable_cache(workdir: Path) -> Path:

@@ -172,8 +172,15 @@ def install_cache(
     its TGT has not expired."""
 
 def inspect_ticket(ccache: str, *, uid: int | None = None) -> TicketInfo:
-    """CredentialCacheError unless the cache is a regular file with one link,
-    owned by ``uid`` (default: the process's euid), without group/other bits."""
+    """Describe the TGT in the FILE cache at ``ccache``, read without a KDC.
+
+    CredentialCacheError unless the cache is a regular file owned by ``uid``
+    (default: the process's euid), without group/other bits. More than one
+    hard link is accepted: the other names share the owner and the
+    owner-only mode, so only the owner can change what it holds, and another
+    user linking the cache (``fs.protected_hardlinks=0``) must not send the
+    owner to sign in again. A symbolic link, fifo, directory or another
+    user's file is refused. TicketFormatError if it does not parse."""
 
 def destroy_cache(ccache: str, *, uid: int) -> bool:
     """Remove ``uid``'s credential cache at ``ccache`` (their server stopped).
