@@ -83,7 +83,12 @@ struct Conversation<'a> {
 /// Authenticates the user and, if asked, checks the account, in one PAM
 /// transaction. Blocks (PAM modules may sleep or talk to the network): call
 /// it without holding any lock the caller needs.
-pub fn authenticate(attempt: LoginAttempt<'_>) -> Result<(), PamError> {
+///
+/// Returns the user name PAM holds in PAM_USER once both steps succeeded: a
+/// module may map the name typed to another (pam_usermap, an LDAP module's
+/// case folding), and that is whom PAM let in. When PAM_USER cannot be read,
+/// is empty or is not UTF-8, the name given is returned.
+pub fn authenticate(attempt: LoginAttempt<'_>) -> Result<String, PamError> {
     // An empty password is a denial, decided here: a PAM stack with
     // `nullok` (Debian's common-auth has it) lets an account with an empty
     // password field in without one. PAM_DISALLOW_NULL_AUTHTOK below says
@@ -157,8 +162,18 @@ pub fn authenticate(attempt: LoginAttempt<'_>) -> Result<(), PamError> {
                 message: "PAM asked for a secret that was not given (a one-time password?)".into(),
             })
         }
-        other => other,
+        Err(other) => Err(other),
+        Ok(()) => Ok(name_or(transaction.user(), attempt.username)),
     }
+}
+
+/// PAM_USER as read from the handle, or `given` when it is unusable.
+fn name_or(pam_user: Option<&CStr>, given: &str) -> String {
+    pam_user
+        .and_then(|name| name.to_str().ok())
+        .filter(|name| !name.is_empty())
+        .unwrap_or(given)
+        .to_owned()
 }
 
 /// An open PAM handle, ended in `Drop` with the last status.
@@ -196,6 +211,22 @@ impl<'a> Transaction<'a> {
             service: service_name,
             last_status: std::cell::Cell::new(code),
         })
+    }
+
+    /// PAM_USER as the stack left it, borrowed from the handle: valid until
+    /// the item is set again or the transaction ends, which `&self` rules
+    /// out while the borrow lives. None when PAM has none.
+    fn user(&self) -> Option<&CStr> {
+        let mut item: *const c_void = ptr::null();
+        // SAFETY: live handle and a valid out-pointer; PAM stores in it a
+        // pointer to its own copy of the item and keeps ownership.
+        let code = unsafe { ffi::pam_get_item(self.handle, ffi::PAM_USER as c_int, &mut item) };
+        if code != ffi::PAM_SUCCESS || item.is_null() {
+            return None;
+        }
+        // SAFETY: PAM_USER is a NUL-terminated string owned by the handle,
+        // which outlives the returned borrow of `self`.
+        Some(unsafe { CStr::from_ptr(item.cast()) })
     }
 
     fn set_item(&self, item: c_int, value: &CStr) -> Result<(), PamError> {
@@ -420,6 +451,14 @@ mod tests {
         assert!(!is_denial(ffi::PAM_SYSTEM_ERR as c_int));
         assert!(!is_denial(ffi::PAM_AUTHINFO_UNAVAIL as c_int));
         assert!(!is_denial(ffi::PAM_ABORT as c_int));
+    }
+
+    #[test]
+    fn the_name_pam_holds_is_returned_unless_unusable() {
+        assert_eq!(name_or(Some(c"Alice"), "alice"), "Alice");
+        assert_eq!(name_or(None, "alice"), "alice");
+        assert_eq!(name_or(Some(c""), "alice"), "alice");
+        assert_eq!(name_or(Some(c"\xff\xfe"), "alice"), "alice");
     }
 
     #[test]

@@ -347,8 +347,9 @@ fn inspect_keytab(py: Python<'_>, path: &str) -> PyResult<KeytabInfo> {
 /// Authenticates `username` with `password` against PAM `service` and, if
 /// `check_account`, runs the account stack, in one transaction. A second
 /// hidden prompt is answered with `otp`. The password and OTP bytearrays are
-/// zeroed before this returns. Raises
-/// AuthenticationDenied or PAMSystemError.
+/// zeroed before this returns. Returns the user name PAM holds in PAM_USER
+/// afterwards (a module may map names), or `username` when that is unset or
+/// not UTF-8. Raises AuthenticationDenied or PAMSystemError.
 #[pyfunction]
 #[pyo3(signature = (service, username, password, *, otp=None, remote_host=None, check_account=true))]
 fn pam_authenticate(
@@ -359,22 +360,23 @@ fn pam_authenticate(
     otp: Option<&Bound<'_, PyByteArray>>,
     remote_host: Option<&str>,
     check_account: bool,
-) -> PyResult<()> {
+) -> PyResult<String> {
     let password = take_secret(password);
     let otp = otp.map(take_secret);
     template::check_username(username).map_err(NativeError::from)?;
-    py.detach(|| {
-        pam::authenticate(pam::LoginAttempt {
-            service,
-            username,
-            password,
-            otp,
-            remote_host,
-            check_account,
+    let name = py
+        .detach(|| {
+            pam::authenticate(pam::LoginAttempt {
+                service,
+                username,
+                password,
+                otp,
+                remote_host,
+                check_account,
+            })
         })
-    })
-    .map_err(NativeError::from)?;
-    Ok(())
+        .map_err(NativeError::from)?;
+    Ok(name)
 }
 
 /// Copies a secret out of a bytearray and zeroes the bytearray.

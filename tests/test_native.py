@@ -228,10 +228,15 @@ def test_wrong_password_is_denied_and_buffer_wiped(pam_service, bare_user):
     assert "Marker" not in str(info.value)
 
 
-def test_right_password_passes_and_buffer_wiped(pam_service, bare_user):
+def test_right_password_passes_and_returns_the_pam_user(pam_service, bare_user):
     secret = bytearray(bare_user.password.encode())
-    _native.pam_authenticate(pam_service, bare_user.name, secret, remote_host="127.0.0.1")
+    name = _native.pam_authenticate(pam_service, bare_user.name, secret, remote_host="127.0.0.1")
     assert secret == bytearray(len(secret))
+    # PAM_USER after the transaction: the name given, as no module mapped it.
+    assert name == bare_user.name
+    assert type(name) is str
+    secret = bytearray(bare_user.password.encode())
+    assert _native.pam_authenticate(pam_service, bare_user.name, secret, check_account=False) == bare_user.name
 
 
 def test_broken_pam_stack_is_a_system_error(bare_user):

@@ -80,7 +80,18 @@ def pam_authenticate(
     otp: bytearray | None = None,
     remote_host: str | None = None,
     check_account: bool = True,
-) -> None: ...
+) -> str:
+    """Authenticate ``username`` with ``password`` against PAM ``service``
+    and, if ``check_account``, run the account stack, in one transaction; a
+    second hidden prompt is answered with ``otp``. The bytearrays are zeroed
+    before this returns or raises.
+
+    Returns the user name PAM holds in PAM_USER afterwards: a module may map
+    the name given to another, and that is whom PAM let in. When PAM_USER is
+    unset, empty or not UTF-8, ``username`` is returned. AuthenticationDenied
+    when the user may not log in (wrong password, unknown or expired
+    account), PAMSystemError when the PAM stack fails."""
+
 def obtain_ticket(
     principal: str,
     keytab: str,
