@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use crate::cache_file::{self, CacheFileError, Owner, Replaced};
 use crate::deadline::Deadline;
 use crate::private_dir;
-use crate::safe_path::SafePathError;
 
 /// Where `install` wrote the cache, and what it replaced there.
 #[derive(Debug)]
@@ -29,8 +28,8 @@ pub struct Installed {
 }
 
 /// Installs `contents` at `target` as [`cache_file::install`] does; when that
-/// fails in a way another local user could have caused and `fallback` is
-/// given, makes sure the fallback's directory is the owner's private
+/// fails at the final entry (where another local user can interfere) and
+/// `fallback` is given, makes sure the fallback's directory is the owner's private
 /// directory (see [`private_dir::ensure_parent`]) and installs there instead.
 ///
 /// When the fallback fails too, the error is [`CacheFileError::FallbackFailed`]
@@ -85,27 +84,29 @@ fn install_with(
 
 /// Whether a failure at the cache path may send the cache to the fallback.
 ///
-/// Generous on purpose: the fallback is always a safe place, while a failure
-/// we cannot tell from a user's doing locks the owner out. Besides the final
-/// entry (a FUSE mount, a directory that keeps coming back, a full /tmp),
-/// another user can shape the directories of a path like `/tmp/{username}/cc`
-/// (their own directory or a symlink there), which looks just like an
-/// admin's mistake; the caller reports the reason either way. Only a path
-/// that is malformed as written is the admin's alone, and a passed deadline
-/// means the caller has stopped waiting.
+/// Every failure once the directory has been reached and found safe, at any
+/// step: the final entry is where another user interferes in a shared
+/// directory like /tmp (a FUSE mount: EACCES, EBUSY; a directory that keeps
+/// coming back; /tmp filled up), and a failure we cannot tell from their
+/// doing must not lock the owner out. Not a failure of the path or the
+/// directories on the way (`Path`, `UnsafeDirectory`): those are the admin's
+/// configuration (a template into a directory others can write, a missing
+/// directory), refused so the admin sees and fixes it rather than every
+/// cache quietly moving. Not a passed deadline: the caller has stopped waiting.
 fn may_fall_back(err: &CacheFileError) -> bool {
-    !matches!(
-        err,
-        CacheFileError::DeadlinePassed { .. }
-            | CacheFileError::Path(
-                SafePathError::NotAbsolute { .. } | SafePathError::InvalidPath { .. }
-            )
-    )
+    match err {
+        CacheFileError::Io { .. } | CacheFileError::UnsafeTarget { .. } => true,
+        CacheFileError::Path(_)
+        | CacheFileError::UnsafeDirectory { .. }
+        | CacheFileError::DeadlinePassed { .. }
+        | CacheFileError::FallbackFailed { .. } => false,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::safe_path::SafePathError;
     use nix::errno::Errno;
     use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 
@@ -210,25 +211,12 @@ mod tests {
                     Errno::EISDIR,
                 )
             },
+            |p| CacheFileError::io(p, "create a temporary file next to", Errno::EACCES),
             |p| CacheFileError::UnsafeTarget {
                 path: p.to_path_buf(),
                 op: "write",
                 reason: "it is a mount point".to_owned(),
             },
-            |p| CacheFileError::UnsafeDirectory {
-                path: p.to_path_buf(),
-                op: "write",
-                dir: p.parent().unwrap().to_path_buf(),
-                reason: "is owned by uid 12345, not root or the cache owner 65534".to_owned(),
-            },
-            |p| {
-                CacheFileError::Path(SafePathError::SymlinkInPath {
-                    path: p.to_path_buf(),
-                    op: "write",
-                    component: p.parent().unwrap().to_path_buf(),
-                })
-            },
-            |p| CacheFileError::Path(SafePathError::io(p, "open directory", Errno::EACCES)),
         ];
         for failure in failures {
             let installed = install_with(
@@ -247,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn a_deadline_or_a_malformed_path_does_not_fall_back() {
+    fn a_deadline_or_a_misconfigured_path_does_not_fall_back() {
         let dir = TestDir::new();
         let me = Owner::caller();
         let target = dir.path("krb5cc");
@@ -262,6 +250,43 @@ mod tests {
             let err = install(Path::new(bad), Some(&fallback), b"x", None, None).unwrap_err();
             assert!(matches!(err, CacheFileError::Path(_)), "{bad}: {err:?}");
         }
+        // A directory on the way that is missing, a symlink, or open to others.
+        let missing = dir.path("gone").join("cc");
+        let err = install(&missing, Some(&fallback), b"x", None, None).unwrap_err();
+        assert!(
+            matches!(&err, CacheFileError::Path(e) if e.is_not_found()),
+            "{err:?}"
+        );
+        std::fs::create_dir(dir.path("real")).unwrap();
+        symlink(dir.path("real"), dir.path("via")).unwrap();
+        let err = install(
+            &dir.path("via").join("cc"),
+            Some(&fallback),
+            b"x",
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CacheFileError::Path(SafePathError::SymlinkInPath { .. })
+            ),
+            "{err:?}"
+        );
+        std::fs::set_permissions(dir.path("real"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = install(
+            &dir.path("real").join("cc"),
+            Some(&fallback),
+            b"x",
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, CacheFileError::UnsafeDirectory { .. }),
+            "{err:?}"
+        );
         // Nothing was created for the fallback.
         assert_eq!(std::fs::read_dir(dir.path("run")).unwrap().count(), 0);
     }

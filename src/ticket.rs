@@ -731,8 +731,9 @@ mod tests {
         .unwrap();
         assert_eq!((installed.cache, installed.fallback_reason), (target, None));
 
-        // A directory on the way that is not there: the fallback, one parse.
-        let unreachable = dir.0.join("gone").join("cc");
+        // A failure at the final entry (here a name too long for the
+        // temporary file next to it): the fallback, one parse.
+        let unreachable = dir.0.join("n".repeat(250));
         let installed = install_raw(
             &unreachable,
             Some(&fallback),
@@ -744,7 +745,7 @@ mod tests {
         .unwrap();
         assert_eq!(installed.cache, fallback);
         let reason = installed.fallback_reason.unwrap();
-        assert!(reason.contains("No such file or directory"), "{reason}");
+        assert!(reason.contains("File name too long"), "{reason}");
         assert_eq!(
             read_raw(&fallback, nix::unistd::geteuid().as_raw()).unwrap(),
             bytes

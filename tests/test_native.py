@@ -3,6 +3,7 @@ to its exception class in pamkrb.exceptions."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -647,14 +648,40 @@ def test_a_cache_hard_linked_by_another_user_is_still_inspected_and_read(renew_r
 
 # -- fallback: a cache path another user made unwritable -----------------------------
 
+FUSE_TOOLS = (Path("/usr/bin/bindfs"), Path("/usr/bin/fusermount3"))
 
-def _unwritable_cache(workdir: Path) -> Path:
-    """A cache path in another user's directory: root refuses to write there
-    (as it cannot write under someone's FUSE mount), though it can read."""
-    theirs = workdir / "theirs"
-    theirs.mkdir()
-    os.chown(theirs, ANOTHER_UID, ANOTHER_UID)
-    return theirs / "krb5cc"
+
+@pytest.fixture
+def fuse_locked_cache(attacker, workdir):
+    """``<workdir>/krb5cc`` (workdir sticky and world-writable, like /tmp): a
+    directory of the attacker's with their ``bindfs --no-allow-other`` on it,
+    which root can neither stat (EACCES) nor move (EBUSY)."""
+    missing = [str(tool) for tool in FUSE_TOOLS if not tool.exists()]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: run tools/setup.sh (it installs fuse3 and bindfs)")
+    workdir.chmod(0o1777)
+    path = workdir / "krb5cc"
+    source = attacker.home / "decoy"
+    for directory in (source, path):
+        result = attacker.run(["mkdir", str(directory)])
+        assert result.returncode == 0, result.stderr
+    try:
+        with contextlib.ExitStack() as mounted:
+            with sandbox.fuse_device_mode(0o666):
+                mounted.enter_context(sandbox.user_fuse_mount(attacker, source, path))
+            with pytest.raises(PermissionError):
+                os.stat(path)
+            yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(path)
+
+
+def _long_named_cache(workdir: Path) -> Path:
+    """A path whose file can be read but not replaced: the name fits NAME_MAX,
+    the temporary file made next to it does not (an Io error at the final
+    entry, as a full /tmp or a mount there gives)."""
+    return workdir / ("n" * 250)
 
 
 def _assert_private_fallback(fallback: Path, user) -> None:
@@ -665,56 +692,27 @@ def _assert_private_fallback(fallback: Path, user) -> None:
     assert (private.st_uid, private.st_gid, private.st_mode & 0o7777) == (user.uid, user.gid, 0o700)
 
 
-def test_obtain_ticket_falls_back_with_one_kdc_request(renew_realm, renew_user, workdir):
+def test_another_users_fuse_mount_sends_the_ticket_to_the_fallback(renew_realm, renew_user, fuse_locked_cache, workdir):
     principal = f"{renew_user.name}@{renew_realm.name}"
     keytab = renew_user.home / f"{renew_user.name}.keytab"
-    cache = _unwritable_cache(workdir)
     fallback = workdir / "run" / str(renew_user.uid) / "krb5cc"
     requests = renew_realm.kdc_requests("AS_REQ")
 
     installed = _native.obtain_ticket(
-        principal, str(keytab), str(cache), uid=renew_user.uid, gid=renew_user.gid, fallback=str(fallback)
+        principal, str(keytab), str(fuse_locked_cache), uid=renew_user.uid, gid=renew_user.gid, fallback=str(fallback)
     )
 
     assert renew_realm.kdc_requests("AS_REQ") == requests + 1
     assert installed.ccache == str(fallback)
     assert installed.replaced is None
-    assert installed.fallback_reason == (
-        f"refusing to write {cache}: directory {cache.parent} is owned by uid {ANOTHER_UID}, "
-        f"not root or the cache owner {renew_user.uid}"
-    )
+    assert installed.fallback_reason == f"could not stat {fuse_locked_cache}: Permission denied (os error 13)"
     assert f'ccache="{fallback}"' in repr(installed)
-    assert not cache.exists()
     _assert_private_fallback(fallback, renew_user)
     assert _native.inspect_ticket(str(fallback), uid=renew_user.uid) == installed.ticket
     assert renew_realm.klist(fallback).principal == principal
-
-    # Once the usual path can be written again, it is.
-    os.chown(cache.parent, renew_user.uid, renew_user.gid)
-    again = _native.obtain_ticket(
-        principal, str(keytab), str(cache), uid=renew_user.uid, gid=renew_user.gid, fallback=str(fallback)
-    )
-    assert (again.ccache, again.fallback_reason) == (str(cache), None)
-    _assert_owned_0600(cache, renew_user)
-
-
-def test_renew_ticket_reads_the_cache_in_use_and_falls_back(renew_realm, renew_user, workdir):
-    principal = f"{renew_user.name}@{renew_realm.name}"
-    theirs = workdir / "theirs"
-    theirs.mkdir()
-    cache = theirs / "krb5cc"
-    _obtain(renew_realm, renew_user, cache, renew_lifetime=RENEWABLE_FOR)
-    os.chown(theirs, ANOTHER_UID, ANOTHER_UID)  # taken over after the login
-    fallback = workdir / "run" / str(renew_user.uid) / "krb5cc"
-
-    installed = _native.renew_ticket(
-        principal, str(cache), uid=renew_user.uid, gid=renew_user.gid, fallback=str(fallback)
-    )
-
-    assert installed.ccache == str(fallback)
-    assert f"is owned by uid {ANOTHER_UID}" in installed.fallback_reason
-    _assert_private_fallback(fallback, renew_user)
-    assert _native.inspect_ticket(str(fallback), uid=renew_user.uid) == installed.ticket
+    # Without a fallback the mount still refuses the login, as before.
+    with pytest.raises(CredentialCacheError, match="Permission denied"):
+        _native.obtain_ticket(principal, str(keytab), str(fuse_locked_cache), uid=renew_user.uid, gid=renew_user.gid)
     # The next renewal reads the fallback, now the cache in use, and writes it.
     again = _native.renew_ticket(
         principal, str(fallback), uid=renew_user.uid, gid=renew_user.gid, fallback=str(fallback)
@@ -722,12 +720,50 @@ def test_renew_ticket_reads_the_cache_in_use_and_falls_back(renew_realm, renew_u
     assert (again.ccache, again.fallback_reason) == (str(fallback), None)
 
 
+def test_renew_ticket_reads_the_cache_in_use_and_may_write_the_fallback(renew_realm, renew_user, workdir):
+    principal = f"{renew_user.name}@{renew_realm.name}"
+    cache = _long_named_cache(workdir)
+    (workdir / "ok").mkdir()
+    _obtain(renew_realm, renew_user, workdir / "ok" / "krb5cc", renew_lifetime=RENEWABLE_FOR)
+    os.rename(workdir / "ok" / "krb5cc", cache)
+    fallback = workdir / "run" / str(renew_user.uid) / "krb5cc"
+
+    installed = _native.renew_ticket(
+        principal, str(cache), uid=renew_user.uid, gid=renew_user.gid, fallback=str(fallback)
+    )
+
+    assert installed.ccache == str(fallback)
+    assert "File name too long" in installed.fallback_reason
+    _assert_private_fallback(fallback, renew_user)
+    assert _native.inspect_ticket(str(fallback), uid=renew_user.uid) == installed.ticket
+
+
+def test_a_misconfigured_cache_directory_does_not_fall_back(renew_realm, renew_user, workdir):
+    # A directory others can write (the admin's template) is for the admin
+    # to fix: refused, not quietly worked around.
+    keytab = renew_user.home / f"{renew_user.name}.keytab"
+    caches = workdir / "caches"
+    caches.mkdir()
+    caches.chmod(0o777)
+    fallback = workdir / "run" / str(renew_user.uid) / "krb5cc"
+    with pytest.raises(CredentialCacheError, match=r"writable by others and not sticky$"):
+        _native.obtain_ticket(
+            f"{renew_user.name}@{renew_realm.name}",
+            str(keytab),
+            str(caches / "krb5cc"),
+            uid=renew_user.uid,
+            gid=renew_user.gid,
+            fallback=str(fallback),
+        )
+    assert not fallback.parent.parent.exists()
+
+
 def test_install_cache_falls_back_and_both_failures_are_named(renew_realm, renew_user, workdir):
     principal = f"{renew_user.name}@{renew_realm.name}"
     source = workdir / "hub-side"
     _obtain(renew_realm, renew_user, source, renew_lifetime=RENEWABLE_FOR)
     data = _native.read_cache(str(source), uid=renew_user.uid)
-    cache = _unwritable_cache(workdir)
+    cache = _long_named_cache(workdir)
     fallback = workdir / "run" / str(renew_user.uid) / "krb5cc"
     owner = {"uid": renew_user.uid, "gid": renew_user.gid}
 
@@ -735,15 +771,12 @@ def test_install_cache_falls_back_and_both_failures_are_named(renew_realm, renew
     assert installed.ccache == str(fallback)
     assert fallback.read_bytes() == data
 
-    # Without a fallback the error is the cache path's, as before.
-    with pytest.raises(CredentialCacheError, match=rf"is owned by uid {ANOTHER_UID}, not root"):
-        _native.install_cache(str(cache), data, principal=principal, **owner)
-    # A per-user directory of someone else's is no fallback either.
+    # A per-user directory of someone else's is no fallback.
     os.chown(fallback.parent, ANOTHER_UID, ANOTHER_UID)
     with pytest.raises(CredentialCacheError) as info:
         _native.install_cache(str(cache), data, principal=principal, fallback=str(fallback), **owner)
     message = str(info.value)
-    assert message.startswith(f"refusing to write {cache}: directory {cache.parent} is owned by uid {ANOTHER_UID}")
+    assert message.startswith(f"could not create a temporary file next to {cache}: File name too long")
     assert message.endswith(
         f"; the fallback failed too: refusing to write {fallback}: directory {fallback.parent} "
         f"is owned by uid {ANOTHER_UID}, not the cache owner {renew_user.uid} or root"
