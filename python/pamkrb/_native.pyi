@@ -112,11 +112,13 @@ def obtain_ticket(
     passed (checked before contacting the KDC and just before the rename),
     nothing is installed and KerberosError is raised.
 
-    ``fallback``: where the ticket goes when ``ccache`` cannot be written for
-    any reason a local user could cause (a FUSE mount at the path, a directory
-    that keeps coming back, a directory on the way that is not what it should
-    be, a full file system); not for a passed deadline or a malformed path.
-    The same ticket is written there (one KDC request). Its directory (e.g.
+    ``fallback``: where the ticket goes when writing ``ccache`` fails once its
+    directory has been reached and found safe, at any step (another user's
+    FUSE mount at the path, a directory there that keeps coming back, a full
+    file system): what a local user can cause. Not for a path or a directory
+    on the way that is wrong (a symlink, missing, writable by others without
+    the sticky bit: the admin's to fix, raised as before), nor after
+    ``deadline``. The same ticket is written there (one KDC request). Its directory (e.g.
     ``/run/pamkrb/<uid>`` for ``/run/pamkrb/<uid>/krb5cc``) is made the
     owner's, mode 0700, created if missing inside a directory of root's that
     nobody else can write (created 0755 when running as root); another user's
