@@ -1,12 +1,14 @@
 """A one-file FUSE file system whose reads block until released. Standard library only.
 
-    python3 blocking_fuse.py MOUNTPOINT CONTENT_FILE CONTROL_DIR HOLD_SECONDS
+    python3 blocking_fuse.py MOUNTPOINT CONTENT_FILE CONTROL_DIR HOLD_SECONDS [OWNER_UID [every-other]]
 
 Mounts (as root, straight through mount(2) on /dev/fuse, no libfuse) a
 read-only directory holding one file, ``krb5cc``, with the bytes of
-CONTENT_FILE. The first READ of it is held: CONTROL_DIR/read-started is
-created, and the reply waits until CONTROL_DIR/release exists or HOLD_SECONDS
-pass. Every other request is answered meanwhile. Prints "ready" once mounted;
+CONTENT_FILE, owned by OWNER_UID (default root). The first READ of it is
+held (with ``every-other``: every READ of every second open, the first
+open answered):
+CONTROL_DIR/read-started is created, and the reply waits until
+CONTROL_DIR/release exists or HOLD_SECONDS pass. Every other request is answered meanwhile. Prints "ready" once mounted;
 exits when the file system is unmounted. What a hung NFS server or a hostile
 FUSE mount looks like to a reader: a read(2) that does not return.
 
@@ -37,14 +39,17 @@ ATTR = struct.Struct("<QQQQQQIIIIIIIIII")  # fuse_attr (88 bytes)
 MS_NOSUID, MS_NODEV = 2, 4
 
 
-def attr(node: int, size: int) -> bytes:
+def attr(node: int, size: int, owner: int = 0) -> bytes:
     now = int(time.time())
     mode = 0o40755 if node == ROOT else 0o100600
-    return ATTR.pack(node, size, (size + 511) // 512, now, now, now, 0, 0, 0, mode, 1, 0, 0, 0, 4096, 0)
+    uid = owner if node == FILE else 0
+    return ATTR.pack(node, size, (size + 511) // 512, now, now, now, 0, 0, 0, mode, 1, uid, uid, 0, 4096, 0)
 
 
 def main() -> None:
     mountpoint, content_file, control, hold = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    owner = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    every_other = len(sys.argv) > 6 and sys.argv[6] == "every-other"
     with open(content_file, "rb") as f:
         content = f.read()
     fd = os.open("/dev/fuse", os.O_RDWR)
@@ -54,9 +59,8 @@ def main() -> None:
         sys.exit(f"mount: {os.strerror(ctypes.get_errno())}")
     print("ready", flush=True)
 
-    held: tuple[int, bytes] | None = None  # (unique, reply) of the READ being held
-    held_since = 0.0
-    served_first_read = False
+    held: list[tuple[float, int, bytes]] = []  # (since, unique, reply) of the READs being held
+    reads = opens = 0
 
     def reply(unique: int, body: bytes = b"", error: int = 0) -> None:
         try:
@@ -66,9 +70,10 @@ def main() -> None:
                 raise
 
     while True:
-        if held is not None and (os.path.exists(f"{control}/release") or time.monotonic() - held_since > hold):
-            reply(*held)
-            held = None
+        released = os.path.exists(f"{control}/release")
+        while held and (released or time.monotonic() - held[0][0] > hold):
+            _since, unique, data = held.pop(0)
+            reply(unique, data)
         ready, _, _ = select.select([fd], [], [], 0.05)
         if not ready:
             continue
@@ -92,21 +97,23 @@ def main() -> None:
             )
         elif opcode == FUSE_LOOKUP:
             if node == ROOT and body.split(b"\0", 1)[0] == b"krb5cc":
-                reply(unique, struct.pack("<QQQQII", FILE, 0, 0, 0, 0, 0) + attr(FILE, len(content)))
+                reply(unique, struct.pack("<QQQQII", FILE, 0, 0, 0, 0, 0) + attr(FILE, len(content), owner))
             else:
                 reply(unique, error=errno.ENOENT)
         elif opcode == FUSE_GETATTR:
-            reply(unique, struct.pack("<QII", 0, 0, 0) + attr(node, len(content) if node == FILE else 0))
+            reply(unique, struct.pack("<QII", 0, 0, 0) + attr(node, len(content) if node == FILE else 0, owner))
         elif opcode in (FUSE_OPEN, FUSE_OPENDIR):
-            reply(unique, struct.pack("<QII", 1, FOPEN_DIRECT_IO if opcode == FUSE_OPEN else 0, 0))
+            opens += opcode == FUSE_OPEN
+            reply(unique, struct.pack("<QII", opens, FOPEN_DIRECT_IO if opcode == FUSE_OPEN else 0, 0))
         elif opcode == FUSE_READ:
-            _fh, offset, size = struct.unpack_from("<QQI", body)
+            fh, offset, size = struct.unpack_from("<QQI", body)
             data = content[offset : offset + size]
-            if served_first_read:
+            reads += 1
+            serve = fh % 2 == 1 if every_other else reads > 1
+            if serve:
                 reply(unique, data)
             else:
-                served_first_read = True
-                held, held_since = (unique, data), time.monotonic()
+                held.append((time.monotonic(), unique, data))
                 with open(f"{control}/read-started", "w"):
                     pass
         elif opcode == FUSE_STATFS:

@@ -232,8 +232,20 @@ def signed_in_hub(hub_factory, pw_realm, pw_user) -> Any:
     return hub, session
 
 
-def hub_sign_in(hub: sandbox.Hub, session: Any, body: Any, *, xsrf: bool = True, **kwargs: Any) -> requests.Response:
-    headers = {"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/") or ""} if xsrf else {}
+def hub_sign_in(hub: sandbox.Hub, token: str, body: Any, **kwargs: Any) -> requests.Response:
+    """POST /hub/api/pamkrb/ticket with a token, as the server extension does."""
+    return hub.session().post(
+        f"{hub.url}/hub/api/pamkrb/ticket",
+        data=body,
+        headers={"Authorization": f"token {token}"},
+        timeout=60,
+        **kwargs,
+    )
+
+
+def cookie_sign_in(hub: sandbox.Hub, session: Any, body: Any, **kwargs: Any) -> requests.Response:
+    """The same from a browser session on the hub's origin, with its XSRF token."""
+    headers = {"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/") or ""}
     return session.post(f"{hub.url}/hub/api/pamkrb/ticket", data=body, headers=headers, timeout=60, **kwargs)
 
 
@@ -241,15 +253,17 @@ def test_hostile_sign_ins_change_nothing(signed_in_hub, pw_realm, pw_user, attac
     import json
 
     hub, session = signed_in_hub
+    token = sandbox.server_token(pw_user.uid)
     cache = pw_user.default_ccache
     before = sandbox.FileState.of(cache)
     as_before = pw_realm.kdc_requests("AS_REQ")
     attempts = {
-        "wrong password": (hub_sign_in(hub, session, json.dumps({"password": "not-" + pw_user.password})), 403),
-        "empty password": (hub_sign_in(hub, session, json.dumps({"password": ""})), 403),
-        "10 MB body": (hub_sign_in(hub, session, json.dumps({"password": "x" * (10 << 20)})), 413),
-        "not JSON": (hub_sign_in(hub, session, b"password=x"), 400),
-        "missing XSRF": (hub_sign_in(hub, session, json.dumps({"password": pw_user.password}), xsrf=False), 403),
+        "wrong password": (hub_sign_in(hub, token, json.dumps({"password": "not-" + pw_user.password})), 403),
+        "empty password": (hub_sign_in(hub, token, json.dumps({"password": ""})), 403),
+        "10 MB body": (hub_sign_in(hub, token, json.dumps({"password": "x" * (10 << 20)})), 413),
+        "not JSON": (hub_sign_in(hub, token, b"password=x"), 400),
+        # The user's own browser session, right password: only the server's token signs in.
+        "a cookie session": (cookie_sign_in(hub, session, json.dumps({"password": pw_user.password})), 403),
     }
     for what, (response, expected) in attempts.items():
         assert response.status_code == expected, f"{what}: {response.status_code} {response.text[:200]}"
@@ -257,7 +271,7 @@ def test_hostile_sign_ins_change_nothing(signed_in_hub, pw_realm, pw_user, attac
     # Another user's login naming the victim.
     password_user(pw_realm, attacker)
     other = hub.login(attacker.name, attacker.password).session
-    response = hub_sign_in(hub, other, json.dumps({"password": attacker.password}), params={"user": pw_user.name})
+    response = cookie_sign_in(hub, other, json.dumps({"password": attacker.password}), params={"user": pw_user.name})
     assert response.status_code == 403
     assert sandbox.FileState.of(cache) == before
     assert pw_realm.kdc_requests("AS_REQ") == as_before + 1  # the attacker's own login only
@@ -270,10 +284,10 @@ def test_hostile_sign_ins_change_nothing(signed_in_hub, pw_realm, pw_user, attac
 def test_sign_in_with_the_right_password_replaces_the_ticket(signed_in_hub, pw_realm, pw_user):
     import json
 
-    hub, session = signed_in_hub
+    hub, _ = signed_in_hub
     first = os.stat(pw_user.default_ccache).st_ino
 
-    response = hub_sign_in(hub, session, json.dumps({"password": pw_user.password}))
+    response = hub_sign_in(hub, sandbox.server_token(pw_user.uid), json.dumps({"password": pw_user.password}))
 
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"] == "application/octet-stream"

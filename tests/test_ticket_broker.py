@@ -105,8 +105,10 @@ def test_nobody_fetches_another_persons_ticket(hub_factory, realm, user, attacke
     realm.write_keytab(attacker_principal, attacker.home / f"{attacker.name}.keytab", attacker.uid, attacker.gid)
     hub = broker_hub(hub_factory, admin_users={admin.name})
     sandbox.login_and_spawn(hub, user)
+    sandbox.login_and_spawn(hub, attacker)
     others = {
-        "another user's token": personal_token(hub, attacker),
+        "another user's server token": server_token(attacker),
+        "another user's personal token": personal_token(hub, attacker),
         "an admin's token": personal_token(hub, admin),
         "a service's token": SERVICE_TOKEN,
     }
@@ -118,8 +120,8 @@ def test_nobody_fetches_another_persons_ticket(hub_factory, realm, user, attacke
     assert fetch(hub, SERVICE_TOKEN).status_code == 403
     assert fetch(hub, None).status_code == 403
     assert fetch(hub, None, user=user.name).status_code == 403
-    # Without naming anyone, another user only ever gets their own ticket.
-    own = fetch(hub, others["another user's token"])
+    # Without naming anyone, another user's server only ever gets its own ticket.
+    own = fetch(hub, others["another user's server token"])
     assert own.status_code == 200, own.text
     assert principal_in(realm, own.content, tmp_path) == attacker_principal
     # The victim's own server still gets theirs.

@@ -4,9 +4,12 @@ ticket from the user's keytab, kept fresh and handed to their server."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
+from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from jupyterhub.auth import PAMAuthenticator
 from tornado import web
@@ -22,6 +25,7 @@ from .exceptions import (
     KerberosPasswordRejected,
     KeytabError,
     LoginRequired,
+    NativePanic,
     PAMSystemError,
     TemplateError,
     TicketFormatError,
@@ -35,7 +39,8 @@ from .ticket_api import RateLimit, TicketAPIHandler
 MAX_PASSWORD_BYTES = 8192
 
 # A login's password waits for the allow/block checks between PAM and the
-# ticket; no login takes this long.
+# ticket; no login takes this long, and after it the password is wiped
+# whether or not the login went on.
 PENDING_PASSWORD_SECONDS = 120
 
 # Sign-ins again (POST /hub/api/pamkrb/ticket) per user per minute: each is
@@ -50,6 +55,7 @@ _TICKET_ERRORS = (
     CredentialCacheError,
     TicketFormatError,
     TemplateError,
+    NativePanic,
     KeyError,
 )
 
@@ -64,6 +70,32 @@ LOGIN_REFUSED = (
     "Your password was accepted, but no Kerberos ticket could be obtained for you, "
     "so Spark and Hadoop would not work. Please contact your administrator."
 )
+
+
+@dataclass(frozen=True)
+class Kept:
+    """One Kerberos attempt's outcome: the user (with the cache path in
+    use), where new tickets come from, the ticket, and (when asked for)
+    the cache's bytes."""
+
+    where: UserTicket
+    source: str
+    info: Any
+    data: bytes | None = None
+
+
+@dataclass
+class PendingPassword:
+    """A login's password between PAM and the ticket step (password source)."""
+
+    username: str
+    password: bytearray
+    timer: asyncio.TimerHandle | None = None
+
+    def wipe(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.password[:] = bytes(len(self.password))
 
 
 def shown_username(name: str) -> str:
@@ -302,6 +334,44 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         """,
     )
 
+    fallback_ccache_dir = Unicode(
+        lifecycle.DEFAULT_FALLBACK_CCACHE_DIR,
+        config=True,
+        help="""
+        Where a user's ticket goes when their cache path (ccache_template)
+        cannot be replaced: "<dir>/<uid>/krb5cc", in a directory owned by the
+        user (mode 0700) inside this one (owned by root, mode 0755; both
+        created by the hub).
+
+        Another local user can make the cache path unusable for root: a
+        FUSE mount on /tmp/krb5cc_<uid> (any user can mount one where
+        /dev/fuse is 0666 and fusermount is setuid) answers root with
+        EACCES, and nothing can be renamed over a mount point. Refusing
+        would lock the victim out; instead the ticket is installed here, the
+        server and its kernels get this path in KRB5CCNAME, the hub logs the
+        plant, and the status shows the path in use. Must be an absolute
+        path on the hub's host that no user can write to. Default:
+        "/run/pamkrb".
+        """,
+    )
+
+    retain_ticket_after_stop = Bool(
+        False,
+        config=True,
+        help="""
+        Whether a user's ticket stays in their cache after their last server
+        stops (stopped, culled or failed to start).
+
+        False (default): the cache pamkrb installed is destroyed when the
+        user's last server stops, and when the user is deleted or blocked,
+        and nothing renews it any more, as pam_krb5 does at session close. A
+        ticket, above all a password ticket renewable for days, is then not
+        left in /tmp for anyone who later gains the user's uid. True: keep
+        it (pam_krb5's retain_after_close), for sites where ssh sessions on
+        the hub's host share the same cache.
+        """,
+    )
+
     @default("realm")
     def _default_realm(self):
         try:
@@ -332,8 +402,14 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         self._attempts = lifecycle.SingleFlight("pamkrb-kinit")
         self._broker = None
         # Login passwords between PAM and the ticket (password source only),
-        # by request; wiped when used or after PENDING_PASSWORD_SECONDS.
-        self._pending_passwords: dict[tuple[int, str], tuple[float, bytearray]] = {}
+        # by request (one login per request), with the name PAM authenticated;
+        # wiped when used, or PENDING_PASSWORD_SECONDS later at the latest.
+        self._pending_passwords: dict[int, PendingPassword] = {}
+        # Users whose cache had to move to the fallback path: the path in use.
+        self._in_use: dict[str, str] = {}
+        # Users with a server the hub started (JupyterHub's User objects):
+        # whether a ticket is still wanted is decided from their spawners.
+        self._served: dict[str, Any] = {}
         self.sign_in_rate_limit = RateLimit(SIGN_INS_PER_MINUTE)
         self.ticket_rate_limit = RateLimit(self.ticket_requests_per_minute)
         for problem in lifecycle.settings_problems(self.refresh_margin, self.refresh_interval, self.ticket_lifetime):
@@ -397,6 +473,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         keep = bytearray(encoded["password"]) if self.credential_source != "keytab" else None
         loop = asyncio.get_running_loop()
         call = partial(
+            lifecycle.call_native,
             _native.pam_authenticate,
             self.service,
             username,
@@ -407,12 +484,12 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         )
         accepted = False
         try:
-            await loop.run_in_executor(self.executor, call)
+            authenticated = await loop.run_in_executor(self.executor, call)
             accepted = True
         except AuthenticationDenied as e:
             self.log.warning("PAM Authentication failed (%s): %s", where, e)
             return None
-        except PAMSystemError as e:
+        except (PAMSystemError, NativePanic) as e:
             self.log.error("PAM failed (%s): %s", where, e)
             raise
         finally:
@@ -422,21 +499,60 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 buffer[:] = bytes(len(buffer))
             if keep is not None and not accepted:
                 keep[:] = bytes(len(keep))
+        name = self._authenticated_name(username, authenticated, where)
+        if name is None:
+            if keep is not None:
+                keep[:] = bytes(len(keep))
+            return None
         if keep is not None:
-            self._keep_password(handler, username, keep)
-        return username
+            self._keep_password(handler, name, keep)
+        return name
 
-    def _keep_password(self, handler, username, password: bytearray) -> None:
-        now = time.monotonic()
-        for key, (since, old) in list(self._pending_passwords.items()):
-            if now - since > PENDING_PASSWORD_SECONDS:
-                old[:] = bytes(len(old))
-                del self._pending_passwords[key]
-        self._pending_passwords[(id(handler), username)] = (now, password)
+    def _authenticated_name(self, typed: str, authenticated: Any, where: str) -> str | None:
+        """The name PAM authenticated (PAM_USER after the conversation): a
+        module may map the typed name to another account, and that account
+        is who logged in. It must pass the same username rule."""
+        if not isinstance(authenticated, str) or authenticated == typed:
+            return typed
+        try:
+            _native.check_username(authenticated)
+        except (InvalidUsername, UnicodeEncodeError) as e:
+            self.log.warning("PAM Authentication failed (%s): PAM mapped the name to an invalid one: %s", where, e)
+            return None
+        self.log.info("PAM authenticated %s as %s", where, shown_username(authenticated))
+        return authenticated
 
-    def _take_password(self, handler, username) -> bytearray | None:
-        pending = self._pending_passwords.pop((id(handler), username), None)
-        return pending[1] if pending else None
+    def _keep_password(self, handler, username: str, password: bytearray) -> None:
+        key = id(handler)
+        self._drop_password(key)
+        pending = PendingPassword(username, password)
+        self._pending_passwords[key] = pending
+        # A login that passes PAM but is then refused (not allowed, blocked)
+        # never takes its password: it is wiped here at the latest.
+        pending.timer = asyncio.get_running_loop().call_later(
+            PENDING_PASSWORD_SECONDS, self._drop_password, key, pending
+        )
+
+    def _drop_password(self, key: int, only: PendingPassword | None = None) -> None:
+        pending = self._pending_passwords.get(key)
+        if pending is None or (only is not None and pending is not only):
+            return
+        del self._pending_passwords[key]
+        pending.wipe()
+
+    def _take_password(self, handler, username: str) -> bytearray | None:
+        """The password this request's login was checked with, if the name
+        that reached the ticket step is the one PAM authenticated (after
+        JupyterHub's normalization); wiped otherwise."""
+        pending = self._pending_passwords.pop(id(handler), None)
+        if pending is None:
+            return None
+        if pending.timer is not None:
+            pending.timer.cancel()
+        if self.normalize_username(pending.username) != username:
+            pending.wipe()
+            return None
+        return pending.password
 
     async def run_post_auth_hook(self, handler, auth_model):
         """Obtain the ticket once the user is known to be allowed in.
@@ -484,10 +600,9 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         """Open the PAM session if configured, make sure the ticket is fresh,
         and point the server's KRB5CCNAME at the user's cache."""
         await super().pre_spawn_start(user, spawner)
+        self._served[user.name] = user
         try:
-            await self.ensure_fresh_ticket(user.name, trigger="spawn")
-            where = await asyncio.to_thread(self.resolve_user, user.name)
-            source = await asyncio.to_thread(self.source_for, where)
+            kept = await self.keep_ticket(user.name, "spawn", only_if_stale=True)
         except _TICKET_ERRORS as e:
             reason = _explain(e, user.name)
             shown = shown_username(user.name)
@@ -497,16 +612,65 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             self.log.warning("Spawning %s without a fresh Kerberos ticket: %s", shown, reason)
             return
         # KRB5CCNAME for every Kerberos client in the server and its kernels,
-        # and what the pamkrb server extension needs to renew as the user.
-        spawner.environment.update(self.ticket_settings(where, source).to_env())
+        # and what the pamkrb server extension needs to renew as the user:
+        # the path in use, the fallback one if the usual one was planted.
+        spawner.environment.update(self.ticket_settings(kept.where, kept.source).to_env())
         if self.ticket_broker:
             self.broker.track(user.name)
 
     async def post_spawn_stop(self, user, spawner):
-        """Close the PAM session if configured; stop brokering the ticket."""
+        """Close the PAM session if configured. When the user's last server
+        has stopped (or failed to start), stop renewing their ticket and,
+        unless retain_ticket_after_stop, destroy it."""
         await super().post_spawn_stop(user, spawner)
+        others = [s for s in user.spawners.values() if s is not spawner and s.active and s.pending != "stop"]
+        if others:
+            return
+        self._served.pop(user.name, None)
+        await self.forget_ticket(user.name, "server stopped")
+
+    def delete_user(self, user):
+        """A deleted user keeps no ticket and nothing renews one."""
+        super().delete_user(user)
+        self._served.pop(user.name, None)
+        return self.forget_ticket(user.name, "user deleted", destroy=True)
+
+    def serving(self, username: str) -> bool:
+        """Whether a server the hub started for the user is running (or
+        starting): a ticket is kept fresh for a server, never for a token."""
+        user = self._served.get(username)
+        if user is None:
+            return False
+        return any(s.active and s.pending != "stop" for s in user.spawners.values())
+
+    async def forget_ticket(self, username: str, why: str, *, destroy: bool | None = None) -> None:
+        """Stop renewing the user's ticket and (unless retained) destroy the
+        caches pamkrb installed for them, after any attempt in flight."""
         if self._broker is not None:
-            self._broker.untrack(user.name)
+            self._broker.untrack(username)
+        if destroy is None:
+            destroy = not self.retain_ticket_after_stop
+        if not destroy:
+            self._in_use.pop(username, None)
+            return
+
+        def attempt(deadline):
+            where = self.resolve_user(username)
+            paths = {where.ccache, self.fallback_ccache(where), self._in_use.pop(where.username, where.ccache)}
+            removed = [path for path in sorted(paths) if _native.destroy_cache(path, uid=where.uid)]
+            return removed
+
+        try:
+            removed = await self._attempts.run(username, attempt, self.kdc_timeout, "the cache removal", exclusive=True)
+        except _TICKET_ERRORS as e:
+            self.log.warning("Could not destroy the Kerberos ticket of %s (%s): %s", shown_username(username), why, e)
+            return
+        self.log.info(
+            "Stopped keeping the Kerberos ticket of %s (%s); destroyed: %s",
+            shown_username(username),
+            why,
+            ", ".join(removed) or "nothing of theirs was left",
+        )
 
     # -- the ticket broker -----------------------------------------------------
 
@@ -518,6 +682,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 margin=self.refresh_margin,
                 interval=self.refresh_interval,
                 errors=_TICKET_ERRORS,
+                serving=self.serving,
                 logger=self.log,
             )
         return self._broker
@@ -529,13 +694,16 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         """Check ``password`` with PAM and get a fresh ticket (from it, for a
         password user; from the keytab otherwise); the new cache's bytes.
         A wrong password: HTTP 403, nothing changes."""
-        if not password or await self.authenticate(handler, {"username": username, "password": password}) is None:
+        if not password:
             raise web.HTTPError(403, "the password was not accepted")
-        kept = self._take_password(handler, username)
+        authenticated = await self.authenticate(handler, {"username": username, "password": password})
+        kept_password = self._take_password(handler, username)
         try:
-            await self.ticket_for(username, "sign-in", password=kept)
-            where = await asyncio.to_thread(self.resolve_user, username)
-            data = await asyncio.to_thread(_native.read_cache, where.ccache, uid=where.uid)
+            if authenticated is None or self.normalize_username(authenticated) != username:
+                raise web.HTTPError(403, "the password was not accepted")
+            # A password attempt never joins a running one without it (a
+            # broker renewal, a spawn): that one would discard the password.
+            kept = await self.keep_ticket(username, "sign-in", password=kept_password, read=True)
         except KerberosPasswordRejected as e:
             self.log.warning("Sign-in of %s: %s", shown_username(username), e)
             raise web.HTTPError(403, "the Kerberos server did not accept the password") from None
@@ -543,30 +711,42 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             self.log.warning("Sign-in of %s: no ticket: %s", shown_username(username), _explain(e, username))
             raise web.HTTPError(503, "no Kerberos ticket could be obtained; see the hub log") from None
         finally:
-            if kept is not None:
-                kept[:] = bytes(len(kept))
+            if kept_password is not None:
+                kept_password[:] = bytes(len(kept_password))
         self.log.info("%s signed in again; new Kerberos ticket", shown_username(username))
-        return data
+        return kept.data
 
-    async def deliverable_ticket(self, username) -> bytes:
-        """The user's fresh ticket as FILE ccache bytes, for the API. Also
-        (re)starts brokering the user, e.g. after a hub restart."""
+    async def deliverable_ticket(self, user) -> bytes:
+        """The fresh ticket of ``user`` (whose running server asks) as FILE
+        ccache bytes, for the API. Also (re)starts brokering the user, e.g.
+        after a hub restart."""
+        username = user.name
+        if not self.check_blocked_users(username):
+            await self.forget_ticket(username, "user blocked", destroy=True)
+            raise web.HTTPError(403, "this user is blocked")
+        self._served[username] = user
         try:
-            await self.ensure_fresh_ticket(username, trigger="delivery")
-            where = await asyncio.to_thread(self.resolve_user, username)
-            data = await asyncio.to_thread(_native.read_cache, where.ccache, uid=where.uid)
+            kept = await self.keep_ticket(username, "delivery", only_if_stale=True, read=True)
         except _TICKET_ERRORS as e:
             self.log.warning("No ticket to deliver to %s: %s", shown_username(username), _explain(e, username))
             raise web.HTTPError(503, "no fresh Kerberos ticket for this user right now; see the hub log") from None
         self.broker.track(username)
-        return data
+        return kept.data
 
     async def refresh_user(self, user, handler=None):
-        """Renew the user's ticket when it is not fresh.
+        """Renew the user's ticket when it is not fresh and a server of
+        theirs runs; a blocked user's ticket is destroyed.
 
         A failed renewal is logged, not turned into a logout: the user's
         server keeps working, and the next refresh tries again.
         """
+        if not self.check_blocked_users(user.name):
+            self._served.pop(user.name, None)
+            await self.forget_ticket(user.name, "user blocked", destroy=True)
+            return False
+        if not any(s.active and s.pending != "stop" for s in user.spawners.values()):
+            return True
+        self._served[user.name] = user
         try:
             await self.ensure_fresh_ticket(user.name, trigger="refresh")
         except _TICKET_ERRORS as e:
@@ -580,9 +760,13 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
     async def ensure_fresh_ticket(self, username, trigger="refresh"):
         """Renew the user's ticket unless it is fresh (pamkrb.lifecycle's
         rule); returns the TicketInfo of the cache, whether renewed or not."""
-        return await self.ticket_for(username, trigger, only_if_stale=True)
+        return (await self.keep_ticket(username, trigger, only_if_stale=True)).info
 
     async def ticket_for(self, username, trigger, *, only_if_stale=False, password=None):
+        """One Kerberos attempt for the user (see keep_ticket); its TicketInfo."""
+        return (await self.keep_ticket(username, trigger, only_if_stale=only_if_stale, password=password)).info
+
+    async def keep_ticket(self, username, trigger, *, only_if_stale=False, password=None, read=False) -> Kept:
         """Run one Kerberos attempt for the user, or share the one running.
 
         A login forces a new ticket; spawn and refresh only renew one that
@@ -590,36 +774,45 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         and one that outlives kdc_timeout installs nothing. ``password`` (a
         bytearray, wiped by the native call) is what a password ticket is
         made from; without it a password user's ticket can only be renewed.
+        An attempt with a password never shares one without.
+        ``read``: also read the cache's bytes, inside the attempt, so that a
+        cache on a hung file system holds only this user's attempt thread.
         """
 
         def attempt(deadline):
-            where = self.resolve_user(username)
+            where = self._where(username)
             source = self.source_for(where)
+            info = None
             if only_if_stale:
                 metrics.count_check(trigger)
-                info = self._current_info(where, trigger)
+                where, current = self._current_info(where, trigger)
                 now = time.time()
-                if lifecycle.is_fresh(info, where.principal, self.refresh_margin, now):
-                    return info
-                # A TGS renewal while the ticket allows one: no keytab, one
-                # cheap KDC request. A password ticket is renewed to the end
-                # of its renewable life; a keytab can always start afresh.
-                margin = self.refresh_margin if source == lifecycle.SOURCE_KEYTAB else 0
-                if lifecycle.is_renewable(info, margin, now):
-                    renewed = self._renew_ticket(where, trigger, deadline)
-                    if renewed is not None:
-                        return renewed
-            kind = "renewal" if only_if_stale else "acquisition"
-            if source == lifecycle.SOURCE_PASSWORD:
-                if password is None:
-                    raise LoginRequired(
-                        f"the ticket of {where.principal} can no longer be renewed and there is no keytab: "
-                        "the user must sign in again"
-                    )
-                return self._install_password_ticket(where, kind, trigger, deadline, password)
-            return self._install_ticket(where, kind, trigger, deadline)
+                if lifecycle.is_fresh(current, where.principal, self.refresh_margin, now):
+                    info = current
+                else:
+                    # A TGS renewal while the ticket allows one: no keytab, one
+                    # cheap KDC request. A password ticket is renewed to the end
+                    # of its renewable life; a keytab can always start afresh.
+                    margin = self.refresh_margin if source == lifecycle.SOURCE_KEYTAB else 0
+                    if lifecycle.is_renewable(current, margin, now):
+                        renewed = self._renew_ticket(where, trigger, deadline)
+                        if renewed is not None:
+                            where, info = renewed
+            if info is None:
+                kind = "renewal" if only_if_stale else "acquisition"
+                if source == lifecycle.SOURCE_PASSWORD:
+                    if password is None:
+                        raise LoginRequired(
+                            f"the ticket of {where.principal} can no longer be renewed and there is no keytab: "
+                            "the user must sign in again"
+                        )
+                    where, info = self._install_password_ticket(where, kind, trigger, deadline, password)
+                else:
+                    where, info = self._install_ticket(where, kind, trigger, deadline)
+            data = _native.read_cache(where.ccache, uid=where.uid) if read else None
+            return Kept(where, source, info, data)
 
-        return await self._attempts.run(username, attempt, self.kdc_timeout)
+        return await self._attempts.run(username, attempt, self.kdc_timeout, exclusive=password is not None)
 
     def attempt_running(self, username) -> bool:
         """Whether a Kerberos attempt for the user is still in flight (one
@@ -654,22 +847,43 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
 
     # -- blocking work, on the attempt's own thread ------------------------------
 
+    def fallback_ccache(self, where: UserTicket) -> str:
+        """Where the user's cache goes when its usual path cannot be replaced."""
+        return lifecycle.fallback_ccache(self.fallback_ccache_dir, where.uid)
+
+    def _where(self, username) -> UserTicket:
+        """The user, with the cache path in use (the fallback after a plant)."""
+        where = self.resolve_user(username)
+        in_use = self._in_use.get(where.username)
+        return dataclasses.replace(where, ccache=in_use) if in_use else where
+
     def _current_info(self, where: UserTicket, trigger):
-        """The cache's ticket if the cache is the user's own and holds their
-        principal, else None. A cache the user does not own (or with a loose
-        mode, or links) is never taken for theirs: the native read refuses
-        it, and it is replaced."""
+        """``(where, info)``: the cache's ticket if the cache is the user's own
+        and holds their principal, else None. A cache the user does not own
+        (or with a loose mode, or links) is never taken for theirs: the
+        native read refuses it, and it is replaced. When the usual path is
+        unreadable and the fallback holds the user's ticket (a plant seen
+        before a hub restart), that one is in use."""
         try:
             info = _native.inspect_ticket(where.ccache, uid=where.uid)
         except (CredentialCacheError, TicketFormatError) as e:
+            fallback = self.fallback_ccache(where)
+            if where.ccache != fallback:
+                try:
+                    info = _native.inspect_ticket(fallback, uid=where.uid)
+                except (CredentialCacheError, TicketFormatError):
+                    info = None
+                if info is not None and info.principal == where.principal:
+                    self._in_use[where.username] = fallback
+                    return dataclasses.replace(where, ccache=fallback), info
             self.log.info(
                 "Kerberos cache of %s needs a new ticket (%s): %s",
                 shown_username(where.username),
                 trigger,
                 e,
             )
-            return None
-        return info if info.principal == where.principal else None
+            return where, None
+        return where, (info if info.principal == where.principal else None)
 
     def source_for(self, where: UserTicket) -> str:
         """Where this user's new tickets come from (credential_source)."""
@@ -677,6 +891,10 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             # A stat as root, on the attempt's thread.
             return lifecycle.SOURCE_KEYTAB if os.path.lexists(where.keytab) else lifecycle.SOURCE_PASSWORD
         return self.credential_source
+
+    def _fallback_for(self, where: UserTicket) -> str | None:
+        fallback = self.fallback_ccache(where)
+        return None if fallback == where.ccache else fallback
 
     def _install_password_ticket(self, where: UserTicket, kind, trigger, deadline, password):
         with metrics.timed(kind, trigger):
@@ -689,23 +907,27 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 lifetime=self.ticket_lifetime,
                 renew_lifetime=self.renewable_lifetime or lifecycle.DEFAULT_PASSWORD_RENEWABLE_LIFETIME,
                 deadline=deadline,
+                fallback=self._fallback_for(where),
             )
-        self._report_plant(where, installed)
-        return installed.ticket
+        return self._installed(where, installed)
 
     def _renew_ticket(self, where: UserTicket, trigger, deadline):
-        """A TGS renewal of the cache's ticket; None when the KDC will not
-        renew it (the caller falls back to the keytab)."""
+        """A TGS renewal of the cache's ticket, ``(where, info)``; None when the
+        KDC will not renew it (the caller falls back to the keytab)."""
         try:
             with metrics.timed("renewal", trigger):
                 installed = _native.renew_ticket(
-                    where.principal, where.ccache, uid=where.uid, gid=where.gid, deadline=deadline
+                    where.principal,
+                    where.ccache,
+                    uid=where.uid,
+                    gid=where.gid,
+                    deadline=deadline,
+                    fallback=self._fallback_for(where),
                 )
         except KerberosError as e:  # TicketNotRenewable too; a passed deadline fails the kinit as well
             self.log.info("Renewing the ticket of %s failed (%s); using the keytab", shown_username(where.username), e)
             return None
-        self._report_plant(where, installed)
-        return installed.ticket
+        return self._installed(where, installed)
 
     def _install_ticket(self, where: UserTicket, kind, trigger, deadline):
         self._warn_about_keytab(where)
@@ -719,9 +941,28 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 lifetime=self.ticket_lifetime,
                 renew_lifetime=self.renewable_lifetime,
                 deadline=deadline,
+                fallback=self._fallback_for(where),
             )
+        return self._installed(where, installed)
+
+    def _installed(self, where: UserTicket, installed) -> tuple[UserTicket, Any]:
+        """Report what the install replaced or could not replace; ``(where, info)``
+        with the path the ticket is now at."""
+        if installed.fallback_reason is not None:
+            metrics.count_plant("unreplaceable")
+            self.log.warning(
+                "Could not install the Kerberos ticket of %s at %s (%s): another local user may have "
+                "planted something there (a FUSE mount, say). Using %s instead; the server gets that path.",
+                shown_username(where.username),
+                where.ccache,
+                installed.fallback_reason,
+                installed.ccache,
+            )
+        if installed.ccache != where.ccache:
+            self._in_use[where.username] = installed.ccache
+            where = dataclasses.replace(where, ccache=installed.ccache)
         self._report_plant(where, installed)
-        return installed.ticket
+        return where, installed.ticket
 
     def _report_plant(self, where: UserTicket, installed) -> None:
         if installed.replaced is not None:

@@ -36,9 +36,13 @@ class TicketBroker:
         margin: float,
         interval: float,
         errors: tuple[type[BaseException], ...],
+        serving: Callable[[str], bool] = lambda username: True,
         logger: logging.Logger = log,
     ):
         self._refresh = refresh
+        # Whether the user still has a running server: a ticket is kept
+        # fresh for a server, never for a token or a user alone.
+        self._serving = serving
         self.margin = margin
         self.interval = interval
         self._errors = errors
@@ -68,6 +72,11 @@ class TicketBroker:
     async def _keep(self, username: str) -> None:
         shown = username[:32]
         while True:
+            if not self._serving(username):
+                self.log.info("Ticket broker: %r has no running server; no longer renewing its ticket", shown)
+                self._tasks.pop(username, None)
+                self.failures.pop(username, None)
+                return
             try:
                 info = await self._refresh(username)
             except self._errors as e:
@@ -81,9 +90,9 @@ class TicketBroker:
                     delay,
                     e,
                 )
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                 raise
-            except Exception:  # the loop must outlive any one bad refresh
+            except BaseException:  # the loop must outlive any one bad refresh, a native panic included
                 self.log.exception("Ticket broker: unexpected error refreshing %r", shown)
                 delay = lifecycle.MAX_BACKOFF
             else:

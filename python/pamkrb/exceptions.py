@@ -92,6 +92,14 @@ class TicketDeliveryError(PamkrbError):
         self.status = status
 
 
+class NativePanic(PamkrbError):
+    """pamkrb's native code hit a bug (a Rust panic). pyo3 raises panics as
+    ``PanicException``, a ``BaseException`` that ``except Exception`` misses:
+    one would silently end a user's renewals or take down the event loop.
+    The attempt runner turns it into this ordinary error, which is logged
+    and retried like any other failure."""
+
+
 class InvalidUsername(PamkrbError, ValueError):
     """A username that is not safe to pass to PAM or to put into a path."""
 
@@ -108,6 +116,7 @@ __all__ = [
     "KerberosPasswordRejected",
     "KeytabError",
     "LoginRequired",
+    "NativePanic",
     "PAMSystemError",
     "PamkrbError",
     "TemplateError",

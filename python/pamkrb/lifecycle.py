@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import _native
-from .exceptions import KerberosError
+from .exceptions import KerberosError, NativePanic
 
 T = TypeVar("T")
 
@@ -61,6 +61,7 @@ bar asks the user to sign in again."""
 DEFAULT_PRINCIPAL_TEMPLATE = "{username}@{realm}"
 DEFAULT_KEYTAB_TEMPLATE = "/home/{username}/{username}.keytab"
 DEFAULT_CCACHE_TEMPLATE = "/tmp/krb5cc_{uid}"
+DEFAULT_FALLBACK_CCACHE_DIR = "/run/pamkrb"
 
 
 # -- who the user is ------------------------------------------------------------
@@ -113,6 +114,13 @@ def resolve_user(
         keytab=_native.expand_template(keytab_template, path=True, **fields),
         ccache=_native.expand_template(ccache_template, path=True, **fields),
     )
+
+
+def fallback_ccache(directory: str, uid: int) -> str:
+    """Where a user's cache goes when the templated path cannot be replaced
+    (a plant such as another user's FUSE mount): ``<directory>/<uid>/krb5cc``,
+    in a directory of the user's own inside a root-owned one."""
+    return f"{directory.rstrip('/')}/{uid}/krb5cc"
 
 
 def owner_name(uid: int, *, with_uid: bool = True) -> str:
@@ -497,6 +505,29 @@ def disabled_status(reason: str) -> dict[str, Any]:
 # -- running a Kerberos attempt ------------------------------------------------------
 
 
+def contain_panic(error: BaseException) -> BaseException:
+    """What a native call raised, fit to hand to asyncio callers: a Rust
+    panic (pyo3's PanicException, a BaseException) becomes NativePanic, an
+    ordinary error every ``except`` of ticket errors handles. Left as it is,
+    it would end a renewal loop silently, or escape a task and stop the
+    event loop."""
+    if isinstance(error, (Exception, asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
+        return error
+    return NativePanic(f"internal error in pamkrb's native code ({type(error).__name__}): {error}")
+
+
+def call_native(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``function(*args, **kwargs)``, with a panic raised as NativePanic; for
+    native calls made on an executor rather than through SingleFlight."""
+    try:
+        return function(*args, **kwargs)
+    except BaseException as e:
+        contained = contain_panic(e)
+        if contained is e:
+            raise
+        raise contained from None
+
+
 class AttemptTimedOut(KerberosError):
     """The attempt outlived its deadline; it installs nothing when it ends."""
 
@@ -522,25 +553,54 @@ class SingleFlight:
     def running(self, key: str) -> bool:
         return key in self._running
 
-    async def run(self, key: str, attempt: Callable[[float], T], timeout: float, what: str = "a ticket") -> T:
-        """``attempt(deadline)`` on its own thread, or the one already running
-        for ``key``; waits at most ``timeout`` seconds."""
+    def _current(self, key: str) -> asyncio.Future | None:
         future = self._running.get(key)
         if future is not None and future.get_loop() is not asyncio.get_running_loop():
             # Started under an event loop that is gone (a CLI or a test that
             # ran asyncio.run before); its thread will end on its own.
-            future = None
+            return None
+        return future
+
+    async def run(
+        self,
+        key: str,
+        attempt: Callable[[float], T],
+        timeout: float,
+        what: str = "a ticket",
+        *,
+        exclusive: bool = False,
+    ) -> T:
+        """``attempt(deadline)`` on its own thread, or the one already running
+        for ``key``; waits at most ``timeout`` seconds in all.
+
+        ``exclusive``: never share a running attempt; wait for it to end
+        (whatever its outcome), then run this one, which later callers share.
+        For attempts that carry something the running one lacks (a password)
+        or that must not overlap one (destroying the cache)."""
+        deadline = time.monotonic() + timeout
+        future = self._current(key)
+        while exclusive and future is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise self._timed_out(timeout, what) from None
+            except Exception:  # the earlier attempt's failure is its callers' business
+                pass
+            future = self._current(key)
         if future is None:
-            deadline = time.monotonic() + timeout
             future = self._start(key, attempt, deadline)
         try:
             # shield: a caller that gives up (or is cancelled) must not cancel
             # the attempt others share.
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            return await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
-            raise AttemptTimedOut(
-                f"no {what} within {timeout:g} s (kdc_timeout): the KDC did not answer; is it running and reachable?"
-            ) from None
+            raise self._timed_out(timeout, what) from None
+
+    @staticmethod
+    def _timed_out(timeout: float, what: str) -> AttemptTimedOut:
+        return AttemptTimedOut(
+            f"no {what} within {timeout:g} s (kdc_timeout): the KDC did not answer; is it running and reachable?"
+        )
 
     def _start(self, key: str, attempt: Callable[[float], T], deadline: float) -> asyncio.Future:
         loop = asyncio.get_running_loop()
@@ -561,7 +621,7 @@ class SingleFlight:
             try:
                 result, error = attempt(deadline), None
             except BaseException as e:  # handed to the awaiting callers
-                result, error = None, e
+                result, error = None, contain_panic(e)
             try:
                 loop.call_soon_threadsafe(settle, result, error)
             except RuntimeError:

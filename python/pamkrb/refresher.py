@@ -108,7 +108,7 @@ class TicketRefresher:
         if key == self._stat_key:
             return self._info
         try:
-            self._info = await asyncio.to_thread(_native.inspect_ticket, path)
+            self._info = await asyncio.to_thread(lifecycle.call_native, _native.inspect_ticket, path)
             self._inspect_error = None
         except PamkrbError as e:
             # Someone else's file, a wrong mode, garbage: no ticket, renew.

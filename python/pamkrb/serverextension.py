@@ -153,7 +153,7 @@ class KerberosTicketExtension(ExtensionApp):
         settings = self.refresher.settings
         deadline = time.monotonic() + settings.kdc_timeout * 2
         try:
-            await asyncio.to_thread(delivery.sign_in, settings, password, deadline)
+            await asyncio.to_thread(lifecycle.call_native, delivery.sign_in, settings, password, deadline)
         except TicketDeliveryError as e:
             status = e.status if e.status in (400, 403, 429) else 502
             self.log.warning("pamkrb: sign-in failed: %s", e)

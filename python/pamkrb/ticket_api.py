@@ -3,22 +3,28 @@ the ticket broker's delivery to servers. ``POST`` with ``{"password": ...}``:
 sign in again (PAM, then the KDC) and get a fresh ticket, without restarting
 anything.
 
-Who may fetch a ticket: the user it belongs to, authenticated by a token of
-theirs (the server's ``JUPYTERHUB_API_TOKEN``) or by their own login.
-Services get 403, and so does anyone naming another user (``?user=``),
-admins included: nobody fetches another person's ticket. Requests are
+Who may call it: only the token JupyterHub issued to one of the user's own
+*running* servers (the server's ``JUPYTERHUB_API_TOKEN``). Every other
+credential of the same user is refused with 403: cookie sessions, personal
+tokens, OAuth tokens minted when the user visits someone else's server or
+logs in to a service, tokens of a user with no running server, and every
+token of an admin or a service. A visitor's token reaches the visited
+server, whose owner controls it; a ticket is a realm-wide credential, so it
+goes to nothing but the process that runs as its owner. Requests are
 rate-limited per user, and a ticket never crosses a network in clear text
 unless the admin allows it.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import json
 import time
 
 from jupyterhub.apihandlers.base import APIHandler
-from tornado import web
+from jupyterhub.utils import compare_token
+from tornado import iostream, web
 
 CONTENT_TYPE = "application/octet-stream"
 
@@ -54,6 +60,58 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+def is_running_servers_token(user, token: str) -> bool:
+    """Whether ``token`` is the API token JupyterHub issued to one of
+    ``user``'s servers that is running (or starting) now.
+
+    The spawner holds its token in memory from the spawn; after a hub
+    restart it does not, and the server's OAuth client secret, which
+    JupyterHub sets to the same token (stored hashed), is compared instead.
+    """
+    for spawner in user.spawners.values():
+        if not spawner.active or spawner.pending == "stop":
+            continue
+        if spawner.api_token:
+            if hmac.compare_digest(spawner.api_token.encode(), token.encode()):
+                return True
+            continue
+        client = spawner.orm_spawner.oauth_client
+        if client is not None and client.secret and compare_token(client.secret, token):
+            return True
+    return False
+
+
+def last_forwarded(request, name: str) -> str:
+    """The last entry of a forwarding header: the one the nearest proxy
+    appended. Entries before it are whatever the client sent."""
+    values = ",".join(request.headers.get_list(name))
+    return values.rsplit(",", 1)[-1].strip() if values else ""
+
+
+def is_private_transport(request) -> bool:
+    """Whether a ticket may travel on this request: TLS on the socket, or a
+    loopback peer that is not relaying a plain-HTTP client from elsewhere.
+
+    Decided from the socket and the nearest proxy's headers only. JupyterHub
+    runs Tornado with ``xheaders``, so ``request.remote_ip`` and
+    ``request.protocol`` come from ``X-Real-Ip`` and ``X-Scheme``, which any
+    client can set and configurable-http-proxy passes on.
+    """
+    connection = request.connection
+    if isinstance(getattr(connection, "stream", None), iostream.SSLIOStream):
+        return True
+    address = getattr(getattr(connection, "context", None), "address", None)
+    peer = address[0] if isinstance(address, tuple) and address else ""
+    if not is_loopback(peer):
+        return False
+    forwarded_for = last_forwarded(request, "X-Forwarded-For")
+    if not forwarded_for or is_loopback(forwarded_for):
+        return True
+    # A proxy on this host relayed a client from elsewhere: fine only if
+    # that client reached the proxy over TLS, as the proxy itself says.
+    return last_forwarded(request, "X-Forwarded-Proto").lower() == "https"
+
+
 class TicketAPIHandler(APIHandler):
     """Serves the calling user's own ticket (FILE ccache, format 4)."""
 
@@ -65,10 +123,15 @@ class TicketAPIHandler(APIHandler):
         raise web.HTTPError(status, message)
 
     def _owner(self):
-        """The calling user, if they may have their own ticket; else 403."""
+        """The user whose running server's own token made the request; else 403."""
+        token = self.get_auth_token() if self.get_token() is not None else None
+        if not token:
+            # A cookie session, or no credential: a browser page (perhaps
+            # another user's page on the hub's origin) must not get a ticket.
+            self._refuse(403, "only the user's own server may fetch its ticket: use the server's JUPYTERHUB_API_TOKEN")
         user = self.current_user
         if user is None:
-            self._refuse(403, "authenticate with the user's own token or login")
+            self._refuse(403, "authenticate with the user's own server's token")
         if getattr(user, "kind", None) != "user":
             self._refuse(403, "services cannot fetch users' tickets")
         wanted = self.get_argument("user", user.name)
@@ -76,14 +139,16 @@ class TicketAPIHandler(APIHandler):
             # Admins included: a ticket is its owner's alone.
             self.log.warning("Refused %s's request for %s's Kerberos ticket", user.name, wanted[:32])
             self._refuse(403, "a ticket can only be fetched by the user it belongs to")
+        if not is_running_servers_token(user, token):
+            self.log.warning(
+                "Refused a Kerberos ticket request for %s: the token is not one of their running servers'",
+                user.name[:32],
+            )
+            self._refuse(403, "only the token JupyterHub issued to the user's running server may fetch its ticket")
         return user
 
     def _check_transport(self) -> None:
-        if (
-            self.request.protocol != "https"
-            and not is_loopback(self.request.remote_ip or "")
-            and not self.authenticator.allow_insecure_ticket_delivery
-        ):
+        if not is_private_transport(self.request) and not self.authenticator.allow_insecure_ticket_delivery:
             self._refuse(
                 403,
                 "refusing to send a ticket in clear text to a non-loopback address; "
@@ -110,7 +175,7 @@ class TicketAPIHandler(APIHandler):
             self._refuse(404, "the ticket broker is off (PAMKerberosAuthenticator.ticket_broker)")
         self._check_transport()
         self._rate_limit(auth.ticket_rate_limit, user.name, "ticket requests")
-        self._send_ticket(await auth.deliverable_ticket(user.name))
+        self._send_ticket(await auth.deliverable_ticket(user))
 
     async def post(self):
         """Sign in again: the password is checked with PAM, then gets (or,

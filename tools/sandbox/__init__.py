@@ -55,6 +55,7 @@ from .users import (
     provisioned_user,
     provisioned_users,
     remove_pam_test_service,
+    server_token,
     singleuser_pids,
 )
 
@@ -102,6 +103,7 @@ __all__ = [
     "run_in_server",
     "run_pamkrb",
     "self_signed_certificate",
+    "server_token",
     "singleuser_pids",
     "start_kernel",
     "user_fuse_mount",

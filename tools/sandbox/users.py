@@ -174,6 +174,15 @@ def process_environ(pid: int) -> dict[str, str]:
     return env
 
 
+def server_token(uid: int) -> str:
+    """The JUPYTERHUB_API_TOKEN of the user's running single-user server:
+    the one credential the hub's ticket API answers to."""
+    pids = singleuser_pids(uid)
+    if not pids:
+        raise LookupError(f"no single-user server runs as uid {uid}")
+    return process_environ(pids[0])["JUPYTERHUB_API_TOKEN"]
+
+
 def foreign_sandbox_uids() -> set[int]:
     """uids of sandbox accounts that exist right now (other tests, concurrent runs)."""
     return {entry.pw_uid for entry in pwd.getpwall() if entry.pw_gecos == SANDBOX_GECOS}

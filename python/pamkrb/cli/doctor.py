@@ -21,6 +21,7 @@ import tempfile
 import time
 from typing import TextIO
 
+from .. import lifecycle
 from ..lifecycle import local_time
 from ..pam_stack import check_service
 from .errors import UsageError
@@ -132,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         check_kdc(where, authenticator.ticket_lifetime, report)
     else:
         report.skip("KDC", "the keytab cannot be used")
-    check_fuse_lockout(where, report)
+    check_fuse_lockout(where, report, authenticator.fallback_ccache_dir)
     check_cache(where, authenticator.refresh_margin, report)
     return report.finish()
 
@@ -373,10 +374,6 @@ def check_cache(where, refresh_margin: int, report: Report) -> None:
 
 # -- FUSE mounts on the cache path ------------------------------------------------
 
-# Where the hub puts a user's ticket when the configured cache path cannot be
-# used. TODO: import this from the product once the hub's fallback lands
-# (one rule, one place), rather than keeping a second copy here.
-FALLBACK_CCACHE = "/run/pamkrb/{uid}/krb5cc"
 FUSERMOUNT_DIRS = ("/bin", "/usr/bin", "/usr/local/bin")
 FUSERMOUNT_NAMES = ("fusermount", "fusermount3")
 FUSE_DEVICE = "/dev/fuse"
@@ -399,7 +396,7 @@ def setuid_fusermounts() -> list[str]:
     return sorted(found)
 
 
-def check_fuse_lockout(where, report: Report) -> None:
+def check_fuse_lockout(where, report: Report, fallback_dir: str = lifecycle.DEFAULT_FALLBACK_CCACHE_DIR) -> None:
     """Whether another local user can lock the cache path away from root.
 
     A user who may create entries in the cache's directory makes one at the
@@ -431,7 +428,7 @@ def check_fuse_lockout(where, report: Report) -> None:
     if not device_mode & 0o006:
         report.ok(title, f"{FUSE_DEVICE} is mode {device_mode:04o}, not open to other users")
         return
-    fallback = FALLBACK_CCACHE.format(uid=where.uid)
+    fallback = lifecycle.fallback_ccache(fallback_dir, where.uid)
     report.warn(
         title,
         f"{directory} is writable by every user (mode {mode:04o}), {programs[0]} is setuid root and "
