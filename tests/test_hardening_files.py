@@ -251,7 +251,10 @@ def test_renewal_replaces_a_symlink_planted_after_login(pam_service, realm, user
     victim_before = sandbox.FileState.of(victim_file)
 
     with caplog.at_level(logging.WARNING):
-        assert asyncio.run(auth.refresh_user(types.SimpleNamespace(name=user.name))) is True
+        # refresh_user renews only while a server of the user runs.
+        running = types.SimpleNamespace(active=True, pending=None)
+        hub_user = types.SimpleNamespace(name=user.name, spawners={"": running})
+        assert asyncio.run(auth.refresh_user(hub_user)) is True
 
     assert any("symbolic link" in r.getMessage() for r in caplog.records)
     assert sandbox.FileState.of(victim_file) == victim_before

@@ -102,12 +102,15 @@ def test_a_deleted_user_leaves_no_ticket(hub_factory, realm, user):
 
 
 def test_a_server_that_fails_to_start_leaves_no_ticket(hub_factory, realm, user):
-    hub = hub_factory({"Spawner.cmd": ["/bin/false"], "Spawner.start_timeout": 10})
+    hub = hub_factory({"Spawner.cmd": ["/bin/false"], "Spawner.start_timeout": 5, "Spawner.http_timeout": 5})
 
     response = hub.login(user.name, user.password)
 
     assert response.status_code in (200, 500), response.status_code
-    wait_gone(user.default_ccache)
+    assert realm.klist_valid(user.default_ccache)  # the login's ticket, before the spawn fails
+    sandbox.wait_until(
+        lambda: not os.path.lexists(user.default_ccache), timeout=60, message="the failed spawn's ticket to go"
+    )
 
 
 def test_destroying_never_removes_another_users_file(hub_factory, realm, user, attacker):
@@ -129,7 +132,7 @@ def test_destroying_never_removes_another_users_file(hub_factory, realm, user, a
 
     st = os.lstat(user.default_ccache)
     assert st.st_uid == attacker.uid
-    assert open(user.default_ccache).read() == "mine"  # noqa: SIM115
+    assert user.default_ccache.read_text() == "mine"
     os.unlink(user.default_ccache)
 
 
