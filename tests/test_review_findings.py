@@ -245,8 +245,13 @@ def mapping_pam_service() -> Iterator[str]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def test_the_name_pam_authenticated_is_who_logs_in(mapping_pam_service, realm, user):
-    auth = PAMKerberosAuthenticator(service=mapping_pam_service, allow_all=True)
+@pytest.mark.parametrize("source", ["keytab", "password"])
+def test_the_name_pam_authenticated_is_who_logs_in(mapping_pam_service, realm, user, source):
+    """With the password source the login's password must be found under
+    the authenticated name, not the typed one, or the login is refused."""
+    if source == "password":
+        realm.kadmin(f"cpw -pw {user.password} {realm.qualify(user.name)}")
+    auth = PAMKerberosAuthenticator(service=mapping_pam_service, allow_all=True, credential_source=source)
 
     result = asyncio.run(
         auth.get_authenticated_user(None, {"username": f"alias-{user.name}", "password": user.password})
@@ -256,3 +261,20 @@ def test_the_name_pam_authenticated_is_who_logs_in(mapping_pam_service, realm, u
     assert result["name"] == user.name
     assert_user_cache(realm, user)
     assert sandbox.UnixUser.existing(f"alias-{user.name}") is None
+
+
+# -- blocked users ----------------------------------------------------------------------------
+
+
+def test_a_blocked_users_ticket_is_destroyed_at_the_next_refresh(pam_service, realm, user):
+    auth = PAMKerberosAuthenticator(service=pam_service, allow_all=True)
+    assert asyncio.run(auth.get_authenticated_user(None, {"username": user.name, "password": user.password}))
+    assert realm.klist_valid(user.default_ccache)
+    running = types.SimpleNamespace(active=True, pending=None)
+    hub_user = types.SimpleNamespace(name=user.name, spawners={"": running})
+
+    auth.blocked_users = {user.name}
+    refreshed = asyncio.run(auth.refresh_user(hub_user))
+
+    assert refreshed is False  # JupyterHub logs the user out
+    assert not os.path.lexists(user.default_ccache)
