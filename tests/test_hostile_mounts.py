@@ -120,5 +120,19 @@ def test_fuse_mount_on_the_cache_path_does_not_lock_the_victim_out(
 
     mentions = [line for line in hub.log_text().splitlines() if f"/run/pamkrb/{user.uid}" in line]
     assert mentions, f"the hub log never names the fallback /run/pamkrb/{user.uid}:\n{hub.log_tail()}"
+    # The status the status bar shows names the path in use.
+    status = session.get(f"{hub.url}/user/{user.name}/pamkrb/api/status", timeout=30).json()
+    assert status["ccache"] == str(fallback), status
+    assert status["state"] == "valid", status
     # Worked around, not through: the attacker's mount is still where it was.
+    assert sandbox.is_mount_point(locked_cache_path)
+
+    # And when the server stops, the ticket at the fallback goes with it.
+    stop = session.delete(
+        f"{hub.url}/hub/api/users/{user.name}/server",
+        headers={"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/") or ""},
+        timeout=60,
+    )
+    assert stop.status_code in (202, 204), stop.text
+    sandbox.wait_until(lambda: not os.path.lexists(fallback), timeout=30, message="the fallback cache to go")
     assert sandbox.is_mount_point(locked_cache_path)

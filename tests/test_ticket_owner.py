@@ -193,3 +193,22 @@ def test_forwarding_headers_set_by_the_client_do_not_make_a_request_private(hub_
     relayed = {"X-Forwarded-For": "192.0.2.10", "X-Forwarded-Proto": "https"}
     ok = client().get(url, headers={"Authorization": f"token {token}", **relayed}, timeout=30)
     assert ok.status_code == 200, ok.text
+
+
+def test_the_servers_token_still_works_after_a_hub_restart(hub_factory, realm, user):
+    """The hub forgets the spawner's token when it restarts; the running
+    server keeps it. It is then recognised by the server's OAuth client
+    secret, which JupyterHub stores hashed."""
+    hub = broker_hub(hub_factory, **{"JupyterHub.cleanup_servers": False})
+    sandbox.login_and_spawn(hub, user)
+    token = sandbox.server_token(user.uid)
+    (server,) = sandbox.singleuser_pids(user.uid)
+
+    hub.stop()
+    assert sandbox.singleuser_pids(user.uid) == [server]
+    hub.start()
+    response = fetch(hub, token)
+
+    assert response.status_code == 200, response.text
+    assert response.content.startswith(CCACHE_V4)
+    assert fetch(hub, "0" * len(token)).status_code == 403
