@@ -18,6 +18,7 @@
 #   - zig (the `ziglang` wheel) in the venv: `make wheel` links against glibc 2.28 with it.
 #   - configurable-http-proxy from npm (JupyterHub's default proxy).
 #   - rustfmt and clippy for the existing Rust toolchain.
+#   - Apache Hadoop 2.7.3's jars in /var/cache/pamkrb/hadoop (the HDFS tests).
 # It never installs libpam-krb5: pam-auth-update would add it to the common PAM
 # stacks, after which chpasswd fails and logins talk to the wrong realm.
 set -euo pipefail
@@ -145,6 +146,16 @@ EOF
     "$VENV/bin/pip" install -q packaging "${PIP_PACKAGES[@]}"
 else
     log "python packages present"
+fi
+
+# --- Hadoop 2.7.3 jars (the secured HDFS of tests/test_hadoop_hdfs.py) ---------
+# From PyPI's pyspark 2.4.8 sdist (Maven Central is unreachable); about 3 s the
+# first time, nothing once cached. See tools/sandbox/hadoop.py.
+if [[ -f /var/cache/pamkrb/hadoop/hadoop-2.7.3/.complete ]]; then
+    log "hadoop jars present"
+else
+    log "fetching Hadoop 2.7.3 jars into /var/cache/pamkrb/hadoop"
+    PYTHONPATH="$(dirname "${BASH_SOURCE[0]}")" "$VENV/bin/python" -c 'from sandbox.hadoop import hadoop_jars; hadoop_jars()'
 fi
 
 # --- configurable-http-proxy -------------------------------------------------

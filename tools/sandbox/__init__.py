@@ -23,6 +23,9 @@ One module per concern; this file only re-exports their public names:
 - ``nginx``: nginx, test certificates, test names resolved to loopback
 - ``fuse``: /dev/fuse opened to users, a user's bindfs mount that root cannot enter
 - ``probes``: file state, credential files, child processes, latency, metrics
+- ``hadoop``: a Kerberos-secured HDFS (NameNode, DataNode) of Apache Hadoop
+  2.7.3 on loopback, and the jars' download cache. Not re-exported: import
+  ``sandbox.hadoop``.
 - ``namespace``: ``NamespacedSpawner``, a server "on another host" (private
   mount namespace). Not re-exported: it imports JupyterHub, and the hub loads
   it by name (``Hub(import_paths=[tools/])``).
