@@ -12,19 +12,17 @@ refused in its home.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 import sandbox
-from conftest import ARTIFACTS, require_root
 from sandbox.hadoop import HadoopCluster
 
-HADOOP_REALM = "HADOOP.TEST"
+# The session's realm and cluster: hadoop_realm, hdfs.
+pytest_plugins = ["hadoop_fixtures"]
 
 # One Spark session: write a small DataFrame to the URI, read it back, print
 # the outcome as JSON on the last line. Loopback only: no UI, driver on 127.0.0.1.
@@ -54,46 +52,6 @@ finally:
     spark.stop()
 """
 EXPECTED_ROWS = [[i, f"row {i}"] for i in range(5)]
-
-
-@pytest.fixture(scope="session")
-def hadoop_realm() -> Iterator[sandbox.Realm]:
-    """A KDC of its own for the cluster's service principals and its users.
-
-    Not exported to this process's KRB5_CONFIG: the session ``realm`` is.
-    """
-    require_root()
-    realm = sandbox.Realm(HADOOP_REALM)
-    try:
-        realm.start()
-        yield realm
-    finally:
-        realm.close()
-
-
-@pytest.fixture(scope="session")
-def hdfs(hadoop_realm: sandbox.Realm) -> Iterator[HadoopCluster]:
-    """One secured HDFS for the whole session; its logs and start-up figures
-    are copied to test-artifacts/hadoop/ at the end."""
-    cluster = HadoopCluster(hadoop_realm)
-    artifacts = ARTIFACTS / "hadoop"
-    figures: dict[str, Any] = {}
-    try:
-        began = time.monotonic()
-        cluster.start()
-        figures["start_seconds"] = round(time.monotonic() - began, 2)
-        figures["resident_bytes_at_start"] = cluster.resident_memory()
-        yield cluster
-        figures["resident_bytes_at_end"] = cluster.resident_memory()
-    finally:
-        cluster.stop()
-        artifacts.mkdir(parents=True, exist_ok=True)
-        for log in (cluster.format_log, cluster.namenode_log, cluster.datanode_log):
-            if log.exists():
-                shutil.copyfile(log, artifacts / log.name)
-        if figures:
-            (artifacts / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
-        cluster.close()
 
 
 UserFactory = Callable[..., sandbox.UnixUser]
