@@ -79,7 +79,9 @@ def test_install_writes_a_pyspark_kernelspec(tmp_path: Path) -> None:
     assert str(spec_dir) in result.stdout
     spec = json.loads((spec_dir / "kernel.json").read_text())
     python = str(sandbox.VENV_BIN / "python3")  # sys.executable of the pamkrb script
-    assert spec["argv"] == [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    # /bin/sh -c LAUNCHER pamkrb-pyspark-kernel, then the kernel it execs.
+    assert spec["argv"][:2] == ["/bin/sh", "-c"]
+    assert spec["argv"][3:] == ["pamkrb-pyspark-kernel", python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     assert spec["display_name"] == "PySpark (test)"
     assert spec["language"] == "python"
     env = spec["env"]
@@ -96,7 +98,10 @@ def test_install_writes_a_pyspark_kernelspec(tmp_path: Path) -> None:
     }
     # pyspark splits PYSPARK_SUBMIT_ARGS with shlex: the app name stays whole.
     assert shlex.split(env["PYSPARK_SUBMIT_ARGS"]) == [
-        "--master", "local[1]", "--deploy-mode", "client", "--name", "team analytics", "pyspark-shell",
+        "--master", "local[1]", "--deploy-mode", "client", "--name", "team analytics",
+        # Long sessions: delegation tokens re-fetched with the ticket in KRB5CCNAME.
+        "--conf", "spark.kerberos.renewal.credentials=ccache",
+        "pyspark-shell",
     ]  # fmt: skip
     assert stat.S_IMODE((spec_dir / "kernel.json").stat().st_mode) == 0o644
 
@@ -109,6 +114,54 @@ def test_install_writes_a_pyspark_kernelspec(tmp_path: Path) -> None:
         check=True,
     )
     assert json.loads(listed.stdout)["kernelspecs"][KERNEL]["resource_dir"] == str(spec_dir)
+
+
+def launcher_environment(spec_argv: list[str], env: dict[str, str]) -> dict[str, str]:
+    """The environment the kernel command line of ``spec_argv`` would start with."""
+    launcher = spec_argv[: spec_argv.index("pamkrb-pyspark-kernel") + 1]
+    result = subprocess.run(
+        [*launcher, "/usr/bin/env", "-0"], env=env, capture_output=True, text=True, timeout=30, check=True
+    )
+    return dict(item.split("=", 1) for item in result.stdout.split("\0") if item)
+
+
+def spark_driver_command(env: dict[str, str]) -> list[str]:
+    """The driver JVM's command line as Spark's own launcher builds it (no JVM of Spark's is started)."""
+    spark_home = pyspark_home()
+    result = subprocess.run(
+        ["java", "-cp", f"{spark_home / 'jars'}/*", "org.apache.spark.launcher.Main",
+         "org.apache.spark.deploy.SparkSubmit", "--master", "local[1]", "pyspark-shell"],
+        # bin/spark-class's shell scripts would set SPARK_SCALA_VERSION; the jars are spark-*_2.13.
+        env={**env, "SPARK_HOME": str(spark_home), "SPARK_SCALA_VERSION": "2.13"},
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return [item for item in result.stdout.split("\0") if item]
+
+
+def test_the_kernel_gives_krb5_config_to_the_driver_jvm(tmp_path: Path) -> None:
+    """The JVM ignores KRB5_CONFIG: the kernel's launcher passes its first
+    file as -Djava.security.krb5.conf, keeping the admin's SPARK_SUBMIT_OPTS."""
+    result = install("--spark-home", str(pyspark_home()), "--master", "local[1]", "--prefix", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (spec_dir,) = (tmp_path / "share" / "jupyter" / "kernels").iterdir()
+    argv = json.loads((spec_dir / "kernel.json").read_text())["argv"]
+    base = {"PATH": "/usr/bin:/bin"}
+    krb5_conf = tmp_path / "site conf" / "krb5.conf"
+
+    with_config = launcher_environment(
+        argv, {**base, "KRB5_CONFIG": f"{krb5_conf}:/etc/krb5.conf", "SPARK_SUBMIT_OPTS": "-Xss4m"}
+    )
+    without = launcher_environment(argv, base)
+
+    assert "SPARK_SUBMIT_OPTS" not in without
+    command = spark_driver_command({**base, "SPARK_SUBMIT_OPTS": with_config["SPARK_SUBMIT_OPTS"]})
+    # One argument, spaces and all, ahead of the admin's own option.
+    assert f"-Djava.security.krb5.conf={krb5_conf}" in command, command
+    assert command.index(f"-Djava.security.krb5.conf={krb5_conf}") < command.index("-Xss4m")
+    assert command[-1] == "pyspark-shell"
+    # Why the kernelspec adds no --add-opens: Spark's launcher opens what
+    # Hadoop's client-side Kerberos code reflects into.
+    assert "--add-opens=java.security.jgss/sun.security.krb5=ALL-UNNAMED" in command
 
 
 @pytest.mark.parametrize(

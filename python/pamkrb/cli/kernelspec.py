@@ -5,6 +5,44 @@ py4j zip on PYTHONPATH, PYSPARK_PYTHON, HADOOP_CONF_DIR and
 PYSPARK_SUBMIT_ARGS — with every path checked before anything is installed.
 It deliberately sets no KRB5CCNAME: pamkrb puts that into each user's server
 environment, and every kernel inherits it, so one kernelspec serves all users.
+
+What keeps a long Spark session authenticated while pamkrb replaces the
+user's FILE cache under it (measured with Spark 4.3, its Hadoop 3.5
+client and Java 17 against the sandbox's Kerberos-secured HDFS):
+
+- ``spark.kerberos.renewal.credentials=ccache`` (:data:`SESSION_CONF`). By
+  default Spark re-obtains Hadoop delegation tokens only from a keytab; with
+  ``ccache`` its token manager (YARN, and local mode in Spark 4) logs in
+  again from the ``KRB5CCNAME`` cache each time it fetches new tokens, so
+  tokens shorter-lived than the session are replaced from the ticket pamkrb
+  keeps fresh (SPARK-26595).
+- Hadoop's own renewer is left as it is. UGI starts a "TGT Renewer" thread
+  for a ticket-cache login, which at 80% of the ticket's life runs
+  ``kinit -R`` on ``KRB5CCNAME`` and re-reads the cache. It cannot be
+  switched from Spark: ``spark.hadoop.hadoop.kerberos.kinit.command`` reaches
+  UGI's configuration only after the login has started the thread (measured:
+  the command set there was never run; plain ``kinit -R`` renewed the cache
+  twice). It does not fight pamkrb: MIT ``kinit -R`` writes a temporary file
+  beside the cache as the user and renames it over the cache, as pamkrb
+  does, so the cache is always whole, the user's, of the same principal,
+  with whichever valid ticket was written last. What it cannot do is renew a
+  ticket that is not renewable: then the thread gives up for good ("TGT is
+  expired. Aborting renew thread"), the JVM re-reads the cache only after a
+  failed connection, at most once a minute, and it is Spark's token
+  re-fetch above (a fresh login from the cache each time) that carries the
+  session.
+- ``-Djava.security.krb5.conf``: the JVM ignores ``KRB5_CONFIG`` and reads
+  ``/etc/krb5.conf``. The kernel starts through ``/bin/sh``
+  (:data:`KERNEL_LAUNCHER`), which, when the server's environment has
+  ``KRB5_CONFIG`` (the hub passes it through ``Spawner.env_keep``), adds its
+  first file to ``SPARK_SUBMIT_OPTS``, the driver JVM's options in client
+  mode; then it execs the kernel, so the kernel is still the process
+  Jupyter started. A value set by ``--env SPARK_SUBMIT_OPTS`` is kept.
+- No ``--add-opens``: Hadoop's client code reflects into
+  ``sun.security.krb5`` (``KerberosUtil.getDefaultRealm``), which Spark's
+  launcher already opens on Java 17 (Spark 3.3 and later); the other module
+  Hadoop 2.7's servers need, ``sun.security.jgss``, serves only the server
+  side of SPNEGO.
 """
 
 from __future__ import annotations
@@ -24,6 +62,23 @@ from .errors import UsageError
 # server environment pamkrb sets up.
 INHERITED_VARIABLES = ENV_NAMES
 
+# Spark settings every kernel gets (the module docstring says why).
+SESSION_CONF = (("spark.kerberos.renewal.credentials", "ccache"),)
+
+# argv[0..2] of the kernel: pass KRB5_CONFIG's first file to the driver JVM,
+# then exec the kernel. ${VAR%%:*} keeps the first of a colon-separated list;
+# the double quotes survive Spark's launcher, which splits SPARK_SUBMIT_OPTS
+# like a shell, so a path with spaces stays whole.
+KERNEL_LAUNCHER = (
+    "/bin/sh",
+    "-c",
+    'if [ -n "${KRB5_CONFIG:-}" ]; then '
+    'SPARK_SUBMIT_OPTS="-Djava.security.krb5.conf=\\"${KRB5_CONFIG%%:*}\\" ${SPARK_SUBMIT_OPTS:-}"; '
+    "export SPARK_SUBMIT_OPTS; fi; "
+    'exec "$@"',
+    "pamkrb-pyspark-kernel",
+)
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
@@ -39,7 +94,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             "Write a PySpark kernelspec and install it with jupyter_client (like `jupyter kernelspec install`). "
             "Kernels started from it run the driver in the kernel process (client mode) and inherit KRB5CCNAME "
             "from the user's server, which pamkrb points at the user's ticket cache; the spec itself holds no "
-            "per-user setting."
+            "per-user setting. So that a session outlives its tickets, every kernel also gets "
+            "spark.kerberos.renewal.credentials=ccache (Spark fetches new Hadoop delegation tokens with the "
+            "ticket in KRB5CCNAME, which pamkrb keeps fresh) and, when the server has KRB5_CONFIG, "
+            "-Djava.security.krb5.conf with its first file in SPARK_SUBMIT_OPTS (the JVM ignores KRB5_CONFIG)."
         ),
         epilog=(
             "example: pamkrb kernelspec install --spark-home /opt/spark --hadoop-conf-dir /etc/hadoop/conf "
@@ -150,7 +208,16 @@ def build_kernel_json(args: argparse.Namespace) -> dict:
         "PYSPARK_PYTHON": python,
         # pyspark splits this with shlex, so quoting keeps a name with spaces whole.
         "PYSPARK_SUBMIT_ARGS": shlex.join(
-            ["--master", args.master, "--deploy-mode", args.deploy_mode, "--name", args.name, "pyspark-shell"]
+            [
+                "--master",
+                args.master,
+                "--deploy-mode",
+                args.deploy_mode,
+                "--name",
+                args.name,
+                *(item for name, value in SESSION_CONF for item in ("--conf", f"{name}={value}")),
+                "pyspark-shell",
+            ]
         ),
     }
     if args.hadoop_conf_dir:
@@ -159,7 +226,7 @@ def build_kernel_json(args: argparse.Namespace) -> dict:
         raise UsageError("--master yarn needs --hadoop-conf-dir (the directory holding yarn-site.xml)")
     env.update(extra)
     return {
-        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [*KERNEL_LAUNCHER, python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": args.display_name or f"PySpark ({args.master})",
         "language": "python",
         "env": env,
