@@ -334,6 +334,10 @@ def test_invalid_template_is_reported(realm: sandbox.Realm, user: sandbox.UnixUs
     [
         (["doctor", "root", "--config", "/nonexistent/jupyterhub_config.py"], "/nonexistent/jupyterhub_config.py"),
         (["doctor"], "USER"),
+        (
+            ["doctor", "root", "--hadoop-conf-dir", "/nonexistent/hadoop"],
+            "--hadoop-conf-dir: /nonexistent/hadoop: no such",
+        ),
     ],
 )
 def test_usage_errors(args: list[str], expected: str) -> None:

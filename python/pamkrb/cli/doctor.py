@@ -3,9 +3,10 @@
 It reads the hub's configuration the way JupyterHub does, builds the
 authenticator from it, and checks each link of the chain a login goes
 through — the account, the PAM service, the keytab, the KDC and the cache —
-printing one ✓/✗ line per check with a fix for each problem, and a ! line for
-a risk that breaks nothing yet (another user able to lock the cache path
-with a FUSE mount). It only reads:
+and, with ``--hadoop-conf-dir``, whether Hadoop's own client accepts the
+user's ticket (``doctor_hadoop.py``) — printing one ✓/✗ line per check
+with a fix for each problem, and a ! line for a risk that breaks nothing yet
+(another user able to lock the cache path with a FUSE mount). It only reads:
 the test ticket goes into a private temporary directory that is removed
 afterwards, and the user's real cache is inspected, never written.
 """
@@ -41,7 +42,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             "the PAM service (no password-less path for root), the keytab (owner, mode, principal), the KDC "
             "(a test ticket is obtained into a private temporary cache and thrown away) and the user's "
             "credential cache (owner, mode, principal, expiry), and whether other users could lock the cache path "
-            "with a FUSE mount. Prints a report with a fix for each problem. "
+            "with a FUSE mount; with --hadoop-conf-dir, whether Hadoop accepts the user's ticket. "
+            "Prints a report with a fix for each problem. "
             "Run it as root, with the KRB5_CONFIG the hub uses. Exit status: 0 all good, 1 a problem was found, "
             "2 usage error."
         ),
@@ -54,6 +56,25 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="the hub's jupyterhub_config.py (default: pamkrb's built-in defaults)",
     )
+    hadoop = parser.add_argument_group(
+        "Hadoop",
+        "with --hadoop-conf-dir, doctor also runs Hadoop's own client as the user, with the user's cache, the way "
+        "their PySpark kernels do: it lists /user/USER on HDFS and, when yarn-site.xml names a ResourceManager, "
+        "asks it for its nodes; a failure is explained in plain words (no ticket, expired ticket, clock skew, "
+        "an enctype Java refuses, a principal auth_to_local does not map, a realm missing from krb5.conf, a "
+        "KEYRING/KCM cache)",
+    )
+    hadoop.add_argument(
+        "--hadoop-conf-dir",
+        metavar="DIR",
+        help="the HADOOP_CONF_DIR the kernels use (core-site.xml, hdfs-site.xml, yarn-site.xml)",
+    )
+    hadoop.add_argument(
+        "--spark-home",
+        metavar="DIR",
+        help="Spark whose jars hold the Hadoop client (default: the pyspark package of this Python)",
+    )
+    hadoop.add_argument("--java", metavar="PATH", help="java to run (default: $JAVA_HOME/bin/java, else java on PATH)")
     parser.set_defaults(run=run, prog=parser.prog)
 
 
@@ -109,6 +130,11 @@ class Report:
 
 def run(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
+    hadoop_conf_dir = getattr(args, "hadoop_conf_dir", None)
+    if hadoop_conf_dir is not None:
+        hadoop_conf_dir = os.path.abspath(hadoop_conf_dir)
+        if not os.path.isdir(hadoop_conf_dir):
+            raise UsageError(f"--hadoop-conf-dir: {hadoop_conf_dir}: no such directory")
     report = Report(sys.stdout)
     print(f"pamkrb doctor: user {args.user!r}, config {args.config or '(none: pamkrb defaults)'}", file=sys.stdout)
     print(f"KRB5_CONFIG={os.environ.get('KRB5_CONFIG', '(unset: /etc/krb5.conf)')}\n", file=sys.stdout)
@@ -121,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     entry = check_user(args.user, report)
     check_pam_service(authenticator.service, report)
     if entry is None:
-        for title in ("keytab", "KDC", "credential cache"):
+        for title in ("keytab", "KDC", "credential cache") + (("Hadoop",) if hadoop_conf_dir else ()):
             report.skip(title, "no such user")
         return report.finish()
 
@@ -135,6 +161,10 @@ def run(args: argparse.Namespace) -> int:
         report.skip("KDC", "the keytab cannot be used")
     check_fuse_lockout(where, report, authenticator.fallback_ccache_dir)
     check_cache(where, authenticator.refresh_margin, report)
+    if hadoop_conf_dir is not None:
+        from .doctor_hadoop import check_hadoop
+
+        check_hadoop(where, report, hadoop_conf_dir, spark_home=args.spark_home, java=args.java)
     return report.finish()
 
 

@@ -1,0 +1,320 @@
+"""`pamkrb doctor USER --hadoop-conf-dir DIR`: does Hadoop accept the user's ticket?
+
+Two tiers:
+
+- The classifier (``explain_failure``) is a pure function, fed the texts
+  Hadoop's client really prints. Those marked *captured* were provoked against
+  the test cluster (Hadoop 2.7.3 NameNode, Spark 4.3's Hadoop 3.5 client on
+  Java 17, ``HADOOP_JAAS_DEBUG=true``, as doctor runs it): no ticket, expired
+  ticket, KEYRING and KCM caches, a principal auth_to_local does not map, a
+  realm missing from the JVM's krb5.conf, a JVM without
+  -Djava.security.krb5.conf (reading /etc/krb5.conf), and clock skew (the client JVM run
+  under libfaketime one hour ahead). The enctype texts are the JDK's
+  documented messages (``sun.security.krb5``); nothing here makes a KDC issue
+  a ticket Java 17 refuses.
+- The command itself, as root, against the session's secured HDFS: a user
+  with a ticket gets a ✓ listing of /user/USER; without one, the plain-words
+  explanation. Only the "no ResourceManager configured" branch of the YARN
+  check runs: no ResourceManager can be run here (no reachable artifact ships
+  one), so asking a real one is untested.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import sandbox
+from pamkrb.cli.doctor_hadoop import (
+    HadoopFacts,
+    cache_type,
+    explain_failure,
+    java_krb5_conf,
+    krb5_realms,
+    resourcemanager,
+)
+from sandbox.hadoop import HadoopCluster
+
+# The session's realm and cluster: hadoop_realm, hdfs.
+pytest_plugins = ["hadoop_fixtures"]
+
+NOW = 1_800_000_000.0
+PRINCIPAL = "alice@HADOOP.TEST"
+FILE_CACHE = "FILE:/tmp/krb5cc_1002"
+
+# -- texts captured against the test cluster ---------------------------------------
+
+CANNOT_AUTHENTICATE = """\
+main WARN Exception encountered while connecting to the server localhost/127.0.0.1:39539
+org.apache.hadoop.security.AccessControlException: Client cannot authenticate via:[TOKEN, KERBEROS]
+ls: DestHost:destPort localhost:39539 , LocalHost:localPort vm/127.0.0.1:0. Failed on local exception: \
+java.io.IOException: org.apache.hadoop.security.AccessControlException: Client cannot authenticate via:[TOKEN, KERBEROS]
+"""
+
+# KRB5CCNAME=FILE:<missing file>, and also exactly what KEYRING:persistent:1002 and KCM: gave.
+NO_TICKET = (
+    """\
+Debug is  true storeKey false useTicketCache true useKeyTab false doNotPrompt true ticketCache is \
+FILE:/tmp/krb5cc_nonexistent isInitiator true KeyTab is null refreshKrb5Config is true principal is null
+Refreshing Kerberos configuration
+Acquire TGT from Cache
+Principal is null
+null credentials from Ticket Cache
+\t\t[Krb5LoginModule] authentication failed
+Unable to obtain Principal Name for authentication
+"""
+    + CANNOT_AUTHENTICATE
+)
+
+# A 3-second ticket, 5 seconds later.
+EXPIRED = (
+    """\
+Acquire TGT from Cache
+Ticket could not be renewed : This ticket is not renewable
+Credentials are no longer valid
+Principal is null
+null credentials from Ticket Cache
+\t\t[Krb5LoginModule] authentication failed
+Unable to obtain Principal Name for authentication
+"""
+    + CANNOT_AUTHENTICATE
+)
+
+# core-site.xml whose auth_to_local has only RULE:[1:$1@$0](nobody@NOWHERE\.TEST)s/@.*//.
+UNMAPPED = """\
+Principal is pkdpryons@HADOOP.TEST
+Commit Succeeded
+ls: failure to login: using ticket cache file: FILE:/tmp/krb5cc_1002 javax.security.auth.login.LoginException: \
+java.lang.IllegalArgumentException: Illegal principal name pkdpryons@HADOOP.TEST: \
+org.apache.hadoop.security.authentication.util.KerberosName$NoMatchingRule: No rules applied to pkdpryons@HADOOP.TEST
+"""
+
+# -Djava.security.krb5.conf naming a file whose [realms] section is empty.
+REALM_MISSING = """\
+main WARN Not attempting to re-login since the last re-login was attempted less than 60 seconds before.
+main WARN Couldn't setup connection for pkdpryons@HADOOP.TEST to localhost/127.0.0.1:39539
+javax.security.sasl.SaslException: GSS initiate failed [Caused by GSSException: No valid credentials provided \
+(Mechanism level: Cannot locate KDC)]
+Caused by: GSSException: No valid credentials provided (Mechanism level: Cannot locate KDC)
+Caused by: KrbException: Cannot locate KDC
+ls: DestHost:destPort localhost:39539 , LocalHost:localPort vm/127.0.0.1:0. Failed on local exception: \
+javax.security.sasl.SaslException: GSS initiate failed [Caused by GSSException: No valid credentials provided \
+(Mechanism level: Cannot locate KDC)]
+"""
+
+# No -Djava.security.krb5.conf: the JVM read /etc/krb5.conf (Debian's default realm).
+WRONG_KRB5_CONF = """\
+javax.security.sasl.SaslException: Bad Kerberos server principal configuration [Caused by \
+java.lang.IllegalArgumentException: Server has invalid Kerberos principal: nn/localhost@ATHENA.MIT.EDU, \
+expecting: nn/localhost@HADOOP.TEST]
+"""
+
+# The client JVM under libfaketime, FAKETIME=+1h.
+CLOCK_SKEW = """\
+main WARN Couldn't setup connection for pkdpryons@HADOOP.TEST to localhost/127.0.0.1:39539
+javax.security.sasl.SaslException: GSS initiate failed [Caused by GSSException: No valid credentials provided \
+(Mechanism level: Clock skew too great (37) - PROCESS_TGS)]
+Caused by: GSSException: No valid credentials provided (Mechanism level: Clock skew too great (37) - PROCESS_TGS)
+Caused by: KrbException: Clock skew too great (37) - PROCESS_TGS
+Caused by: KrbException: Identifier doesn't match expected value (906)
+"""
+
+# -- documented texts (the JDK's KrbException messages) --------------------------------
+
+ENCTYPE_NOT_ENABLED = """\
+javax.security.sasl.SaslException: GSS initiate failed [Caused by GSSException: Failure unspecified at GSS-API \
+level (Mechanism level: Encryption type RC4 with HMAC is not supported/enabled)]
+"""
+ENCTYPE_KDC = """\
+Caused by: GSSException: No valid credentials provided (Mechanism level: KDC has no support for encryption type (14))
+"""
+
+
+def facts(**overrides: object) -> HadoopFacts:
+    """A user whose cache holds a valid ticket, unless told otherwise."""
+    values: dict[str, object] = {
+        "ccache_name": FILE_CACHE,
+        "principal": PRINCIPAL,
+        "expires_at": NOW + 3600,
+        "krb5_conf": "/etc/krb5.conf",
+        "realms": frozenset({"HADOOP.TEST"}),
+        "now": NOW,
+    }
+    values.update(overrides)
+    return HadoopFacts(**values)  # type: ignore[arg-type]
+
+
+NO_CACHE = {"principal": None, "expires_at": None, "cache_problem": "/tmp/krb5cc_1002 does not exist"}
+
+
+@pytest.mark.parametrize(
+    ("output", "known", "kind", "words"),
+    [
+        (NO_TICKET, NO_CACHE, "no-ticket", "there is no ticket in FILE:/tmp/krb5cc_1002"),
+        # Without the login module's debug lines, the cache's facts decide.
+        (CANNOT_AUTHENTICATE, NO_CACHE, "no-ticket", "does not exist"),
+        (EXPIRED, {"expires_at": NOW - 5}, "expired", "expired at"),
+        (CANNOT_AUTHENTICATE, {"expires_at": NOW - 5}, "expired", "Java ignores an expired ticket"),
+        # The login module's words alone, when pamkrb's reader saw a valid ticket (replaced meanwhile).
+        (EXPIRED, {}, "expired", "has expired"),
+        (NO_TICKET, {"ccache_name": "KEYRING:persistent:1002"}, "cache-type", "reads only FILE caches"),
+        (NO_TICKET, {"ccache_name": "KCM:"}, "cache-type", "never KCM"),
+        (UNMAPPED, {}, "unmapped-principal", f"turn no user name out of {PRINCIPAL}"),
+        (REALM_MISSING, {}, "realm-missing", "no [realms] entry for realm HADOOP.TEST"),
+        # No KDC error text, but krb5.conf does not name the ticket's realm.
+        (CANNOT_AUTHENTICATE, {"realms": frozenset({"OTHER.TEST"})}, "realm-missing", "ignores KRB5_CONFIG"),
+        (WRONG_KRB5_CONF, {}, "wrong-krb5-conf", "default realm is ATHENA.MIT.EDU, the cluster's is HADOOP.TEST"),
+        (CLOCK_SKEW, {}, "clock-skew", "differ by more than the allowed skew"),
+        (ENCTYPE_NOT_ENABLED, {}, "enctype", "refuses the encryption type"),
+        (ENCTYPE_KDC, {}, "enctype", "refuses the encryption type"),
+        ("ls: Call From vm/127.0.0.1 to localhost:1:8020 failed: Connection refused", {}, "unreachable", "answer"),
+        ("ls: `/user/alice': No such file or directory", {}, "no-such-path", "home directory does not exist"),
+        (
+            'ls: Permission denied: user=bob, access=READ_EXECUTE, inode="/user/alice":alice:alice:drwx------',
+            {"principal": "bob@HADOOP.TEST"},
+            "permission-denied",
+            "accepted the ticket",
+        ),
+        ("java.lang.OutOfMemoryError: Java heap space", {}, "unknown", "does not recognise"),
+    ],
+    ids=lambda value: value if isinstance(value, str) and len(value) < 30 else None,
+)
+def test_failure_is_explained(output: str, known: dict[str, object], kind: str, words: str) -> None:
+    diagnosis = explain_failure(output, facts(**known))
+
+    assert diagnosis.kind == kind, diagnosis
+    assert words in diagnosis.explanation + diagnosis.fix, diagnosis
+    assert diagnosis.fix
+
+
+def test_cause_beats_absence() -> None:
+    """A KDC's clock-skew answer means a ticket exists: not 'no ticket',
+    even if the login module also logged an absence."""
+    diagnosis = explain_failure(CLOCK_SKEW + CANNOT_AUTHENTICATE, facts())
+
+    assert diagnosis.kind == "clock-skew"
+    assert diagnosis.evidence.startswith("javax.security.sasl.SaslException: GSS initiate failed")
+
+
+def test_cache_types() -> None:
+    assert cache_type("FILE:/tmp/krb5cc_1") == "FILE"
+    assert cache_type("/tmp/krb5cc_1") == "FILE"
+    assert cache_type("KEYRING:persistent:1") == "KEYRING"
+    assert cache_type("kcm:") == "KCM"
+    assert cache_type("DIR::/run/user/1/krb5cc/tkt") == "DIR"
+
+
+def test_krb5_realms(tmp_path: Path) -> None:
+    conf = tmp_path / "krb5.conf"
+    conf.write_text(
+        "[libdefaults]\n default_realm = A.TEST\n[realms]\n A.TEST = {\n  kdc = 127.0.0.1:88\n }\n"
+        "# B.TEST = {\n C.TEST = {\n  kdc = x\n  auth_to_local = {\n  }\n }\n[domain_realm]\n .a = A.TEST\n"
+    )
+    assert krb5_realms(str(conf)) == frozenset({"A.TEST", "C.TEST"})
+    conf.write_text("include /etc/krb5.d/x.conf\n[realms]\n A.TEST = {\n }\n")
+    assert krb5_realms(str(conf)) is None
+    assert krb5_realms(str(tmp_path / "missing")) is None
+    assert java_krb5_conf({"KRB5_CONFIG": "/a/krb5.conf:/b/krb5.conf"}) == "/a/krb5.conf"
+    assert java_krb5_conf({}) == "/etc/krb5.conf"
+
+
+def test_no_resourcemanager_configured(tmp_path: Path) -> None:
+    assert resourcemanager(str(tmp_path)) is None  # no yarn-site.xml
+    site = tmp_path / "yarn-site.xml"
+    site.write_text('<?xml version="1.0"?><configuration></configuration>\n')
+    assert resourcemanager(str(tmp_path)) is None
+    site.write_text(
+        "<configuration><property><name>yarn.resourcemanager.hostname</name>"
+        "<value>rm.example.org</value></property></configuration>"
+    )
+    assert resourcemanager(str(tmp_path)) == "rm.example.org:8032"
+
+
+# -- the command against the session's HDFS ------------------------------------------
+
+
+@pytest.fixture
+def hadoop_user(hadoop_realm: sandbox.Realm, hdfs: HadoopCluster) -> Iterator[sandbox.UnixUser]:
+    """A user ``<name>@HADOOP.TEST`` with a keytab at ~/<name>.keytab (the
+    default keytab_template), a ticket in the default cache (theirs, 0600,
+    got by themself) and an HDFS home with one file in it."""
+    user = sandbox.UnixUser.create("pkdh")
+    try:
+        principal = hadoop_realm.add_principal(user.name)
+        keytab = hadoop_realm.write_keytab(principal, user.home / f"{user.name}.keytab", user.uid, user.gid)
+        kinit = user.run(
+            ["kinit", "-kt", str(keytab), "-c", f"FILE:{user.default_ccache}", principal],
+            env=hadoop_realm.client_env(),
+        )
+        assert kinit.returncode == 0, kinit.stderr
+        home = hdfs.make_home(user.name)
+        hdfs.hdfs_admin("-touchz", f"{home}/hello")
+        yield user
+    finally:
+        user.remove()
+
+
+def doctor_hadoop(
+    realm: sandbox.Realm, user: sandbox.UnixUser, conf_dir: Path, pam_service: str, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text(
+        "c = get_config()  # noqa: F821\n"
+        'c.JupyterHub.authenticator_class = "pamkrb"\n'
+        f"c.PAMKerberosAuthenticator.service = {pam_service!r}\n"
+    )
+    args = ["doctor", user.name, "--config", str(config), "--hadoop-conf-dir", str(conf_dir)]
+    return sandbox.run_pamkrb(args, env=realm.client_env())
+
+
+def hdfs_line(result: subprocess.CompletedProcess[str], user: sandbox.UnixUser) -> str:
+    prefix = f"HDFS /user/{user.name}: "
+    return next((line for line in result.stdout.splitlines() if prefix in line), result.stdout + result.stderr)
+
+
+def test_a_user_with_a_ticket_gets_a_listing(
+    hadoop_realm: sandbox.Realm,
+    hdfs: HadoopCluster,
+    hadoop_user: sandbox.UnixUser,
+    pam_service: str,
+    tmp_path: Path,
+) -> None:
+    started = time.monotonic()
+    result = doctor_hadoop(hadoop_realm, hadoop_user, hdfs.client_conf_dir, pam_service, tmp_path)
+    elapsed = time.monotonic() - started
+
+    line = hdfs_line(result, hadoop_user)
+    assert line.startswith(
+        f"✓ HDFS /user/{hadoop_user.name}: listed as {hadoop_user.name} with {hadoop_user.name}@{hadoop_realm.name} "
+        f"from FILE:{hadoop_user.default_ccache}: 1 entry"
+    ), result.stdout + result.stderr
+    assert f"- YARN ResourceManager: not checked ({hdfs.client_conf_dir}/yarn-site.xml names none)" in result.stdout
+    assert result.returncode == 0, result.stdout
+    assert "All checks passed." in result.stdout
+    assert elapsed < 60, elapsed
+
+
+def test_a_user_without_a_ticket_is_told_so(
+    hadoop_realm: sandbox.Realm,
+    hdfs: HadoopCluster,
+    hadoop_user: sandbox.UnixUser,
+    pam_service: str,
+    tmp_path: Path,
+) -> None:
+    hadoop_user.default_ccache.unlink()
+
+    result = doctor_hadoop(hadoop_realm, hadoop_user, hdfs.client_conf_dir, pam_service, tmp_path)
+
+    line = hdfs_line(result, hadoop_user)
+    assert line.startswith(
+        f"✗ HDFS /user/{hadoop_user.name}: there is no ticket in FILE:{hadoop_user.default_ccache} "
+        f"({hadoop_user.default_ccache} does not exist), so Hadoop has nothing to authenticate with"
+    ), result.stdout
+    assert "[Java: null credentials from Ticket Cache]" in line
+    assert "fix: log in to JupyterHub again" in result.stdout
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
