@@ -11,8 +11,10 @@ in that home. Once with principals ``<name>@REALM`` and once with the
 original site's ``<name>/pg-dmp-workbench2@REALM``, which the cluster's
 ``auth_to_local`` maps to ``<name>`` too.
 
-What the kernelspec does not write by itself is passed with ``--env``
-(:data:`KERNEL_ENV`): the JVM's krb5.conf and the loopback address.
+The kernelspec itself must hand the driver JVM the realm's krb5.conf (the
+JVM ignores KRB5_CONFIG): the test passes none, and checks the JVM's
+``java.security.krb5.conf``. Only test settings go through ``--env``
+(:data:`KERNEL_ENV`).
 """
 
 from __future__ import annotations
@@ -39,18 +41,16 @@ pytest_plugins = ["hadoop_fixtures"]
 KERNEL = "pyspark-hdfs-test"
 SEED_PRINCIPAL = "{username}/" + HadoopCluster.SEED_HOST + "@{realm}"
 
-# Extra kernel environment for `pamkrb kernelspec install --env`.
-# - The JVM ignores KRB5_CONFIG: without -Djava.security.krb5.conf Spark's
-#   driver reads /etc/krb5.conf (another realm) and HDFS fails with "GSS
-#   initiate failed". jupyter_client fills ${KRB5_CONFIG} from the server's
-#   environment (the hub's KRB5_CONFIG, kept by Spawner.env_keep), so one spec
-#   serves every server. SPARK_SUBMIT_OPTS reaches the driver JVM (client mode)
-#   without replacing the PYSPARK_SUBMIT_ARGS the kernelspec writes.
-# - Spark 4's launcher adds the --add-opens Hadoop's Kerberos code needs
-#   (java.security.jgss/sun.security.krb5) by itself.
-# - Loopback only (SPARK_LOCAL_IP), and no web UI: the tests do not need it.
+# Extra kernel environment for `pamkrb kernelspec install --env`: loopback
+# only, and no web UI (the tests do not need it). Spark reads spark.* system
+# properties, and SPARK_SUBMIT_OPTS reaches the driver JVM (client mode)
+# without replacing the PYSPARK_SUBMIT_ARGS the kernelspec writes. Nothing
+# about Kerberos: without -Djava.security.krb5.conf (written by the kernelspec
+# from the server's KRB5_CONFIG) the driver reads /etc/krb5.conf, another
+# realm, and the first HDFS call fails; Spark 4's launcher adds the
+# --add-opens (java.security.jgss/sun.security.krb5) Hadoop's client needs.
 KERNEL_ENV = {
-    "SPARK_SUBMIT_OPTS": "-Djava.security.krb5.conf=${KRB5_CONFIG} -Dspark.ui.enabled=false",
+    "SPARK_SUBMIT_OPTS": "-Dspark.ui.enabled=false",
     "SPARK_LOCAL_IP": "127.0.0.1",
 }
 
