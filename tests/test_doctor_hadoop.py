@@ -13,15 +13,19 @@ Two tiers:
   documented messages (``sun.security.krb5``); nothing here makes a KDC issue
   a ticket Java 17 refuses.
 - The command itself, as root, against the session's secured HDFS: a user
-  with a ticket gets a ✓ listing of /user/USER; without one, the plain-words
-  explanation. Only the "no ResourceManager configured" branch of the YARN
+  with a ticket gets a ✓ listing of /user/USER; without one, an expired one,
+  a core-site.xml whose auth_to_local does not map them, or a krb5.conf
+  without their realm, the plain-words explanation of that cause. Only the "no ResourceManager configured" branch of the YARN
   check runs: no ResourceManager can be run here (no reachable artifact ships
   one), so asking a real one is untested.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -258,8 +262,24 @@ def hadoop_user(hadoop_realm: sandbox.Realm, hdfs: HadoopCluster) -> Iterator[sa
         user.remove()
 
 
+@pytest.fixture
+def readable_dir() -> Iterator[Path]:
+    """A directory every user can read (pytest's tmp_path is root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="pamkrb-doctor-hadoop-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def doctor_hadoop(
-    realm: sandbox.Realm, user: sandbox.UnixUser, conf_dir: Path, pam_service: str, tmp_path: Path
+    realm: sandbox.Realm,
+    user: sandbox.UnixUser,
+    conf_dir: Path,
+    pam_service: str,
+    tmp_path: Path,
+    krb5_conf: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "jupyterhub_config.py"
     config.write_text(
@@ -268,7 +288,10 @@ def doctor_hadoop(
         f"c.PAMKerberosAuthenticator.service = {pam_service!r}\n"
     )
     args = ["doctor", user.name, "--config", str(config), "--hadoop-conf-dir", str(conf_dir)]
-    return sandbox.run_pamkrb(args, env=realm.client_env())
+    env = realm.client_env()
+    if krb5_conf is not None:
+        env["KRB5_CONFIG"] = str(krb5_conf)
+    return sandbox.run_pamkrb(args, env=env)
 
 
 def hdfs_line(result: subprocess.CompletedProcess[str], user: sandbox.UnixUser) -> str:
@@ -318,3 +341,86 @@ def test_a_user_without_a_ticket_is_told_so(
     assert "fix: log in to JupyterHub again" in result.stdout
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
+
+
+def test_an_expired_ticket_is_told_apart_from_none(
+    hadoop_realm: sandbox.Realm,
+    hdfs: HadoopCluster,
+    hadoop_user: sandbox.UnixUser,
+    pam_service: str,
+    tmp_path: Path,
+) -> None:
+    """Java says the same as for no ticket; the cache says it expired."""
+    principal = f"{hadoop_user.name}@{hadoop_realm.name}"
+    keytab = hadoop_user.home / f"{hadoop_user.name}.keytab"
+    kinit = hadoop_user.run(
+        ["kinit", "-l", "2s", "-kt", str(keytab), "-c", f"FILE:{hadoop_user.default_ccache}", principal],
+        env=hadoop_realm.client_env(),
+    )
+    assert kinit.returncode == 0, kinit.stderr
+    time.sleep(3)
+
+    result = doctor_hadoop(hadoop_realm, hadoop_user, hdfs.client_conf_dir, pam_service, tmp_path)
+
+    line = hdfs_line(result, hadoop_user)
+    assert line.startswith(
+        f"✗ HDFS /user/{hadoop_user.name}: the ticket in FILE:{hadoop_user.default_ccache} expired at "
+    )
+    assert "Java ignores an expired ticket [Java: Credentials are no longer valid]" in line
+    assert "fix: sign in again" in result.stdout
+
+
+def test_a_principal_auth_to_local_does_not_map(
+    hadoop_realm: sandbox.Realm,
+    hdfs: HadoopCluster,
+    hadoop_user: sandbox.UnixUser,
+    pam_service: str,
+    tmp_path: Path,
+    readable_dir: Path,
+) -> None:
+    conf_dir = readable_dir / "conf"
+    shutil.copytree(hdfs.client_conf_dir, conf_dir)
+    core = conf_dir / "core-site.xml"
+    only_rule = r"RULE:[1:$1@$0](nobody@NOWHERE\.TEST)s/@.*//"
+    text = re.sub(
+        r"(<name>hadoop.security.auth_to_local</name><value>).*?(</value>)",
+        lambda m: m.group(1) + only_rule + m.group(2),
+        core.read_text(),
+        flags=re.S,
+    )
+    core.write_text(text)
+    principal = f"{hadoop_user.name}@{hadoop_realm.name}"
+
+    result = doctor_hadoop(hadoop_realm, hadoop_user, conf_dir, pam_service, tmp_path)
+
+    line = hdfs_line(result, hadoop_user)
+    assert line.startswith(
+        f"✗ HDFS /user/{hadoop_user.name}: Hadoop's hadoop.security.auth_to_local rules (core-site.xml) "
+        f"turn no user name out of {principal}"
+    ), result.stdout
+    assert f"Illegal principal name {principal}" in line
+
+
+def test_a_realm_missing_from_the_jvms_krb5_conf(
+    hadoop_realm: sandbox.Realm,
+    hdfs: HadoopCluster,
+    hadoop_user: sandbox.UnixUser,
+    pam_service: str,
+    tmp_path: Path,
+    readable_dir: Path,
+) -> None:
+    """The realm's [realms] entry removed: the KDC check fails too, and the
+    Hadoop check names the file the JVM read."""
+    krb5_conf = readable_dir / "krb5.conf"
+    krb5_conf.write_text(re.sub(r"\[realms\].*", "[realms]\n", hadoop_realm.krb5_conf.read_text(), flags=re.S))
+    krb5_conf.chmod(0o644)
+
+    result = doctor_hadoop(hadoop_realm, hadoop_user, hdfs.client_conf_dir, pam_service, tmp_path, krb5_conf)
+
+    line = hdfs_line(result, hadoop_user)
+    assert line.startswith(
+        f"✗ HDFS /user/{hadoop_user.name}: {krb5_conf}, the krb5.conf the JVM reads, has no [realms] entry "
+        f"for realm {hadoop_realm.name}"
+    ), result.stdout
+    assert "Cannot locate KDC" in line
+    assert "ignores KRB5_CONFIG" in result.stdout
