@@ -85,6 +85,7 @@ REVIEWED_IMPORTS = frozenset(
         "pam_acct_mgmt",
         "pam_authenticate",
         "pam_end",
+        "pam_get_item",
         "pam_set_item",
         "pam_start",
         "pam_strerror",
