@@ -8,16 +8,17 @@ Two tiers:
   Java 17, ``HADOOP_JAAS_DEBUG=true``, as doctor runs it): no ticket, expired
   ticket, KEYRING and KCM caches, a principal auth_to_local does not map, a
   realm missing from the JVM's krb5.conf, a JVM without
-  -Djava.security.krb5.conf (reading /etc/krb5.conf), and clock skew (the client JVM run
-  under libfaketime one hour ahead). The enctype texts are the JDK's
+  -Djava.security.krb5.conf (reading /etc/krb5.conf), and clock skew (the
+  client JVM run under libfaketime one hour ahead). The enctype texts are the JDK's
   documented messages (``sun.security.krb5``); nothing here makes a KDC issue
   a ticket Java 17 refuses.
 - The command itself, as root, against the session's secured HDFS: a user
   with a ticket gets a ✓ listing of /user/USER; without one, an expired one,
   a core-site.xml whose auth_to_local does not map them, or a krb5.conf
-  without their realm, the plain-words explanation of that cause. Only the "no ResourceManager configured" branch of the YARN
-  check runs: no ResourceManager can be run here (no reachable artifact ships
-  one), so asking a real one is untested.
+  without their realm, the plain-words explanation of that cause; a
+  yarn-site.xml naming a ResourceManager that does not answer, a ✗ for
+  YARN, and none named, a skipped line. No ResourceManager can be run here
+  (no reachable artifact ships one), so a real one's answer is untested.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from pamkrb.cli.doctor_hadoop import (
     resourcemanager,
 )
 from sandbox.hadoop import HadoopCluster
+from sandbox.process import free_port
 
 # The session's realm and cluster: hadoop_realm, hdfs.
 pytest_plugins = ["hadoop_fixtures"]
@@ -424,3 +426,35 @@ def test_a_realm_missing_from_the_jvms_krb5_conf(
     ), result.stdout
     assert "Cannot locate KDC" in line
     assert "ignores KRB5_CONFIG" in result.stdout
+
+
+def test_a_resourcemanager_that_does_not_answer(
+    hadoop_realm: sandbox.Realm,
+    hdfs: HadoopCluster,
+    hadoop_user: sandbox.UnixUser,
+    pam_service: str,
+    tmp_path: Path,
+    readable_dir: Path,
+) -> None:
+    """yarn-site.xml names a ResourceManager on a port nothing listens on:
+    the YARN branch runs Hadoop's NodeCLI and says so within seconds (a real
+    ResourceManager's answer is untested: none can be run here)."""
+    conf_dir = readable_dir / "conf"
+    shutil.copytree(hdfs.client_conf_dir, conf_dir)
+    address = f"127.0.0.1:{free_port()}"
+    (conf_dir / "yarn-site.xml").write_text(
+        "<configuration>"
+        f"<property><name>yarn.resourcemanager.address</name><value>{address}</value></property>"
+        f"<property><name>yarn.resourcemanager.principal</name><value>rm/localhost@{hadoop_realm.name}</value>"
+        "</property></configuration>\n"
+    )
+
+    started = time.monotonic()
+    result = doctor_hadoop(hadoop_realm, hadoop_user, conf_dir, pam_service, tmp_path)
+    elapsed = time.monotonic() - started
+
+    assert hdfs_line(result, hadoop_user).startswith("✓ HDFS"), result.stdout
+    yarn = next(line for line in result.stdout.splitlines() if "YARN ResourceManager" in line)
+    assert yarn.startswith(f"✗ YARN ResourceManager {address}: the Hadoop service named in the configuration"), yarn
+    assert "Connection refused" in yarn
+    assert elapsed < 40, elapsed
