@@ -17,7 +17,8 @@ Two tiers:
   a core-site.xml whose auth_to_local does not map them, or a krb5.conf
   without their realm, the plain-words explanation of that cause; a
   yarn-site.xml naming a ResourceManager that does not answer, a ✗ for
-  YARN, and none named, a skipped line. No ResourceManager can be run here
+  YARN, and none named, a skipped line; a krb5.conf whose default cache is a
+  KEYRING, a warning. No ResourceManager can be run here
   (no reachable artifact ships one), so a real one's answer is untested.
 """
 
@@ -39,6 +40,7 @@ from pamkrb.cli.doctor_hadoop import (
     cache_type,
     explain_failure,
     java_krb5_conf,
+    krb5_default_ccache_name,
     krb5_realms,
     resourcemanager,
 )
@@ -226,6 +228,14 @@ def test_krb5_realms(tmp_path: Path) -> None:
     assert krb5_realms(str(tmp_path / "missing")) is None
     assert java_krb5_conf({"KRB5_CONFIG": "/a/krb5.conf:/b/krb5.conf"}) == "/a/krb5.conf"
     assert java_krb5_conf({}) == "/etc/krb5.conf"
+
+
+def test_krb5_default_ccache_name(tmp_path: Path) -> None:
+    conf = tmp_path / "krb5.conf"
+    conf.write_text("[libdefaults]\n default_ccache_name = KEYRING:persistent:%{uid}\n[realms]\n")
+    assert krb5_default_ccache_name(str(conf)) == "KEYRING:persistent:%{uid}"
+    conf.write_text("[libdefaults]\n default_realm = A.TEST\n[realms]\n default_ccache_name = x\n")
+    assert krb5_default_ccache_name(str(conf)) is None
 
 
 def test_no_resourcemanager_configured(tmp_path: Path) -> None:
@@ -458,3 +468,28 @@ def test_a_resourcemanager_that_does_not_answer(
     assert yarn.startswith(f"✗ YARN ResourceManager {address}: the Hadoop service named in the configuration"), yarn
     assert "Connection refused" in yarn
     assert elapsed < 40, elapsed
+
+
+def test_a_keyring_default_cache_is_warned_about(
+    hadoop_realm: sandbox.Realm,
+    hdfs: HadoopCluster,
+    hadoop_user: sandbox.UnixUser,
+    pam_service: str,
+    tmp_path: Path,
+    readable_dir: Path,
+) -> None:
+    """A krb5.conf whose default cache is a KEYRING: the kernels' FILE cache
+    still works, and doctor warns about JVMs started without KRB5CCNAME."""
+    krb5_conf = readable_dir / "krb5.conf"
+    text = hadoop_realm.krb5_conf.read_text()
+    krb5_conf.write_text(
+        text.replace("[libdefaults]\n", "[libdefaults]\n    default_ccache_name = KEYRING:persistent:%{uid}\n", 1)
+    )
+    krb5_conf.chmod(0o644)
+
+    result = doctor_hadoop(hadoop_realm, hadoop_user, hdfs.client_conf_dir, pam_service, tmp_path, krb5_conf)
+
+    assert hdfs_line(result, hadoop_user).startswith("✓ HDFS"), result.stdout
+    warning = next(line for line in result.stdout.splitlines() if line.startswith("! default credential cache"))
+    assert "default_ccache_name = KEYRING:persistent:%{uid}, which Java cannot read" in warning
+    assert result.returncode == 0, result.stdout

@@ -332,6 +332,25 @@ def krb5_realms(path: str) -> frozenset[str] | None:
     return frozenset(realms)
 
 
+def krb5_default_ccache_name(path: str) -> str | None:
+    """``default_ccache_name`` from ``path``'s [libdefaults], as written
+    (``%{uid}`` unexpanded); None when unset or unreadable."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return None
+    section = ""
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].split(";", 1)[0].strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+        elif section == "libdefaults" and "=" in line:
+            key, value = (part.strip() for part in line.split("=", 1))
+            if key == "default_ccache_name" and value:
+                return value
+    return None
+
+
 def hadoop_properties(conf_dir: str, name: str) -> dict[str, str]:
     """The properties of ``conf_dir/name`` (a Hadoop *-site.xml); {} when absent."""
     try:
@@ -532,6 +551,16 @@ def check_hadoop(
         )
     else:
         _explain(report, title, out + "\n" + err, facts, status is None)
+
+    default_name = krb5_default_ccache_name(krb5_conf)
+    if default_name and cache_type(default_name) in JVM_UNREADABLE_CACHE_TYPES:
+        report.warn(
+            "default credential cache",
+            f"{krb5_conf} sets default_ccache_name = {default_name}, which Java cannot read: a JVM started "
+            f"without KRB5CCNAME (a terminal, cron, ssh) finds no ticket although klist shows one; "
+            "kernels started by the hub are not affected (pamkrb sets KRB5CCNAME=FILE:...)",
+            "set default_ccache_name = FILE:/tmp/krb5cc_%{uid} (pamkrb's default cache path) in krb5.conf",
+        )
 
     rm = resourcemanager(conf_dir)
     if rm is None:
