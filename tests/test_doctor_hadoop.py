@@ -18,12 +18,13 @@ Two tiers:
   without their realm, the plain-words explanation of that cause; a
   yarn-site.xml naming a ResourceManager that does not answer, a ✗ for
   YARN, and none named, a skipped line; a krb5.conf whose default cache is a
-  KEYRING, a warning. No ResourceManager can be run here
+  KEYRING, a warning; a ticket only at pamkrb's fallback path, a ✓ from there. No ResourceManager can be run here
   (no reachable artifact ships one), so a real one's answer is untested.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -493,3 +494,30 @@ def test_a_keyring_default_cache_is_warned_about(
     warning = next(line for line in result.stdout.splitlines() if line.startswith("! default credential cache"))
     assert "default_ccache_name = KEYRING:persistent:%{uid}, which Java cannot read" in warning
     assert result.returncode == 0, result.stdout
+
+
+def test_the_fallback_cache_is_the_one_checked(
+    hadoop_realm: sandbox.Realm,
+    hdfs: HadoopCluster,
+    hadoop_user: sandbox.UnixUser,
+    pam_service: str,
+    tmp_path: Path,
+) -> None:
+    """When pamkrb could only write the fallback path (/run/pamkrb/<uid>/krb5cc),
+    the kernels' KRB5CCNAME points there, and so does doctor's Hadoop check."""
+    fallback_dir = Path(f"/run/pamkrb/{hadoop_user.uid}")
+    fallback_dir.parent.mkdir(mode=0o755, exist_ok=True)
+    shutil.rmtree(fallback_dir, ignore_errors=True)  # uids are reused: a crashed run's leftovers
+    fallback_dir.mkdir(mode=0o700)
+    try:
+        os.chown(fallback_dir, hadoop_user.uid, hadoop_user.gid)
+        fallback = fallback_dir / "krb5cc"
+        hadoop_user.default_ccache.rename(fallback)
+
+        result = doctor_hadoop(hadoop_realm, hadoop_user, hdfs.client_conf_dir, pam_service, tmp_path)
+
+        line = hdfs_line(result, hadoop_user)
+        assert line.startswith(f"✓ HDFS /user/{hadoop_user.name}: listed as {hadoop_user.name}"), result.stdout
+        assert f"from FILE:{fallback}:" in line
+    finally:
+        shutil.rmtree(fallback_dir, ignore_errors=True)

@@ -164,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
     if hadoop_conf_dir is not None:
         from .doctor_hadoop import check_hadoop
 
-        check_hadoop(where, report, hadoop_conf_dir, spark_home=args.spark_home, java=args.java)
+        fallback = lifecycle.fallback_ccache(authenticator.fallback_ccache_dir, where.uid)
+        check_hadoop(where, report, hadoop_conf_dir, spark_home=args.spark_home, java=args.java, fallback=fallback)
     return report.finish()
 
 

@@ -469,20 +469,42 @@ def user_environment(entry: pwd.struct_passwd, ccache: str, conf_dir: str) -> di
     }
 
 
-def cache_facts(where, ccache_name: str, krb5_conf: str) -> HadoopFacts:
-    """What pamkrb's own reader finds in the user's cache (as root, with the
-    hub's checks), for the classifier."""
+def read_ticket(where, path: str):
+    """(TicketInfo, None) for the user's cache at ``path``, read by pamkrb's
+    own reader (as root, with the hub's checks), or (None, why not)."""
     from .. import _native
     from ..exceptions import PamkrbError
 
-    common = {"ccache_name": ccache_name, "krb5_conf": krb5_conf, "realms": krb5_realms(krb5_conf), "now": time.time()}
-    if not os.path.lexists(where.ccache):
-        return HadoopFacts(cache_problem=f"{where.ccache} does not exist", **common)
+    if not os.path.lexists(path):
+        return None, f"{path} does not exist"
     try:
-        info = _native.inspect_ticket(where.ccache, uid=where.uid)
+        return _native.inspect_ticket(path, uid=where.uid), None
     except PamkrbError as e:
-        return HadoopFacts(cache_problem=str(e), **common)
-    return HadoopFacts(principal=info.principal, expires_at=info.expires_at, **common)
+        return None, str(e)
+
+
+def cache_facts(where, path: str, krb5_conf: str) -> HadoopFacts:
+    """What doctor knows besides the JVM's output, for the classifier."""
+    info, problem = read_ticket(where, path)
+    return HadoopFacts(
+        ccache_name=f"FILE:{path}",
+        principal=info.principal if info else None,
+        expires_at=info.expires_at if info else None,
+        cache_problem=problem,
+        krb5_conf=krb5_conf,
+        realms=krb5_realms(krb5_conf),
+        now=time.time(),
+    )
+
+
+def kernels_cache(where, fallback: str | None) -> str:
+    """The cache the user's kernels use: the templated path, or pamkrb's
+    fallback path when the ticket is only there (the templated path could
+    not be written, e.g. another user's FUSE mount on it; the hub then sets
+    KRB5CCNAME to the fallback)."""
+    if fallback is None or read_ticket(where, where.ccache)[0] is not None:
+        return where.ccache
+    return fallback if read_ticket(where, fallback)[0] is not None else where.ccache
 
 
 def _explain(report: Report, title: str, output: str, facts: HadoopFacts, timed_out: bool) -> None:
@@ -503,9 +525,11 @@ def check_hadoop(
     *,
     spark_home: str | None = None,
     java: str | None = None,
+    fallback: str | None = None,
 ) -> None:
-    """List ``/user/USER`` on HDFS as the user, with the user's cache; ask the
-    ResourceManager for its nodes when ``yarn-site.xml`` names one."""
+    """List ``/user/USER`` on HDFS as the user, with the user's cache (at
+    ``fallback`` when pamkrb had to put it there); ask the ResourceManager for
+    its nodes when ``yarn-site.xml`` names one."""
     title = f"HDFS /user/{where.username}"
     java_path = find_java(java)
     jars = spark_jars(spark_home)
@@ -531,7 +555,8 @@ def check_hadoop(
         )
         return
     entry = pwd.getpwnam(where.username)
-    ccache_name = f"FILE:{where.ccache}"
+    ccache = kernels_cache(where, fallback)
+    ccache_name = f"FILE:{ccache}"
     krb5_conf = java_krb5_conf()
     env = user_environment(entry, ccache_name, conf_dir)
     path = f"/user/{where.username}"
@@ -540,7 +565,7 @@ def check_hadoop(
         entry, java_command(java_path, jars, conf_dir, krb5_conf, FS_SHELL, *GENERIC_OPTIONS, "-ls", path), env
     )
     elapsed = time.monotonic() - started
-    facts = cache_facts(where, ccache_name, krb5_conf)
+    facts = cache_facts(where, ccache, krb5_conf)
     if status == 0:
         found = re.search(r"^Found (\d+) items?$", out, re.M)
         count = int(found.group(1)) if found else 0
