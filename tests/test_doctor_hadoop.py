@@ -38,6 +38,7 @@ import pytest
 import sandbox
 from pamkrb.cli.doctor_hadoop import (
     HadoopFacts,
+    auth_to_local_rule,
     cache_type,
     explain_failure,
     java_krb5_conf,
@@ -173,6 +174,7 @@ NO_CACHE = {"principal": None, "expires_at": None, "cache_problem": "/tmp/krb5cc
         (NO_TICKET, {"ccache_name": "KEYRING:persistent:1002"}, "cache-type", "reads only FILE caches"),
         (NO_TICKET, {"ccache_name": "KCM:"}, "cache-type", "never KCM"),
         (UNMAPPED, {}, "unmapped-principal", f"turn no user name out of {PRINCIPAL}"),
+        (UNMAPPED, {}, "unmapped-principal", r"add RULE:[1:$1@$0](.*@HADOOP\.TEST)s/@.*// before DEFAULT"),
         (REALM_MISSING, {}, "realm-missing", "no [realms] entry for realm HADOOP.TEST"),
         # No KDC error text, but krb5.conf does not name the ticket's realm.
         (CANNOT_AUTHENTICATE, {"realms": frozenset({"OTHER.TEST"})}, "realm-missing", "ignores KRB5_CONFIG"),
@@ -181,6 +183,13 @@ NO_CACHE = {"principal": None, "expires_at": None, "cache_problem": "/tmp/krb5cc
         (ENCTYPE_NOT_ENABLED, {}, "enctype", "refuses the encryption type"),
         (ENCTYPE_KDC, {}, "enctype", "refuses the encryption type"),
         ("ls: Call From vm/127.0.0.1 to localhost:1:8020 failed: Connection refused", {}, "unreachable", "answer"),
+        # A realm krb5.conf does not name is no reason to blame it for a service that is down.
+        (
+            "ls: Call From vm to localhost:8020 failed: Connection refused",
+            {"realms": frozenset()},
+            "unreachable",
+            "answer",
+        ),
         ("ls: `/user/alice': No such file or directory", {}, "no-such-path", "home directory does not exist"),
         (
             'ls: Permission denied: user=bob, access=READ_EXECUTE, inode="/user/alice":alice:alice:drwx------',
@@ -207,6 +216,14 @@ def test_cause_beats_absence() -> None:
 
     assert diagnosis.kind == "clock-skew"
     assert diagnosis.evidence.startswith("javax.security.sasl.SaslException: GSS initiate failed")
+
+
+def test_auth_to_local_rule_for_the_principals_form() -> None:
+    assert auth_to_local_rule("alice@HADOOP.TEST") == r"RULE:[1:$1@$0](.*@HADOOP\.TEST)s/@.*//"
+    assert auth_to_local_rule("alice/pg-dmp-workbench2@XX.COM") == (
+        r"RULE:[2:$1%$2@$0]([^%]+%pg-dmp-workbench2@XX\.COM)s/%.*//"
+    )
+    assert "EXAMPLE" in auth_to_local_rule(None)
 
 
 def test_cache_types() -> None:

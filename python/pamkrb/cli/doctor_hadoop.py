@@ -151,6 +151,22 @@ def _evidence(output: str, pattern: re.Pattern[str]) -> str:
     return ""
 
 
+def auth_to_local_rule(principal: str | None) -> str:
+    """A hadoop.security.auth_to_local rule mapping ``principal``'s form to its
+    first component (the user): user@REALM, or user/host@REALM for that host only
+    (a rule for every host would also turn service principals into users)."""
+    if principal is None or "@" not in principal:
+        return "a rule, e.g. RULE:[1:$1@$0](.*@EXAMPLE\\.ORG)s/@.*// for user@EXAMPLE.ORG"
+    name, _, realm = principal.rpartition("@")
+    # Host and realm names hold letters, digits, '-' and '.', of which only
+    # '.' means something in a Java regex.
+    escaped = realm.replace(".", r"\.")
+    if "/" in name:
+        host = name.split("/", 1)[1].replace(".", r"\.")
+        return f"RULE:[2:$1%$2@$0]([^%]+%{host}@{escaped})s/%.*//"
+    return f"RULE:[1:$1@$0](.*@{escaped})s/@.*//"
+
+
 def cache_type(ccache_name: str) -> str:
     """The type prefix of a cache name ("FILE" for a bare path)."""
     head, sep, _ = ccache_name.partition(":")
@@ -200,13 +216,13 @@ def explain_failure(output: str, facts: HadoopFacts) -> Diagnosis:
             "unmapped-principal",
             f"Hadoop's hadoop.security.auth_to_local rules (core-site.xml) turn no user name out of {who}, "
             "so Hadoop refuses the login although the ticket is good",
-            "add a rule for the principal's form, e.g. RULE:[1:$1@$0](.*@EXAMPLE\\.ORG)s/@.*// for user@REALM "
-            "and RULE:[2:$1@$0](.*@EXAMPLE\\.ORG)s/@.*// for user/host@REALM, on the clients and the servers",
+            f"add {auth_to_local_rule(facts.principal)} before DEFAULT, on the clients and the servers",
             line,
         )
     realm = facts.principal.rpartition("@")[2] if facts.principal else None
     realm_line = _evidence(output, _REALM_MISSING)
-    if realm_line or (realm and facts.realms is not None and realm not in facts.realms):
+    unknown_realm = realm and facts.realms is not None and realm not in facts.realms
+    if realm_line or (unknown_realm and _NO_CREDENTIALS.search(output)):
         named = f"realm {realm}" if realm else "the ticket's realm"
         return Diagnosis(
             "realm-missing",
@@ -216,16 +232,14 @@ def explain_failure(output: str, facts: HadoopFacts) -> Diagnosis:
             "-Djava.security.krb5.conf (default /etc/krb5.conf) and ignores KRB5_CONFIG",
             realm_line,
         )
-    if line := _evidence(output, _WRONG_DEFAULT_REALM):
-        match = _WRONG_DEFAULT_REALM.search(line)
-        assert match is not None
+    if match := _WRONG_DEFAULT_REALM.search(output):
         return Diagnosis(
             "wrong-krb5-conf",
             f"the JVM's default realm is {match.group(1)}, the cluster's is {match.group(2)}: Java read "
             f"{facts.krb5_conf} (it ignores KRB5_CONFIG), whose default_realm is another realm's",
             f"pass -Djava.security.krb5.conf=<the krb5.conf of realm {match.group(2)}> to the JVM (Spark: "
             "spark.driver.extraJavaOptions or SPARK_SUBMIT_OPTS), or set default_realm in that file",
-            line,
+            _evidence(output, _WRONG_DEFAULT_REALM),
         )
     if line := _evidence(output, _NOT_KERBEROS):
         return Diagnosis(
