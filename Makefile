@@ -56,8 +56,17 @@ fuzz:
 test-rust:
 	if [[ $$EUID -eq 0 ]]; then cargo test -- --include-ignored; else cargo test; fi
 
+# Long Spark sessions mostly wait (a round every 20 s over four ticket
+# lifetimes): they run beside the rest of the suite, in a pytest process of
+# their own with its own realm, cluster and hubs, and their output follows.
+LONG_TESTS := tests/test_hadoop_sessions.py
 test-python:
-	$(PYTHON) -m pytest tests --ignore=tests/wheel
+	mkdir -p test-artifacts
+	$(PYTHON) -m pytest -p no:cacheprovider $(LONG_TESTS) > test-artifacts/long-tests.log 2>&1 & long=$$!; \
+	status=0; $(PYTHON) -m pytest tests --ignore=tests/wheel $(addprefix --ignore=,$(LONG_TESTS)) || status=$$?; \
+	wait $$long || status=$$?; \
+	echo "--- $(LONG_TESTS), run beside the rest ---"; cat test-artifacts/long-tests.log; \
+	exit $$status
 
 # The wheel on other distributions: Debian 11 and 13 in chroots (debootstrap,
 # cached under /var/cache/pamkrb), their own Python, PAM and libkrb5, no compiler.

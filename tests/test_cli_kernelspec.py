@@ -79,9 +79,10 @@ def test_install_writes_a_pyspark_kernelspec(tmp_path: Path) -> None:
     assert str(spec_dir) in result.stdout
     spec = json.loads((spec_dir / "kernel.json").read_text())
     python = str(sandbox.VENV_BIN / "python3")  # sys.executable of the pamkrb script
-    # /bin/sh -c LAUNCHER pamkrb-pyspark-kernel, then the kernel it execs.
-    assert spec["argv"][:2] == ["/bin/sh", "-c"]
+    # PYTHON -c LAUNCHER pamkrb-pyspark-kernel, then the kernel it execs: no shell.
+    assert spec["argv"][:2] == [python, "-c"]
     assert spec["argv"][3:] == ["pamkrb-pyspark-kernel", python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    assert "/bin/sh" not in spec["argv"]
     assert spec["display_name"] == "PySpark (test)"
     assert spec["language"] == "python"
     env = spec["env"]

@@ -32,8 +32,9 @@ client and Java 17 against the sandbox's Kerberos-secured HDFS):
   re-fetch above (a fresh login from the cache each time) that carries the
   session.
 - ``-Djava.security.krb5.conf``: the JVM ignores ``KRB5_CONFIG`` and reads
-  ``/etc/krb5.conf``. The kernel starts through ``/bin/sh``
-  (:data:`KERNEL_LAUNCHER`), which, when the server's environment has
+  ``/etc/krb5.conf``. The kernel starts through a few lines of Python run
+  by the kernel's own interpreter (:func:`kernel_launcher`; no shell),
+  which, when the server's environment has
   ``KRB5_CONFIG`` (the hub passes it through ``Spawner.env_keep``), adds its
   first file to ``SPARK_SUBMIT_OPTS``, the driver JVM's options in client
   mode; then it execs the kernel, so the kernel is still the process
@@ -65,19 +66,25 @@ INHERITED_VARIABLES = ENV_NAMES
 # Spark settings every kernel gets (the module docstring says why).
 SESSION_CONF = (("spark.kerberos.renewal.credentials", "ccache"),)
 
-# argv[0..2] of the kernel: pass KRB5_CONFIG's first file to the driver JVM,
-# then exec the kernel. ${VAR%%:*} keeps the first of a colon-separated list;
-# the double quotes survive Spark's launcher, which splits SPARK_SUBMIT_OPTS
-# like a shell, so a path with spaces stays whole.
-KERNEL_LAUNCHER = (
-    "/bin/sh",
-    "-c",
-    'if [ -n "${KRB5_CONFIG:-}" ]; then '
-    'SPARK_SUBMIT_OPTS="-Djava.security.krb5.conf=\\"${KRB5_CONFIG%%:*}\\" ${SPARK_SUBMIT_OPTS:-}"; '
-    "export SPARK_SUBMIT_OPTS; fi; "
-    'exec "$@"',
-    "pamkrb-pyspark-kernel",
-)
+# Run by the kernel's interpreter before the kernel: pass KRB5_CONFIG's first
+# file to the driver JVM, then exec the kernel (argv after the marker), so the
+# kernel is the process Jupyter started. Standard library only: the kernel's
+# Python need not have pamkrb. The double quotes survive Spark's launcher,
+# which splits SPARK_SUBMIT_OPTS like a shell, so a path with spaces stays whole.
+LAUNCHER_MARKER = "pamkrb-pyspark-kernel"
+LAUNCHER_CODE = """\
+import os, sys
+conf = os.environ.get("KRB5_CONFIG", "").split(":")[0]
+if conf:
+    opts = os.environ.get("SPARK_SUBMIT_OPTS", "")
+    os.environ["SPARK_SUBMIT_OPTS"] = ('-Djava.security.krb5.conf="%s" %s' % (conf, opts)).strip()
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def kernel_launcher(python: str) -> list[str]:
+    """The argv prefix that starts the command after it as described above."""
+    return [python, "-c", LAUNCHER_CODE, LAUNCHER_MARKER]
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -226,7 +233,7 @@ def build_kernel_json(args: argparse.Namespace) -> dict:
         raise UsageError("--master yarn needs --hadoop-conf-dir (the directory holding yarn-site.xml)")
     env.update(extra)
     return {
-        "argv": [*KERNEL_LAUNCHER, python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [*kernel_launcher(python), python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": args.display_name or f"PySpark ({args.master})",
         "language": "python",
         "env": env,
