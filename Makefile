@@ -6,7 +6,8 @@ SHELL := /bin/bash
 # The gates run in the order listed, even under `make -j`.
 .NOTPARALLEL:
 
-VENV := /opt/pamkrb/venv
+# PAMKRB_VENV: a second environment, e.g. for a work tree beside main.
+VENV := $(or $(PAMKRB_VENV),/opt/pamkrb/venv)
 PYTHON := $(VENV)/bin/python
 RUFF := $(VENV)/bin/ruff
 # Every tool the project installs itself is found whatever PATH the caller

@@ -23,7 +23,7 @@
 # stacks, after which chpasswd fails and logins talk to the wrong realm.
 set -euo pipefail
 
-VENV=/opt/pamkrb/venv
+VENV=${PAMKRB_VENV:-/opt/pamkrb/venv}
 APT_PACKAGES=(
     krb5-kdc krb5-admin-server krb5-user libkrb5-dev
     libpam0g-dev libclang-dev

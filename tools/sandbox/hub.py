@@ -17,7 +17,8 @@ from .process import SandboxError, _kill_pidfile, _Service, _terminate, free_por
 from .realm import Realm
 from .users import UnixUser
 
-VENV = Path("/opt/pamkrb/venv")
+# PAMKRB_VENV as in the Makefile: a second environment for a second work tree.
+VENV = Path(os.environ.get("PAMKRB_VENV", "/opt/pamkrb/venv"))
 VENV_BIN = VENV / "bin"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
