@@ -12,9 +12,11 @@
 #     debootstrap (the wheel's Debian 11/13 tests) and binutils (objdump, its static check).
 #     fuse3 (a setuid-root fusermount3, for doctor's FUSE check) and bindfs (an unprivileged
 #     user's FUSE mount on another user's cache path, tests/test_hostile_mounts.py).
+#     slurm-wlm and munge (a one-node Slurm cluster, tests/test_slurm_spawner.py; apt starts neither).
 #   - a venv at /opt/pamkrb/venv made from Debian's /usr/bin/python3: /root is
 #     mode 0700, so an interpreter under /root (pyenv) cannot be executed by the
 #     test users' single-user servers.
+#   - batchspawner in the venv (SlurmSpawner, tests/test_slurm_spawner.py).
 #   - zig (the `ziglang` wheel) in the venv: `make wheel` links against glibc 2.28 with it.
 #   - configurable-http-proxy from npm (JupyterHub's default proxy).
 #   - rustfmt and clippy for the existing Rust toolchain.
@@ -36,6 +38,7 @@ APT_PACKAGES=(
     libpam-oath
     debootstrap binutils
     fuse3 bindfs
+    slurm-wlm munge
 )
 PIP_PACKAGES=(
     "jupyterhub==6.*"
@@ -53,6 +56,7 @@ PIP_PACKAGES=(
     matplotlib
     websocket-client
     pyspark
+    batchspawner
 )
 CHP_VERSION=5
 
