@@ -28,6 +28,9 @@ const MAX_COMPONENTS: usize = 64;
 /// (`fast_avail`, `pa_type`, ...) instead of tickets.
 const CONFIG_REALM: &[u8] = b"X-CACHECONF:";
 
+/// `KRB5_NT_PRINCIPAL`: the name type `krb5_parse_name` gives a user.
+const KRB5_NT_PRINCIPAL: i32 = 1;
+
 /// `TKT_FLG_RENEWABLE`: the KDC will renew the ticket until `renew_till`.
 pub const TKT_FLG_RENEWABLE: u32 = 0x0080_0000;
 
@@ -65,6 +68,62 @@ impl Principal {
 
     fn is_config(&self) -> bool {
         self.realm == CONFIG_REALM
+    }
+
+    /// Whether `self` and `other` name the same principal, as
+    /// `krb5_principal_compare` decides: realm and components, byte for
+    /// byte; the name type does not count. The one principal comparison in
+    /// pamkrb: caches, keytabs and the bindings all call it.
+    pub fn same_as(&self, other: &Principal) -> bool {
+        self.realm == other.realm && self.components == other.components
+    }
+
+    /// Parses `name` as `krb5_parse_name` does, without a krb5 context, when
+    /// that is unambiguous: a non-empty realm after the first unescaped `@`,
+    /// non-empty components split at unescaped `/`, the escapes `\n`, `\t`,
+    /// `\b`, `\0` and `\<c>` for `<c>`. `None` for anything else (no realm,
+    /// so the default realm applies; an empty component; a `/`, `@` or
+    /// trailing backslash in the realm), which the caller hands to libkrb5:
+    /// this is a fast path, never a second opinion. The name type is
+    /// `KRB5_NT_PRINCIPAL`; [`Principal::same_as`] ignores it.
+    pub fn parse_with_realm(name: &str) -> Option<Principal> {
+        let mut components = vec![Vec::new()];
+        let mut realm: Option<Vec<u8>> = None;
+        let mut bytes = name.bytes();
+        while let Some(byte) = bytes.next() {
+            let byte = match byte {
+                b'\\' => match bytes.next()? {
+                    b'n' => b'\n',
+                    b't' => b'\t',
+                    b'b' => 0x08,
+                    b'0' => 0,
+                    other => other,
+                },
+                b'@' | b'/' if realm.is_some() => return None,
+                b'@' => {
+                    realm = Some(Vec::new());
+                    continue;
+                }
+                b'/' => {
+                    components.push(Vec::new());
+                    continue;
+                }
+                other => other,
+            };
+            match &mut realm {
+                Some(realm) => realm.push(byte),
+                None => components.last_mut()?.push(byte),
+            }
+        }
+        let realm = realm.filter(|realm| !realm.is_empty())?;
+        if components.iter().any(Vec::is_empty) || components.len() > MAX_COMPONENTS {
+            return None;
+        }
+        Some(Principal {
+            name_type: KRB5_NT_PRINCIPAL,
+            realm,
+            components,
+        })
     }
 }
 
@@ -179,6 +238,8 @@ pub struct CredentialCache {
 pub struct TicketInfo {
     /// The default principal, as `name@REALM`.
     pub principal: String,
+    /// The same, parsed: what [`TicketInfo::is_for`] compares.
+    pub default_principal: Principal,
     /// When the ticket-granting ticket became valid, in seconds since the epoch.
     pub starts_at: u32,
     /// When it expires.
@@ -188,6 +249,13 @@ pub struct TicketInfo {
     /// Whether the KDC marked it renewable (flag R). Without the flag a
     /// `renew_until` means nothing: the KDC refuses the renewal.
     pub renewable: bool,
+}
+
+impl TicketInfo {
+    /// Whether the ticket is `principal`'s (see [`Principal::same_as`]).
+    pub fn is_for(&self, principal: &Principal) -> bool {
+        self.default_principal.same_as(principal)
+    }
 }
 
 /// Why a credential cache could not be read or used.
@@ -611,6 +679,7 @@ impl CredentialCache {
         };
         Ok(TicketInfo {
             principal,
+            default_principal: self.default_principal.clone(),
             starts_at: if tgt.starttime == 0 {
                 tgt.authtime
             } else {
@@ -665,7 +734,6 @@ mod tests {
     const EXPIRES: u32 = 1_795_733_631;
     const RENEW_UNTIL: u32 = 1_795_870_431;
     const AES256_CTS_HMAC_SHA1_96: u16 = 18;
-    const KRB5_NT_PRINCIPAL: i32 = 1;
 
     fn principal(components: &[&str], realm: &str) -> Principal {
         Principal {
@@ -790,6 +858,7 @@ mod tests {
             inspect_bytes(V4_KINIT_KEYTAB),
             Ok(TicketInfo {
                 principal: "alice@FIXTURE.TEST".into(),
+                default_principal: principal(&["alice"], "FIXTURE.TEST"),
                 starts_at: STARTS,
                 expires_at: EXPIRES,
                 renew_until: None,
@@ -808,6 +877,7 @@ mod tests {
             cache.ticket_info(),
             Ok(TicketInfo {
                 principal: "bob@FIXTURE.TEST".into(),
+                default_principal: principal(&["bob"], "FIXTURE.TEST"),
                 starts_at: STARTS,
                 expires_at: EXPIRES,
                 renew_until: Some(RENEW_UNTIL),

@@ -64,16 +64,14 @@ pub struct Keytab {
 }
 
 impl Keytab {
-    /// Entries whose principal is `principal` (same realm and components; the
-    /// name type is ignored, as `krb5_principal_compare` ignores it).
+    /// Entries whose principal is `principal` ([`Principal::same_as`]).
     pub fn entries_for<'k>(
         &'k self,
         principal: &'k Principal,
     ) -> impl Iterator<Item = &'k KeytabEntry> + 'k {
-        self.entries.iter().filter(move |entry| {
-            entry.principal.realm == principal.realm
-                && entry.principal.components == principal.components
-        })
+        self.entries
+            .iter()
+            .filter(move |entry| entry.principal.same_as(principal))
     }
 
     /// The distinct principals in the keytab, in file order, unparsed.

@@ -26,6 +26,12 @@ use crate::secret::SecretBytes;
 /// string-to-key of AES is PBKDF2 over the whole password).
 pub const MAX_PASSWORD_BYTES: usize = 8 * 1024;
 
+/// The largest sign-in request body (JSON `{"password": ...}`) the hub and
+/// the server read; anything larger is refused unread. Room for the longest
+/// password even when every byte arrives as a six-byte `\uXXXX` escape.
+pub const MAX_SIGN_IN_BYTES: usize = 64 * 1024;
+const _: () = assert!(MAX_SIGN_IN_BYTES >= 6 * MAX_PASSWORD_BYTES + 64);
+
 /// KDC_ERR_PREAUTH_FAILED and KRB5KRB_AP_ERR_BAD_INTEGRITY: the client's key
 /// is not the principal's current key. With a password that is a wrong
 /// password (MIT kinit says "Password incorrect" for both: the first when
@@ -482,8 +488,14 @@ fn store(cache: &MemoryCache<'_>, cred: &Credential) -> Result<(), KerberosError
 
 /// Parses `name` as libkrb5 does (the default realm fills in a missing
 /// one), so a name compares with a cache's principals by the same rule as
-/// `kinit_keytab` applies.
+/// `kinit_keytab` applies. A plain `name@REALM` is parsed without a krb5
+/// context (loading the profile costs far more than the compare it serves,
+/// which runs on every status poll); anything else goes to
+/// `krb5_parse_name`.
 pub fn parse_principal(name: &str) -> Result<Principal, KerberosError> {
+    if let Some(principal) = Principal::parse_with_realm(name) {
+        return Ok(principal);
+    }
     let ctx = Context::new()?;
     let principal = OwnedPrincipal::parse(&ctx, name)?;
     // SAFETY: a valid principal from krb5_parse_name.
@@ -849,6 +861,53 @@ unsafe fn credential_from_raw(raw: &ffi::krb5_creds) -> Credential {
 mod tests {
     use super::*;
     use crate::keytab;
+
+    /// The context-free fast path of `parse_principal` agrees with
+    /// `krb5_parse_name` on every name it accepts, and declines the rest.
+    #[test]
+    fn principal_fast_path_agrees_with_libkrb5() {
+        let ctx = Context::new().unwrap();
+        let by_libkrb5 = |name: &str| {
+            // SAFETY: a valid principal from krb5_parse_name.
+            OwnedPrincipal::parse(&ctx, name).map(|p| unsafe { principal_from_raw(p.raw) })
+        };
+        for name in [
+            "alice@EXAMPLE.ORG",
+            "alice/admin@EXAMPLE.ORG",
+            "host/node1.example.org@EXAMPLE.ORG",
+            "a\\/b@EXAMPLE.ORG",
+            "a\\@b@EXAMPLE.ORG",
+            "a\\\\b@EXAMPLE.ORG",
+            "tab\\tnl\\nbs\\bnul\\0x\\q@R",
+            "alice@REALM\\@X",
+            "élise@EXAMPLE.ORG",
+        ] {
+            let fast = Principal::parse_with_realm(name).unwrap_or_else(|| panic!("{name}"));
+            let slow = by_libkrb5(name).unwrap();
+            assert!(fast.same_as(&slow), "{name}: {fast:?} != {slow:?}");
+            assert_eq!(fast.to_string_lossy(), slow.to_string_lossy());
+        }
+        for name in [
+            "",
+            "alice",
+            "alice@",
+            "@EXAMPLE.ORG",
+            "a//b@R",
+            "a/@R",
+            "alice@R/x",
+            "alice@R@S",
+            "alice@R\\",
+            "alice\\",
+        ] {
+            assert_eq!(Principal::parse_with_realm(name), None, "{name}");
+        }
+        assert!(!Principal::parse_with_realm("alice@A")
+            .unwrap()
+            .same_as(&Principal::parse_with_realm("alice@B").unwrap()));
+        assert!(!Principal::parse_with_realm("alice/x@A")
+            .unwrap()
+            .same_as(&Principal::parse_with_realm("alice@A").unwrap()));
+    }
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keytab");
 

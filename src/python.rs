@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyTuple};
 
 use crate::cache_file::{Owner, Replaced};
-use crate::ccache::TicketInfo as NativeTicketInfo;
+use crate::ccache::{Principal, TicketInfo as NativeTicketInfo};
 use crate::deadline::Deadline;
 use crate::keytab::{self, KeytabError};
 use crate::kinit::KerberosError;
@@ -132,10 +132,20 @@ pub struct TicketInfo {
     /// until `renew_until`.
     #[pyo3(get)]
     renewable: bool,
+    /// `principal` parsed, for `is_for`.
+    default_principal: Principal,
 }
 
 #[pymethods]
 impl TicketInfo {
+    /// Whether the ticket is `principal`'s: realm and name components
+    /// compared as `krb5_principal_compare` does (the name type does not
+    /// count), not the strings.
+    fn is_for(&self, principal: &str) -> PyResult<bool> {
+        let expected = parse_principal(principal)?;
+        Ok(self.default_principal.same_as(&expected))
+    }
+
     fn __repr__(&self) -> String {
         let renew_until = self
             .renew_until
@@ -157,6 +167,7 @@ impl From<NativeTicketInfo> for TicketInfo {
             expires_at: info.expires_at,
             renew_until: info.renew_until,
             renewable: info.renewable,
+            default_principal: info.default_principal,
         }
     }
 }
@@ -257,10 +268,18 @@ pub struct KeytabEntry {
     /// When the entry was written, seconds since the epoch.
     #[pyo3(get)]
     timestamp: u32,
+    /// `principal` parsed, for `is_for`.
+    parsed: Principal,
 }
 
 #[pymethods]
 impl KeytabEntry {
+    /// Whether this key is `principal`'s (compared as `TicketInfo.is_for`).
+    fn is_for(&self, principal: &str) -> PyResult<bool> {
+        let expected = parse_principal(principal)?;
+        Ok(self.parsed.same_as(&expected))
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "KeytabEntry(principal={:?}, kvno={}, enctype={} ({}), timestamp={})",
@@ -284,10 +303,20 @@ pub struct KeytabInfo {
     /// `tuple[KeytabEntry, ...]`, in file order.
     #[pyo3(get)]
     entries: Py<PyTuple>,
+    /// Each entry's principal, parsed, in file order.
+    principals: Vec<Principal>,
 }
 
 #[pymethods]
 impl KeytabInfo {
+    /// Whether the keytab holds at least one key of `principal` (compared
+    /// as `TicketInfo.is_for`): the test `obtain_ticket` applies before it
+    /// asks the KDC.
+    fn has_key_for(&self, principal: &str) -> PyResult<bool> {
+        let expected = parse_principal(principal)?;
+        Ok(self.principals.iter().any(|p| p.same_as(&expected)))
+    }
+
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "KeytabInfo(owner_uid={}, owner_gid={}, mode={:#o}, size={}, entries={})",
@@ -318,6 +347,7 @@ fn inspect_keytab(py: Python<'_>, path: &str) -> PyResult<KeytabInfo> {
                         enctype: entry.enctype,
                         enctype_name: crate::kinit::enctype_name(entry.enctype),
                         timestamp: entry.timestamp,
+                        parsed: entry.principal.clone(),
                     })
                     .collect();
                 (
@@ -331,6 +361,7 @@ fn inspect_keytab(py: Python<'_>, path: &str) -> PyResult<KeytabInfo> {
         })
         .map_err(NativeError::from)?;
     let (owner_uid, owner_gid, mode, size, entries) = described;
+    let principals = entries.iter().map(|entry| entry.parsed.clone()).collect();
     let entries = entries
         .into_iter()
         .map(|entry| Py::new(py, entry))
@@ -341,6 +372,7 @@ fn inspect_keytab(py: Python<'_>, path: &str) -> PyResult<KeytabInfo> {
         mode,
         size,
         entries: PyTuple::new(py, entries)?.unbind(),
+        principals,
     })
 }
 
@@ -476,6 +508,13 @@ fn obtain_ticket_with_password(
         .map_err(NativeError::from)?;
     drop(password);
     installation(py, installed)
+}
+
+/// `name` parsed as libkrb5 parses it (the default realm fills in a
+/// missing one); KerberosError when it is not a principal name.
+fn parse_principal(name: &str) -> PyResult<Principal> {
+    Ok(crate::kinit::parse_principal(name)
+        .map_err(|e| NativeError::Ticket(TicketError::Kerberos(e)))?)
 }
 
 fn owner(uid: Option<u32>, gid: Option<u32>) -> PyResult<Option<Owner>> {
@@ -703,6 +742,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(validate_template, m)?)?;
     m.add_function(wrap_pyfunction!(expand_template, m)?)?;
     m.add_function(wrap_pyfunction!(check_username, m)?)?;
+    // Limits both the native and the Python side enforce, defined once here.
     m.add("MAX_USERNAME_LEN", template::MAX_USERNAME_LEN)?;
+    m.add("MAX_PASSWORD_BYTES", crate::kinit::MAX_PASSWORD_BYTES)?;
+    m.add("MAX_SIGN_IN_BYTES", crate::kinit::MAX_SIGN_IN_BYTES)?;
+    m.add("MAX_CACHE_BYTES", ticket::MAX_CACHE_BYTES)?;
     Ok(())
 }

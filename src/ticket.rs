@@ -245,7 +245,7 @@ pub fn renew(
     let expected = kinit::parse_principal(principal)?;
     let tgt = renewable_tgt(&current, &expected, unix_now(), &path)?;
     let renewed = kinit::renew_tgt(&current.default_principal, tgt, &path)?;
-    if !same_principal(&renewed.client, &expected) {
+    if !renewed.client.same_as(&expected) {
         // A KDC does not rename the client of a renewal; never install one
         // that did under this user's name.
         return Err(TicketError::WrongPrincipal {
@@ -371,11 +371,6 @@ fn read_checked(cache: &Path, owner_uid: u32) -> Result<CredentialCache, TicketE
     })
 }
 
-/// As `krb5_principal_compare`: realm and components, not the name type.
-fn same_principal(a: &Principal, b: &Principal) -> bool {
-    a.realm == b.realm && a.components == b.components
-}
-
 /// The cache's TGT, if it is `expected`'s and the KDC would renew it at
 /// `now`: renewable flag set, not expired, renewal window still open.
 fn renewable_tgt<'c>(
@@ -385,7 +380,7 @@ fn renewable_tgt<'c>(
     path: &str,
 ) -> Result<&'c Credential, TicketError> {
     let principal = ccache::shorten(cache.default_principal.to_string_lossy());
-    if !same_principal(&cache.default_principal, expected) {
+    if !cache.default_principal.same_as(expected) {
         return Err(TicketError::WrongPrincipal {
             path: path.to_owned(),
             expected: expected.to_string_lossy(),
@@ -433,7 +428,7 @@ fn check_deliverable(
 ) -> Result<(), TicketError> {
     let stranger = std::iter::once(&cache.default_principal)
         .chain(cache.credentials.iter().map(|cred| &cred.client))
-        .find(|client| !same_principal(client, expected));
+        .find(|client| !client.same_as(expected));
     if let Some(found) = stranger {
         return Err(TicketError::WrongPrincipal {
             path: path.to_owned(),

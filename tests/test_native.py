@@ -91,6 +91,43 @@ def test_inspect_fixture_written_by_mit_kinit(workdir):
     assert "alice/pg-dmp-workbench2" in repr(info)
 
 
+def test_ticket_info_is_for_compares_principals_not_strings(workdir):
+    info = _native.inspect_ticket(str(_private_copy("v4-two-components", workdir)))
+    realm = info.principal.rsplit("@", 1)[1]
+    assert info.is_for(info.principal)
+    # The same principal spelled with a redundant escape: equal as a
+    # principal, different as a string.
+    assert info.is_for(f"alice/pg-dmp\\-workbench2@{realm}")
+    assert not info.is_for(f"alice@{realm}")
+    assert not info.is_for(f"alice/pg-dmp-workbench2@{realm}X")
+    assert not info.is_for(f"alice/pg-dmp-workbench2/x@{realm}")
+    with pytest.raises(KerberosError):
+        info.is_for("alice@REALM@TWICE")
+
+
+def test_shared_limits_are_native_constants():
+    assert _native.MAX_PASSWORD_BYTES == 8 * 1024
+    assert _native.MAX_CACHE_BYTES == 1 << 20
+    assert _native.MAX_SIGN_IN_BYTES == 64 * 1024
+    # A password of the longest length, every byte a JSON \uXXXX escape,
+    # still fits in a sign-in body.
+    assert 6 * _native.MAX_PASSWORD_BYTES + len('{"password": ""}') <= _native.MAX_SIGN_IN_BYTES
+
+
+def test_password_limit_is_the_one_obtain_ticket_with_password_enforces(workdir):
+    too_long = bytearray(b"x" * (_native.MAX_PASSWORD_BYTES + 1))
+    with pytest.raises(KerberosError) as raised:
+        _native.obtain_ticket_with_password("alice@NOWHERE.TEST", too_long, str(workdir / "cc"))
+    assert raised.value.code is None
+    assert str(_native.MAX_PASSWORD_BYTES) in str(raised.value)
+    assert too_long == bytearray(len(too_long))
+
+
+def test_cache_limit_is_the_one_install_cache_enforces(workdir):
+    with pytest.raises(TicketFormatError, match=str(_native.MAX_CACHE_BYTES)):
+        _native.install_cache(str(workdir / "cc"), bytes(_native.MAX_CACHE_BYTES + 1), principal="alice@NOWHERE.TEST")
+
+
 def test_inspect_refuses_a_cache_of_another_owner(workdir):
     # A well-formed cache at the path that belongs to someone else is never
     # taken for the user's (no chown needed: ask for another uid).
@@ -359,6 +396,24 @@ def test_inspect_keytab_written_by_ktutil(workdir):
     assert entry == _native.inspect_keytab(str(path)).entries[0]
     with pytest.raises(AttributeError):
         info.mode = 0o600
+
+
+def test_keytab_has_key_for_and_entry_is_for(workdir):
+    path = workdir / "multi.keytab"
+    path.write_bytes((KEYTAB_FIXTURES / "multi.keytab").read_bytes())
+    path.chmod(0o600)
+    info = _native.inspect_keytab(str(path))
+    assert info.has_key_for("alice@FIXTURE.TEST")
+    assert info.has_key_for("alice/pg-dmp-workbench2@FIXTURE.TEST")
+    assert info.has_key_for("bob@OTHER.TEST")
+    assert info.has_key_for("b\\ob@OTHER.TEST")  # an escape that changes nothing
+    assert not info.has_key_for("\\bob@OTHER.TEST")  # \b is a backspace, as for libkrb5
+    assert not info.has_key_for("bob@FIXTURE.TEST")
+    assert not info.has_key_for("alice/pg-dmp-workbench2/x@FIXTURE.TEST")
+    assert not info.has_key_for("alice@FIXTURE.TEST.")
+    assert [e.is_for("alice@FIXTURE.TEST") for e in info.entries] == [True, True, False, False]
+    with pytest.raises(KerberosError):
+        info.has_key_for("alice@A@B")
 
 
 def test_inspect_keytab_refuses_symlinked_middle_component(workdir):

@@ -1,6 +1,15 @@
 from typing import Final
 
 MAX_USERNAME_LEN: Final[int]
+"""Longest user name ``check_username`` accepts, in bytes."""
+MAX_PASSWORD_BYTES: Final[int]
+"""Longest password (UTF-8 bytes) the hub's login accepts and libkrb5 is
+given: 8 KiB. Longer is refused without asking PAM or the KDC."""
+MAX_SIGN_IN_BYTES: Final[int]
+"""Largest sign-in request body (JSON ``{"password": ...}``) the hub and the
+server read: 64 KiB, room for the longest password fully ``\\u``-escaped."""
+MAX_CACHE_BYTES: Final[int]
+"""Largest credential cache read, served or installed: 1 MiB."""
 
 class TicketInfo:
     @property
@@ -14,6 +23,11 @@ class TicketInfo:
     @property
     def renewable(self) -> bool:
         """The KDC issued the ticket renewable (flag R)."""
+    def is_for(self, principal: str) -> bool:
+        """Whether the ticket is ``principal``'s: realm and name components
+        compared as ``krb5_principal_compare`` does (escapes resolved, the
+        name type ignored), not the strings. A name without a realm gets the
+        default realm. KerberosError if ``principal`` is not a principal name."""
 
 class ReplacedEntry:
     """Something other than the user's own cache that obtain_ticket replaced."""
@@ -59,6 +73,8 @@ class KeytabEntry:
     def enctype_name(self) -> str: ...
     @property
     def timestamp(self) -> int: ...
+    def is_for(self, principal: str) -> bool:
+        """Whether this key is ``principal``'s, compared as ``TicketInfo.is_for``."""
 
 class KeytabInfo:
     @property
@@ -71,6 +87,10 @@ class KeytabInfo:
     def size(self) -> int: ...
     @property
     def entries(self) -> tuple[KeytabEntry, ...]: ...
+    def has_key_for(self, principal: str) -> bool:
+        """Whether the keytab holds at least one key of ``principal`` (compared
+        as ``TicketInfo.is_for``): what ``obtain_ticket`` needs before it asks
+        the KDC. KerberosError if ``principal`` is not a principal name."""
 
 def pam_authenticate(
     service: str,
