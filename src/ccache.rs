@@ -256,6 +256,17 @@ impl TicketInfo {
     pub fn is_for(&self, principal: &Principal) -> bool {
         self.default_principal.same_as(principal)
     }
+
+    /// Whether the KDC would renew the TGT at `now`, by the rule
+    /// [`Credential::renewal_at`] applies to the TGT itself.
+    pub fn renewal_at(&self, now: u32) -> Result<(), NotRenewable> {
+        renewal_at(
+            self.renewable,
+            self.renew_until.unwrap_or(0),
+            self.expires_at,
+            now,
+        )
+    }
 }
 
 /// Why a credential cache could not be read or used.
@@ -610,6 +621,42 @@ impl Credential {
     pub fn is_renewable(&self) -> bool {
         self.ticket_flags & TKT_FLG_RENEWABLE != 0
     }
+
+    /// Whether the KDC would renew this ticket at `now` (see [`renewal_at`]).
+    pub fn renewal_at(&self, now: u32) -> Result<(), NotRenewable> {
+        renewal_at(self.is_renewable(), self.renew_till, self.endtime, now)
+    }
+}
+
+/// Why the KDC would not renew a ticket-granting ticket at some time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotRenewable {
+    /// No renewable flag, or no `renew_till`.
+    NotIssuedRenewable,
+    /// Renewable, but only until this time, which has passed.
+    WindowClosed { renew_until: u32 },
+    /// Expired at this time: the KDC renews only a valid ticket (RFC 4120
+    /// 3.3.3.1).
+    Expired { expired_at: u32 },
+}
+
+/// The one renewability rule, for a cache's TGT and for its [`TicketInfo`]:
+/// issued renewable (flag R and a `renew_till`), the renewal window still
+/// open at `now`, and the ticket still valid at `now`.
+pub fn renewal_at(flag: bool, renew_till: u32, endtime: u32, now: u32) -> Result<(), NotRenewable> {
+    if !flag || renew_till == 0 {
+        Err(NotRenewable::NotIssuedRenewable)
+    } else if now >= renew_till {
+        Err(NotRenewable::WindowClosed {
+            renew_until: renew_till,
+        })
+    } else if now >= endtime {
+        Err(NotRenewable::Expired {
+            expired_at: endtime,
+        })
+    } else {
+        Ok(())
+    }
 }
 
 impl CredentialCache {
@@ -883,6 +930,46 @@ mod tests {
                 renew_until: Some(RENEW_UNTIL),
                 renewable: true,
             })
+        );
+    }
+
+    #[test]
+    fn renewability_is_one_rule_for_the_tgt_and_its_info() {
+        let cache = parse(V4_RENEWABLE).unwrap();
+        let tgt = cache.ticket_granting_ticket().unwrap();
+        let info = cache.ticket_info().unwrap();
+        for (now, expected) in [
+            (STARTS, Ok(())),
+            (EXPIRES - 1, Ok(())),
+            (
+                EXPIRES,
+                Err(NotRenewable::Expired {
+                    expired_at: EXPIRES,
+                }),
+            ),
+            (
+                RENEW_UNTIL,
+                Err(NotRenewable::WindowClosed {
+                    renew_until: RENEW_UNTIL,
+                }),
+            ),
+        ] {
+            assert_eq!(tgt.renewal_at(now), expected, "{now}");
+            assert_eq!(info.renewal_at(now), expected, "{now}");
+        }
+        let plain = parse(V4_KINIT_KEYTAB).unwrap();
+        assert_eq!(
+            plain.ticket_granting_ticket().unwrap().renewal_at(STARTS),
+            Err(NotRenewable::NotIssuedRenewable)
+        );
+        assert_eq!(
+            plain.ticket_info().unwrap().renewal_at(STARTS),
+            Err(NotRenewable::NotIssuedRenewable)
+        );
+        // A renew_till without the flag: the KDC refuses, and so do we.
+        assert_eq!(
+            renewal_at(false, RENEW_UNTIL, EXPIRES, STARTS),
+            Err(NotRenewable::NotIssuedRenewable)
         );
     }
 

@@ -146,6 +146,34 @@ impl TicketInfo {
         Ok(self.default_principal.same_as(&expected))
     }
 
+    /// Whether the KDC would renew the ticket at `now` (seconds since the
+    /// epoch) with at least `margin` seconds of its renewable life left:
+    /// issued renewable (flag R), still valid, renewal window open. The rule
+    /// `renew_ticket` applies before it asks the KDC.
+    #[pyo3(signature = (now, margin=0.0))]
+    fn can_renew(&self, now: f64, margin: f64) -> PyResult<bool> {
+        if !(now.is_finite() && now >= 0.0 && margin.is_finite()) {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "now must be a finite, non-negative time.time() value and margin finite",
+            ));
+        }
+        // Ticket times are whole seconds: `now >= t` is `floor(now) >= t`.
+        // After 2106 every ticket reads as expired, which fails closed.
+        let whole = if now >= f64::from(u32::MAX) {
+            u32::MAX
+        } else {
+            now as u32
+        };
+        let renewable = crate::ccache::renewal_at(
+            self.renewable,
+            self.renew_until.unwrap_or(0),
+            self.expires_at,
+            whole,
+        )
+        .is_ok();
+        Ok(renewable && f64::from(self.renew_until.unwrap_or(0)) - now > margin)
+    }
+
     fn __repr__(&self) -> String {
         let renew_until = self
             .renew_until

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cache_file::{self, CacheFileError, Owner, Replaced};
-use crate::ccache::{self, CcacheError, Credential, CredentialCache, Principal, TicketInfo};
+use crate::ccache::{
+    self, CcacheError, Credential, CredentialCache, NotRenewable, Principal, TicketInfo,
+};
 use crate::deadline::Deadline;
 use crate::fallback;
 use crate::keytab::{self, Keytab, KeytabError};
@@ -393,29 +395,27 @@ fn renewable_tgt<'c>(
             source: CcacheError::NoTicketGrantingTicket { principal },
         });
     };
-    let refuse = |reason: String| TicketError::NotRenewable {
-        path: path.to_owned(),
-        principal: principal.clone(),
-        reason,
-    };
-    if !tgt.is_renewable() || tgt.renew_till == 0 {
-        return Err(refuse("it was not issued renewable".to_owned()));
-    }
-    if now >= tgt.renew_till {
-        return Err(TicketError::RenewalExpired {
+    match tgt.renewal_at(now) {
+        Ok(()) => Ok(tgt),
+        Err(NotRenewable::NotIssuedRenewable) => Err(TicketError::NotRenewable {
             path: path.to_owned(),
             principal,
-            renew_until: tgt.renew_till,
-        });
+            reason: "it was not issued renewable".to_owned(),
+        }),
+        Err(NotRenewable::WindowClosed { renew_until }) => Err(TicketError::RenewalExpired {
+            path: path.to_owned(),
+            principal,
+            renew_until,
+        }),
+        Err(NotRenewable::Expired { expired_at }) => Err(TicketError::NotRenewable {
+            path: path.to_owned(),
+            principal,
+            reason: format!(
+                "it expired at {expired_at} (seconds since the epoch), and only a valid ticket \
+                 is renewed"
+            ),
+        }),
     }
-    // The KDC renews only a ticket that is still valid (RFC 4120 3.3.3.1).
-    if now >= tgt.endtime {
-        return Err(refuse(format!(
-            "it expired at {} (seconds since the epoch), and only a valid ticket is renewed",
-            tgt.endtime
-        )));
-    }
-    Ok(tgt)
 }
 
 /// A received cache may be installed as `expected`'s: its default principal

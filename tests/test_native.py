@@ -519,6 +519,24 @@ def test_renew_ticket_refuses_a_ticket_past_its_renewal_window(workdir):
         _native.renew_ticket("bob@FIXTURE.TEST", str(cache))
 
 
+def test_can_renew_is_the_rule_renew_ticket_applies(workdir):
+    renewable = _native.inspect_ticket(str(_private_copy("v4-renewable", workdir)))
+    start, end, until = renewable.starts_at, renewable.expires_at, renewable.renew_until
+    assert renewable.can_renew(start)
+    assert renewable.can_renew(end - 0.5)
+    assert not renewable.can_renew(end)  # only a valid ticket is renewed
+    assert renewable.can_renew(start, margin=until - start - 1)
+    assert not renewable.can_renew(start, margin=until - start)
+    assert not renewable.can_renew(time.time())  # the window closed in 2026-11
+    # Not issued renewable: never, whatever the times.
+    plain = _native.inspect_ticket(str(_private_copy("v4-kinit-keytab", workdir)))
+    assert plain.renewable is False
+    assert not plain.can_renew(plain.starts_at)
+    for now in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="non-negative"):
+            renewable.can_renew(now)
+
+
 def test_renew_ticket_refuses_another_principals_cache(workdir):
     cache = _private_copy("v4-renewable", workdir)
     with pytest.raises(TicketFormatError, match=r"holds tickets of bob@FIXTURE\.TEST, not alice@FIXTURE\.TEST$"):

@@ -28,6 +28,12 @@ class TicketInfo:
         compared as ``krb5_principal_compare`` does (escapes resolved, the
         name type ignored), not the strings. A name without a realm gets the
         default realm. KerberosError if ``principal`` is not a principal name."""
+    def can_renew(self, now: float, margin: float = 0.0) -> bool:
+        """Whether the KDC would renew the ticket at ``now`` (``time.time()``)
+        with more than ``margin`` seconds of renewable life left: issued
+        renewable (flag R, not just a ``renew_until``), still valid, renewal
+        window open. The rule renew_ticket applies before asking the KDC.
+        ValueError for a negative or non-finite ``now``."""
 
 class ReplacedEntry:
     """Something other than the user's own cache that obtain_ticket replaced."""
