@@ -12,6 +12,8 @@
 #     debootstrap (the wheel's Debian 11/13 tests) and binutils (objdump, its static check).
 #     fuse3 (a setuid-root fusermount3, for doctor's FUSE check) and bindfs (an unprivileged
 #     user's FUSE mount on another user's cache path, tests/test_hostile_mounts.py).
+#     Samba's AD DC and winbind (tests/test_samba_dc.py), installed so that the host's PAM,
+#     NSS and krb5.conf stay byte-identical (see the Samba section below).
 #     slurm-wlm and munge (a one-node Slurm cluster, tests/test_slurm_spawner.py; apt starts neither).
 #   - a venv at /opt/pamkrb/venv made from Debian's /usr/bin/python3: /root is
 #     mode 0700, so an interpreter under /root (pyenv) cannot be executed by the
@@ -88,6 +90,104 @@ else
 fi
 if dpkg-query -W -f='${Status}' libpam-krb5 2>/dev/null | grep -q "install ok installed"; then
     log "WARNING: libpam-krb5 is installed; it alters the common PAM stacks and breaks the tests"
+fi
+
+# --- Samba AD DC and winbind (tools/sandbox/samba.py, tests/test_samba_dc.py) --
+# Their package scripts edit the host: libpam-winbind's postinst runs
+# pam-auth-update (adds pam_winbind to /etc/pam.d/common-*), libnss-winbind's
+# runs `sed -i` on /etc/nsswitch.conf, and the init scripts would start smbd,
+# nmbd and samba on the host's ports. Other tests, running concurrently, depend
+# on the host's PAM stack. So: the init scripts stay blocked by policy-rc.d; the
+# DC packages (whose scripts only add groups, /etc/samba/smb.conf and init links)
+# are installed normally; the winbind PAM profile is diverted out of
+# pam-auth-update's sight for good; the two member packages are configured in a
+# private mount namespace whose /etc and /var/lib/pam are throw-away overlays;
+# and the PAM/NSS/Kerberos files are compared with a backup afterwards (and
+# restored, failing the setup, if anything changed them).
+SAMBA_DC_PACKAGES=(samba-ad-dc samba-ad-provision winbind)
+SAMBA_MEMBER_PACKAGES=(libnss-winbind libpam-winbind)
+WINBIND_PAM_PROFILE=/usr/share/pam-configs/winbind
+samba_dc_missing=()
+samba_member_missing=()
+for pkg in "${SAMBA_DC_PACKAGES[@]}" "${SAMBA_MEMBER_PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    [[ $status == "install ok installed" ]] && continue
+    if [[ " ${SAMBA_MEMBER_PACKAGES[*]} " == *" $pkg "* ]]; then
+        samba_member_missing+=("$pkg")
+    else
+        samba_dc_missing+=("$pkg")
+    fi
+done
+if ((${#samba_dc_missing[@]} + ${#samba_member_missing[@]})); then
+    if [[ ! -x /usr/sbin/policy-rc.d ]] || /usr/sbin/policy-rc.d samba start >/dev/null 2>&1; then
+        echo "setup: /usr/sbin/policy-rc.d does not block daemon starts; Samba's packages would start" \
+            "smbd, nmbd and samba on this host's ports 53/88/389/445. Not installing them." >&2
+        exit 1
+    fi
+    samba_backup=$(mktemp -d /var/backups/pamkrb-samba-install.XXXXXX)
+    guarded=(/etc/pam.d /etc/nsswitch.conf /etc/krb5.conf /etc/samba)
+    for path in "${guarded[@]}"; do
+        if [[ -e $path ]]; then cp -a "$path" "$samba_backup/"; fi
+    done
+    rm -f "$samba_backup"/pam.d/pamkrb-*
+    log "Samba: host PAM/NSS/Kerberos files backed up to $samba_backup"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --download-only --no-install-recommends "${samba_dc_missing[@]}" "${samba_member_missing[@]}"
+    if ((${#samba_dc_missing[@]})); then
+        log "apt-get install ${samba_dc_missing[*]}"
+        apt-get install -y -q --no-install-recommends "${samba_dc_missing[@]}"
+    fi
+    if ((${#samba_member_missing[@]})); then
+        # Out of the directory: pam-auth-update reads every file in it whose
+        # name does not end in "~" (a "winbind.disabled" would be a profile).
+        if ! dpkg-divert --list "$WINBIND_PAM_PROFILE" | grep -q .; then
+            mkdir -p /usr/share/pamkrb/disabled-pam-configs
+            dpkg-divert --package pamkrb-setup --rename \
+                --divert /usr/share/pamkrb/disabled-pam-configs/winbind --add "$WINBIND_PAM_PROFILE"
+        fi
+        overlays=$(mktemp -d /var/tmp/pamkrb-samba-overlay.XXXXXX)
+        log "apt-get install ${samba_member_missing[*]} (in a mount namespace; /etc and /var/lib/pam are overlays)"
+        # shellcheck disable=SC2016 # expanded by the inner bash
+        unshare --mount --propagation private -- bash -euo pipefail -c '
+            overlays=$1
+            shift
+            for dir in /etc /var/lib/pam; do
+                name=${dir//\//_}
+                mkdir -p "$overlays/$name.upper" "$overlays/$name.work"
+                mount -t overlay pamkrb-samba-overlay \
+                    -o "lowerdir=$dir,upperdir=$overlays/$name.upper,workdir=$overlays/$name.work" "$dir"
+            done
+            apt-get install -y -q --no-install-recommends "$@"
+        ' _ "$overlays" "${samba_member_missing[@]}"
+        rm -rf "$overlays"
+        # The libraries' ldconfig trigger wrote its cache inside the overlay.
+        ldconfig
+    fi
+    changed=()
+    while IFS= read -r -d '' saved; do
+        path=/etc/${saved#"$samba_backup"/}
+        # Tests install and remove their own PAM services (pamkrb-*) meanwhile.
+        [[ $path == /etc/pam.d/pamkrb-* ]] && continue
+        cmp -s "$saved" "$path" || changed+=("$path")
+    done < <(find "$samba_backup" -type f -print0)
+    for path in /etc/pam.d/* /etc/nsswitch.conf /etc/krb5.conf; do
+        # /etc/pam.d/samba is samba-common's own service (smbd's), new and expected.
+        [[ $path == /etc/pam.d/pamkrb-* || $path == /etc/pam.d/samba || ! -e $path ]] && continue
+        [[ -e $samba_backup/${path#/etc/} ]] || changed+=("$path (new)")
+    done
+    if ((${#changed[@]})); then
+        echo "setup: installing Samba changed ${changed[*]}; restoring them from $samba_backup" >&2
+        cp -a "$samba_backup"/. /etc/
+        exit 1
+    fi
+    log "Samba installed; /etc/pam.d, /etc/nsswitch.conf and /etc/krb5.conf unchanged (cmp)"
+    rm -rf "$samba_backup"
+else
+    log "samba packages present"
+fi
+if grep -qs winbind /etc/nsswitch.conf /etc/pam.d/common-*; then
+    log "WARNING: winbind is in the host's nsswitch.conf or common PAM stacks; the tests expect it only in their own namespaces"
 fi
 
 # --- Rust ------------------------------------------------------------------
