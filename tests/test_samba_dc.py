@@ -1,0 +1,258 @@
+"""What an Active Directory KDC does that an MIT-shaped product must expect.
+
+Against Samba 4.17's AD DC from Debian (Heimdal KDC inside;
+``tools/sandbox/samba.py``), started once per session in its own network and
+PID namespaces, from the host's MIT krb5 1.20 tools and pamkrb's own native
+calls. These are the facts issue 21's product work builds on; each assertion
+fails if the harness (or the DC) is not what it claims to be.
+
+- A client-requested 90-second ticket is granted (the DC's own lifetimes are
+  whole hours); a renewable one when renewal is asked for.
+- The cache holds the principal **as typed** (``ADUSER@REALM``), which
+  ``TicketInfo.is_for("aduser@REALM")`` does not match; with canonicalization
+  (``kinit -C``) it holds ``aduser@REALM``. An enterprise name (``kinit -E
+  aduser@ad.pamkrb.test``) is stored as ``aduser\\@ad.pamkrb.test@REALM``
+  unless canonicalization is requested too. Without ``-E``, the UPN's domain
+  is taken for a realm nobody knows.
+- ``samba-tool domain exportkeytab`` writes aes256, aes128 and arcfour-hmac
+  (RC4) keys under ``sAMAccountName@REALM``, also when asked for the UPN, and
+  such a keytab gets a ticket for that name, not for the UPN.
+- A password that must be changed: KDC_ERR_KEY_EXPIRED ("Password has
+  expired"), not a rejected password. A locked account and a disabled one:
+  both KDC_ERR_CLIENT_REVOKED ("Client's credentials have been revoked").
+  Wrong passwords sent to the KDC count towards the domain's lockout, and a
+  right one in between resets the count.
+- MIT kinit warns of the password's expiry (default maximum age 42 days);
+  pamkrb's password kinit, which has no prompter, gets its ticket all the same.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pamkrb import _native
+from pamkrb.exceptions import KerberosError, KerberosPasswordRejected, KeytabError
+from sandbox.samba import ADUser, DomainController
+
+# The session's domain controller: ad_dc, ad_krb5_config.
+pytest_plugins = ["samba_fixtures"]
+
+# krb5 error codes (com_err table of MIT krb5 1.20, krb5.h).
+KDC_ERR_CLIENT_REVOKED = -1765328366
+KDC_ERR_KEY_EXPIRED = -1765328361
+KDC_ERR_PREAUTH_FAILED = -1765328360
+ENCTYPES = {18: "aes256-cts-hmac-sha1-96", 17: "aes128-cts-hmac-sha1-96", 23: "arcfour-hmac"}
+
+
+def password_kinit(principal: str, password: str, ccache: Path, **kwargs: int) -> _native.TicketInfo:
+    """pamkrb's in-process password kinit (90-second ticket unless told)."""
+    kwargs.setdefault("lifetime", 90)
+    ccache.unlink(missing_ok=True)
+    return _native.obtain_ticket_with_password(principal, bytearray(password.encode()), str(ccache), **kwargs).ticket
+
+
+def mit_kinit(dc: DomainController, ccache: Path, password: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The host's MIT ``kinit -l 90s ARGS`` with the password on stdin."""
+    ccache.unlink(missing_ok=True)
+    env = dc.client_env()
+    env["KRB5CCNAME"] = f"FILE:{ccache}"
+    return subprocess.run(
+        ["kinit", "-l", "90s", *args],
+        input=password + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def host_listening_tcp_ports() -> set[int]:
+    """Ports something listens on in this (the host's) network namespace."""
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+@pytest.fixture
+def ad_user(ad_dc: DomainController) -> Iterator[ADUser]:
+    """A fresh account for one test, deleted afterwards."""
+    with ad_dc.users("ad" + secrets.token_hex(5)) as (user,):
+        yield user
+
+
+def test_the_dc_runs_contained(ad_dc: DomainController) -> None:
+    """samba is PID 1 of a PID namespace of its own, in a network namespace of
+    its own, and every Samba process of the DC runs below it."""
+    processes = ad_dc.processes()
+    samba = ad_dc.samba_pid()
+    assert samba is not None
+    assert processes[samba] == "samba"
+    assert {"samba", "smbd"} <= set(processes.values())
+    for kind in ("pid", "net", "mnt"):
+        assert os.readlink(f"/proc/{samba}/ns/{kind}") != os.readlink(f"/proc/self/ns/{kind}"), kind
+    status = Path(f"/proc/{samba}/status").read_text()
+    assert re.search(r"^NSpid:\s+\d+\s+1$", status, re.M), "samba is not PID 1 of its namespace"
+    # Its KDC, LDAP and SMB answer at its address, over the veth pair, and
+    # none of them listens in the host's network namespace.
+    assert all(ad_dc.accepts(port) for port in (88, 389, 445))
+    assert not {88, 389, 445} & host_listening_tcp_ports()
+    assert ad_dc.address.startswith("169.254.")
+    assert not ad_dc.address.startswith("169.254.169.")
+
+
+def test_password_kinit_gets_the_90_second_ticket_it_asks_for(
+    ad_dc: DomainController, ad_krb5_config: Path, ad_user: ADUser, tmp_path: Path
+) -> None:
+    ticket = password_kinit(ad_user.principal, ad_user.password, tmp_path / "cc")
+    assert ticket.principal == ad_user.principal
+    assert ticket.expires_at - ticket.starts_at == 90
+    assert not ticket.renewable
+    assert ticket.is_for(ad_user.principal)
+
+    renewable = password_kinit(ad_user.principal, ad_user.password, tmp_path / "cc", renew_lifetime=300)
+    assert renewable.renewable
+    assert renewable.renew_until is not None
+    assert renewable.renew_until - renewable.starts_at == 300
+
+    # MIT kinit shows the expiry warning (the domain's default maximum password
+    # age is 42 days) that pamkrb's prompter-less kinit above went past.
+    result = mit_kinit(ad_dc, tmp_path / "cc", ad_user.password, ad_user.principal)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"password will expire in 4[12] days", result.stdout + result.stderr)
+
+
+def test_a_wrong_password_is_rejected_as_preauthentication_failed(
+    ad_krb5_config: Path, ad_user: ADUser, tmp_path: Path
+) -> None:
+    with pytest.raises(KerberosPasswordRejected) as rejected:
+        password_kinit(ad_user.principal, ad_user.password + "x", tmp_path / "cc")
+    assert rejected.value.code == KDC_ERR_PREAUTH_FAILED
+
+
+def test_the_cache_keeps_the_principal_as_typed_unless_canonicalized(
+    ad_dc: DomainController, ad_krb5_config: Path, ad_user: ADUser, tmp_path: Path
+) -> None:
+    name, realm, upn = ad_user.name, ad_user.realm, ad_user.upn
+    cache = tmp_path / "cc"
+    cases = [
+        ([name], f"{name}@{realm}"),
+        ([name.upper()], f"{name.upper()}@{realm}"),
+        (["-C", name.upper()], f"{name}@{realm}"),
+        (["-E", upn], f"{name}\\@{ad_user.dns_domain}@{realm}"),
+        (["-E", "-C", upn], f"{name}@{realm}"),
+        (["-E", "-C", upn.upper()], f"{name}@{realm}"),
+    ]
+    stored = {}
+    for args, _ in cases:
+        result = mit_kinit(ad_dc, cache, ad_user.password, *args)
+        assert result.returncode == 0, (args, result.stderr)
+        stored[" ".join(args)] = _native.inspect_ticket(str(cache)).principal
+    assert stored == {" ".join(args): expected for args, expected in cases}
+
+    # Without -E the UPN's domain is read as a realm, which has no KDC.
+    result = mit_kinit(ad_dc, cache, ad_user.password, upn)
+    assert result.returncode != 0
+    assert f'Cannot find KDC for realm "{ad_user.dns_domain}"' in result.stderr
+
+    # pamkrb asks without canonicalization: the name as typed is what the
+    # cache holds, and the case-sensitive principal check says it is not the
+    # user's. This is the freshness loop issue 21 describes.
+    typed = password_kinit(f"{name.upper()}@{realm}", ad_user.password, cache)
+    assert typed.principal == f"{name.upper()}@{realm}"
+    assert not typed.is_for(ad_user.principal)
+    # The enterprise form, escaped, is accepted by the KDC as it is.
+    escaped = password_kinit(f"{name}\\@{ad_user.dns_domain}@{realm}", ad_user.password, cache)
+    assert escaped.principal == f"{name}\\@{ad_user.dns_domain}@{realm}"
+    assert not escaped.is_for(ad_user.principal)
+
+
+def test_an_exported_keytab_holds_aes_and_rc4_keys_of_the_account_name(
+    ad_dc: DomainController, ad_krb5_config: Path, ad_user: ADUser, tmp_path: Path
+) -> None:
+    by_principal = ad_dc.export_keytab(ad_user.principal, tmp_path / "principal.keytab")
+    by_upn = ad_dc.export_keytab(ad_user.upn, tmp_path / "upn.keytab")
+    for keytab in (by_principal, by_upn):
+        entries = _native.inspect_keytab(str(keytab)).entries
+        assert {e.principal for e in entries} == {ad_user.principal}, keytab.name
+        assert {e.enctype: e.enctype_name for e in entries} == ENCTYPES, keytab.name
+        assert len({e.kvno for e in entries}) == 1
+
+    ticket = _native.obtain_ticket(ad_user.principal, str(by_upn), str(tmp_path / "cc"), lifetime=90).ticket
+    assert ticket.principal == ad_user.principal
+    assert ticket.expires_at - ticket.starts_at == 90
+    with pytest.raises(KeytabError, match="has no key for"):
+        _native.obtain_ticket(ad_user.upn, str(by_upn), str(tmp_path / "cc"), lifetime=90)
+
+    # The DC changes the keys with the password: the old keytab stops working.
+    ad_dc.set_password(ad_user.name, ad_user.password + "-new")
+    with pytest.raises(KerberosError):
+        _native.obtain_ticket(ad_user.principal, str(by_principal), str(tmp_path / "cc"), lifetime=90)
+
+
+def test_a_password_that_must_be_changed_is_expired_not_wrong(
+    ad_dc: DomainController, ad_krb5_config: Path, tmp_path: Path
+) -> None:
+    with ad_dc.users("admustchange", must_change=True) as (user,):
+        with pytest.raises(KerberosError) as expired:
+            password_kinit(user.principal, user.password, tmp_path / "cc")
+        assert not isinstance(expired.value, KerberosPasswordRejected)
+        assert expired.value.code == KDC_ERR_KEY_EXPIRED
+        assert "Password has expired" in str(expired.value)
+        # A wrong password is still told apart: the KDC checks it first.
+        with pytest.raises(KerberosPasswordRejected):
+            password_kinit(user.principal, user.password + "x", tmp_path / "cc")
+        # The flag, not the account, was the reason.
+        ad_dc.set_password(user.name, user.password)
+        assert password_kinit(user.principal, user.password, tmp_path / "cc").principal == user.principal
+
+
+def test_a_locked_account_is_revoked_like_a_disabled_one(
+    ad_dc: DomainController, ad_krb5_config: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cc"
+    ad_dc.set_password_policy(lockout_threshold=3, lockout_minutes=30)
+    try:
+        with ad_dc.users("adlocked", "addisabled") as (locked, disabled):
+            # Two wrong passwords and a right one: the count is reset, not locked.
+            for _ in range(2):
+                with pytest.raises(KerberosPasswordRejected):
+                    password_kinit(locked.principal, "wrong-" + locked.password, cache)
+            assert ad_dc.user_attributes(locked.name)["badPwdCount"] == "2"
+            password_kinit(locked.principal, locked.password, cache)
+            assert ad_dc.user_attributes(locked.name)["badPwdCount"] == "0"
+
+            # Three wrong passwords to the KDC lock the account.
+            for _ in range(3):
+                with pytest.raises(KerberosPasswordRejected):
+                    password_kinit(locked.principal, "wrong-" + locked.password, cache)
+            attributes = ad_dc.user_attributes(locked.name)
+            assert attributes["badPwdCount"] == "3"
+            assert int(attributes["lockoutTime"]) > 0
+            with pytest.raises(KerberosError) as revoked:
+                password_kinit(locked.principal, locked.password, cache)
+            assert revoked.value.code == KDC_ERR_CLIENT_REVOKED
+            assert "credentials have been revoked" in str(revoked.value)
+
+            ad_dc.samba_tool("user", "disable", disabled.name)
+            with pytest.raises(KerberosError) as disabled_error:
+                password_kinit(disabled.principal, disabled.password, cache)
+            assert disabled_error.value.code == KDC_ERR_CLIENT_REVOKED
+            # Same code and text: the KDC does not tell locked from disabled.
+            assert str(disabled_error.value).replace(disabled.name, "X") == str(revoked.value).replace(locked.name, "X")
+
+            ad_dc.samba_tool("user", "unlock", locked.name)
+            assert password_kinit(locked.principal, locked.password, cache).principal == locked.principal
+    finally:
+        ad_dc.set_password_policy(lockout_threshold=0)

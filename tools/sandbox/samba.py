@@ -1,0 +1,600 @@
+"""Active Directory: a Samba 4.17 AD domain controller in network and PID
+namespaces of its own, reached from the host over a veth pair.
+
+Debian 12's ``samba-ad-dc`` (its KDC is Heimdal, inside ``samba``) is
+provisioned into a temporary directory (``--targetdir``) and started once with
+``process model = single``. The DC owns ports 53/88/389/445 only inside its
+network namespace; the host reaches it at a link-local address
+(``169.254.X.Y+2``, the host end being ``+1``) and nothing of Samba listens on
+the host. Users, password policy and keytabs are made with ``samba-tool``
+inside the DC's namespaces. :meth:`DomainController.krb5_conf` is a
+``krb5.conf`` for MIT clients on the host (``kinit``, libkrb5 in pamkrb).
+
+Not re-exported by ``sandbox/__init__.py``: import ``sandbox.samba``. Only the
+standard library is imported; libc's ``setns``/``unshare``/``mount`` are
+reached through ctypes (Python 3.11 has no ``os.setns``), loaded at import
+and called only in the pre-exec function of the processes started here.
+No shell anywhere: every command is an argument list.
+
+Every trap met on the way, and its fix (each was hit or checked here):
+
+- **Provisioning reads the host's ``/etc/samba/smb.conf`` as a template.**
+  Debian's default one (written by samba-common's postinst) brought in
+  ``log file = /var/log/samba/log.%m``, ``obey pam restrictions``,
+  ``passwd program = /usr/bin/passwd %u``, ``[homes]`` and ``[printers]``
+  (with ``/var/lib/samba/printers``). Fix: ``samba-tool domain provision -s
+  /dev/null`` and every directory given explicitly.
+- **``dns forwarder`` is copied from the host's /etc/resolv.conf**; the DC
+  cannot reach it from its namespace. Fix: ``--option=dns forwarder=`` (none).
+- **smbd and winbindd create ``/var/log/samba/log.smbd`` and ``log.winbindd``
+  on the host** (empty, before they read ``--configfile``). Fix: the DC runs
+  in a mount namespace with empty tmpfs over ``/etc/samba``,
+  ``/var/lib/samba``, ``/var/cache/samba``, ``/var/log/samba`` and ``/run``,
+  so no Samba process can write to the host's Samba directories at all.
+- **``KRB5_CONFIG=/dev/null`` breaks provisioning**, and the ``krb5.conf``
+  provisioning writes has ``dns_lookup_kdc = true`` and no KDC address.
+  Fix: a small one of ours for provisioning and the DC
+  (``dc-krb5.conf``), another for MIT clients on the host (``krb5.conf``).
+- **``ntp signd socket directory`` must be mode 0750** or the DC logs errors.
+- **``samba-dcerpcd`` detaches with setsid** and would outlive a stopped DC.
+  Fix: a PID namespace (``unshare --pid --fork --kill-child --mount-proc``):
+  when ``samba`` (its PID 1) exits, the kernel kills everything left in it.
+- **``unshare`` ignores SIGTERM while it waits for its child**, so stopping
+  the ``Popen`` does nothing. Fix: SIGTERM goes to ``samba`` itself (the
+  child of ``unshare``, found in ``/proc/<pid>/task/<pid>/children``), SIGKILL
+  after a deadline; both end the namespace.
+- **``samba-tool`` on the host warns "no network interfaces found"**
+  (``interfaces`` names an address that exists only in the DC's namespace)
+  and would look for the DC's processes by PIDs of another namespace. Fix:
+  it runs inside the DC's network, mount and PID namespaces (``nsenter``).
+- **Ticket lifetimes in smb.conf are whole hours** (``kdc:user ticket
+  lifetime``): a test wanting 90-second tickets asks for them from the client
+  (``kinit -l 90s``, ``lifetime=`` in pamkrb), which the DC grants.
+- **The host's 169.254.169.254 is a cloud metadata address**: the link-local
+  subnet is chosen among 169.254.X.0/30 with X != 169, not used on the host.
+
+What the DC does (measured in tests/test_samba_dc.py, which asserts it): see
+that module's docstring.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import ipaddress
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .process import SandboxError, _run, wait_until
+
+REALM = "AD.PAMKRB.TEST"
+DNS_DOMAIN = "ad.pamkrb.test"
+NETBIOS_DOMAIN = "ADPAMKRB"
+DC_HOST_NAME = "dc1"
+
+# Directories where Debian's Samba writes by default; inside the DC's mount
+# namespace each is an empty tmpfs (those that exist on the host).
+HOST_SAMBA_DIRS = ("/etc/samba", "/var/lib/samba", "/var/cache/samba", "/var/log/samba", "/run")
+TMPFS_SOURCE = b"pamkrb-samba"
+
+# From <sched.h> and <sys/mount.h> (Linux; the same on x86-64 and arm64).
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+
+# Loaded here, never in a forked child: dlopen takes locks another thread may
+# have held at fork time.
+_libc = ctypes.CDLL(None, use_errno=True)
+_setns = _libc.setns
+_setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_setns.restype = ctypes.c_int
+_unshare = _libc.unshare
+_unshare.argtypes = [ctypes.c_int]
+_unshare.restype = ctypes.c_int
+_mount = _libc.mount
+_mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_mount.restype = ctypes.c_int
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        # A pre-exec exception reaches the parent without its text; say it on fd 2.
+        os.write(2, f"sandbox.samba: {what} failed: {os.strerror(errno)}\n".encode())
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _samba_private_view(netns_fd: int | None, covered: tuple[bytes, ...]) -> None:
+    """Pre-exec: join the DC's network namespace (if given), enter a new mount
+    namespace, and cover each of ``covered`` with an empty tmpfs there."""
+    if netns_fd is not None:
+        _check(_setns(netns_fd, CLONE_NEWNET), "setns(network namespace)")
+    _check(_unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    # Without this the tmpfs mounts would propagate back to the host (/ is shared).
+    _check(_mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "making / recursively private")
+    for path in covered:
+        _check(_mount(TMPFS_SOURCE, path, b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0755"), f"tmpfs on {path!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ADUser:
+    """An account in the DC's domain (``sAMAccountName`` ``name``)."""
+
+    name: str
+    password: str
+    realm: str = REALM
+    dns_domain: str = DNS_DOMAIN
+
+    @property
+    def principal(self) -> str:
+        """``name@REALM``: the account's principal as the KDC stores it."""
+        return f"{self.name}@{self.realm}"
+
+    @property
+    def upn(self) -> str:
+        """The user principal name samba-tool gives it: ``name@dns.domain``."""
+        return f"{self.name}@{self.dns_domain}"
+
+
+def _link_local_subnet() -> ipaddress.IPv4Network:
+    """A 169.254.X.Y/30 no interface of the host uses (X != 169, the cloud
+    metadata service's 169.254.169.254)."""
+    used = []
+    out = _run(["ip", "-o", "-4", "addr", "show"]).stdout
+    for line in out.splitlines():
+        fields = line.split()
+        if "inet" in fields:
+            used.append(ipaddress.IPv4Interface(fields[fields.index("inet") + 1]).network)
+    rng = random.SystemRandom()
+    for _ in range(200):
+        third = rng.choice([x for x in range(1, 255) if x != 169])
+        net = ipaddress.IPv4Network(f"169.254.{third}.{rng.randrange(0, 256, 4)}/30")
+        if not any(net.overlaps(other) for other in used):
+            return net
+    raise SandboxError("no free 169.254.X.Y/30 subnet found")
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it, from /proc's children lists."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                with contextlib.suppress(OSError):
+                    todo.extend(int(c) for c in Path(f"/proc/{current}/task/{task}/children").read_text().split())
+    return found
+
+
+class DomainController:
+    """A Samba AD DC in its own network, mount and PID namespaces.
+
+    ``dir`` (0755) holds the client ``krb5.conf`` and keytabs; ``dir/dc``
+    (0700) the provisioned domain, smb.conf and logs. :meth:`start` provisions
+    and starts it (once); :meth:`close` stops every process, removes the
+    network namespace, the veth pair and the directory. Usable as a context
+    manager.
+    """
+
+    def __init__(
+        self,
+        realm: str = REALM,
+        *,
+        dns_domain: str = DNS_DOMAIN,
+        netbios_domain: str = NETBIOS_DOMAIN,
+        base_dir: Path | None = None,
+    ) -> None:
+        self.realm = realm
+        self.dns_domain = dns_domain
+        self.netbios_domain = netbios_domain
+        self.admin_password = "Adm1n-" + secrets.token_urlsafe(12)
+        self.dir = Path(tempfile.mkdtemp(prefix="pamkrb-ad-", dir=base_dir))
+        self.dir.chmod(0o755)
+        self.dc_dir = self.dir / "dc"
+        self.dc_dir.mkdir(mode=0o700)
+        self.smb_conf = self.dc_dir / "etc" / "smb.conf"
+        self.dc_krb5_conf = self.dc_dir / "dc-krb5.conf"
+        self.log_dir = self.dc_dir / "log"
+        self.stdout_log = self.log_dir / "samba.stdout"
+        self.krb5_conf = self.dir / "krb5.conf"
+        token = secrets.token_hex(3)
+        self.netns = f"pamkrb-ad-{token}"
+        self.veth_host = f"pkad{token}h"
+        self.veth_dc = f"pkad{token}d"
+        self.subnet: ipaddress.IPv4Network | None = None
+        self.address = ""  # the DC's, set by start()
+        self.host_address = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._network_made = False
+        self.start_seconds: float | None = None
+        self.provision_seconds: float | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 60) -> None:
+        """Make the network, provision the domain and start the DC; return
+        once its KDC (88) and LDAP (389) accept TCP from the host."""
+        if self.running:
+            return
+        began = time.monotonic()
+        self._make_network()
+        self._write_client_config()
+        self._provision()
+        self.provision_seconds = time.monotonic() - began
+        self._launch(timeout)
+        self.start_seconds = time.monotonic() - began
+
+    def _make_network(self) -> None:
+        self.subnet = _link_local_subnet()
+        host, dc = list(self.subnet.hosts())
+        self.host_address, self.address = str(host), str(dc)
+        prefix = self.subnet.prefixlen
+        _run(["ip", "netns", "add", self.netns])
+        self._network_made = True
+        _run(["ip", "link", "add", self.veth_host, "type", "veth", "peer", "name", self.veth_dc, "netns", self.netns])
+        _run(["ip", "addr", "add", f"{self.host_address}/{prefix}", "dev", self.veth_host])
+        _run(["ip", "link", "set", self.veth_host, "up"])
+        _run(["ip", "-n", self.netns, "addr", "add", f"{self.address}/{prefix}", "dev", self.veth_dc])
+        _run(["ip", "-n", self.netns, "link", "set", self.veth_dc, "up"])
+        _run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
+
+    def _write_client_config(self) -> None:
+        self.dc_krb5_conf.write_text(
+            f"""\
+[libdefaults]
+    default_realm = {self.realm}
+    dns_lookup_kdc = false
+    dns_lookup_realm = false
+    rdns = false
+
+[realms]
+    {self.realm} = {{
+        kdc = {self.address}
+    }}
+"""
+        )
+        self.write_krb5_conf(self.krb5_conf)
+
+    def write_krb5_conf(
+        self, path: Path, *, ticket_lifetime: int | None = None, renew_lifetime: int | None = None
+    ) -> Path:
+        """Write a ``krb5.conf`` (mode 0644) for MIT clients on the host: this
+        realm, its KDC at the DC's address over TCP, no DNS. Lifetimes (in
+        seconds) become ``ticket_lifetime``/``renew_lifetime`` in
+        ``[libdefaults]``: requested by the client, as the DC's own settings
+        are whole hours."""
+        lifetimes = ""
+        if ticket_lifetime is not None:
+            lifetimes += f"    ticket_lifetime = {ticket_lifetime}s\n"
+        if renew_lifetime is not None:
+            lifetimes += f"    renew_lifetime = {renew_lifetime}s\n"
+        path.write_text(
+            f"""\
+[libdefaults]
+    default_realm = {self.realm}
+    dns_lookup_kdc = false
+    dns_lookup_realm = false
+    rdns = false
+    dns_canonicalize_hostname = false
+    udp_preference_limit = 1
+{lifetimes}
+[realms]
+    {self.realm} = {{
+        kdc = {self.address}
+        admin_server = {self.address}
+        kpasswd_server = {self.address}
+    }}
+
+[domain_realm]
+    .{self.dns_domain} = {self.realm}
+    {self.dns_domain} = {self.realm}
+"""
+        )
+        path.chmod(0o644)
+        return path
+
+    def client_env(self) -> dict[str, str]:
+        """os.environ with this realm's KRB5_CONFIG, no inherited KRB5CCNAME, LC_ALL=C."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KRB5")}
+        env["KRB5_CONFIG"] = str(self.krb5_conf)
+        env["LC_ALL"] = "C"
+        return env
+
+    def _dc_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KRB5")}
+        env["KRB5_CONFIG"] = str(self.dc_krb5_conf)
+        env["LC_ALL"] = "C"
+        return env
+
+    def _covered(self) -> tuple[bytes, ...]:
+        return tuple(os.fsencode(p) for p in HOST_SAMBA_DIRS if os.path.isdir(p))
+
+    def _provision(self) -> None:
+        dc = self.dc_dir
+        for sub, mode in (("run", 0o755), ("ntp_signd", 0o750), ("winbindd", 0o755), ("ncalrpc", 0o755)):
+            (dc / sub).mkdir(mode=mode)
+        self.log_dir.mkdir(mode=0o755)
+        options = {
+            "interfaces": self.address,
+            "bind interfaces only": "yes",
+            "dns forwarder": "",
+            "pid directory": dc / "run",
+            "log file": self.log_dir / "samba.log",
+            "ntp signd socket directory": dc / "ntp_signd",
+            "winbindd socket directory": dc / "winbindd",
+            "ncalrpc dir": dc / "ncalrpc",
+        }
+        args = [
+            "samba-tool",
+            "domain",
+            "provision",
+            "-s",
+            "/dev/null",
+            f"--targetdir={dc}",
+            f"--realm={self.realm}",
+            f"--domain={self.netbios_domain}",
+            "--server-role=dc",
+            "--dns-backend=SAMBA_INTERNAL",
+            "--use-rfc2307",
+            f"--host-name={DC_HOST_NAME}",
+            f"--host-ip={self.address}",
+            f"--adminpass={self.admin_password}",
+        ]
+        args += [f"--option={key}={value}" for key, value in options.items()]
+        covered = self._covered()
+        result = subprocess.run(
+            args,
+            env=self._dc_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+            preexec_fn=lambda: _samba_private_view(None, covered),
+        )
+        (self.log_dir / "provision.log").write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise SandboxError(f"samba-tool domain provision exited with {result.returncode}:\n{result.stderr[-3000:]}")
+
+    def _launch(self, timeout: float) -> None:
+        covered = self._covered()
+        netns_fd = os.open(f"/run/netns/{self.netns}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with self.stdout_log.open("wb") as out:
+                self._proc = subprocess.Popen(
+                    # -i: foreground, log to stdout. --kill-child: if unshare
+                    # dies, samba gets SIGKILL, ending the PID namespace.
+                    [
+                        "unshare",
+                        "--pid",
+                        "--fork",
+                        "--kill-child",
+                        "--mount-proc",
+                        "samba",
+                        "-i",
+                        "-M",
+                        "single",
+                        "-s",
+                        str(self.smb_conf),
+                    ],
+                    env=self._dc_env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    pass_fds=(netns_fd,),
+                    preexec_fn=lambda: _samba_private_view(netns_fd, covered),
+                )
+        finally:
+            os.close(netns_fd)
+
+        def ready() -> bool:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise SandboxError(f"samba exited with {self._proc.returncode}:\n{self._log_tail()}")
+            return all(self.accepts(port) for port in (88, 389))
+
+        wait_until(ready, timeout=timeout, interval=0.1, message=f"the Samba DC at {self.address} (ports 88, 389)")
+
+    def accepts(self, port: int) -> bool:
+        """True when the DC accepts TCP on ``port`` at its address (from the host)."""
+        try:
+            with socket.create_connection((self.address, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.stdout_log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no samba output)"
+
+    def samba_pid(self) -> int | None:
+        """Host PID of ``samba`` (PID 1 of the DC's namespace), if it runs."""
+        if self._proc is None or self._proc.poll() is not None:
+            return None
+        with contextlib.suppress(OSError):
+            children = Path(f"/proc/{self._proc.pid}/task/{self._proc.pid}/children").read_text().split()
+            if children:
+                return int(children[0])
+        return None
+
+    def processes(self) -> dict[int, str]:
+        """Every process of the DC (host PID: command name), ``unshare`` excluded."""
+        pid = self.samba_pid()
+        if pid is None:
+            return {}
+        names = {}
+        for p in _descendants(pid):
+            with contextlib.suppress(OSError):
+                names[p] = Path(f"/proc/{p}/comm").read_text().strip()
+        return names
+
+    def resident_memory(self) -> dict[str, int]:
+        """Of all the DC's processes together: ``rss`` (sum of VmRSS, shared
+        pages counted once per process) and ``pss`` (proportional set size,
+        shared pages split), in bytes."""
+        totals = {"rss": 0, "pss": 0}
+        for pid in self.processes():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    key, _, rest = line.partition(":")
+                    if key in ("Rss", "Pss"):
+                        totals[key.lower()] += int(rest.split()[0]) * 1024
+        return totals
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM samba (SIGKILL after ``timeout``), wait for the namespace to
+        empty, delete the veth pair and the network namespace. Safe to call twice."""
+        proc, self._proc = self._proc, None
+        try:
+            if proc is not None and proc.poll() is None:
+                children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+                for sig in (signal.SIGTERM, signal.SIGKILL):
+                    for child in children:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(int(child), sig)
+                    try:
+                        proc.wait(timeout=timeout)
+                        break
+                    except subprocess.TimeoutExpired:
+                        continue
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=timeout)
+        finally:
+            if self._network_made:
+                # Deleting the namespace deletes the DC's end of the pair, and with it the host's.
+                subprocess.run(["ip", "link", "delete", self.veth_host], capture_output=True, check=False)
+                subprocess.run(["ip", "netns", "delete", self.netns], capture_output=True, check=False)
+                self._network_made = False
+
+    def close(self) -> None:
+        """Stop the DC and delete its directory."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> DomainController:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- administration (samba-tool inside the DC's namespaces) ----------------------
+
+    def samba_tool(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``samba-tool ARGS -s smb.conf`` in the DC's network, mount and
+        PID namespaces; SandboxError with its output if it fails."""
+        pid = self.samba_pid()
+        if pid is None:
+            raise SandboxError("the Samba DC is not running")
+        return _run(
+            [
+                "nsenter",
+                f"--target={pid}",
+                "--net",
+                "--mount",
+                "--pid",
+                "--",
+                "samba-tool",
+                *args,
+                "-s",
+                str(self.smb_conf),
+            ],
+            env=self._dc_env(),
+        )
+
+    def create_user(self, name: str, password: str, *, must_change: bool = False) -> ADUser:
+        """``samba-tool user create``: an enabled account whose UPN is
+        ``name@dns.domain``; ``must_change`` sets "must change at next logon"."""
+        args = ["user", "create", name, password]
+        if must_change:
+            args.append("--must-change-at-next-login")
+        self.samba_tool(*args)
+        return ADUser(name, password, self.realm, self.dns_domain)
+
+    def set_password(self, name: str, password: str, *, must_change: bool = False) -> None:
+        args = ["user", "setpassword", name, f"--newpassword={password}"]
+        if must_change:
+            args.append("--must-change-at-next-login")
+        self.samba_tool(*args)
+
+    def set_expiry(self, name: str, *, days: int | None) -> None:
+        """The account (not password) expires in ``days``; None: never."""
+        self.samba_tool("user", "setexpiry", name, "--noexpiry" if days is None else f"--days={days}")
+
+    def set_password_policy(
+        self,
+        *,
+        lockout_threshold: int | None = None,
+        lockout_minutes: int | None = None,
+        max_password_age_days: int | None = None,
+        complexity: bool = False,
+    ) -> None:
+        """``samba-tool domain passwordsettings set``: the domain's policy.
+        Always: no minimum age and no history (tests reset passwords at will)."""
+        args = [
+            "domain",
+            "passwordsettings",
+            "set",
+            f"--complexity={'on' if complexity else 'off'}",
+            "--min-pwd-age=0",
+            "--history-length=0",
+        ]
+        if lockout_threshold is not None:
+            args.append(f"--account-lockout-threshold={lockout_threshold}")
+        if lockout_minutes is not None:
+            args.append(f"--account-lockout-duration={lockout_minutes}")
+            args.append(f"--reset-account-lockout-after={lockout_minutes}")
+        if max_password_age_days is not None:
+            args.append(f"--max-pwd-age={max_password_age_days}")
+        self.samba_tool(*args)
+
+    def user_attributes(self, name: str) -> dict[str, str]:
+        """``samba-tool user show``: the account's LDAP attributes (first value of each)."""
+        attributes: dict[str, str] = {}
+        for line in self.samba_tool("user", "show", name).stdout.splitlines():
+            key, sep, value = line.partition(": ")
+            if sep and key not in attributes:
+                attributes[key] = value
+        return attributes
+
+    def export_keytab(self, principal: str, path: Path | None = None) -> Path:
+        """``samba-tool domain exportkeytab --principal``: the keys the DC
+        holds for ``principal`` (written as the DC names them), mode 0600."""
+        if path is None:
+            path = self.dir / f"{principal.replace('/', '_').replace('@', '_at_')}.keytab"
+        path.unlink(missing_ok=True)
+        self.samba_tool("domain", "exportkeytab", str(path), f"--principal={principal}")
+        path.chmod(0o600)
+        return path
+
+    @contextlib.contextmanager
+    def users(self, *names: str, must_change: bool = False) -> Iterator[list[ADUser]]:
+        """Accounts with random passwords, deleted afterwards."""
+        made = []
+        try:
+            for name in names:
+                made.append(self.create_user(name, "Pw-" + secrets.token_urlsafe(12), must_change=must_change))
+            yield made
+        finally:
+            for user in made:
+                with contextlib.suppress(SandboxError):
+                    self.samba_tool("user", "delete", user.name)
