@@ -60,7 +60,7 @@ test-rust:
 # Long Spark sessions mostly wait (a round every 20 s over four ticket
 # lifetimes): they run beside the rest of the suite, in a pytest process of
 # their own with its own realm, cluster and hubs, and their output follows.
-LONG_TESTS := tests/test_hadoop_sessions.py
+LONG_TESTS := tests/test_hadoop_sessions.py tests/test_hadoop_renewer.py
 test-python:
 	mkdir -p test-artifacts
 	$(PYTHON) -m pytest -p no:cacheprovider $(LONG_TESTS) > test-artifacts/long-tests.log 2>&1 & long=$$!; \
