@@ -86,6 +86,7 @@ DC_HOST_NAME = "dc1"
 # namespace each is an empty tmpfs (those that exist on the host).
 HOST_SAMBA_DIRS = ("/etc/samba", "/var/lib/samba", "/var/cache/samba", "/var/log/samba", "/run")
 TMPFS_SOURCE = b"pamkrb-samba"
+NETNS_PREFIX = "pamkrb-ad-"
 
 # From <sched.h> and <sys/mount.h> (Linux; the same on x86-64 and arm64).
 CLONE_NEWNS = 0x00020000
@@ -107,6 +108,10 @@ _unshare.restype = ctypes.c_int
 _mount = _libc.mount
 _mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _mount.restype = ctypes.c_int
+_prctl = _libc.prctl
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_prctl.restype = ctypes.c_int
+PR_SET_PDEATHSIG = 1
 
 
 def _check(result: int, what: str) -> None:
@@ -117,9 +122,15 @@ def _check(result: int, what: str) -> None:
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
-def _samba_private_view(netns_fd: int | None, covered: tuple[bytes, ...]) -> None:
+def _samba_private_view(netns_fd: int | None, covered: tuple[bytes, ...], *, die_with_parent: bool = False) -> None:
     """Pre-exec: join the DC's network namespace (if given), enter a new mount
-    namespace, and cover each of ``covered`` with an empty tmpfs there."""
+    namespace, and cover each of ``covered`` with an empty tmpfs there.
+
+    ``die_with_parent``: SIGKILL when the process that started it dies (a
+    test run killed outright), which ``unshare --kill-child`` passes on to
+    samba, ending the whole PID namespace."""
+    if die_with_parent:
+        _check(_prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
     if netns_fd is not None:
         _check(_setns(netns_fd, CLONE_NEWNET), "setns(network namespace)")
     _check(_unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
@@ -167,6 +178,27 @@ def _link_local_subnet() -> ipaddress.IPv4Network:
     raise SandboxError("no free 169.254.X.Y/30 subnet found")
 
 
+def remove_stale_networks() -> list[str]:
+    """Delete network namespaces ``pamkrb-ad-*`` older than two minutes that
+    no process is in (left by a test run killed outright; its DC died with it), and with them
+    their veth pairs. Returns their names. A namespace in use is left alone."""
+    removed = []
+    for line in _run(["ip", "netns", "list"]).stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if not name.startswith(NETNS_PREFIX):
+            continue
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, check=False)
+        try:
+            age = time.time() - os.stat(f"/run/netns/{name}").st_mtime
+        except OSError:
+            continue
+        # Young ones may belong to a DC another session is starting right now.
+        if age > 120 and pids.returncode == 0 and not pids.stdout.strip():
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+            removed.append(name)
+    return removed
+
+
 def _descendants(pid: int) -> list[int]:
     """``pid`` and every process below it, from /proc's children lists."""
     found, todo = [], [pid]
@@ -212,7 +244,7 @@ class DomainController:
         self.stdout_log = self.log_dir / "samba.stdout"
         self.krb5_conf = self.dir / "krb5.conf"
         token = secrets.token_hex(3)
-        self.netns = f"pamkrb-ad-{token}"
+        self.netns = f"{NETNS_PREFIX}{token}"
         self.veth_host = f"pkad{token}h"
         self.veth_dc = f"pkad{token}d"
         self.subnet: ipaddress.IPv4Network | None = None
@@ -235,17 +267,28 @@ class DomainController:
         if self.running:
             return
         began = time.monotonic()
-        self._make_network()
-        self._write_client_config()
-        self._provision()
-        self.provision_seconds = time.monotonic() - began
-        self._launch(timeout)
+        remove_stale_networks()
+        try:
+            self._choose_addresses()
+            self._write_client_config()
+            self._provision()
+            self.provision_seconds = time.monotonic() - began
+            self._make_network()
+            self._launch(timeout)
+        except BaseException:
+            # Nothing half-started stays behind; the logs stay in dir until close().
+            self.stop()
+            raise
         self.start_seconds = time.monotonic() - began
 
-    def _make_network(self) -> None:
+    def _choose_addresses(self) -> None:
         self.subnet = _link_local_subnet()
         host, dc = list(self.subnet.hosts())
         self.host_address, self.address = str(host), str(dc)
+
+    def _make_network(self) -> None:
+        if self.subnet is None:
+            raise SandboxError("_choose_addresses() first")
         prefix = self.subnet.prefixlen
         _run(["ip", "netns", "add", self.netns])
         self._network_made = True
@@ -399,7 +442,7 @@ class DomainController:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                     pass_fds=(netns_fd,),
-                    preexec_fn=lambda: _samba_private_view(netns_fd, covered),
+                    preexec_fn=lambda: _samba_private_view(netns_fd, covered, die_with_parent=True),
                 )
         finally:
             os.close(netns_fd)
@@ -491,7 +534,11 @@ class DomainController:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> DomainController:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
