@@ -378,9 +378,10 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
             raise SandboxError(f"sbatch exited with {result.returncode}: {result.stderr.strip()}")
         return result.stdout.strip().split(";")[0]
 
-    def jobs(self) -> dict[str, str]:
-        """Every job slurmctld still lists: id → state (RUNNING, PENDING, COMPLETING...)."""
-        result = _run(["squeue", "-h", "-o", "%i %T"], env=self.client_env())
+    def jobs(self, user: str | None = None) -> dict[str, str]:
+        """Every job (of ``user``, if given) that slurmctld still lists as
+        pending, running or completing: id → state."""
+        result = _run(["squeue", "-h", "-o", "%i %T", *(["-u", user] if user else [])], env=self.client_env())
         return dict(line.split(None, 1) for line in result.stdout.splitlines() if line.strip())
 
     def job_state(self, job_id: str) -> str | None:
