@@ -1,8 +1,11 @@
 //! The MIT Kerberos FILE credential cache format ("ccache"), versions 3 and 4.
 //!
-//! Pure Rust with no krb5 library or context: the hub checks a user's cache on
-//! every notebook save, so reading one must cost microseconds, not the
-//! milliseconds a krb5 context takes to load its profile. The format is
+//! Pure Rust with no krb5 library or context: the hub reads a user's cache
+//! each time it decides whether the ticket needs renewing (a spawn, a broker
+//! round, a delivery), and the user's server whenever the cache changed
+//! before a status poll or a refresh check, so reading one must cost
+//! microseconds, not the milliseconds a krb5 context takes to load its
+//! profile. The format is
 //! documented in MIT krb5's `doc/formats/ccache_file_format.rst`; the
 //! reference implementation is `src/lib/krb5/ccache/cc_file.c`.
 //!

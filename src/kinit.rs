@@ -576,39 +576,41 @@ pub fn default_realm() -> Result<String, KerberosError> {
     Context::new()?.default_realm()
 }
 
-/// What to ask the KDC for.
+/// What to ask the KDC for: an initial ticket for `principal`, whatever
+/// the key comes from (a keytab or a password).
 pub struct TicketRequest<'a> {
     pub principal: &'a str,
-    /// The parsed keytab; only the entries for `principal` reach libkrb5.
-    pub keytab: &'a Keytab,
-    /// Where the keytab came from, for messages.
-    pub keytab_name: &'a str,
     /// Requested ticket lifetime in seconds; `None` lets krb5.conf and the KDC decide.
     pub lifetime: Option<u32>,
     /// Requested renewable lifetime in seconds; `None` lets krb5.conf decide.
     pub renew_lifetime: Option<u32>,
 }
 
-/// Obtains an initial ticket for `request.principal` from its keys and
-/// returns a credential cache holding it, ready to be serialised.
+/// Obtains an initial ticket for `request.principal` from its keys in
+/// `keytab` (the parsed file `keytab_name`, named in messages) and returns a
+/// credential cache holding it, ready to be serialised.
 ///
 /// Only entries for the requested principal are handed to libkrb5: a keytab
 /// can only ever yield a ticket for its owner's own principal, whatever else
 /// the file holds.
-pub fn kinit_keytab(request: &TicketRequest<'_>) -> Result<CredentialCache, KerberosError> {
+pub fn kinit_keytab(
+    request: &TicketRequest<'_>,
+    keytab: &Keytab,
+    keytab_name: &str,
+) -> Result<CredentialCache, KerberosError> {
     let ctx = Context::new()?;
     let client = OwnedPrincipal::parse(&ctx, request.principal)?;
     // SAFETY: `client.raw` is a valid principal from krb5_parse_name.
     let wanted = unsafe { principal_from_raw(client.raw) };
-    let mut keys = request.keytab.entries_for(&wanted).peekable();
+    let mut keys = keytab.entries_for(&wanted).peekable();
     if keys.peek().is_none() {
         return Err(KerberosError::NoKey {
             principal: wanted.to_string_lossy(),
         });
     }
-    let keytab = MemoryKeytab::new(&ctx)?;
+    let memory = MemoryKeytab::new(&ctx)?;
     for entry in keys {
-        keytab.add(&client, entry)?;
+        memory.add(&client, entry)?;
     }
     let options = InitCredsOptions::with_lifetimes(&ctx, request.lifetime, request.renew_lifetime)?;
 
@@ -625,7 +627,7 @@ pub fn kinit_keytab(request: &TicketRequest<'_>) -> Result<CredentialCache, Kerb
             ctx.0,
             &mut creds.raw,
             client.raw,
-            keytab.raw,
+            memory.raw,
             0,
             ptr::null(),
             options.raw,
@@ -634,8 +636,8 @@ pub fn kinit_keytab(request: &TicketRequest<'_>) -> Result<CredentialCache, Kerb
     ctx.check(
         code,
         &format!(
-            "getting a ticket for {} from keytab {}",
-            request.principal, request.keytab_name
+            "getting a ticket for {} from keytab {keytab_name}",
+            request.principal
         ),
     )
     .map_err(|err| match err {
@@ -646,7 +648,7 @@ pub fn kinit_keytab(request: &TicketRequest<'_>) -> Result<CredentialCache, Kerb
         } => KerberosError::Library {
             action,
             code,
-            message: keytab.rename_in(message, request.keytab_name),
+            message: memory.rename_in(message, keytab_name),
         },
         other => other,
     })?;
@@ -654,7 +656,7 @@ pub fn kinit_keytab(request: &TicketRequest<'_>) -> Result<CredentialCache, Kerb
     Ok(initial_cache(&creds))
 }
 
-/// Obtains an initial ticket for `principal` with its password (as `kinit`
+/// Obtains an initial ticket for `request.principal` with its password (as `kinit`
 /// does, but in-process and without a prompter) and returns a credential
 /// cache holding it, ready to be serialised.
 ///
@@ -665,15 +667,14 @@ pub fn kinit_keytab(request: &TicketRequest<'_>) -> Result<CredentialCache, Kerb
 /// every other failure (unknown principal, expired password, KDC
 /// unreachable, …) is [`KerberosError::Library`] with libkrb5's code.
 pub fn kinit_password(
-    principal: &str,
+    request: &TicketRequest<'_>,
     password: &SecretBytes,
-    lifetime: Option<u32>,
-    renew_lifetime: Option<u32>,
 ) -> Result<CredentialCache, KerberosError> {
     let password = c_password(password)?;
+    let principal = request.principal;
     let ctx = Context::new()?;
     let client = OwnedPrincipal::parse(&ctx, principal)?;
-    let options = InitCredsOptions::with_lifetimes(&ctx, lifetime, renew_lifetime)?;
+    let options = InitCredsOptions::with_lifetimes(&ctx, request.lifetime, request.renew_lifetime)?;
     let mut creds = Creds {
         ctx: &ctx,
         // SAFETY: all-zero is the documented initial state of krb5_creds.
@@ -911,6 +912,18 @@ mod tests {
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keytab");
 
+    fn request(
+        principal: &str,
+        lifetime: Option<u32>,
+        renew_lifetime: Option<u32>,
+    ) -> TicketRequest<'_> {
+        TicketRequest {
+            principal,
+            lifetime,
+            renew_lifetime,
+        }
+    }
+
     fn multi() -> Keytab {
         let path = std::path::Path::new(FIXTURES).join("multi.keytab");
         keytab::parse(&std::fs::read(path).unwrap()).unwrap()
@@ -997,14 +1010,8 @@ mod tests {
     #[test]
     fn a_keytab_without_the_principal_fails_before_any_kdc() {
         let keytab = multi();
-        let err = kinit_keytab(&TicketRequest {
-            principal: "carol@FIXTURE.TEST",
-            keytab: &keytab,
-            keytab_name: "/k",
-            lifetime: None,
-            renew_lifetime: None,
-        })
-        .unwrap_err();
+        let err =
+            kinit_keytab(&request("carol@FIXTURE.TEST", None, None), &keytab, "/k").unwrap_err();
         match err {
             KerberosError::NoKey { principal } => assert_eq!(principal, "carol@FIXTURE.TEST"),
             other => panic!("unexpected {other:?}"),
@@ -1042,15 +1049,22 @@ mod tests {
                 "invalid argument: password longer than 8192 bytes",
             ),
         ] {
-            let err =
-                kinit_password("alice@FIXTURE.TEST", &secret(password), None, None).unwrap_err();
+            let err = kinit_password(
+                &request("alice@FIXTURE.TEST", None, None),
+                &secret(password),
+            )
+            .unwrap_err();
             assert!(matches!(err, KerberosError::InvalidArgument(_)), "{err:?}");
             assert_eq!(err.to_string(), why);
             assert_eq!(err.code(), None);
         }
         // The longest password allowed does reach libkrb5.
         let longest = vec![b'x'; MAX_PASSWORD_BYTES];
-        let err = kinit_password("alice@FIXTURE.TEST", &secret(&longest), None, None).unwrap_err();
+        let err = kinit_password(
+            &request("alice@FIXTURE.TEST", None, None),
+            &secret(&longest),
+        )
+        .unwrap_err();
         assert!(matches!(err, KerberosError::Library { .. }), "{err:?}");
         assert!(
             err.to_string()
@@ -1066,7 +1080,11 @@ mod tests {
         // Through libkrb5 (which fails at the KDC lookup) and back: our
         // NUL-terminated copy and the caller's buffer are wiped when freed.
         let password = SecretBytes::new(MARKER.to_vec());
-        let err = kinit_password("alice@FIXTURE.TEST", &password, Some(60), Some(120)).unwrap_err();
+        let err = kinit_password(
+            &request("alice@FIXTURE.TEST", Some(60), Some(120)),
+            &password,
+        )
+        .unwrap_err();
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains("leak-check"), "{shown}");
         drop(password);
@@ -1077,7 +1095,7 @@ mod tests {
         with_nul.extend_from_slice(MARKER);
         with_nul.push(0);
         let with_nul = SecretBytes::new(with_nul);
-        assert!(kinit_password("alice@FIXTURE.TEST", &with_nul, None, None).is_err());
+        assert!(kinit_password(&request("alice@FIXTURE.TEST", None, None), &with_nul).is_err());
         drop(with_nul);
         assert_eq!(freed_with_marker(), before);
 

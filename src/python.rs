@@ -11,10 +11,11 @@ use crate::ccache::{Principal, TicketInfo as NativeTicketInfo};
 use crate::deadline::Deadline;
 use crate::keytab::{self, KeytabError};
 use crate::kinit::KerberosError;
+use crate::kinit::TicketRequest;
 use crate::pam::{self, PamError};
 use crate::secret::SecretBytes;
 use crate::template::{self, Identity, TemplateError};
-use crate::ticket::{self, Acquisition, PasswordAcquisition, TicketError};
+use crate::ticket::{self, Destination, Source, TicketError};
 
 mod exceptions {
     pyo3::import_exception!(pamkrb.exceptions, AuthenticationDenied);
@@ -97,7 +98,7 @@ impl From<NativeError> for PyErr {
             NativeError::Ticket(TicketError::CacheFile(_)) => {
                 exceptions::CredentialCacheError::new_err(message)
             }
-            // Only a new initial ticket (keytab kinit) helps: the caller's
+            // Only a new initial ticket (keytab or password) helps: the caller's
             // cue to fall back to one.
             NativeError::Ticket(
                 TicketError::NotRenewable { .. } | TicketError::RenewalExpired { .. },
@@ -475,23 +476,23 @@ fn obtain_ticket(
     deadline: Option<f64>,
     fallback: Option<&str>,
 ) -> PyResult<Installation> {
-    let owner = owner(uid, gid)?;
-    let deadline = deadline.map(monotonic_deadline).transpose()?;
-    let installed = py
-        .detach(|| {
-            ticket::obtain(&Acquisition {
-                principal,
-                keytab: Path::new(keytab),
-                cache: Path::new(ccache),
-                fallback: fallback.map(Path::new),
-                owner,
-                lifetime,
-                renew_lifetime,
-                deadline,
-            })
-        })
-        .map_err(NativeError::from)?;
-    installation(py, installed)
+    let request = TicketRequest {
+        principal,
+        lifetime,
+        renew_lifetime,
+    };
+    let source = Source::Keytab(Path::new(keytab));
+    install(
+        py,
+        Target {
+            ccache,
+            uid,
+            gid,
+            deadline,
+            fallback,
+        },
+        |to| ticket::obtain(&request, source, to),
+    )
 }
 
 /// Gets a ticket for `principal` with `password` (in-process, libkrb5, no
@@ -518,24 +519,22 @@ fn obtain_ticket_with_password(
     fallback: Option<&str>,
 ) -> PyResult<Installation> {
     let password = take_secret(password);
-    let owner = owner(uid, gid)?;
-    let deadline = deadline.map(monotonic_deadline).transpose()?;
-    let installed = py
-        .detach(|| {
-            ticket::obtain_with_password(&PasswordAcquisition {
-                principal,
-                password: &password,
-                cache: Path::new(ccache),
-                fallback: fallback.map(Path::new),
-                owner,
-                lifetime,
-                renew_lifetime,
-                deadline,
-            })
-        })
-        .map_err(NativeError::from)?;
-    drop(password);
-    installation(py, installed)
+    let request = TicketRequest {
+        principal,
+        lifetime,
+        renew_lifetime,
+    };
+    install(
+        py,
+        Target {
+            ccache,
+            uid,
+            gid,
+            deadline,
+            fallback,
+        },
+        |to| ticket::obtain(&request, Source::Password(&password), to),
+    )
 }
 
 /// `name` parsed as libkrb5 parses it (the default realm fills in a
@@ -543,6 +542,35 @@ fn obtain_ticket_with_password(
 fn parse_principal(name: &str) -> PyResult<Principal> {
     Ok(crate::kinit::parse_principal(name)
         .map_err(|e| NativeError::Ticket(TicketError::Kerberos(e)))?)
+}
+
+/// Where a pyfunction installs a cache, as Python gave it (`deadline` is a
+/// `time.monotonic()` value).
+struct Target<'a> {
+    ccache: &'a str,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    deadline: Option<f64>,
+    fallback: Option<&'a str>,
+}
+
+/// The one path of every pyfunction that installs a cache: check the owner
+/// and the deadline, run `work` towards that destination with the GIL
+/// released, and convert what it installed (or its error).
+fn install<F>(py: Python<'_>, target: Target<'_>, work: F) -> PyResult<Installation>
+where
+    F: for<'d> FnOnce(&Destination<'d>) -> Result<ticket::Installation, TicketError> + Send,
+{
+    let destination = Destination {
+        cache: Path::new(target.ccache),
+        fallback: target.fallback.map(Path::new),
+        owner: owner(target.uid, target.gid)?,
+        deadline: target.deadline.map(monotonic_deadline).transpose()?,
+    };
+    let installed = py
+        .detach(|| work(&destination))
+        .map_err(NativeError::from)?;
+    installation(py, installed)
 }
 
 fn owner(uid: Option<u32>, gid: Option<u32>) -> PyResult<Option<Owner>> {
@@ -581,8 +609,8 @@ fn installation(py: Python<'_>, installed: ticket::Installation) -> PyResult<Ins
 /// renewed one, owned by uid/gid (default: the calling user), mode 0600.
 /// The cache must be that owner's own (as for `inspect_ticket`) and hold a
 /// TGT of `principal`. Raises TicketNotRenewable when the ticket is not
-/// renewable, has expired or its renewal window is over (a new ticket from
-/// the keytab is needed), KerberosError when the KDC refuses. Blocks on the
+/// renewable, has expired or its renewal window is over (a new initial
+/// ticket is needed), KerberosError when the KDC refuses. Blocks on the
 /// KDC with the GIL released; `deadline` as for `obtain_ticket`. The cache
 /// is read from `ccache` (the path in use) and the renewed one written there,
 /// or at `fallback` as for `obtain_ticket`.
@@ -597,13 +625,17 @@ fn renew_ticket(
     deadline: Option<f64>,
     fallback: Option<&str>,
 ) -> PyResult<Installation> {
-    let owner = owner(uid, gid)?;
-    let deadline = deadline.map(monotonic_deadline).transpose()?;
-    let fallback = fallback.map(Path::new);
-    let installed = py
-        .detach(|| ticket::renew(Path::new(ccache), fallback, principal, owner, deadline))
-        .map_err(NativeError::from)?;
-    installation(py, installed)
+    install(
+        py,
+        Target {
+            ccache,
+            uid,
+            gid,
+            deadline,
+            fallback,
+        },
+        |to| ticket::renew(principal, to),
+    )
 }
 
 /// The bytes of the FILE credential cache at `ccache`, read with the checks
@@ -645,22 +677,17 @@ fn install_cache(
     deadline: Option<f64>,
     fallback: Option<&str>,
 ) -> PyResult<Installation> {
-    let owner = owner(uid, gid)?;
-    let deadline = deadline.map(monotonic_deadline).transpose()?;
-    let fallback = fallback.map(Path::new);
-    let installed = py
-        .detach(|| {
-            ticket::install_raw(
-                Path::new(ccache),
-                fallback,
-                data,
-                principal,
-                owner,
-                deadline,
-            )
-        })
-        .map_err(NativeError::from)?;
-    installation(py, installed)
+    install(
+        py,
+        Target {
+            ccache,
+            uid,
+            gid,
+            deadline,
+            fallback,
+        },
+        |to| ticket::install_raw(data, principal, to),
+    )
 }
 
 /// Reads the FILE credential cache at `ccache` and describes its

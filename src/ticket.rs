@@ -13,11 +13,11 @@ use crate::ccache::{
 use crate::deadline::Deadline;
 use crate::fallback;
 use crate::keytab::{self, Keytab, KeytabError};
-use crate::kinit::{self, KerberosError};
+use crate::kinit::{self, KerberosError, TicketRequest};
 use crate::secret::SecretBytes;
 
 /// Credential caches hold a handful of tickets; anything this large is not
-/// a cache pamkrb wrote and is not worth reading on every save.
+/// a cache pamkrb wrote, and not worth reading, serving or installing.
 pub const MAX_CACHE_BYTES: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,7 @@ pub enum TicketError {
     #[error("gave up on {path} after the deadline (kdc_timeout) {when}; nothing was installed")]
     DeadlinePassed { path: String, when: &'static str },
     /// The cache's TGT cannot be renewed (no renewable flag, or already
-    /// expired): only a new initial ticket (keytab kinit) helps.
+    /// expired): only a new initial ticket (a keytab or a password) helps.
     #[error(
         "the ticket of {principal} in {path} cannot be renewed: {reason}; a new ticket is needed"
     )]
@@ -72,37 +72,47 @@ pub enum TicketError {
     },
 }
 
-/// Where the ticket comes from and where it goes.
-pub struct Acquisition<'a> {
-    pub principal: &'a str,
-    pub keytab: &'a Path,
+/// Where an initial ticket's key comes from.
+pub enum Source<'a> {
+    /// A keytab file, read through the safe walk.
+    Keytab(&'a Path),
+    /// The principal's password: only read (copied into another wiping
+    /// buffer for libkrb5), never kept.
+    Password(&'a SecretBytes),
+}
+
+/// Where a cache goes, whose it is, and until when it may be installed:
+/// what every call that writes a cache ([`obtain`], [`renew`],
+/// [`install_raw`]) is told.
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
     pub cache: &'a Path,
     /// Where the cache goes when `cache` cannot be written (see `fallback`).
     pub fallback: Option<&'a Path>,
     /// Owner of the written cache; `None` for the calling user.
     pub owner: Option<Owner>,
-    pub lifetime: Option<u32>,
-    pub renew_lifetime: Option<u32>,
     /// Install nothing once this has passed: checked before the KDC is
-    /// contacted and again just before the cache is renamed into place.
+    /// contacted (or the bytes parsed) and again just before the cache is
+    /// renamed into place.
     pub deadline: Option<Deadline>,
 }
 
-/// Whose password, and where the ticket goes: as [`Acquisition`], with the
-/// password in place of the keytab.
-pub struct PasswordAcquisition<'a> {
-    pub principal: &'a str,
-    /// Only read (copied into another wiping buffer for libkrb5), never kept.
-    pub password: &'a SecretBytes,
-    pub cache: &'a Path,
-    /// As in [`Acquisition`].
-    pub fallback: Option<&'a Path>,
-    /// Owner of the written cache; `None` for the calling user.
-    pub owner: Option<Owner>,
-    pub lifetime: Option<u32>,
-    pub renew_lifetime: Option<u32>,
-    /// As in [`Acquisition`]: checked before the KDC and before the rename.
-    pub deadline: Option<Deadline>,
+impl Destination<'_> {
+    /// [`TicketError::DeadlinePassed`] for this cache, saying `when`.
+    fn gave_up(&self, when: &'static str) -> TicketError {
+        TicketError::DeadlinePassed {
+            path: self.cache.display().to_string(),
+            when,
+        }
+    }
+
+    /// Fails with [`Destination::gave_up`] if the deadline has passed.
+    fn check_deadline(&self, when: &'static str) -> Result<(), TicketError> {
+        match self.deadline {
+            Some(deadline) if deadline.has_passed() => Err(self.gave_up(when)),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What `obtain` installed, where, and what it replaced to do so.
@@ -119,84 +129,29 @@ pub struct Installation {
     pub fallback_reason: Option<String>,
 }
 
-/// Gets a fresh ticket from the keytab and atomically replaces the cache
-/// with it. Blocks on the KDC.
-pub fn obtain(request: &Acquisition<'_>) -> Result<Installation, TicketError> {
-    let gave_up = |when| TicketError::DeadlinePassed {
-        path: request.cache.display().to_string(),
-        when,
+/// Gets a fresh initial ticket for `request.principal` from `source` (a
+/// keytab, or the user's password: in-process, no prompter) and atomically
+/// replaces the cache with it. Blocks on the KDC. A password the KDC does
+/// not accept is [`KerberosError::PasswordRejected`]; nothing is installed
+/// then.
+pub fn obtain(
+    request: &TicketRequest<'_>,
+    source: Source<'_>,
+    destination: &Destination<'_>,
+) -> Result<Installation, TicketError> {
+    destination.check_deadline("before contacting the KDC")?;
+    let cache = match source {
+        Source::Keytab(path) => {
+            // Read and parsed here, through the safe walk and without a
+            // lock; the keys are wiped when `file` is dropped.
+            let file = keytab::read(path)?;
+            let shown = path.display().to_string();
+            kinit::kinit_keytab(request, &file.keytab, &shown)
+                .map_err(|err| describe_keytab(err, path, &file.keytab))?
+        }
+        Source::Password(password) => kinit::kinit_password(request, password)?,
     };
-    if request.deadline.is_some_and(|d| d.has_passed()) {
-        return Err(gave_up("before contacting the KDC"));
-    }
-    // Read and parsed here, through the safe walk and without a lock; the
-    // keys are wiped when `file` is dropped.
-    let file = keytab::read(request.keytab)?;
-    let shown = request.keytab.display().to_string();
-    let cache = kinit::kinit_keytab(&kinit::TicketRequest {
-        principal: request.principal,
-        keytab: &file.keytab,
-        keytab_name: &shown,
-        lifetime: request.lifetime,
-        renew_lifetime: request.renew_lifetime,
-    })
-    .map_err(|err| describe_keytab(err, request.keytab, &file.keytab))?;
-    drop(file);
-    install_initial(
-        &cache,
-        request.cache,
-        request.fallback,
-        request.owner,
-        request.deadline,
-    )
-}
-
-/// Gets a fresh ticket with the user's password (in-process, no prompter)
-/// and atomically replaces the cache with it, exactly as [`obtain`] does
-/// with a keytab. Blocks on the KDC. A password the KDC does not accept is
-/// [`KerberosError::PasswordRejected`]; nothing is installed then.
-pub fn obtain_with_password(
-    request: &PasswordAcquisition<'_>,
-) -> Result<Installation, TicketError> {
-    if request.deadline.is_some_and(|d| d.has_passed()) {
-        return Err(TicketError::DeadlinePassed {
-            path: request.cache.display().to_string(),
-            when: "before contacting the KDC",
-        });
-    }
-    let cache = kinit::kinit_password(
-        request.principal,
-        request.password,
-        request.lifetime,
-        request.renew_lifetime,
-    )?;
-    install_initial(
-        &cache,
-        request.cache,
-        request.fallback,
-        request.owner,
-        request.deadline,
-    )
-}
-
-/// Installs a cache the KDC has just issued (the tail of [`obtain`] and
-/// [`obtain_with_password`]): a deadline that passes now passed after the
-/// KDC answered.
-fn install_initial(
-    contents: &CredentialCache,
-    cache: &Path,
-    fallback: Option<&Path>,
-    owner: Option<Owner>,
-    deadline: Option<Deadline>,
-) -> Result<Installation, TicketError> {
-    let installed =
-        install_cache(contents, cache, fallback, owner, deadline).map_err(|err| match err {
-            TicketError::DeadlinePassed { path, .. } => TicketError::DeadlinePassed {
-                path,
-                when: "after the KDC answered",
-            },
-            other => other,
-        })?;
+    let installed = install_issued(&cache, destination)?;
     log::debug!(
         "installed a ticket for {} in {}, valid until {}",
         installed.ticket.principal,
@@ -204,6 +159,18 @@ fn install_initial(
         installed.ticket.expires_at
     );
     Ok(installed)
+}
+
+/// Installs a cache the KDC has just issued (the tail of [`obtain`] and
+/// [`renew`]): a deadline that passes now passed after the KDC answered.
+fn install_issued(
+    contents: &CredentialCache,
+    destination: &Destination<'_>,
+) -> Result<Installation, TicketError> {
+    install_cache(contents, destination).map_err(|err| match err {
+        TicketError::DeadlinePassed { .. } => destination.gave_up("after the KDC answered"),
+        other => other,
+    })
 }
 
 /// Reads `owner_uid`'s cache and returns its TGT's times. No KDC, no krb5
@@ -227,22 +194,13 @@ pub fn inspect(cache: &Path, owner_uid: u32) -> Result<TicketInfo, TicketError> 
 /// only a new initial ticket will do. Blocks on the KDC; `deadline` as in
 /// [`obtain`]. The renewed cache replaces `cache`, or goes to `fallback`
 /// when `cache` cannot be written.
-pub fn renew(
-    cache: &Path,
-    fallback: Option<&Path>,
-    principal: &str,
-    owner: Option<Owner>,
-    deadline: Option<Deadline>,
-) -> Result<Installation, TicketError> {
+pub fn renew(principal: &str, destination: &Destination<'_>) -> Result<Installation, TicketError> {
+    destination.check_deadline("before contacting the KDC")?;
+    let cache = destination.cache;
     let path = cache.display().to_string();
-    let gave_up = |when| TicketError::DeadlinePassed {
-        path: path.clone(),
-        when,
-    };
-    if deadline.is_some_and(|d| d.has_passed()) {
-        return Err(gave_up("before contacting the KDC"));
-    }
-    let owner_uid = owner.map_or_else(|| nix::unistd::geteuid().as_raw(), |o| o.uid);
+    let owner_uid = destination
+        .owner
+        .map_or_else(|| nix::unistd::geteuid().as_raw(), |o| o.uid);
     let current = read_checked(cache, owner_uid)?;
     let expected = kinit::parse_principal(principal)?;
     let tgt = renewable_tgt(&current, &expected, unix_now(), &path)?;
@@ -256,11 +214,7 @@ pub fn renew(
             found: ccache::shorten(renewed.client.to_string_lossy()),
         });
     }
-    let installed = install_cache(&current.renewed(renewed), cache, fallback, owner, deadline)
-        .map_err(|err| match err {
-            TicketError::DeadlinePassed { .. } => gave_up("after the KDC answered"),
-            other => other,
-        })?;
+    let installed = install_issued(&current.renewed(renewed), destination)?;
     log::debug!(
         "renewed the ticket of {} in {}, now valid until {}",
         installed.ticket.principal,
@@ -297,20 +251,12 @@ pub fn read_raw(cache: &Path, owner_uid: u32) -> Result<Vec<u8>, TicketError> {
 /// TGT must not have expired. What is written is our own serialization of
 /// what was parsed, never the input as given. `fallback` as in [`obtain`].
 pub fn install_raw(
-    cache: &Path,
-    fallback: Option<&Path>,
     bytes: &[u8],
     principal: &str,
-    owner: Option<Owner>,
-    deadline: Option<Deadline>,
+    destination: &Destination<'_>,
 ) -> Result<Installation, TicketError> {
-    let path = cache.display().to_string();
-    if deadline.is_some_and(|d| d.has_passed()) {
-        return Err(TicketError::DeadlinePassed {
-            path,
-            when: "before installing",
-        });
-    }
+    destination.check_deadline("before installing")?;
+    let path = destination.cache.display().to_string();
     let format = |source| TicketError::Format {
         path: path.clone(),
         source,
@@ -325,18 +271,21 @@ pub fn install_raw(
     let received = ccache::parse(bytes).map_err(format)?;
     let expected = kinit::parse_principal(principal)?;
     check_deliverable(&received, &expected, unix_now(), &path)?;
-    install_cache(&received, cache, fallback, owner, deadline)
+    install_cache(&received, destination)
 }
 
-/// Serializes `contents`, installs it (at `fallback` if `cache` cannot be
-/// written) and wipes our copy of the bytes.
+/// Serializes `contents`, installs it (at the fallback if the cache path
+/// cannot be written) and wipes our copy of the bytes.
 fn install_cache(
     contents: &CredentialCache,
-    cache: &Path,
-    fallback: Option<&Path>,
-    owner: Option<Owner>,
-    deadline: Option<Deadline>,
+    destination: &Destination<'_>,
 ) -> Result<Installation, TicketError> {
+    let Destination {
+        cache,
+        fallback,
+        owner,
+        deadline,
+    } = *destination;
     let info = contents
         .ticket_info()
         .map_err(|source| TicketError::Format {
@@ -347,10 +296,7 @@ fn install_cache(
     let installed = fallback::install(cache, fallback, &bytes, owner, deadline);
     crate::secret::wipe(&mut bytes);
     let installed = installed.map_err(|err| match err {
-        CacheFileError::DeadlinePassed { .. } => TicketError::DeadlinePassed {
-            path: cache.display().to_string(),
-            when: "before installing",
-        },
+        CacheFileError::DeadlinePassed { .. } => destination.gave_up("before installing"),
         other => TicketError::CacheFile(other),
     })?;
     Ok(Installation {
@@ -548,16 +494,11 @@ mod tests {
         let dir = nix::unistd::mkdtemp("/tmp/pamkrb-ticket-XXXXXX").unwrap();
         std::os::unix::fs::symlink("/etc", dir.join(".k")).unwrap();
         let cache = dir.join("cc");
-        let err = obtain(&Acquisition {
-            principal: "a@R",
-            keytab: &dir.join(".k").join("krb5.keytab"),
-            cache: &cache,
-            fallback: None,
-            owner: None,
-            lifetime: None,
-            renew_lifetime: None,
-            deadline: None,
-        })
+        let err = obtain(
+            &request("a@R"),
+            Source::Keytab(&dir.join(".k").join("krb5.keytab")),
+            &to(&cache),
+        )
         .unwrap_err();
         assert!(
             matches!(err, TicketError::Keytab(KeytabError::File(_))),
@@ -572,17 +513,15 @@ mod tests {
     fn a_passed_deadline_stops_before_the_kdc_and_installs_nothing() {
         let dir = nix::unistd::mkdtemp("/tmp/pamkrb-deadline-XXXXXX").unwrap();
         let cache = dir.join("cc");
-        let err = obtain(&Acquisition {
-            principal: "a@NO.SUCH.REALM",
+        let err = obtain(
+            &request("a@NO.SUCH.REALM"),
             // Not even opened: the deadline is checked first.
-            keytab: Path::new("/nonexistent.keytab"),
-            cache: &cache,
-            fallback: None,
-            owner: None,
-            lifetime: None,
-            renew_lifetime: None,
-            deadline: Deadline::from_monotonic_secs(0.0),
-        })
+            Source::Keytab(Path::new("/nonexistent.keytab")),
+            &Destination {
+                deadline: Deadline::from_monotonic_secs(0.0),
+                ..to(&cache)
+            },
+        )
         .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -600,20 +539,18 @@ mod tests {
     fn a_password_obtain_stops_before_the_kdc_on_bad_input_or_a_passed_deadline() {
         let dir = nix::unistd::mkdtemp("/tmp/pamkrb-password-XXXXXX").unwrap();
         let cache = dir.join("cc");
-        let request = |password: &SecretBytes, deadline| {
-            obtain_with_password(&PasswordAcquisition {
-                principal: "a@NO.SUCH.REALM",
-                password,
-                cache: &cache,
-                fallback: None,
-                owner: None,
-                lifetime: None,
-                renew_lifetime: None,
-                deadline,
-            })
+        let attempt = |password: &SecretBytes, deadline| {
+            obtain(
+                &request("a@NO.SUCH.REALM"),
+                Source::Password(password),
+                &Destination {
+                    deadline,
+                    ..to(&cache)
+                },
+            )
             .unwrap_err()
         };
-        let err = request(
+        let err = attempt(
             &SecretBytes::new(b"right".to_vec()),
             Deadline::from_monotonic_secs(0.0),
         );
@@ -621,7 +558,7 @@ mod tests {
             matches!(err, TicketError::DeadlinePassed { when, .. } if when == "before contacting the KDC"),
             "{err:?}"
         );
-        let err = request(&SecretBytes::new(b"a\0b".to_vec()), None);
+        let err = attempt(&SecretBytes::new(b"a\0b".to_vec()), None);
         assert!(
             matches!(
                 err,
@@ -642,6 +579,25 @@ mod tests {
     const STARTS: u32 = 1_795_697_631;
     const EXPIRES: u32 = 1_795_733_631;
     const RENEW_UNTIL: u32 = 1_795_870_431;
+
+    /// A request for `principal` with the lifetimes left to krb5.conf.
+    fn request(principal: &str) -> TicketRequest<'_> {
+        TicketRequest {
+            principal,
+            lifetime: None,
+            renew_lifetime: None,
+        }
+    }
+
+    /// `cache`, no fallback, the caller as owner, no deadline.
+    fn to(cache: &Path) -> Destination<'_> {
+        Destination {
+            cache,
+            fallback: None,
+            owner: None,
+            deadline: None,
+        }
+    }
 
     fn alice() -> Principal {
         kinit::parse_principal("alice@FIXTURE.TEST").unwrap()
@@ -696,8 +652,7 @@ mod tests {
         let dir = TempDir::new();
         let target = dir.0.join("cc");
         let bytes = fresh(V4_SERVICE_TICKET);
-        let installed =
-            install_raw(&target, None, &bytes, "alice@FIXTURE.TEST", None, None).unwrap();
+        let installed = install_raw(&bytes, "alice@FIXTURE.TEST", &to(&target)).unwrap();
         assert_eq!(installed.ticket.principal, "alice@FIXTURE.TEST");
         assert!(installed.replaced.is_none());
         assert_eq!(std::fs::read(&target).unwrap(), bytes);
@@ -716,12 +671,12 @@ mod tests {
         let fallback = dir.0.join("run").join("me").join("krb5cc");
         std::fs::create_dir(dir.0.join("run")).unwrap();
         let installed = install_raw(
-            &target,
-            Some(&fallback),
             &bytes,
             "alice@FIXTURE.TEST",
-            None,
-            None,
+            &Destination {
+                fallback: Some(&fallback),
+                ..to(&target)
+            },
         )
         .unwrap();
         assert_eq!((installed.cache, installed.fallback_reason), (target, None));
@@ -730,12 +685,12 @@ mod tests {
         // temporary file next to it): the fallback, one parse.
         let unreachable = dir.0.join("n".repeat(250));
         let installed = install_raw(
-            &unreachable,
-            Some(&fallback),
             &bytes,
             "alice@FIXTURE.TEST",
-            None,
-            None,
+            &Destination {
+                fallback: Some(&fallback),
+                ..to(&unreachable)
+            },
         )
         .unwrap();
         assert_eq!(installed.cache, fallback);
@@ -751,15 +706,8 @@ mod tests {
     fn install_raw_refuses_another_principal() {
         let dir = TempDir::new();
         let target = dir.0.join("cc");
-        let err = install_raw(
-            &target,
-            None,
-            &fresh(V4_RENEWABLE),
-            "alice@FIXTURE.TEST",
-            None,
-            None,
-        )
-        .unwrap_err();
+        let err =
+            install_raw(&fresh(V4_RENEWABLE), "alice@FIXTURE.TEST", &to(&target)).unwrap_err();
         assert!(
             matches!(&err, TicketError::WrongPrincipal { found, .. } if found == "bob@FIXTURE.TEST"),
             "{err:?}"
@@ -773,12 +721,9 @@ mod tests {
         let mut mixed = ccache::parse(&fresh(V4_SERVICE_TICKET)).unwrap();
         mixed.credentials[3].client.components[0] = b"bob".to_vec();
         let err = install_raw(
-            &target,
-            None,
             &ccache::serialize(&mixed),
             "alice@FIXTURE.TEST",
-            None,
-            None,
+            &to(&target),
         )
         .unwrap_err();
         assert!(matches!(err, TicketError::WrongPrincipal { .. }), "{err:?}");
@@ -794,12 +739,11 @@ mod tests {
             b"\x05\x04\x00\x00garbage",
             &V4_KINIT_KEYTAB[..500],
         ] {
-            let err =
-                install_raw(&target, None, garbage, "alice@FIXTURE.TEST", None, None).unwrap_err();
+            let err = install_raw(garbage, "alice@FIXTURE.TEST", &to(&target)).unwrap_err();
             assert!(matches!(err, TicketError::Format { .. }), "{err:?}");
         }
         let huge = vec![0u8; MAX_CACHE_BYTES + 1];
-        let err = install_raw(&target, None, &huge, "alice@FIXTURE.TEST", None, None).unwrap_err();
+        let err = install_raw(&huge, "alice@FIXTURE.TEST", &to(&target)).unwrap_err();
         assert!(
             err.to_string().contains("more than the limit of 1048576"),
             "{err}"
@@ -808,12 +752,9 @@ mod tests {
         let mut no_tgt = ccache::parse(V4_KINIT_KEYTAB).unwrap();
         no_tgt.credentials.truncate(2);
         let err = install_raw(
-            &target,
-            None,
             &ccache::serialize(&no_tgt),
             "alice@FIXTURE.TEST",
-            None,
-            None,
+            &to(&target),
         )
         .unwrap_err();
         assert!(
@@ -821,15 +762,7 @@ mod tests {
             "{err}"
         );
         // The committed fixture expired in November 2026.
-        let err = install_raw(
-            &target,
-            None,
-            V4_KINIT_KEYTAB,
-            "alice@FIXTURE.TEST",
-            None,
-            None,
-        )
-        .unwrap_err();
+        let err = install_raw(V4_KINIT_KEYTAB, "alice@FIXTURE.TEST", &to(&target)).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -847,12 +780,12 @@ mod tests {
     fn install_raw_after_the_deadline_installs_nothing() {
         let dir = TempDir::new();
         let err = install_raw(
-            &dir.0.join("cc"),
-            None,
             &fresh(V4_KINIT_KEYTAB),
             "alice@FIXTURE.TEST",
-            None,
-            Deadline::from_monotonic_secs(0.0),
+            &Destination {
+                deadline: Deadline::from_monotonic_secs(0.0),
+                ..to(&dir.0.join("cc"))
+            },
         )
         .unwrap_err();
         assert!(matches!(err, TicketError::DeadlinePassed { .. }), "{err:?}");
@@ -920,29 +853,29 @@ mod tests {
         let dir = TempDir::new();
         let before = fresh(V4_KINIT_KEYTAB);
         let cache = dir.cache("cc", &before);
-        let err = renew(&cache, None, "alice@FIXTURE.TEST", None, None).unwrap_err();
+        let err = renew("alice@FIXTURE.TEST", &to(&cache)).unwrap_err();
         assert!(matches!(err, TicketError::NotRenewable { .. }), "{err:?}");
         assert_eq!(std::fs::read(&cache).unwrap(), before);
         assert_eq!(dir.entries(), 1);
         // A cache that is not the caller's is not even parsed.
         let err = renew(
-            &cache,
-            None,
             "alice@FIXTURE.TEST",
-            Some(Owner {
-                uid: nix::unistd::geteuid().as_raw() + 1,
-                gid: 0,
-            }),
-            None,
+            &Destination {
+                owner: Some(Owner {
+                    uid: nix::unistd::geteuid().as_raw() + 1,
+                    gid: 0,
+                }),
+                ..to(&cache)
+            },
         )
         .unwrap_err();
         assert!(matches!(err, TicketError::CacheFile(_)), "{err:?}");
         let err = renew(
-            &cache,
-            None,
             "alice@FIXTURE.TEST",
-            None,
-            Deadline::from_monotonic_secs(0.0),
+            &Destination {
+                deadline: Deadline::from_monotonic_secs(0.0),
+                ..to(&cache)
+            },
         )
         .unwrap_err();
         assert!(matches!(err, TicketError::DeadlinePassed { .. }), "{err:?}");

@@ -188,7 +188,7 @@ def renew_ticket(
     and hold a TGT of ``principal``. The renewed cache is written to
     ``ccache``, or to ``fallback`` as for obtain_ticket. TicketNotRenewable
     when the ticket is not renewable, has expired or is past renew_until
-    (fall back to obtain_ticket); KerberosError when the KDC refuses or after
+    (obtain a new initial ticket); KerberosError when the KDC refuses or after
     ``deadline``."""
 
 def read_cache(ccache: str, *, uid: int | None = None) -> bytes:

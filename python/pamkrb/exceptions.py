@@ -50,8 +50,8 @@ class KerberosPasswordRejected(KerberosError):
 class TicketNotRenewable(KerberosError):
     """The ticket in the cache cannot be renewed: it was not issued
     renewable, it has already expired, or its renewal window (renew_until)
-    is over. Only a new initial ticket (a keytab kinit) helps; nothing was
-    installed and no KDC was asked. ``code`` is None."""
+    is over. Only a new initial ticket (from a keytab or a password) helps;
+    nothing was installed and no KDC was asked. ``code`` is None."""
 
 
 class LoginRequired(KerberosError):
