@@ -47,14 +47,29 @@ Every trap met on the way, and its fix (each was hit or checked here):
   (``interfaces`` names an address that exists only in the DC's namespace)
   and would look for the DC's processes by PIDs of another namespace. Fix:
   it runs inside the DC's network, mount and PID namespaces (``nsenter``).
+- **Clients find winbindd only at the compiled-in ``/run/samba/winbindd``**;
+  ``winbindd socket directory`` moves the listener, not the clients. The
+  DC's own smbd asks its winbindd there: with the socket elsewhere, a
+  member's ``net ads join`` failed with "SPNEGO login failed: An internal
+  error occurred" (nothing in the DC's log at level 0). Fix: the DC's
+  ``/run`` is a private tmpfs with ``/run/samba`` in it, and Samba's default
+  socket paths are kept; on a member, the member's own directory is
+  bind-mounted on ``/run/samba`` in its namespaces.
+- **A member's winbindd starts ``samba-dcerpcd`` too** (on demand, detached):
+  the member's winbindd also runs as PID 1 of a PID namespace.
 - **Ticket lifetimes in smb.conf are whole hours** (``kdc:user ticket
   lifetime``): a test wanting 90-second tickets asks for them from the client
   (``kinit -l 90s``, ``lifetime=`` in pamkrb), which the DC grants.
 - **The host's 169.254.169.254 is a cloud metadata address**: the link-local
   subnet is chosen among 169.254.X.0/30 with X != 169, not used on the host.
 
-What the DC does (measured in tests/test_samba_dc.py, which asserts it): see
-that module's docstring.
+:class:`DomainMember` is the other side: this host joined to the domain
+(``net ads join``) with winbind, in mount namespaces that swap in its own
+smb.conf, nsswitch.conf, pam.d, krb5.conf and resolv.conf (the DC's DNS),
+never the host's files.
+
+What the DC and the member do (measured in tests/test_samba_dc.py, which
+asserts it): see that module's docstring.
 """
 
 from __future__ import annotations
@@ -87,6 +102,9 @@ DC_HOST_NAME = "dc1"
 HOST_SAMBA_DIRS = ("/etc/samba", "/var/lib/samba", "/var/cache/samba", "/var/log/samba", "/run")
 TMPFS_SOURCE = b"pamkrb-samba"
 NETNS_PREFIX = "pamkrb-ad-"
+# samba (and a member's winbindd) start samba-dcerpcd, which detaches with
+# setsid: as PID 1 of a namespace of their own, everything dies with them.
+_PID_NAMESPACE = ("unshare", "--pid", "--fork", "--kill-child", "--mount-proc")
 
 # From <sched.h> and <sys/mount.h> (Linux; the same on x86-64 and arm64).
 CLONE_NEWNS = 0x00020000
@@ -95,6 +113,7 @@ MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
+MS_BIND = 0x1000
 
 # Loaded here, never in a forked child: dlopen takes locks another thread may
 # have held at fork time.
@@ -122,9 +141,16 @@ def _check(result: int, what: str) -> None:
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
-def _samba_private_view(netns_fd: int | None, covered: tuple[bytes, ...], *, die_with_parent: bool = False) -> None:
+def _samba_private_view(
+    netns_fd: int | None,
+    covered: tuple[bytes, ...],
+    *,
+    binds: tuple[tuple[bytes, bytes], ...] = (),
+    die_with_parent: bool = False,
+) -> None:
     """Pre-exec: join the DC's network namespace (if given), enter a new mount
-    namespace, and cover each of ``covered`` with an empty tmpfs there.
+    namespace, cover each of ``covered`` with an empty tmpfs there, then
+    bind-mount each ``(source, target)`` of ``binds``.
 
     ``die_with_parent``: SIGKILL when the process that started it dies (a
     test run killed outright), which ``unshare --kill-child`` passes on to
@@ -138,6 +164,12 @@ def _samba_private_view(netns_fd: int | None, covered: tuple[bytes, ...], *, die
     _check(_mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "making / recursively private")
     for path in covered:
         _check(_mount(TMPFS_SOURCE, path, b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0755"), f"tmpfs on {path!r}")
+    if b"/run" in covered:
+        # Where Samba's clients (libwbclient in smbd, pam_winbind, nss_winbind)
+        # look for winbindd whatever smb.conf says: /run/samba/winbindd.
+        os.mkdir(b"/run/samba", 0o755)
+    for source, target in binds:
+        _check(_mount(source, target, None, MS_BIND, None), f"bind mount of {source!r} on {target!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -372,7 +404,7 @@ class DomainController:
 
     def _provision(self) -> None:
         dc = self.dc_dir
-        for sub, mode in (("run", 0o755), ("ntp_signd", 0o750), ("winbindd", 0o755), ("ncalrpc", 0o755)):
+        for sub, mode in (("run", 0o755), ("ntp_signd", 0o750)):
             (dc / sub).mkdir(mode=mode)
         self.log_dir.mkdir(mode=0o755)
         options = {
@@ -382,8 +414,6 @@ class DomainController:
             "pid directory": dc / "run",
             "log file": self.log_dir / "samba.log",
             "ntp signd socket directory": dc / "ntp_signd",
-            "winbindd socket directory": dc / "winbindd",
-            "ncalrpc dir": dc / "ncalrpc",
         }
         args = [
             "samba-tool",
@@ -423,19 +453,7 @@ class DomainController:
                 self._proc = subprocess.Popen(
                     # -i: foreground, log to stdout. --kill-child: if unshare
                     # dies, samba gets SIGKILL, ending the PID namespace.
-                    [
-                        "unshare",
-                        "--pid",
-                        "--fork",
-                        "--kill-child",
-                        "--mount-proc",
-                        "samba",
-                        "-i",
-                        "-M",
-                        "single",
-                        "-s",
-                        str(self.smb_conf),
-                    ],
+                    [*_PID_NAMESPACE, "samba", "-i", "-M", "single", "-s", str(self.smb_conf)],
                     env=self._dc_env(),
                     stdin=subprocess.DEVNULL,
                     stdout=out,
@@ -645,3 +663,224 @@ class DomainController:
             for user in made:
                 with contextlib.suppress(SandboxError):
                     self.samba_tool("user", "delete", user.name)
+
+
+# The member's PAM service: pam_winbind alone, as a site's hub service would use it.
+MEMBER_PAM_SERVICE = "pamkrb-ad"
+MEMBER_PAM_SERVICE_TEXT = """\
+# Written by pamkrb's test harness (tools/sandbox/samba.py), inside a mount namespace only.
+auth     required pam_winbind.so
+account  required pam_winbind.so
+"""
+# idmap: the domain's users get 4000000 + RID (the rid backend), others 3000000+.
+MEMBER_IDMAP_BASE = 4000000
+
+
+class DomainMember:
+    """This host joined to the DC's domain with winbind, seen only from mount
+    namespaces of its own.
+
+    Every member process (``net ads join``, winbindd, and whatever
+    :meth:`run` runs) sees, over the host's files, bind mounts of the
+    member's own: ``/etc/samba`` (its smb.conf), ``/etc/nsswitch.conf``
+    (``passwd``/``group``: ``files winbind``), ``/etc/pam.d`` (the host's
+    services plus :data:`MEMBER_PAM_SERVICE`), ``/etc/krb5.conf`` (the DC's
+    realm), ``/etc/resolv.conf`` (the DC's DNS), and ``/var/lib/samba``,
+    ``/var/cache/samba``, ``/var/log/samba`` and ``/run/samba`` (where
+    clients find winbindd's socket whatever smb.conf says). The host's own
+    PAM and NSS never mention winbind. winbindd runs in a PID namespace: it
+    starts ``samba-dcerpcd`` on demand, which detaches.
+    """
+
+    def __init__(self, dc: DomainController, *, netbios_name: str | None = None, default_domain: bool = False) -> None:
+        self.dc = dc
+        self.netbios_name = netbios_name or f"PKM{secrets.token_hex(4).upper()}"
+        self.default_domain = default_domain
+        self.dir = Path(tempfile.mkdtemp(prefix="pamkrb-admember-"))
+        self.dir.chmod(0o755)
+        self.samba_dir = self.dir / "etc-samba"
+        self.smb_conf = self.samba_dir / "smb.conf"
+        self.krb5_conf = self.dir / "krb5.conf"
+        self.log_dir = self.dir / "log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.start_seconds: float | None = None
+
+    def _binds(self) -> tuple[tuple[bytes, bytes], ...]:
+        pairs = [
+            (self.dir / "run", "/run/samba"),
+            (self.samba_dir, "/etc/samba"),
+            (self.dir / "lib", "/var/lib/samba"),
+            (self.dir / "cache", "/var/cache/samba"),
+            (self.log_dir, "/var/log/samba"),
+            (self.dir / "nsswitch.conf", "/etc/nsswitch.conf"),
+            (self.dir / "resolv.conf", "/etc/resolv.conf"),
+            (self.dir / "pam.d", "/etc/pam.d"),
+            (self.krb5_conf, "/etc/krb5.conf"),
+        ]
+        for _, target in pairs:
+            if target != "/run/samba" and not os.path.exists(target):
+                raise SandboxError(f"{target} does not exist on this host (install samba: tools/setup.sh)")
+        return tuple((os.fsencode(source), os.fsencode(target)) for source, target in pairs)
+
+    def _write_files(self) -> None:
+        for sub in ("run", "lib", "lib/private", "cache", "log", "etc-samba", "pam.d"):
+            (self.dir / sub).mkdir(mode=0o755)
+        domain = self.dc.netbios_domain
+        self.smb_conf.write_text(
+            f"""\
+[global]
+    workgroup = {domain}
+    realm = {self.dc.realm}
+    security = ads
+    netbios name = {self.netbios_name}
+    disable netbios = yes
+    kerberos method = secrets and keytab
+    winbind use default domain = {"yes" if self.default_domain else "no"}
+    winbind offline logon = no
+    template shell = /bin/bash
+    template homedir = /nonexistent/%U
+    idmap config * : backend = tdb
+    idmap config * : range = 3000000-3999999
+    idmap config {domain} : backend = rid
+    idmap config {domain} : range = {MEMBER_IDMAP_BASE}-{MEMBER_IDMAP_BASE + 999999}
+    log file = /var/log/samba/log.%m
+"""
+        )
+        (self.dir / "resolv.conf").write_text(f"nameserver {self.dc.address}\n")
+        host_nss = Path("/etc/nsswitch.conf").read_text()
+        member_nss = []
+        for line in host_nss.splitlines():
+            key = line.split(":", 1)[0].strip()
+            member_nss.append(f"{key}: files winbind" if key in ("passwd", "group") else line)
+        (self.dir / "nsswitch.conf").write_text("\n".join(member_nss) + "\n")
+        self.krb5_conf.write_text(
+            f"""\
+[libdefaults]
+    default_realm = {self.dc.realm}
+    dns_lookup_kdc = false
+    dns_lookup_realm = false
+    rdns = false
+
+[realms]
+    {self.dc.realm} = {{
+        kdc = {self.dc.address}
+    }}
+"""
+        )
+        pam_dir = self.dir / "pam.d"
+        for entry in Path("/etc/pam.d").iterdir():
+            if entry.is_file() and not entry.name.startswith("pamkrb-"):
+                shutil.copy2(entry, pam_dir / entry.name)
+        (pam_dir / MEMBER_PAM_SERVICE).write_text(MEMBER_PAM_SERVICE_TEXT)
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KRB5")}
+        env["KRB5_CONFIG"] = "/etc/krb5.conf"  # the member's, inside its namespace
+        env["LC_ALL"] = "C"
+        return env
+
+    def start(self, timeout: float = 30) -> None:
+        """Join the domain (``net ads join`` as Administrator, no DNS update)
+        and start winbindd; return once ``wbinfo`` reaches it and the trust
+        with the DC checks out."""
+        if self._proc is not None:
+            return
+        began = time.monotonic()
+        try:
+            self._write_files()
+            binds = self._binds()
+            joined = subprocess.run(
+                [
+                    *_PID_NAMESPACE,
+                    "net",
+                    "ads",
+                    "join",
+                    "--no-dns-updates",
+                    "-U",
+                    f"Administrator%{self.dc.admin_password}",
+                ],
+                env=self._env(),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                preexec_fn=lambda: _samba_private_view(None, (b"/run",), binds=binds),
+            )
+            (self.log_dir / "join.log").write_text(joined.stdout + joined.stderr)
+            if joined.returncode != 0:
+                raise SandboxError(f"net ads join exited with {joined.returncode}:\n{joined.stdout}{joined.stderr}")
+            with (self.log_dir / "winbindd.stdout").open("wb") as out:
+                self._proc = subprocess.Popen(
+                    [*_PID_NAMESPACE, "winbindd", "--foreground", "--debug-stdout"],
+                    env=self._env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=lambda: _samba_private_view(None, (b"/run",), binds=binds, die_with_parent=True),
+                )
+
+            def ready() -> bool:
+                if self._proc is not None and self._proc.poll() is not None:
+                    raise SandboxError(f"winbindd exited with {self._proc.returncode}")
+                if self.winbindd_pid() is None:
+                    return False
+                return self.run(["wbinfo", "--ping-dc"], check=False).returncode == 0
+
+            wait_until(ready, timeout=timeout, interval=0.1, message="winbindd of the domain member")
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - began
+
+    def winbindd_pid(self) -> int | None:
+        """Host PID of winbindd (PID 1 of the member's PID namespace)."""
+        if self._proc is None or self._proc.poll() is not None:
+            return None
+        with contextlib.suppress(OSError, IndexError):
+            return int(Path(f"/proc/{self._proc.pid}/task/{self._proc.pid}/children").read_text().split()[0])
+        return None
+
+    def run(
+        self, args: list[str], *, input: str | None = None, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``args`` on the member: in winbindd's mount and PID namespaces
+        (the member's files; anything it starts dies with winbindd)."""
+        pid = self.winbindd_pid()
+        if pid is None:
+            raise SandboxError("the domain member's winbindd is not running")
+        result = subprocess.run(
+            ["nsenter", f"--target={pid}", "--mount", "--pid", "--", *args],
+            env=self._env(),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise SandboxError(f"{' '.join(args)} exited with {result.returncode}:\n{result.stdout}{result.stderr}")
+        return result
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM winbindd (SIGKILL after ``timeout``); its PID namespace ends with it."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for child in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(child), sig)
+            try:
+                proc.wait(timeout=timeout)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+
+    def close(self) -> None:
+        """Stop winbindd and delete the member's directory."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
