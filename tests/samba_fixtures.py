@@ -8,6 +8,9 @@ registered once per session, so every module gets the same DC (started once,
   ``AD.PAMKRB.TEST``, in its own network and PID namespaces; not exported to
   this process's KRB5_CONFIG (the session ``realm`` may be). Its start-up
   figures and logs go to test-artifacts/samba/.
+- ``ad_member``: this host joined to that domain with winbind
+  (:class:`sandbox.samba.DomainMember`), visible only inside its own mount
+  namespaces; its logs go to test-artifacts/samba/member/.
 - ``ad_krb5_config``: KRB5_CONFIG pointed at the DC's client ``krb5.conf`` for
   one test, so pamkrb's in-process libkrb5 calls talk to the DC.
 """
@@ -22,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ARTIFACTS, require_root
-from sandbox.samba import DomainController
+from sandbox.samba import DomainController, DomainMember
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +57,23 @@ def ad_dc() -> Iterator[DomainController]:
         if figures:
             (artifacts / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
         dc.close()
+
+
+@pytest.fixture(scope="session")
+def ad_member(ad_dc: DomainController) -> Iterator[DomainMember]:
+    """This host as a member of the DC's domain (joined once per session)."""
+    member = DomainMember(ad_dc)
+    try:
+        member.start()
+        yield member
+    finally:
+        member.stop()
+        artifacts = ARTIFACTS / "samba" / "member"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        for log in sorted(member.log_dir.glob("*")) if member.log_dir.is_dir() else []:
+            if log.is_file():
+                shutil.copyfile(log, artifacts / log.name)
+        member.close()
 
 
 @pytest.fixture

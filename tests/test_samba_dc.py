@@ -24,10 +24,23 @@ fails if the harness (or the DC) is not what it claims to be.
   right one in between resets the count.
 - MIT kinit warns of the password's expiry (default maximum age 42 days);
   pamkrb's password kinit, which has no prompter, gets its ticket all the same.
+
+On a member joined with winbind (``winbind use default domain = no``, idmap
+``rid``), inside the member's namespaces only:
+
+- ``getent passwd`` knows ``DOMAIN\\user`` and the UPN ``user@dns.domain`` as
+  the same ``DOMAIN\\user`` with uid 4000000 + RID; the bare ``user`` is
+  unknown. The host itself knows none of them.
+- pam_winbind accepts ``DOMAIN\\user``, ``DOMAIN\\USER``, the UPN in either
+  case and rewrites PAM_USER to ``DOMAIN\\user`` (lower case, as stored).
+  A bare ``user`` is PAM_USER_UNKNOWN (10), a wrong password PAM_AUTH_ERR
+  (7). A must-change password passes pam_authenticate and is refused by
+  pam_acct_mgmt with PAM_NEW_AUTHTOK_REQD (12).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -39,7 +52,7 @@ import pytest
 
 from pamkrb import _native
 from pamkrb.exceptions import KerberosError, KerberosPasswordRejected, KeytabError
-from sandbox.samba import ADUser, DomainController
+from sandbox.samba import MEMBER_IDMAP_BASE, MEMBER_PAM_SERVICE, ADUser, DomainController, DomainMember
 
 # The session's domain controller: ad_dc, ad_krb5_config.
 pytest_plugins = ["samba_fixtures"]
@@ -256,3 +269,76 @@ def test_a_locked_account_is_revoked_like_a_disabled_one(
             assert password_kinit(locked.principal, locked.password, cache).principal == locked.principal
     finally:
         ad_dc.set_password_policy(lockout_threshold=0)
+
+
+# -- a member joined with winbind ------------------------------------------------
+
+# pam_authenticate and pam_acct_mgmt through pamela (JupyterHub's PAM library,
+# which takes any name), run on the member. Reads [[name, password], ...] as
+# JSON on stdin; prints, for each, the two return codes and PAM_USER after
+# authentication.
+PAM_PROBE = """\
+import json, sys
+import pamela
+results = []
+for name, password in json.load(sys.stdin):
+    # Kept referenced: PAM calls it after pam_start returns.
+    conversation = pamela.new_simple_password_conv((password,), "utf-8")
+    handle = pamela.pam_start(sys.argv[1], name, conversation)
+    auth = pamela.PAM_AUTHENTICATE(handle, 0)
+    user = handle.get_item(pamela.PAM_USER)
+    acct = pamela.PAM_ACCT_MGMT(handle, 0) if auth == 0 else None
+    pamela.PAM_END(handle, 0)
+    results.append({"authenticate": auth, "acct_mgmt": acct, "pam_user": user})
+print(json.dumps(results))
+"""
+PAM_SUCCESS, PAM_AUTH_ERR, PAM_USER_UNKNOWN, PAM_NEW_AUTHTOK_REQD = 0, 7, 10, 12
+
+
+def member_pam(member: DomainMember, *attempts: tuple[str, str]) -> list[dict[str, object]]:
+    result = member.run(
+        ["/opt/pamkrb/venv/bin/python", "-c", PAM_PROBE, MEMBER_PAM_SERVICE], input=json.dumps(attempts)
+    )
+    return json.loads(result.stdout)
+
+
+def test_a_member_resolves_domain_users_only_in_its_namespace(
+    ad_dc: DomainController, ad_member: DomainMember, ad_user: ADUser
+) -> None:
+    rid = int(ad_dc.user_attributes(ad_user.name)["objectSid"].rsplit("-", 1)[1])
+    qualified = f"{ad_dc.netbios_domain}\\{ad_user.name}"
+    expected = f"{qualified}:*:{MEMBER_IDMAP_BASE + rid}:{MEMBER_IDMAP_BASE + 513}:"
+    for name in (qualified, ad_user.upn):
+        entry = ad_member.run(["getent", "passwd", name]).stdout
+        assert entry.startswith(expected), name
+    assert ad_member.run(["getent", "passwd", ad_user.name], check=False).returncode == 2
+
+    # The host itself: no winbind in its NSS or PAM, and no such user.
+    host = subprocess.run(["getent", "passwd", qualified], capture_output=True, check=False)
+    assert host.returncode == 2
+    assert "winbind" not in Path("/etc/nsswitch.conf").read_text()
+    assert not any("pam_winbind" in p.read_text() for p in Path("/etc/pam.d").glob("common-*"))
+    assert not Path("/etc/pam.d", MEMBER_PAM_SERVICE).exists()
+
+
+def test_pam_winbind_accepts_domain_and_upn_forms_and_settles_on_domain_backslash_user(
+    ad_dc: DomainController, ad_member: DomainMember, ad_user: ADUser
+) -> None:
+    qualified = f"{ad_dc.netbios_domain}\\{ad_user.name}"
+    forms = [qualified, f"{ad_dc.netbios_domain}\\{ad_user.name.upper()}", ad_user.upn, ad_user.upn.upper()]
+    results = member_pam(ad_member, *[(form, ad_user.password) for form in forms])
+    for form, result in zip(forms, results, strict=True):
+        assert result == {"authenticate": PAM_SUCCESS, "acct_mgmt": PAM_SUCCESS, "pam_user": qualified}, form
+
+    bare, wrong = member_pam(ad_member, (ad_user.name, ad_user.password), (qualified, ad_user.password + "x"))
+    assert bare["authenticate"] == PAM_USER_UNKNOWN
+    assert wrong["authenticate"] == PAM_AUTH_ERR
+
+
+def test_pam_winbind_lets_a_must_change_password_through_authenticate_and_stops_it_at_account(
+    ad_dc: DomainController, ad_member: DomainMember
+) -> None:
+    with ad_dc.users("admembermust", must_change=True) as (user,):
+        (result,) = member_pam(ad_member, (f"{ad_dc.netbios_domain}\\{user.name}", user.password))
+        assert result["authenticate"] == PAM_SUCCESS
+        assert result["acct_mgmt"] == PAM_NEW_AUTHTOK_REQD
