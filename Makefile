@@ -40,6 +40,7 @@ lint: audit
 	cargo clippy --all-targets --all-features -- -D warnings
 	$(RUFF) check .
 	$(RUFF) format --check .
+	$(PYTHON) -m mypy --strict python/pamkrb
 
 # Dependency policy (bans, licences, sources) and RustSec advisories when the
 # advisory database is reachable; see tools/audit.sh.

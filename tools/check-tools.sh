@@ -36,7 +36,7 @@ need "cargo fuzz" "cargo install --locked cargo-fuzz (tools/setup.sh)" cargo fuz
 
 # The project venv: made from Debian's python3 so the test users can run it.
 need "$VENV/bin/python" "tools/setup.sh (python3 -m venv from apt: python3-venv)" test -x "$VENV/bin/python"
-for tool in maturin ruff pytest jupyterhub jupyter-server jupyterhub-singleuser; do
+for tool in maturin ruff mypy pytest jupyterhub jupyter-server jupyterhub-singleuser; do
     need "$VENV/bin/$tool" "tools/setup.sh (pip install into $VENV)" test -x "$VENV/bin/$tool"
 done
 # `make wheel`: zig links against an older glibc; objdump checks the result.

@@ -54,6 +54,7 @@ PIP_PACKAGES=(
     pytest-timeout
     requests
     ruff
+    mypy
     playwright
     matplotlib
     websocket-client

@@ -7,6 +7,7 @@ machinery.
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 # The native core links the host's libpam and libkrb5 (never bundled copies).
 # Loading it here turns a host without them into one clear ImportError at
@@ -29,7 +30,7 @@ except PackageNotFoundError:  # running from a source tree
 __all__ = ["PAMKerberosAuthenticator", "__version__"]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name == "PAMKerberosAuthenticator":
         from .authenticator import PAMKerberosAuthenticator
 
@@ -37,11 +38,11 @@ def __getattr__(name):
     raise AttributeError(f"module 'pamkrb' has no attribute {name!r}")
 
 
-def _jupyter_server_extension_points():
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     return [{"module": "pamkrb.serverextension", "app": _extension_app()}]
 
 
-def _extension_app():
+def _extension_app() -> type:
     from .serverextension import KerberosTicketExtension
 
     return KerberosTicketExtension

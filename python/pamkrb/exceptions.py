@@ -4,6 +4,8 @@ The native core raises these classes (they are imported into Rust), so they
 can be caught and tested from Python like any other exception.
 """
 
+from __future__ import annotations
+
 
 class PamkrbError(Exception):
     """Base class of every pamkrb error."""
@@ -28,11 +30,11 @@ class KerberosError(PamkrbError):
     deadline and nothing was installed. ``code`` is the krb5 error code, if
     any (None for the deadline)."""
 
-    def __init__(self, message, code=None):
+    def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
 
-    def __str__(self):
+    def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
 
@@ -87,7 +89,7 @@ class TicketDeliveryError(PamkrbError):
     broker: the hub is unreachable, or it refused (``status`` is the HTTP
     status then: 403 not allowed, 404 no ticket, 429 too many requests)."""
 
-    def __init__(self, message, status=None):
+    def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
 

@@ -9,6 +9,7 @@ user's server (open, save, kernel, timer).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 
@@ -61,7 +62,7 @@ def count_plant(kind: str) -> None:
 
 
 @cache
-def _checks(trigger: str):
+def _checks(trigger: str) -> Counter:
     return TICKET_CHECKS.labels(trigger=trigger)
 
 
@@ -82,7 +83,7 @@ def record(kind: str, trigger: str, result: str, seconds: float) -> None:
 
 
 @contextmanager
-def timed(kind: str, trigger: str):
+def timed(kind: str, trigger: str) -> Iterator[None]:
     """Record the enclosed kinit as a success, or a failure if it raises."""
     started = time.perf_counter()
     try:

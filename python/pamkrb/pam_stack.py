@@ -346,7 +346,9 @@ def password_free_success(rules: tuple[PamRule, ...] | list[PamRule]) -> list[tu
     """
     rules = list(rules)
     undef, positive, negative = 0, 1, -1
-    seen: set[tuple] = set()
+    # (impression, status) saved on entering each substack level.
+    Saved = tuple[tuple[int, int], ...]
+    seen: set[tuple[int, int, int, int, Saved]] = set()
 
     def skip(i: int, level: int, count: int) -> tuple[int, int]:
         # Past `count` rules of this level (a substack counts as one); returns
@@ -358,7 +360,7 @@ def password_free_success(rules: tuple[PamRule, ...] | list[PamRule]) -> list[tu
             count -= 1
         return i, count
 
-    def walk(i: int, prev: int, impression: int, status: int, saved: tuple) -> list[tuple[PamRule, int]] | None:
+    def walk(i: int, prev: int, impression: int, status: int, saved: Saved) -> list[tuple[PamRule, int]] | None:
         if i >= len(rules):
             return [] if status == SUCCESS and impression == positive else None
         key = (i, prev, impression, status, saved)

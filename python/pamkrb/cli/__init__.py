@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        code: int = args.run(args)
+        return code
     except UsageError as e:
         # The same shape as argparse's own errors, without a traceback.
         print(f"{args.prog}: error: {e}", file=sys.stderr)

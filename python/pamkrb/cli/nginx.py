@@ -40,7 +40,7 @@ _BODY_SIZE = re.compile(r"^\d+[kKmMgG]?$")
 _UNSAFE_IN_PATH = re.compile(r"[\s;{}\"'$\\#]")
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "nginx-config",
         help="print an nginx TLS reverse-proxy configuration for the hub",
