@@ -70,6 +70,9 @@ def ad_member(ad_dc: DomainController) -> Iterator[DomainMember]:
         member.stop()
         artifacts = ARTIFACTS / "samba" / "member"
         artifacts.mkdir(parents=True, exist_ok=True)
+        if member.start_seconds is not None:
+            figures = {"join_and_winbindd_start_seconds": round(member.start_seconds, 2)}
+            (artifacts / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
         for log in sorted(member.log_dir.glob("*")) if member.log_dir.is_dir() else []:
             if log.is_file():
                 shutil.copyfile(log, artifacts / log.name)

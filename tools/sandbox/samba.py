@@ -7,8 +7,10 @@ provisioned into a temporary directory (``--targetdir``) and started once with
 network namespace; the host reaches it at a link-local address
 (``169.254.X.Y+2``, the host end being ``+1``) and nothing of Samba listens on
 the host. Users, password policy and keytabs are made with ``samba-tool``
-inside the DC's namespaces. :meth:`DomainController.krb5_conf` is a
-``krb5.conf`` for MIT clients on the host (``kinit``, libkrb5 in pamkrb).
+inside the DC's namespaces. ``DomainController.krb5_conf`` is a
+``krb5.conf`` for MIT clients on the host (``kinit``, libkrb5 in pamkrb);
+:meth:`DomainController.write_krb5_conf` writes variants with short
+client-side lifetimes.
 
 Not re-exported by ``sandbox/__init__.py``: import ``sandbox.samba``. Only the
 standard library is imported; libc's ``setns``/``unshare``/``mount`` are
@@ -16,7 +18,8 @@ reached through ctypes (Python 3.11 has no ``os.setns``), loaded at import
 and called only in the pre-exec function of the processes started here.
 No shell anywhere: every command is an argument list.
 
-Every trap met on the way, and its fix (each was hit or checked here):
+Every trap met on the way, and its fix (hit or checked here, except the two
+marked as taken from /work/shared/ENVIRONMENT.md):
 
 - **Provisioning reads the host's ``/etc/samba/smb.conf`` as a template.**
   Debian's default one (written by samba-common's postinst) brought in
@@ -24,18 +27,21 @@ Every trap met on the way, and its fix (each was hit or checked here):
   ``passwd program = /usr/bin/passwd %u``, ``[homes]`` and ``[printers]``
   (with ``/var/lib/samba/printers``). Fix: ``samba-tool domain provision -s
   /dev/null`` and every directory given explicitly.
-- **``dns forwarder`` is copied from the host's /etc/resolv.conf**; the DC
-  cannot reach it from its namespace. Fix: ``--option=dns forwarder=`` (none).
+- **``dns forwarder`` is copied from the host's /etc/resolv.conf** into
+  smb.conf (an address the DC cannot reach from its namespace). Fix:
+  ``--option=dns forwarder=`` keeps it out. The DC's DNS answers for its own
+  zone (``dc1.ad.pamkrb.test``, the ``_ldap``/``_kerberos`` SRV records),
+  which is what a member's resolv.conf needs.
 - **smbd and winbindd create ``/var/log/samba/log.smbd`` and ``log.winbindd``
   on the host** (empty, before they read ``--configfile``). Fix: the DC runs
   in a mount namespace with empty tmpfs over ``/etc/samba``,
   ``/var/lib/samba``, ``/var/cache/samba``, ``/var/log/samba`` and ``/run``,
   so no Samba process can write to the host's Samba directories at all.
-- **``KRB5_CONFIG=/dev/null`` breaks provisioning**, and the ``krb5.conf``
+- **``KRB5_CONFIG=/dev/null`` breaks provisioning** (ENVIRONMENT.md), and the ``krb5.conf``
   provisioning writes has ``dns_lookup_kdc = true`` and no KDC address.
   Fix: a small one of ours for provisioning and the DC
   (``dc-krb5.conf``), another for MIT clients on the host (``krb5.conf``).
-- **``ntp signd socket directory`` must be mode 0750** or the DC logs errors.
+- **``ntp signd socket directory`` must be mode 0750** (ENVIRONMENT.md): made so.
 - **``samba-dcerpcd`` detaches with setsid** and would outlive a stopped DC.
   Fix: a PID namespace (``unshare --pid --fork --kill-child --mount-proc``):
   when ``samba`` (its PID 1) exits, the kernel kills everything left in it.
