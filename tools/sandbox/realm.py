@@ -25,6 +25,8 @@ class TicketCache:
     principal: str
     expires: datetime.datetime
     services: tuple[str, ...]
+    # The TGT's "renew until"; None when it is not renewable.
+    renew_until: datetime.datetime | None = None
 
 
 _KLIST_TIME_FORMATS = ("%m/%d/%y %H:%M:%S", "%m/%d/%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S")
@@ -195,15 +197,25 @@ class Realm(_Service):
         except OSError:
             return "(no kdc.log)"
 
-    def kdc_requests(self, kind: str | None = None) -> int:
-        """Number of requests the KDC logged: AS_REQ, TGS_REQ, or both if None."""
+    def kdc_requests(self, kind: str | None = None, *, client: str | None = None, service: str | None = None) -> int:
+        """Number of requests the KDC logged: AS_REQ, TGS_REQ, or both if None;
+        only those of principal ``client`` and for principal ``service`` when
+        given (for tests that share a realm with others running beside them)."""
         kinds = ("AS_REQ", "TGS_REQ") if kind is None else (kind,)
         try:
             text = self.kdc_log.read_text()
         except FileNotFoundError:
             return 0
-        # Lines look like "... krb5kdc[123](info): AS_REQ (8 etypes {...}) ...".
-        return sum(1 for line in text.splitlines() if any(f" {k} " in line for k in kinds))
+        # Lines look like "... krb5kdc[123](info): AS_REQ (8 etypes {...})
+        # 127.0.0.1: ISSUE: authtime ..., etypes {...}, client@REALM for service@REALM",
+        # failures "... 127.0.0.1: NEEDED_PREAUTH: client@REALM for service@REALM, reason".
+        lines = [line for line in text.splitlines() if any(f" {k} " in line for k in kinds)]
+        if client is None and service is None:
+            return len(lines)
+        who = re.escape(self.qualify(client)) if client else r"[^ ]+"
+        what = re.escape(self.qualify(service)) if service else r"[^ ,]+"
+        pair = re.compile(rf" {who} for {what}(,|$)")
+        return sum(1 for line in lines if pair.search(line))
 
     # -- principals and keytabs ---------------------------------------------
 
@@ -227,6 +239,21 @@ class Realm(_Service):
         """Create a principal with a random key; return its qualified name."""
         principal = self.qualify(name)
         self.kadmin(f"addprinc -randkey {principal}")
+        return principal
+
+    def add_password_principal(self, name: str, password: str) -> str:
+        """Create a principal whose key is derived from ``password``; return
+        its qualified name. kadmin.local reads the password from stdin, so it
+        is never on a command line, and errors do not repeat it."""
+        principal = self.qualify(name)
+        result = _run(
+            ["kadmin.local", "-r", self.name, "-q", f"addprinc {principal}"],
+            env=self._admin_env(),
+            input=f"{password}\n{password}\n",
+        )
+        # Like kadmin(): a failed query still exits with 0.
+        if f'Principal "{principal}" created.' not in result.stdout:
+            raise SandboxError(f"kadmin.local addprinc {principal}: {result.stderr.strip()}")
         return principal
 
     def write_keytab(
@@ -265,7 +292,8 @@ class Realm(_Service):
         )
 
     def klist(self, ccache: str | os.PathLike[str]) -> TicketCache:
-        """Read a cache with ``klist`` and return its principal and TGT expiry."""
+        """Read a cache with ``klist`` and return its principal, the TGT's
+        expiry and, if it is renewable, its "renew until"."""
         name = str(ccache)
         if ":" not in name:
             name = f"FILE:{name}"
@@ -274,8 +302,13 @@ class Realm(_Service):
         if match is None:
             raise SandboxError(f"no default principal in klist output:\n{out}")
         expires: datetime.datetime | None = None
+        renew_until: datetime.datetime | None = None
         services = []
         for line in out.splitlines():
+            # A renewable ticket's row is followed by "\trenew until <time>".
+            if line.strip().startswith("renew until ") and services and services[-1].startswith("krbtgt/"):
+                renew_until = _parse_klist_time(line.strip().removeprefix("renew until ").split(",")[0])
+                continue
             row = _KLIST_ROW.match(line.strip())
             if row is None or row["start"].startswith("Valid"):
                 continue
@@ -284,7 +317,7 @@ class Realm(_Service):
                 expires = _parse_klist_time(row["end"])
         if expires is None:
             raise SandboxError(f"no TGT in klist output:\n{out}")
-        return TicketCache(match[1], expires, tuple(services))
+        return TicketCache(match[1], expires, tuple(services), renew_until)
 
     def klist_valid(self, ccache: str | os.PathLike[str]) -> bool:
         """``klist -s``: True when the cache exists and holds unexpired tickets."""
