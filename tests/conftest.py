@@ -2,7 +2,8 @@
 
 The building blocks live in ``tools/sandbox/`` (shared with ``make demo``); this
 file only ties their lifetimes to pytest scopes. Everything here needs root:
-without it the fixtures skip the test with a reason, never pass it silently.
+without it the fixtures skip the test with a reason, never pass it silently;
+under CI=1 that skip is a failure (tests/ci_skips.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ci_skips import (  # noqa: F401  (hooks: under CI=1 a skip fails the test, naming what is missing)
+    pytest_make_collect_report,
+    pytest_runtest_makereport,
+)
 
 import sandbox  # tools/sandbox/, on the path through pytest.ini's `pythonpath`
 

@@ -59,6 +59,8 @@ need chromium "apt: chromium" test -x /usr/bin/chromium
 need java "apt: default-jre-headless (Spark in the PySpark kernel tests)" command -v java
 need faketime "apt: faketime" command -v faketime
 need pam_oath.so "apt: libpam-oath" have_file '/usr/lib/*/security/pam_oath.so'
+need "setuid-root fusermount3" "apt: fuse3 (doctor's FUSE check, the hostile-mount tests)" test -u /usr/bin/fusermount3
+need bindfs "apt: bindfs (the hostile-mount tests)" command -v bindfs
 need debootstrap "apt: debootstrap (the wheel's Debian 11/13 tests)" command -v debootstrap
 need unshare "apt: util-linux" command -v unshare
 
