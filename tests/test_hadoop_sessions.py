@@ -52,21 +52,38 @@ of under 1: the JVM's ticket has expired, the connection fails, Hadoop
 re-reads the cache (once a minute at most) and retries with pamkrb's
 ticket. On the token path Spark fetches a new token every 45 s (75% of the
 60 s renew interval) with a fresh login from the cache, and no round slows.
-The password ticket is renewable, so Hadoop's own renewer (``kinit -R`` at
-80% of a ticket's life) renews it too, beside pamkrb (the figures count the
-KDC's TGS requests and pamkrb's own renewals). At renew-till neither can
-renew it: the rounds fail with the error recorded in the figures
-(``error_after_renew_till``), and after the sign-in the next round whose
-connection failure lets Hadoop re-read the cache (at most once a minute)
-works again, without a kernel restart.
+The broker-fed namespaced server behaves like the ticket path: the JVM
+reads the server's own cache, which the server extension replaces with
+each ticket the hub delivers.
+
+What Hadoop does at renew-till (the password user): the password ticket is
+renewable, so Hadoop's own renewer (``kinit -R`` at 80% of a ticket's life)
+renews it too, beside pamkrb (the figures count the KDC's TGS requests for
+krbtgt and pamkrb's own renewals). At renew-till its ``kinit -R`` fails
+("kinit: Ticket expired while renewing credentials") and it gives up ("TGT
+is destroyed. Aborting renew thread"). The rounds fail, each after ~12 s of
+Hadoop's connection retries, with "SaslException: GSS initiate failed
+[Caused by GSSException: No valid credentials provided (Mechanism level:
+Failed to find any Kerberos tgt)]", or, when the failure made Hadoop
+re-read the expired cache, "KerberosAuthException: Login failure for user:
+<name>@SESSIONS.TEST javax.security.auth.login.LoginException: Unable to
+obtain password from user"; the server's status says ``login_required``
+with "could be renewed only until ..., which has passed; a new ticket is
+needed". After the sign-in Hadoop logs "Not attempting to re-login since
+the last re-login was attempted less than 60 seconds before" until that
+minute is over; then the next failed connection re-reads the cache and the
+round works: 69 s after the sign-in in the first run, with the same kernel
+process and the same Spark application.
 
 The five sessions run side by side, each in its own thread started by the
 ``sessions`` fixture when the first test needs it; each test waits for its
 own session's figures and asserts on them. Most of a session is waiting, so
-the group takes about as long as its longest session (the password user,
-about ten minutes) plus the cluster's start; the JVMs start at most two at
-a time. Each session's figures go to test-artifacts/<test>/figures.json,
-the group's timing to test-artifacts/test_hadoop_sessions/group.json.
+the group takes about as long as its longest session plus the cluster's
+start: 8 min 12 s in all (sessions ending 4 to 8 minutes after the start)
+with other Hadoop tests running beside it, instead of about 16 minutes for
+three sessions one after another. The JVMs start at most two at a time.
+Each session's figures go to test-artifacts/<test>/figures.json, the
+group's timing to test-artifacts/test_hadoop_sessions/group.json.
 """
 
 from __future__ import annotations
@@ -111,7 +128,7 @@ ROUNDS_AFTER_SIGN_IN = 2
 # minutes each; the sessions themselves are mostly idle.
 STARTUPS_AT_ONCE = 2
 # Every test may wait for the whole group: the cluster's start, the longest
-# session (the password user: ~10 minutes) and start-ups queued behind others.
+# session (the password user: ~8 minutes) and start-ups queued behind others.
 GROUP_TIMEOUT = 30 * 60
 
 # Defines `pamkrb_round(uri, k)`: write three rows to `uri`, read them back,
