@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import sandbox
-from conftest import BROKER_LIFETIME, artifact_dir
+from conftest import BROKER_LIFETIME, artifact_dir, form_login, logged_in
 from sandbox.slurm import SlurmCluster
 
 pytest_plugins = ["slurm_fixtures"]
@@ -210,16 +210,35 @@ class JobWatch(threading.Thread):
         assert "ticket" in self.times, f"no delivered ticket in the job's /tmp within {timeout:g} s: {self.times}"
 
 
-def spawn(hub: sandbox.Hub, slurm: SlurmCluster, realm: sandbox.Realm, user: sandbox.UnixUser) -> dict[str, Any]:
-    """Log ``user`` in, which submits their server as a Slurm job; wait for
-    the server and for the ticket in the job's /tmp. Returns the session,
-    the job id, its cache path on the host and the times (seconds)."""
+def spawn(
+    hub: sandbox.Hub,
+    slurm: SlurmCluster,
+    realm: sandbox.Realm,
+    user: sandbox.UnixUser,
+    user_options: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Log ``user`` in, which submits their server as a Slurm job (with
+    ``user_options``: log in, then start it through the hub's API with
+    them, e.g. batchspawner's ``runtime``); wait for the server and for the
+    ticket in the job's /tmp. Returns the session, the job id, its cache
+    path on the host and the times (seconds)."""
     watch = JobWatch(slurm, realm, user)
     watch.start()
     began = time.monotonic()
     try:
-        response = hub.login(user.name, user.password)
-        assert "/hub/login" not in response.url, f"login of {user.name} failed:\n{hub.log_tail()}"
+        if user_options is None:
+            response = hub.login(user.name, user.password)
+            assert "/hub/login" not in response.url, f"login of {user.name} failed:\n{hub.log_tail()}"
+        else:
+            response = form_login(hub, user.name, user.password)
+            assert logged_in(response), f"login of {user.name} failed:\n{hub.log_tail()}"
+            started = response.session.post(
+                f"{hub.url}/hub/api/users/{user.name}/server",
+                json=user_options,
+                headers={"X-XSRFToken": response.session.cookies.get("_xsrf", path="/hub/") or ""},
+                timeout=60,
+            )
+            assert started.status_code in (201, 202), started.text
         hub.wait_for_server(response.session, user.name, timeout=60)
         up = time.monotonic()
         watch.wait_for_ticket(timeout=30)
@@ -244,12 +263,17 @@ def check_in_kernel(hub: sandbox.Hub, session: Any, user: sandbox.UnixUser) -> d
     return sandbox.run_in_server(session, f"{hub.url}/user/{user.name}", KERNEL_CHECK)
 
 
+def forgot(hub: sandbox.Hub, user: sandbox.UnixUser) -> bool:
+    """Whether the hub has said it stopped keeping (renewing) the user's ticket."""
+    return f"Stopped keeping the Kerberos ticket of {user.name!r} (server stopped)" in hub.log_text()
+
+
 @pytest.fixture
 def slurm_users(broker_realm: sandbox.Realm, keytab_dir: Path) -> Iterator[list[sandbox.UnixUser]]:
-    """Two users whose keytabs only root can read (``keytab_dir``/<name>.keytab, root, 0600)."""
+    """Three users whose keytabs only root can read (``keytab_dir``/<name>.keytab, root, 0600)."""
     users: list[sandbox.UnixUser] = []
     try:
-        for _ in range(2):
+        for _ in range(3):
             user = sandbox.UnixUser.create("pkj")
             users.append(user)
             principal = broker_realm.add_principal(user.name)
@@ -264,14 +288,15 @@ def slurm_users(broker_realm: sandbox.Realm, keytab_dir: Path) -> Iterator[list[
 def test_slurm_jobs_get_tickets_from_the_broker_and_lose_them_when_they_end(
     hub_factory, slurm: SlurmCluster, broker_realm: sandbox.Realm, keytab_dir: Path, slurm_users, request
 ) -> None:
-    """Two users' servers run as Slurm jobs. Each job's kernel sees a valid
+    """Users' servers run as Slurm jobs. Each job's kernel sees a valid
     ticket of its user within seconds of the job starting, in the job's own
     /tmp, with the keytab out of reach. The first user cancels their job
     (scancel): the ticket goes with the job's /tmp and the hub stops renewing
-    it. The second user's idle server keeps a valid ticket for LIFETIMES
-    ticket lifetimes; then a save and a new kernel see it, and stopping the
-    server through the hub's API removes it the same way."""
-    cancelled, idle = slurm_users
+    it. A third user's job reaches its one-minute time limit meanwhile, with
+    the same outcome. The second user's idle server keeps a valid ticket for
+    LIFETIMES ticket lifetimes; then a save and a new kernel see it, and
+    stopping the server through the hub's API removes it the same way."""
+    cancelled, idle, limited = slurm_users
     marker = Path(f"/tmp/pamkrb-slurm-host-{secrets.token_hex(4)}")
     marker.write_text("the hub's /tmp")
     config = dict(SLURM_SPAWNER_CONFIG)
@@ -317,11 +342,18 @@ def test_slurm_jobs_get_tickets_from_the_broker_and_lose_them_when_they_end(
         assert cancel.returncode == 0, cancel.stderr
         slurm.wait_job_gone(job)
         assert not servers[cancelled.name]["cache"].exists()
-        forgot = f"Stopped keeping the Kerberos ticket of {cancelled.name!r} (server stopped)"
-        sandbox.wait_until(lambda: forgot in hub.log_text(), timeout=30, message="the hub to notice the cancelled job")
+        sandbox.wait_until(lambda: forgot(hub, cancelled), timeout=30, message="the hub to notice the cancelled job")
         assert not cancelled.default_ccache.exists(), "the hub's copy outlived the job"
         cancelled_principal = f"{cancelled.name}@{broker_realm.name}"
         requests_after_cancel = kdc_requests_for(broker_realm, cancelled_principal)
+
+        # A job with a time limit (batchspawner's "runtime", as a user option),
+        # on the CPU the cancelled job freed; it ends during the idle window.
+        servers[limited.name] = spawn(hub, slurm, broker_realm, limited, {"runtime": "00:01:00"})
+        figures[limited.name] = servers[limited.name]["times"]
+        limited_principal = f"{limited.name}@{broker_realm.name}"
+        limited_job = servers[limited.name]["job"]
+        limited_end: dict[str, float] = {}
 
         # The other server: no activity at all for LIFETIMES lifetimes; its
         # ticket, read from the host in the job's /tmp, never lapses.
@@ -339,6 +371,12 @@ def test_slurm_jobs_get_tickets_from_the_broker_and_lose_them_when_they_end(
                 lowest = min(lowest, left)
                 assert left > 0, f"the job's ticket expired {-left:.0f} s ago"
                 expiries.add(broker_realm.klist(cache).expires)
+            # The time-limited job, watched from Slurm and the hub's log only.
+            if "job_ended" not in limited_end and not slurm.jobs(user=limited.name):
+                limited_end["job_ended"] = time.monotonic()
+            if "hub_forgot" not in limited_end and forgot(hub, limited):
+                limited_end["hub_forgot"] = time.monotonic()
+                limited_end["kdc_requests"] = kdc_requests_for(broker_realm, limited_principal)
             time.sleep(1)
         figures[idle.name]["idle_seconds"] = round(time.monotonic() - started, 1)
         figures[idle.name]["tickets_seen_while_idle"] = len(expiries)
@@ -348,6 +386,22 @@ def test_slurm_jobs_get_tickets_from_the_broker_and_lose_them_when_they_end(
 
         # All that time nothing renewed the cancelled user's ticket.
         assert kdc_requests_for(broker_realm, cancelled_principal) == requests_after_cancel
+
+        # The time limit ended the other job: its ticket went with its /tmp,
+        # the hub noticed and has not renewed it since.
+        if "hub_forgot" not in limited_end:
+            sandbox.wait_until(lambda: forgot(hub, limited), timeout=120, message="the hub to notice the time limit")
+            limited_end["hub_forgot"] = time.monotonic()
+            limited_end["kdc_requests"] = kdc_requests_for(broker_realm, limited_principal)
+        slurm.wait_job_gone(limited_job)
+        running_at = servers[limited.name]["running_at"]
+        figures[limited.name]["job_running_to_job_ended"] = limited_end.get("job_ended", time.monotonic()) - running_at
+        figures[limited.name]["job_running_to_hub_forgot"] = limited_end["hub_forgot"] - running_at
+        job_log = limited.home / f"jupyterhub_slurmspawner_{limited_job}.log"
+        assert "DUE TO TIME LIMIT" in job_log.read_text(errors="replace")
+        assert not servers[limited.name]["cache"].exists()
+        assert not limited.default_ccache.exists()
+        assert kdc_requests_for(broker_realm, limited_principal) == limited_end["kdc_requests"]
 
         session = servers[idle.name]["session"]
         status = session.get(f"{hub.url}/user/{idle.name}/pamkrb/api/status", timeout=30).json()
@@ -377,8 +431,7 @@ def test_slurm_jobs_get_tickets_from_the_broker_and_lose_them_when_they_end(
         slurm.wait_job_gone(job)
         figures[idle.name]["stop_to_job_tmp_gone"] = time.monotonic() - stopped_at
         assert not cache.exists()
-        forgot = f"Stopped keeping the Kerberos ticket of {idle.name!r} (server stopped)"
-        sandbox.wait_until(lambda: forgot in hub.log_text(), timeout=30, message="the hub to stop keeping the ticket")
+        sandbox.wait_until(lambda: forgot(hub, idle), timeout=30, message="the hub to stop keeping the ticket")
         assert not idle.default_ccache.exists()
     finally:
         marker.unlink(missing_ok=True)
