@@ -1,62 +1,178 @@
-"""The status contract is defined once (pamkrb.lifecycle); the labextension's
-TypeScript copy of its states and fields must not drift from it."""
+"""The status contract is defined once, in the JSON Schema shipped as
+``pamkrb/status.schema.json``. The labextension's TypeScript types are
+generated from it (tools/status_contract.py, run by the build), and the status
+Python serves is validated against it here."""
 
 from __future__ import annotations
 
+import json
 import re
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
+import status_contract  # tools/, on the path through pytest.ini's `pythonpath`
 
-from pamkrb import lifecycle
+from pamkrb import _native, lifecycle
 
-INDEX_TS = Path(__file__).resolve().parents[1] / "labextension" / "src" / "index.ts"
+REPO = Path(__file__).resolve().parents[1]
+INDEX_TS = REPO / "labextension" / "src" / "index.ts"
+CCACHE_FIXTURES = REPO / "tests" / "data" / "ccache"
+# What the status bar leaves to the status page (index.ts's ITicketStatus omits them).
+NOT_IN_THE_STATUS_BAR = {"refresh_margin", "renewals", "triggers"}
 
 
-def test_typescript_server_states_match_python():
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    # From the installed package: the schema ships with it.
+    loaded: dict[str, Any] = json.loads((resources.files("pamkrb") / "status.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(loaded)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+# -- TypeScript: generated from the schema -------------------------------------------
+
+
+def test_the_typescript_types_are_generated_from_the_schema(schema):
+    committed = (REPO / "labextension" / "src" / "status.ts").read_text()
+    assert committed == status_contract.generate(schema), "run python3 tools/status_contract.py --write"
+    source_tree = json.loads((REPO / "python" / "pamkrb" / "status.schema.json").read_text())
+    assert source_tree == schema, "the installed schema is not the source tree's: run make build"
+
+
+def test_the_extension_takes_its_status_types_from_the_generated_module():
     source = INDEX_TS.read_text()
-    block = source[source.index("const SERVER_STATES") : source.index("]);", source.index("const SERVER_STATES"))]
-    ts_states = set(re.findall(r"'([a-z_]+)'", block))
-    assert ts_states == {state.value for state in lifecycle.TicketState}
+    assert re.search(r"import \{[^}]*\bIServerStatus\b[^}]*\} from './status';", source)
+    for copy in ("const SERVER_STATES", "const RENEWERS", "const SOURCES", "interface IServerStatus"):
+        assert copy not in source, f"index.ts defines its own {copy}"
+    omitted = re.search(r"Omit<\s*IServerStatus,\s*([^>]*)>", source)
+    assert omitted is not None
+    assert set(re.findall(r"'([a-z_]+)'", omitted.group(1))) == NOT_IN_THE_STATUS_BAR | {"state"}
 
 
-def test_typescript_state_type_is_server_states_plus_unavailable():
+def test_the_extension_reads_every_field_it_shows_from_the_body(schema):
+    # tsc makes parseStatus return every field of ITicketStatus (the schema's,
+    # less those omitted); this makes it read each one rather than fill in a
+    # constant.
     source = INDEX_TS.read_text()
-    block = source[source.index("type TicketState") : source.index(";", source.index("type TicketState"))]
-    assert set(re.findall(r"'([a-z_]+)'", block)) == {s.value for s in lifecycle.TicketState} | {"unavailable"}
-
-
-def typescript_block(source: str, start: str, end: str) -> str:
-    begin = source.index(start)
-    return source[begin : source.index(end, begin)]
-
-
-def test_typescript_status_fields_are_python_fields():
-    block = typescript_block(INDEX_TS.read_text(), "interface ITicketStatus", "}")
-    ts_fields = re.findall(r"^\s*([a-z_]+)\??:", block, re.M)
-    assert set(ts_fields) <= set(lifecycle.STATUS_FIELDS), set(ts_fields) - set(lifecycle.STATUS_FIELDS)
-    # What the status bar shows must be served.
-    assert {
-        "state",
-        "expires_at",
-        "seconds_left",
-        "renewed_by",
-        "source",
-        "login_required_at",
-        "warn_before",
-        "last_error",
-    } <= set(ts_fields)
-
-
-def test_typescript_reads_every_required_field_from_the_body():
-    # tsc makes parseStatus return every required field of ITicketStatus; this
-    # makes it read each one from the response rather than fill in a constant.
-    source = INDEX_TS.read_text()
-    required = re.findall(r"^\s*([a-z_]+):", typescript_block(source, "interface ITicketStatus", "}"), re.M)
-    assert {"renewed_by", "source", "login_required_at", "warn_before"} <= set(required)
-    parse = typescript_block(source, "function parseStatus", "\n}\n")
-    unread = [field for field in required if f"'{field}'" not in parse and f"raw.{field}" not in parse]
+    begin = source.index("function parseStatus")
+    parse = source[begin : source.index("\n}\n", begin)]
+    shown = [field for field in schema["properties"] if field not in NOT_IN_THE_STATUS_BAR]
+    unread = [field for field in shown if f"'{field}'" not in parse]
     assert not unread, f"parseStatus does not read {unread}"
+
+
+# -- Python: the same values, and every status it builds valid ------------------------
+
+
+def test_python_constants_are_the_schemas(schema):
+    defs = schema["$defs"]
+    assert [state.value for state in lifecycle.TicketState] == defs["ServerState"]["enum"]
+    assert list(lifecycle.RENEWERS) == defs["Renewer"]["enum"]
+    assert list(lifecycle.SOURCES) == defs["Source"]["enum"]
+    assert list(lifecycle.STATUS_FIELDS) == list(schema["properties"]) == schema["required"]
+
+
+def _ticket(workdir: Path, fixture: str) -> Any:
+    cache = workdir / fixture
+    cache.write_bytes((CCACHE_FIXTURES / fixture).read_bytes())
+    cache.chmod(0o600)
+    return _native.inspect_ticket(str(cache))
+
+
+def python_statuses(workdir: Path) -> list[dict[str, Any]]:
+    renewable = _ticket(workdir, "v4-renewable")
+    plain = _ticket(workdir, "v4-kinit-keytab")
+    now = float(renewable.starts_at + 60)
+    return [
+        lifecycle.disabled_status("no Kerberos configuration"),
+        lifecycle.status(
+            lifecycle.TicketState.VALID,
+            info=renewable,
+            ccache=str(workdir / "v4-renewable"),
+            now=now,
+            refresh_margin=300,
+            last_refresh=now - 5,
+            renewals=2,
+            triggers={"timer": 3, "open": 1},
+            renewed_by=lifecycle.RENEWED_BY_SERVER,
+            source=lifecycle.SOURCE_PASSWORD,
+            login_required_at=float(renewable.renew_until),
+            warn_before=1800,
+        ),
+        lifecycle.status(
+            lifecycle.TicketState.EXPIRING,
+            info=plain,
+            now=float(plain.expires_at - 10),
+            refresh_margin=300,
+            renewed_by=lifecycle.RENEWED_BY_HUB,
+            source=lifecycle.SOURCE_KEYTAB,
+        ),
+        lifecycle.status(
+            lifecycle.TicketState.EXPIRED,
+            info=plain,
+            now=float(plain.expires_at + 10),
+            renewed_by=lifecycle.RENEWED_BY_SERVER,
+            source=lifecycle.SOURCE_KEYTAB,
+        ),
+        lifecycle.status(
+            lifecycle.TicketState.ERROR,
+            principal="alice@EXAMPLE.ORG",
+            now=now,
+            last_error="KDC unreachable",
+            renewed_by=lifecycle.RENEWED_BY_SERVER,
+            source=lifecycle.SOURCE_KEYTAB,
+        ),
+        lifecycle.status(lifecycle.TicketState.MISSING, principal="alice@EXAMPLE.ORG", now=now),
+        lifecycle.status(
+            lifecycle.TicketState.LOGIN_REQUIRED,
+            principal="alice@EXAMPLE.ORG",
+            now=now,
+            source=lifecycle.SOURCE_PASSWORD,
+            login_required_at=now - 1,
+            warn_before=600,
+        ),
+    ]
+
+
+def test_every_python_status_is_valid_against_the_schema(validator, tmp_path):
+    statuses = python_statuses(tmp_path)
+    assert {s["state"] for s in statuses} == {state.value for state in lifecycle.TicketState}
+    for status in statuses:
+        errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(json.loads(json.dumps(status)))]
+        assert errors == [], status
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"state": "fresh"}, "an unknown state"),
+        ({"source": "otp"}, "an unknown source"),
+        ({"renewed_by": "broker"}, "an unknown renewer"),
+        ({"seconds_left": "60"}, "a number as text"),
+        ({"expires_at": "tomorrow"}, "a time that is not ISO 8601"),
+        ({"surprise": 1}, "a field the contract does not have"),
+    ],
+)
+def test_the_schema_refuses_a_drifted_status(validator, tmp_path, change, why):
+    status = {**python_statuses(tmp_path)[1], **change}
+    assert not validator.is_valid(status), why
+
+
+def test_the_schema_refuses_a_status_without_a_field(validator, tmp_path):
+    status = python_statuses(tmp_path)[1]
+    del status["warn_before"]
+    assert not validator.is_valid(status)
+
+
+# -- the order of the fields ---------------------------------------------------------
 
 
 def test_python_status_has_exactly_the_contract_fields():
@@ -77,11 +193,3 @@ def test_python_status_places_the_sign_in_fields_after_source():
     unset = lifecycle.status(lifecycle.TicketState.VALID, now=0.0, source="keytab")
     assert unset["login_required_at"] is None
     assert unset["warn_before"] is None
-
-
-@pytest.mark.parametrize(("name", "values"), [("RENEWERS", lifecycle.RENEWERS), ("SOURCES", lifecycle.SOURCES)])
-def test_typescript_value_lists_match_python(name, values):
-    source = INDEX_TS.read_text()
-    begin = source.index(f"const {name}")
-    block = source[begin : source.index(";", begin)]
-    assert tuple(re.findall(r"'([a-z_]+)'", block)) == values

@@ -2,7 +2,8 @@
 # Rebuild the prebuilt JupyterLab 4 / Notebook 7 extension (labextension/) into
 # wheel-data/data/share/jupyter/labextensions/pamkrb, which the wheel installs
 # under the environment's share/jupyter. The output is committed, so building
-# the wheel needs no Node.js; run this after changing labextension/.
+# the wheel needs no Node.js; run this after changing labextension/ or
+# python/pamkrb/status.schema.json.
 #
 # Idempotent: node_modules is reinstalled from package-lock.json and the builder
 # empties the output directory before writing it.
@@ -20,6 +21,11 @@ command -v jupyter-builder >/dev/null || {
     echo "jupyter-builder not found in $VENV/bin: install jupyterlab>=4.6 there first" >&2
     exit 1
 }
+
+# The status types come from the one definition of the status contract,
+# python/pamkrb/status.schema.json: regenerated here, so tsc compiles the
+# extension against the schema the server is tested against.
+python3 "$REPO/tools/status_contract.py" --write
 
 cd "$EXT"
 npm ci --no-audit --no-fund --loglevel=error

@@ -55,6 +55,7 @@ PIP_PACKAGES=(
     requests
     ruff
     mypy
+    jsonschema
     playwright
     matplotlib
     websocket-client

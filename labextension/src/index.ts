@@ -32,6 +32,15 @@ import { Poll } from '@lumino/polling';
 import { Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
+import {
+  IServerStatus,
+  RENEWERS,
+  Renewer,
+  SERVER_STATES,
+  SOURCES,
+  ServerState
+} from './status';
+
 const STATUS_API_PATH = 'pamkrb/api/status';
 const STATUS_PAGE_PATH = 'pamkrb/status';
 const POLL_INTERVAL_MS = 30_000;
@@ -42,56 +51,22 @@ const SIGN_IN_COMMAND = 'pamkrb:sign-in';
 const SIGNIN_PASSWORD_ID = 'pamkrb-signin-password';
 
 /** The states the server extension reports, plus our own for "no answer". */
-type TicketState =
-  | 'valid'
-  | 'expiring'
-  | 'expired'
-  | 'missing'
-  | 'error'
-  | 'disabled'
-  | 'login_required'
-  | 'unavailable';
+type TicketState = ServerState | 'unavailable';
 
-const SERVER_STATES: ReadonlySet<string> = new Set([
-  'valid',
-  'expiring',
-  'expired',
-  'missing',
-  'error',
-  'disabled',
-  'login_required'
-]);
+const KNOWN_STATES: ReadonlySet<string> = new Set(SERVER_STATES);
 
 /**
- * Who keeps the ticket fresh: this server from its keytab, or the hub's
- * ticket broker, which renews it and delivers it here. The status reports
- * null when disabled.
+ * What the status bar reads of a server status. The fields and their types
+ * come from the schema (./status.ts is generated from
+ * python/pamkrb/status.schema.json), so a field added there must be read
+ * here before this compiles; the counters are for people, on the status page.
  */
-const RENEWERS = ['server', 'hub'] as const;
-type RenewedBy = (typeof RENEWERS)[number];
-
-/** Where the ticket comes from; null when disabled. */
-const SOURCES = ['keytab', 'password'] as const;
-type TicketSource = (typeof SOURCES)[number];
-
-/** The JSON body of `GET pamkrb/api/status`. */
-interface ITicketStatus {
+interface ITicketStatus
+  extends Omit<
+    IServerStatus,
+    'state' | 'refresh_margin' | 'renewals' | 'triggers'
+  > {
   state: TicketState;
-  principal: string | null;
-  ccache: string | null;
-  expires_at: string | null;
-  seconds_left: number | null;
-  renew_until: string | null;
-  renewed_by: RenewedBy | null;
-  source: TicketSource | null;
-  /** When a sign-in becomes necessary; null while a keytab renews. */
-  login_required_at: string | null;
-  /** Seconds before `login_required_at` to warn; null: never warn. */
-  warn_before: number | null;
-  last_refresh: string | null;
-  last_error: string | null;
-  refresh_margin?: number;
-  renewals?: number;
 }
 
 const UNAVAILABLE: ITicketStatus = {
@@ -130,7 +105,7 @@ function parseStatus(body: unknown): ITicketStatus {
       ? (raw[key] as number)
       : null;
   const state = text('state');
-  if (state === null || !SERVER_STATES.has(state)) {
+  if (state === null || !KNOWN_STATES.has(state)) {
     return UNAVAILABLE;
   }
   return {
@@ -250,7 +225,7 @@ function label(status: ITicketStatus, now: Date): string {
   }
 }
 
-const RENEWER_NAMES: Record<RenewedBy, string> = {
+const RENEWER_NAMES: Record<Renewer, string> = {
   server: 'this server',
   hub: 'the hub'
 };
