@@ -937,6 +937,27 @@ mod tests {
     }
 
     #[test]
+    fn an_unparsed_principal_parses_back_to_itself() {
+        for (components, realm) in [
+            (&["alice"][..], "EXAMPLE.ORG"),
+            (&["host", "node1.example.org"][..], "EXAMPLE.ORG"),
+            (&["a/b", "c@d", "e\\f"][..], "EXAMPLE.ORG"),
+            (&["tab\tnl\nbs\u{8}nul\0"][..], "R\\E@ALM"),
+        ] {
+            let original = principal(components, realm);
+            let name = original.to_string_lossy();
+            let parsed = Principal::parse_with_realm(&name).unwrap_or_else(|| panic!("{name}"));
+            assert!(parsed.same_as(&original), "{name}: {parsed:?}");
+        }
+        // The name type does not count; realm and every component do.
+        let mut other_type = principal(&["alice"], "R");
+        other_type.name_type = 2;
+        assert!(other_type.same_as(&principal(&["alice"], "R")));
+        assert!(!principal(&["alice"], "R").same_as(&principal(&["alice"], "S")));
+        assert!(!principal(&["alice"], "R").same_as(&principal(&["alice", ""], "R")));
+    }
+
+    #[test]
     fn renewability_is_one_rule_for_the_tgt_and_its_info() {
         let cache = parse(V4_RENEWABLE).unwrap();
         let tgt = cache.ticket_granting_ticket().unwrap();
