@@ -84,6 +84,8 @@ class Plan:
     broker_idle: float = 10.0  # seconds of /hub/health probing with no user tracked
     broker_warmup: float = 120.0  # from the first server's start to the window (servers start over one period)
     broker_window: float = 600.0
+    hadoop_kernel_runs: int = 3  # timed PySpark kernels (bench/hadoop.py), after one warm-up
+    hadoop_suite: bool = True  # run the Hadoop test files for their durations (about 6 minutes)
 
 
 QUICK = Plan(
@@ -105,6 +107,8 @@ QUICK = Plan(
     broker_idle=5.0,
     broker_warmup=75.0,
     broker_window=120.0,
+    hadoop_kernel_runs=1,
+    hadoop_suite=False,
 )
 
 

@@ -512,6 +512,79 @@ def _broker(r: dict[str, Any]) -> str:
     return "\n\n".join([kdc, burst, health, memory, notes])
 
 
+def _mib(size: int | None) -> str:
+    return f"{size / 2**20:,.0f} MiB" if size else EN_DASH
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
+
+
+def _hadoop(r: dict[str, Any]) -> str:
+    stages = _table(
+        ["kernel through the hub, N = " + str(len(r["runs"])), "median", "max", "each run"],
+        [
+            [label, dur(r[key]["median"]), dur(r[key]["max"]), ", ".join(dur(run[key]) for run in r["runs"])]
+            for key, label in (
+                ("kernel_ready_seconds", "`POST /api/kernels` → first cell answers (kernel, driver JVM, SparkSession)"),
+                ("first_rpc_seconds", "→ first HDFS call of its own (`FileSystem.getFileStatus`, one NameNode RPC)"),
+                ("first_read_seconds", "→ first HDFS read through Spark (`spark.read.parquet(...).collect()`)"),
+                ("total_seconds", "kernel start → first HDFS read"),
+            )
+        ],
+    )
+    idle, after = r["cluster_rss_idle"], r["cluster_rss_after"]
+    drivers = [run["driver_rss"] for run in r["runs"] if run["driver_rss"]]
+    memory = _table(
+        ["resident memory (VmRSS)", "idle, after start", "after the kernels' reads"],
+        [
+            ["NameNode JVM", _mib(idle.get("namenode")), _mib(after.get("namenode"))],
+            ["DataNode JVM", _mib(idle.get("datanode")), _mib(after.get("datanode"))],
+            ["test cluster (both)", _mib(sum(idle.values())), _mib(sum(after.values()))],
+            ["Spark driver JVM (per kernel, after its first read)", EN_DASH, _mib(max(drivers) if drivers else None)],
+        ],
+    )
+    v = r["versions"]
+    notes = (
+        f"The cluster started (format, both JVMs, out of safe mode, `/user` made) in "
+        f"{r['cluster_start_seconds']:.1f} s. Versions: servers {v['hadoop_servers']}; client: pyspark "
+        f"{v['pyspark']} with the Hadoop {v['hadoop_client']} client; Java: {v['java']}. Each kernel is a new "
+        "one from the kernelspec `pamkrb kernelspec install` writes (local[1], the cluster's client "
+        "configuration, `spark.kerberos.renewal.credentials=ccache`, the realm's krb5.conf handed to the JVM), "
+        "started over the REST API of the user's server through the hub's proxy; a warm-up kernel wrote the "
+        "file first (not timed), so the page cache is warm. The SparkSession's start includes fetching HDFS "
+        "delegation tokens from the NameNode with the user's ticket (Spark 4 does so in local mode too)."
+    )
+    return "\n\n".join([stages, memory, notes])
+
+
+def _hadoop_suite(r: dict[str, Any]) -> str:
+    if r.get("skipped"):
+        return "Skipped (`--quick`)."
+    last = r["last_full_run"]
+    rows = [
+        [f"`{name}`", str(int(f["tests"])), _minutes(f["seconds"])]
+        for name, f in sorted(r["files"].items(), key=lambda item: -item[1]["seconds"])
+    ]
+    rows.append(
+        ["all of the above, one pytest process (wall clock, with the cluster's start)", "", _minutes(r["wall_seconds"])]
+    )
+    table = _table(["Hadoop test file, run alone", "tests", "time"], rows)
+    outcomes = ", ".join(f"{kind} {n}" for kind, n in sorted(r["outcomes"].items()))
+    slowest = ", ".join(f"`{name.split('::')[-1]}` {s:.0f} s" for s, name in r["slowest"][:5])
+    notes = (
+        f"Outcomes: {outcomes} (pytest exit status {r['returncode']}). Slowest: {slowest}. "
+        f"Not run here: `{r['long_file']}` (four 90-second ticket lifetimes of rounds per session test), which "
+        f"runs in the Makefile's `LONG_TESTS` group in its own pytest process beside the main suite, as does "
+        f"`tests/test_hadoop_renewer.py`. The last full `make test` (CI's `.ci/run`): main suite "
+        f"{_minutes(last['main_suite'])}, the long group beside it {_minutes(last['long_group'])}, the whole run "
+        f"about {last['ci_run'] // 60} min. So the Hadoop files grow the main suite by about the table's total "
+        "minus the long-group files, while the long group adds wall time only where it outlasts the main suite "
+        "(it does not, by some ten minutes)."
+    )
+    return table + "\n\n" + notes
+
+
 def markdown(results: dict[str, Any]) -> str:
     c = results["comparisons"]
     plan = results["plan"]
@@ -636,6 +709,10 @@ def markdown(results: dict[str, Any]) -> str:
             _broker(b),
             "",
         ]
+    if "hadoop" in c:
+        out += ["## 8. PySpark on the Kerberos-secured HDFS (issue 19)", "", _hadoop(c["hadoop"]), ""]
+    if "hadoop_suite" in c:
+        out += ["## 9. How much `make test` grows with the Hadoop tests", "", _hadoop_suite(c["hadoop_suite"]), ""]
     for run in results.get("merged", []):
         out += [
             f"Measured in a separate run and merged into this report: {', '.join(run['comparisons'])}, on "
