@@ -116,6 +116,19 @@ impl From<NativeError> for PyErr {
     }
 }
 
+/// A principal kept beside its string for `is_for`. Equal by
+/// [`Principal::same_as`], so it adds nothing to the `==` of the class that
+/// holds it (the name type never counts).
+struct ParsedPrincipal(Principal);
+
+impl PartialEq for ParsedPrincipal {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same_as(&other.0)
+    }
+}
+
+impl Eq for ParsedPrincipal {}
+
 /// What a credential cache says about its ticket-granting ticket. Times are
 /// seconds since the epoch.
 #[pyclass(frozen, eq, module = "pamkrb._native")]
@@ -134,7 +147,7 @@ pub struct TicketInfo {
     #[pyo3(get)]
     renewable: bool,
     /// `principal` parsed, for `is_for`.
-    default_principal: Principal,
+    default_principal: ParsedPrincipal,
 }
 
 #[pymethods]
@@ -144,7 +157,7 @@ impl TicketInfo {
     /// count), not the strings.
     fn is_for(&self, principal: &str) -> PyResult<bool> {
         let expected = parse_principal(principal)?;
-        Ok(self.default_principal.same_as(&expected))
+        Ok(self.default_principal.0.same_as(&expected))
     }
 
     /// Whether the KDC would renew the ticket at `now` (seconds since the
@@ -196,7 +209,7 @@ impl From<NativeTicketInfo> for TicketInfo {
             expires_at: info.expires_at,
             renew_until: info.renew_until,
             renewable: info.renewable,
-            default_principal: info.default_principal,
+            default_principal: ParsedPrincipal(info.default_principal),
         }
     }
 }
@@ -298,7 +311,7 @@ pub struct KeytabEntry {
     #[pyo3(get)]
     timestamp: u32,
     /// `principal` parsed, for `is_for`.
-    parsed: Principal,
+    parsed: ParsedPrincipal,
 }
 
 #[pymethods]
@@ -306,7 +319,7 @@ impl KeytabEntry {
     /// Whether this key is `principal`'s (compared as `TicketInfo.is_for`).
     fn is_for(&self, principal: &str) -> PyResult<bool> {
         let expected = parse_principal(principal)?;
-        Ok(self.parsed.same_as(&expected))
+        Ok(self.parsed.0.same_as(&expected))
     }
 
     fn __repr__(&self) -> String {
@@ -376,7 +389,7 @@ fn inspect_keytab(py: Python<'_>, path: &str) -> PyResult<KeytabInfo> {
                         enctype: entry.enctype,
                         enctype_name: crate::kinit::enctype_name(entry.enctype),
                         timestamp: entry.timestamp,
-                        parsed: entry.principal.clone(),
+                        parsed: ParsedPrincipal(entry.principal.clone()),
                     })
                     .collect();
                 (
@@ -390,7 +403,7 @@ fn inspect_keytab(py: Python<'_>, path: &str) -> PyResult<KeytabInfo> {
         })
         .map_err(NativeError::from)?;
     let (owner_uid, owner_gid, mode, size, entries) = described;
-    let principals = entries.iter().map(|entry| entry.parsed.clone()).collect();
+    let principals = entries.iter().map(|entry| entry.parsed.0.clone()).collect();
     let entries = entries
         .into_iter()
         .map(|entry| Py::new(py, entry))
