@@ -42,6 +42,10 @@ The test drives that race on purpose, with real components only:
   cannot set these: UGI reads them before Spark's configuration reaches it,
   see python/pamkrb/cli/kernelspec.py.)
 
+A control (``test_the_reader_catches_a_cache_rewritten_in_place``) shows
+the reader would see it if a writer did not replace the file whole: sixty
+truncate-and-write rewrites of a cache, and it reports torn reads.
+
 It runs in ``LONG_TESTS`` (Makefile), beside the main suite: most of its
 two minutes is waiting for the JVM and the schedule.
 """
@@ -274,7 +278,7 @@ def parse_ccache(data: bytes) -> tuple[str, list[tuple[str, str, int]]]:
     return default, credentials
 
 
-def check_cache(path: Path, user: sandbox.UnixUser, principal: str, seen: CacheReads) -> None:
+def check_cache(path: Path, uid: int, principal: str, seen: CacheReads) -> None:
     """One read of the cache as a client sees it: through one descriptor,
     never following a link."""
     seen.reads += 1
@@ -294,7 +298,7 @@ def check_cache(path: Path, user: sandbox.UnixUser, principal: str, seen: CacheR
     problems = []
     if not stat.S_ISREG(st.st_mode):
         problems.append(f"not a regular file: {stat.filemode(st.st_mode)}")
-    if st.st_uid != user.uid:
+    if st.st_uid != uid:
         problems.append(f"owned by uid {st.st_uid}")
     if stat.S_IMODE(st.st_mode) != 0o600:
         problems.append(f"mode {stat.S_IMODE(st.st_mode):o}")
@@ -313,7 +317,7 @@ def check_cache(path: Path, user: sandbox.UnixUser, principal: str, seen: CacheR
         problems.append(f"torn: {error}")
     # pamkrb's own reader, as the server extension reads the cache.
     try:
-        info = _native.inspect_ticket(str(path), uid=user.uid)
+        info = _native.inspect_ticket(str(path), uid=uid)
         if info.principal != principal:
             problems.append(f"inspect_ticket: principal {info.principal}")
     except Exception as error:
@@ -486,7 +490,7 @@ def test_hadoop_kinit_renewer_and_pamkrb_replace_share_one_cache(
 
         def reader() -> None:
             while not done.is_set():
-                check_cache(cache, user, principal, seen)
+                check_cache(cache, user.uid, principal, seen)
                 done.wait(0.001)
 
         kinit_rounds: list[dict[str, Any]] = []
@@ -616,3 +620,45 @@ def test_hadoop_kinit_renewer_and_pamkrb_replace_share_one_cache(
     assert all(c["rc"] == 0 and c["uid"] == user.uid and c["krb5ccname"] == f"FILE:{cache}" for c in renewals), renewals
     # Nobody left a temporary file behind.
     assert not leftovers, leftovers
+
+
+def test_the_reader_catches_a_cache_rewritten_in_place(hadoop_realm: sandbox.Realm) -> None:
+    """The control for the reader above: a writer that rewrites the cache in
+    place (truncate, then write, as FILE caches were written before MIT
+    krb5 1.x's temporary file and rename) is caught within a few dozen
+    rewrites, so a clean run of the race means something."""
+    require_root()
+    directory = Path(tempfile.mkdtemp(prefix="pamkrb-torn-"))
+    try:
+        principal = hadoop_realm.add_principal(f"pkr-torn-{os.getpid()}-{time.monotonic_ns()}")
+        keytab = hadoop_realm.write_keytab(principal, directory / "keytab", 0, 0)
+        cache = directory / "cache"
+        hadoop_realm.kinit(principal, keytab, f"FILE:{cache}")
+        cache.chmod(0o600)
+        data = cache.read_bytes()
+        seen = CacheReads()
+        done = threading.Event()
+
+        def reader() -> None:
+            while not done.is_set():
+                check_cache(cache, 0, principal, seen)
+                done.wait(0.001)
+
+        thread = threading.Thread(target=reader, daemon=True)
+        thread.start()
+        try:
+            for _ in range(60):
+                fd = os.open(cache, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+                try:
+                    os.write(fd, data)
+                finally:
+                    os.close(fd)
+                done.wait(0.05)
+        finally:
+            done.set()
+            thread.join(timeout=10)
+        assert seen.reads >= 100, seen.reads
+        assert seen.bad, "60 in-place rewrites and the reader saw nothing torn"
+        assert any("torn" in problem for problem in seen.bad), seen.bad[:3]
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
