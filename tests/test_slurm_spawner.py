@@ -374,11 +374,14 @@ def test_slurm_jobs_get_tickets_from_the_broker_and_lose_them_when_they_end(
         # scancel by the user: the ticket goes with the job's /tmp, the hub
         # notices (its poll of the job) and stops keeping the ticket.
         job = servers[cancelled.name]["job"]
+        cancelled_at = time.monotonic()
         cancel = slurm.command(["scancel", job], user=cancelled)
         assert cancel.returncode == 0, cancel.stderr
         slurm.wait_job_gone(job)
+        figures[cancelled.name]["scancel_to_job_tmp_gone"] = time.monotonic() - cancelled_at
         assert not servers[cancelled.name]["cache"].exists()
         sandbox.wait_until(lambda: forgot(hub, cancelled), timeout=30, message="the hub to notice the cancelled job")
+        figures[cancelled.name]["scancel_to_hub_forgot"] = time.monotonic() - cancelled_at
         assert not cancelled.default_ccache.exists(), "the hub's copy outlived the job"
         cancelled_principal = f"{cancelled.name}@{broker_realm.name}"
         requests_after_cancel = kdc_requests_for(broker_realm, cancelled_principal)
@@ -457,6 +460,7 @@ def test_slurm_jobs_get_tickets_from_the_broker_and_lose_them_when_they_end(
         figures[idle.name]["stop_to_job_tmp_gone"] = time.monotonic() - stopped_at
         assert not servers[idle.name]["cache"].exists()
         sandbox.wait_until(lambda: forgot(hub, idle), timeout=30, message="the hub to stop keeping the ticket")
+        figures[idle.name]["stop_to_hub_forgot"] = time.monotonic() - stopped_at
         assert not idle.default_ccache.exists()
     finally:
         marker.unlink(missing_ok=True)

@@ -24,19 +24,14 @@ Layout of :attr:`SlurmCluster.dir` (root's, 0755)::
 
 Every trap met on the way, and its fix (each one was hit or checked here):
 
-- **The host name is not ``localhost``** (here ``vm``): ``slurmd`` looks its
-  node up by host name and would find none. Fix: ``slurmd -N localhost``.
-  ``slurmctld`` has no such option and refuses to run unless
-  ``SlurmctldHost`` names this machine: it is ``<hostname>(127.0.0.1)``.
 - **munged checks its socket directory**: "Socket is inaccessible: execute
   permissions for all required" for a 0700 directory, yet the key's directory
   must not be open to others. Fix: the socket in ``run/`` (0755), the key in
   ``munge/`` (0700). munged runs as root here, which it accepts.
-- **``job_container/tmpfs`` refuses a BasePath under ``/tmp``**, and a job
-  cannot see the host's ``/tmp`` at all: slurm.conf, the munge socket,
-  slurmd's spool and any Python a job runs must live elsewhere (here
-  ``/var/tmp``; JupyterHub's venv is under ``/opt``). The plugin also needs
-  ``PrologFlags=Contain`` (else it does nothing).
+- **``job_container/tmpfs`` needs ``PrologFlags=Contain``**: without it
+  slurmctld exits at once ("fatal: PrologFlags=Contain is required for use
+  with job_container/tmpfs"), with nothing in its log file (it goes to
+  ``log/slurmctld.out``).
 - **Debian's Slurm is built with ``--enable-multiple-slurmd``**: the tmpfs
   plugin puts each job under ``BasePath/<node name>/<job id>`` and does not
   create the node level; without it every job fails at launch ("_create_ns:
@@ -44,31 +39,38 @@ Every trap met on the way, and its fix (each one was hit or checked here):
   requeued and held). Fix: ``jobs/localhost`` is made here. The job's /tmp
   is a bind mount of ``jobs/localhost/<id>/.<id>`` (a directory on the host's
   file system, not a tmpfs), so root on the host can look into it.
+- **A job cannot see the host's ``/tmp``**: slurm.conf, the munge socket,
+  slurmd's spool and any Python a job runs must live elsewhere (here
+  ``/var/tmp``; JupyterHub's venv is under ``/opt``). The plugin refuses a
+  BasePath under ``/tmp`` anyway: slurmd exits with "fatal: Cannot use /tmp
+  or /dev/shm as BasePath"; :class:`SlurmCluster` refuses such a base_dir
+  itself.
 - **Clients need ``SLURM_CONF``**: Debian's compiled-in default is
   ``/etc/slurm/slurm.conf``, which this module never writes. The hub that
   runs ``sbatch`` must have it in its own environment (``squeue`` and
   ``scancel`` inherit the hub's) and pass it on to the job
   (``Spawner.env_keep``), where ``srun`` needs it too.
-- **Jobs outlive slurmd**: each runs under a ``slurmstepd`` of its own, which
-  does not stop with ``slurmd``, and neither does the job's private ``/tmp``
-  mount. :meth:`SlurmCluster.stop` therefore cancels every job and waits
-  until slurmd's spool has no step socket and ``jobs/`` no job directory
-  before it stops the daemons, and :meth:`close` unmounts whatever an
-  interrupted run left under :attr:`dir` before deleting it.
-- ``ReturnToService=2`` and ``-c`` (a cold start, no saved state): a fresh
-  ``slurmctld`` would otherwise keep the node DOWN ("Not responding") until
-  its first registration is accepted, or resume jobs of a previous run.
-- ``ProctrackType=proctrack/linuxproc`` and ``TaskPlugin=task/none``: the
-  cgroup plugins (Debian's default) want a cgroup hierarchy delegated to
-  slurmd, which a container does not give. linuxproc tracks a job's processes
-  by parentage, enough for a notebook server and its kernels.
+- **A job outlives slurmd**: after slurmd's SIGTERM the job's ``extern``
+  slurmstepd and its /tmp mounts (``jobs/localhost/<id>``, ``.../.ns``) were
+  still there. :meth:`SlurmCluster.stop` therefore cancels every job and
+  waits until slurmd's spool has no step socket and ``jobs/localhost`` no
+  job directory before it stops the daemons; :meth:`close` then kills any
+  slurmstepd of this cluster (found by ``SLURM_CONF`` in its environment)
+  and unmounts whatever is left under :attr:`dir` before deleting it.
 - The first job after a start waits for the scheduler's first pass, about
-  3 s after slurmctld starts (later ones start within a second). Not
-  tuned: the hub's start-up takes as long.
+  3 s after slurmctld starts; later ones start within a second.
 - slurmd logs "mpi/pmix: can not load PMIx library" errors: Debian's plugin
   lacks its library; harmless with ``MpiDefault=none``.
-- Accounting off (``accounting_storage/none``, ``jobacct_gather/none``): no
-  slurmdbd, no database.
+
+Choices that are not traps (checked to work either way here):
+``slurmd -N localhost`` pins the node name, though this host's name (``vm``)
+resolves to 127.0.0.1, whose first name is ``localhost``, so slurmd finds
+its node without it; ``SlurmctldHost`` is ``localhost(127.0.0.1)``, which
+slurmctld accepts whatever the host is called. ``proctrack/linuxproc`` and
+``task/none`` (the cgroup plugins also start here; linuxproc tracks a job's
+processes by parentage, enough for a server and its kernels, and needs no
+cgroup set-up). ``ReturnToService=2`` and a cold start (``-c``) so nothing of
+an earlier run is resumed. Accounting off (no slurmdbd, no database).
 """
 
 from __future__ import annotations
@@ -78,7 +80,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -100,7 +101,7 @@ _LAYOUT = {"etc": 0o755, "run": 0o755, "munge": 0o700, "state": 0o700, "spool": 
 class SlurmCluster(_Service):
     """munged, slurmctld and slurmd on loopback, one node, private ``/tmp`` per job.
 
-    Started by :meth:`start` (about 1.5 s), stopped by :meth:`stop` (every job
+    Started by :meth:`start` (0.1-0.3 s here), stopped by :meth:`stop` (every job
     cancelled first), removed by :meth:`close`. Usable as a context manager.
     """
 
@@ -149,7 +150,7 @@ class SlurmCluster(_Service):
             f"""\
 # Written by tools/sandbox/slurm.py; removed with its directory.
 ClusterName={self.cluster_name}
-SlurmctldHost={socket.gethostname()}(127.0.0.1)
+SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort={self.ctld_port}
 SlurmdPort={self.slurmd_port}
 SlurmUser=root
