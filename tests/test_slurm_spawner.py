@@ -272,10 +272,14 @@ class IdleTicketMonitor(threading.Thread):
         self.lapses: list[float] = []
         self.unreadable = 0
         self.elapsed = 0.0
+        self._done = threading.Event()
+
+    def finish(self) -> None:
+        self._done.set()
 
     def run(self) -> None:
         began = time.monotonic()
-        while time.monotonic() - began < self.seconds:
+        while time.monotonic() - began < self.seconds and not self._done.is_set():
             try:
                 expires = self.realm.klist(self.cache).expires.timestamp()
             except sandbox.SandboxError:
@@ -286,7 +290,7 @@ class IdleTicketMonitor(threading.Thread):
                 self.lowest = min(self.lowest, left)
                 if left <= 0:
                     self.lapses.append(left)
-            time.sleep(1)
+            self._done.wait(1)
         self.elapsed = time.monotonic() - began
 
 
@@ -338,6 +342,7 @@ def test_slurm_jobs_get_tickets_from_the_broker_and_lose_them_when_they_end(
     }
     hub = hub_factory(config, realm=broker_realm, extra_config=SLURM_SPAWNER_EXTRA_CONFIG)
     figures: dict[str, Any] = {"slurm_start_seconds": slurm.started_in, "lifetimes": LIFETIMES}
+    monitor: IdleTicketMonitor | None = None
     try:
         servers = {}
         for user in (cancelled, idle):
@@ -365,6 +370,14 @@ def test_slurm_jobs_get_tickets_from_the_broker_and_lose_them_when_they_end(
             assert seen["keytab"] == "PermissionError", seen
             assert seen["keytab_env"] is None
             assert seen["keytab_in_env"] is False
+
+        # Another user learns nothing of the job's environment through Slurm:
+        # not the server's token (the one credential the ticket API takes).
+        token = sandbox.server_token(cancelled.uid)
+        for query in (["scontrol", "-dd", "show", "job", servers[cancelled.name]["job"]], ["squeue", "-o", "%all"]):
+            shown = slurm.command(query, user=limited)
+            assert shown.returncode == 0, shown.stderr
+            assert token not in shown.stdout + shown.stderr
 
         # From now on nothing touches the second user's server for LIFETIMES
         # ticket lifetimes; its ticket is read from the host meanwhile.
@@ -463,6 +476,8 @@ def test_slurm_jobs_get_tickets_from_the_broker_and_lose_them_when_they_end(
         figures[idle.name]["stop_to_hub_forgot"] = time.monotonic() - stopped_at
         assert not idle.default_ccache.exists()
     finally:
+        if monitor is not None:
+            monitor.finish()
         marker.unlink(missing_ok=True)
         artifacts = artifact_dir(request.node.nodeid)
         (artifacts / "timings.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
