@@ -333,17 +333,17 @@ def test_slurm_jobs_get_tickets_from_the_broker_and_lose_them_when_they_end(
     stopping the server through the hub's API removes it the same way."""
     cancelled, idle, limited = slurm_users
     marker = Path(f"/tmp/pamkrb-slurm-host-{secrets.token_hex(4)}")
-    marker.write_text("the hub's /tmp")
     config = dict(SLURM_SPAWNER_CONFIG)
     config["PAMKerberosAuthenticator.keytab_template"] = f"{keytab_dir}/{{username}}.keytab"
     config["Spawner.environment"] = {
         "PAMKRB_TEST_KEYTAB_DIR": str(keytab_dir),
         "PAMKRB_TEST_HOST_MARKER": str(marker),
     }
-    hub = hub_factory(config, realm=broker_realm, extra_config=SLURM_SPAWNER_EXTRA_CONFIG)
     figures: dict[str, Any] = {"slurm_start_seconds": slurm.started_in, "lifetimes": LIFETIMES}
     monitor: IdleTicketMonitor | None = None
     try:
+        marker.write_text("the hub's /tmp")
+        hub = hub_factory(config, realm=broker_realm, extra_config=SLURM_SPAWNER_EXTRA_CONFIG)
         servers = {}
         for user in (cancelled, idle):
             servers[user.name] = server = spawn(hub, slurm, broker_realm, user)
