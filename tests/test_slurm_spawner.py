@@ -85,9 +85,13 @@ MARGIN = 60
 LIFETIMES = float(os.environ.get("PAMKRB_SLURM_LIFETIMES", "2"))
 
 # What the job needs that is not Slurm's default. The exec prefix: there is
-# no sudo here. The server's address: batchspawner would take Slurm's node
-# name ("localhost", which may resolve to ::1) and bind the server to
-# 0.0.0.0; this cluster's one node is 127.0.0.1. The environment: JupyterHub
+# no sudo here. The server's address: batchspawner resets Spawner.ip to its
+# own default, 0.0.0.0, whatever the config says, and connects to the node
+# name squeue reports; pinning both to 127.0.0.1 keeps every server on
+# loopback (this cluster's one node). The poll interval: JupyterHub notices
+# a job that ended by itself (scancel, time limit) only when it polls the
+# spawner, by default every 30 s, and only then stops the broker's renewals
+# for it; 2 s here. The environment: JupyterHub
 # 6 keeps none of its own (env_keep is only JUPYTERHUB_SINGLEUSER_APP;
 # LocalProcessSpawner adds PATH itself, BatchSpawner does not), so without
 # PATH srun cannot find batchspawner-singleuser ("execve(): No such file or
