@@ -127,8 +127,16 @@ for pkg in "${SAMBA_DC_PACKAGES[@]}" "${SAMBA_MEMBER_PACKAGES[@]}"; do
     fi
 done
 if ((${#samba_dc_missing[@]} + ${#samba_member_missing[@]})); then
-    if [[ ! -x /usr/sbin/policy-rc.d ]] || /usr/sbin/policy-rc.d samba start >/dev/null 2>&1; then
-        echo "setup: /usr/sbin/policy-rc.d does not block daemon starts; Samba's packages would start" \
+    # The packages would start smbd, nmbd and samba on this host's ports
+    # 53/88/389/445: a policy-rc.d that refuses every start (invoke-rc.d's
+    # documented hook) is put in place for the install when there is none.
+    own_policy=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\n# pamkrb setup: no daemon starts while Samba installs\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+        own_policy=/usr/sbin/policy-rc.d
+    elif /usr/sbin/policy-rc.d samba start >/dev/null 2>&1; then
+        echo "setup: /usr/sbin/policy-rc.d allows daemon starts; Samba's packages would start" \
             "smbd, nmbd and samba on this host's ports 53/88/389/445. Not installing them." >&2
         exit 1
     fi
@@ -184,9 +192,14 @@ if ((${#samba_dc_missing[@]} + ${#samba_member_missing[@]})); then
         [[ $path == /etc/pam.d/pamkrb-* || $path == /etc/pam.d/samba || ! -e $path ]] && continue
         [[ -e $samba_backup/${path#/etc/} ]] || changed+=("$path (new)")
     done
+    if [[ -n $own_policy ]]; then rm -f "$own_policy"; fi
     if ((${#changed[@]})); then
         echo "setup: installing Samba changed ${changed[*]}; restoring them from $samba_backup" >&2
-        cp -a "$samba_backup"/. /etc/
+        # File by file: copying the backup directory itself would give /etc
+        # its mode (0700, mktemp's), and no other user could read /etc/passwd.
+        while IFS= read -r -d '' saved; do
+            cp -a "$saved" "/etc/${saved#"$samba_backup"/}"
+        done < <(find "$samba_backup" -type f -print0)
         exit 1
     fi
     log "Samba installed; /etc/pam.d, /etc/nsswitch.conf and /etc/krb5.conf unchanged (cmp)"
