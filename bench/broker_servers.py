@@ -31,6 +31,7 @@ from typing import Any
 
 from pamkrb.delivery import fetch_from_hub
 from pamkrb.exceptions import TicketDeliveryError
+from pamkrb.keeper import Target
 from pamkrb.lifecycle import TicketSettings
 from pamkrb.refresher import TicketRefresher
 
@@ -38,10 +39,10 @@ from pamkrb.refresher import TicketRefresher
 def recording_source(environ: dict[str, str], events: list[tuple[float, Any, float]]) -> Any:
     """fetch_from_hub for one server, recording each fetch."""
 
-    def source(settings: TicketSettings, deadline: float) -> Any:
+    def source(target: Target, deadline: float) -> Any:
         at, started = time.time(), time.perf_counter()
         try:
-            installed = fetch_from_hub(settings, deadline, environ)
+            installed = fetch_from_hub(target.principal, target.ccache, deadline, environ)
         except TicketDeliveryError as e:
             events.append((at, e.status or "unreachable", time.perf_counter() - started))
             raise

@@ -18,7 +18,9 @@ NOW = 1_800_000_000.0
 
 
 def ticket(expires_in: float, principal: str = "alice@R") -> SimpleNamespace:
-    return SimpleNamespace(principal=principal, starts_at=NOW - 10, expires_at=NOW + expires_in, renew_until=None)
+    return SimpleNamespace(
+        principal=principal, starts_at=NOW - 10, expires_at=NOW + expires_in, renew_until=None, renewable=False
+    )
 
 
 # -- freshness and state --------------------------------------------------------
@@ -246,10 +248,16 @@ def test_failure_backoff_grows_to_a_bound():
     ("info", "renewable"),
     [
         (None, False),
-        (SimpleNamespace(principal="a@R", expires_at=NOW + 30, renew_until=NOW + 7200), True),
-        (SimpleNamespace(principal="a@R", expires_at=NOW + 30, renew_until=None), False),
-        (SimpleNamespace(principal="a@R", expires_at=NOW - 1, renew_until=NOW + 7200), False),  # expired
-        (SimpleNamespace(principal="a@R", expires_at=NOW + 30, renew_until=NOW + 60), False),  # life ends in margin
+        (SimpleNamespace(principal="a@R", renewable=True, expires_at=NOW + 30, renew_until=NOW + 7200), True),
+        (SimpleNamespace(principal="a@R", renewable=False, expires_at=NOW + 30, renew_until=None), False),
+        # The R flag is the KDC's word: without it a renew_until means nothing.
+        (SimpleNamespace(principal="a@R", renewable=False, expires_at=NOW + 30, renew_until=NOW + 7200), False),
+        (
+            SimpleNamespace(principal="a@R", renewable=True, expires_at=NOW - 1, renew_until=NOW + 7200),
+            False,
+        ),  # expired
+        # life ends in margin
+        (SimpleNamespace(principal="a@R", renewable=True, expires_at=NOW + 30, renew_until=NOW + 60), False),
     ],
 )
 def test_is_renewable(info, renewable):

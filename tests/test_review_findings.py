@@ -33,7 +33,7 @@ from tornado import web
 
 import sandbox
 from conftest import assert_user_cache, require_root
-from pamkrb import PAMKerberosAuthenticator, lifecycle
+from pamkrb import PAMKerberosAuthenticator, lifecycle, ticket_api
 from pamkrb import authenticator as authenticator_module
 from pamkrb.broker import TicketBroker
 from pamkrb.exceptions import KerberosError, NativePanic
@@ -88,7 +88,9 @@ def test_a_hanging_cache_read_holds_no_shared_thread(pam_service, realm, user, e
 
     async def scenario() -> tuple[list[Any], str]:
         # Far more deliveries than the default executor has threads.
-        deliveries = [auth.deliverable_ticket(requester) for _ in range(4 * (min(32, (os.cpu_count() or 1) + 4)))]
+        deliveries = [
+            ticket_api.deliverable_ticket(auth, requester) for _ in range(4 * (min(32, (os.cpu_count() or 1) + 4)))
+        ]
         outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
         # The event loop's default executor (asyncio.to_thread) still runs.
         free = await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 5)
@@ -113,13 +115,13 @@ def test_a_refused_logins_password_is_wiped_within_the_bound(pam_service, realm,
     auth = PAMKerberosAuthenticator(service=pam_service, allow_all=True, credential_source="auto")
     auth.blocked_users = {user.name}
     kept: list[bytearray] = []
-    keep = auth._keep_password
+    keep = auth._stash_password
 
     def spy(handler, username, password):
         kept.append(password)
         keep(handler, username, password)
 
-    monkeypatch.setattr(auth, "_keep_password", spy)
+    monkeypatch.setattr(auth, "_stash_password", spy)
 
     async def scenario() -> Any:
         result = await auth.get_authenticated_user(None, {"username": user.name, "password": user.password})
@@ -169,6 +171,19 @@ def test_an_exclusive_attempt_waits_for_the_running_one_and_runs_its_own():
 # -- 6 and 7: the broker ---------------------------------------------------------------------
 
 
+def keeper_of(refresh):
+    """TicketBroker's ``keeper`` argument: keepers whose refresh calls
+    ``refresh(name)`` and whose ticket is what it returns."""
+
+    def keeper(name):
+        async def keep(trigger):
+            return types.SimpleNamespace(info=await refresh(name))
+
+        return types.SimpleNamespace(refresh=keep)
+
+    return keeper
+
+
 def test_the_broker_stops_for_a_user_without_a_running_server(monkeypatch):
     monkeypatch.setattr(lifecycle, "MIN_CHECK_DELAY", 0.01)
     refreshed: list[str] = []
@@ -182,11 +197,15 @@ def test_the_broker_stops_for_a_user_without_a_running_server(monkeypatch):
 
     async def scenario():
         broker = TicketBroker(
-            refresh, margin=60, interval=0, errors=(KerberosError,), serving=lambda name: serving.get(name, False)
+            keeper_of(refresh),
+            margin=60,
+            interval=0,
+            errors=(KerberosError,),
+            serving=lambda name: serving.get(name, False),
         )
         broker.track("alice")
         broker.track("bob")  # a stale token's user: never refreshed
-        await _until(lambda: not broker.tracked())
+        await _until(lambda: not broker._tasks)
         return broker
 
     asyncio.run(asyncio.wait_for(scenario(), 10))
@@ -210,11 +229,11 @@ def test_a_native_panic_neither_ends_renewals_nor_escapes(monkeypatch):
         with pytest.raises(NativePanic, match="explicit panic"):
             await flight.run("alice", panics, 5)
         # Straight into the broker's loop: logged, and tried again.
-        broker = TicketBroker(refresh, margin=60, interval=0, errors=(KerberosError,))
+        broker = TicketBroker(keeper_of(refresh), margin=60, interval=0, errors=(KerberosError,))
         broker.track("alice")
         await _until(lambda: len(refreshes) >= 3)
-        assert broker.tracked() == ["alice"]
-        broker.close()
+        assert list(broker._tasks) == ["alice"]
+        broker.untrack("alice")
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
     with pytest.raises(NativePanic):

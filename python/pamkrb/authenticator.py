@@ -1,12 +1,15 @@
 """PAMKerberosAuthenticator: JupyterHub's PAMAuthenticator plus a Kerberos
-ticket from the user's keytab, kept fresh and handed to their server."""
+ticket for each user, kept fresh and handed to their server.
+
+This class holds the settings, ``authenticate`` and JupyterHub's hooks. The
+tickets are kept by :class:`pamkrb.keeper.TicketKeeper` (one per user), the
+broker's schedule by :mod:`pamkrb.broker`, and the ticket API's HTTP by
+:mod:`pamkrb.ticket_api`."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
-import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -15,7 +18,8 @@ from jupyterhub.auth import PAMAuthenticator
 from tornado import web
 from traitlets import Bool, CaselessStrEnum, Float, Integer, TraitError, Unicode, default, validate
 
-from . import _native, lifecycle, metrics
+from . import _native, lifecycle
+from ._native import TicketInfo
 from .broker import TicketBroker
 from .exceptions import (
     AuthenticationDenied,
@@ -24,15 +28,15 @@ from .exceptions import (
     KerberosError,
     KerberosPasswordRejected,
     KeytabError,
-    LoginRequired,
     NativePanic,
     PAMSystemError,
     TemplateError,
     TicketFormatError,
 )
-from .lifecycle import TicketSettings, UserTicket
+from .keeper import KeepingRules, Target, TicketKeeper, shown
+from .lifecycle import TicketSettings, UserPaths
 from .pam_stack import unsafe_service_reason
-from .ticket_api import RateLimit, TicketAPIHandler
+from .ticket_api import TicketAPIHandler
 
 # PAM's own replies are capped at 512 bytes (PAM_MAX_RESP_SIZE); anything
 # much longer is an attack on the hub's memory, not a password.
@@ -43,13 +47,9 @@ MAX_PASSWORD_BYTES = 8192
 # whether or not the login went on.
 PENDING_PASSWORD_SECONDS = 120
 
-# Sign-ins again (POST /hub/api/pamkrb/ticket) per user per minute: each is
-# a PAM check and a KDC request with a password, so guessing must stay slow.
-SIGN_INS_PER_MINUTE = 5
-
 # What can go wrong between a successful PAM login and a ticket in place;
 # KeyError is pwd's "no such user".
-_TICKET_ERRORS = (
+TICKET_ERRORS = (
     KerberosError,
     KeytabError,
     CredentialCacheError,
@@ -72,18 +72,6 @@ LOGIN_REFUSED = (
 )
 
 
-@dataclass(frozen=True)
-class Kept:
-    """One Kerberos attempt's outcome: the user (with the cache path in
-    use), where new tickets come from, the ticket, and (when asked for)
-    the cache's bytes."""
-
-    where: UserTicket
-    source: str
-    info: Any
-    data: bytes | None = None
-
-
 @dataclass
 class PendingPassword:
     """A login's password between PAM and the ticket step (password source)."""
@@ -96,13 +84,6 @@ class PendingPassword:
         if self.timer is not None:
             self.timer.cancel()
         self.password[:] = bytes(len(self.password))
-
-
-def shown_username(name: str) -> str:
-    """A user-supplied name fit for a log line: truncated, never the whole input."""
-    if len(name) > 32:
-        return f"{name[:16]!r}...({len(name)} chars)"
-    return repr(name)
 
 
 class PAMKerberosAuthenticator(PAMAuthenticator):
@@ -405,13 +386,10 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         # by request (one login per request), with the name PAM authenticated;
         # wiped when used, or PENDING_PASSWORD_SECONDS later at the latest.
         self._pending_passwords: dict[int, PendingPassword] = {}
-        # Users whose cache had to move to the fallback path: the path in use.
-        self._in_use: dict[str, str] = {}
+        self._keepers: dict[str, TicketKeeper] = {}
         # Users with a server the hub started (JupyterHub's User objects):
         # whether a ticket is still wanted is decided from their spawners.
         self._served: dict[str, Any] = {}
-        self.sign_in_rate_limit = RateLimit(SIGN_INS_PER_MINUTE)
-        self.ticket_rate_limit = RateLimit(self.ticket_requests_per_minute)
         for problem in lifecycle.settings_problems(self.refresh_margin, self.refresh_interval, self.ticket_lifetime):
             self.log.warning("PAMKerberosAuthenticator: %s", problem)
         templates = (self.principal_template, self.keytab_template, self.ccache_template)
@@ -434,24 +412,24 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         username = data.get("username") or ""
         password = data.get("password") or ""
         remote_ip = handler.request.remote_ip if handler is not None else None
-        where = shown_username(username)
+        who = shown(username)
         if remote_ip:
-            where = f"{where}@{remote_ip}"
+            who = f"{who}@{remote_ip}"
         try:
             _native.check_username(username)
         except UnicodeEncodeError:
             # A lone surrogate cannot cross into Rust as UTF-8; it is not a
             # name anyone has.
-            self.log.warning("PAM Authentication failed (%s): invalid username", where)
+            self.log.warning("PAM Authentication failed (%s): invalid username", who)
             return None
         except InvalidUsername as e:
-            self.log.warning("PAM Authentication failed (%s): %s", where, e)
+            self.log.warning("PAM Authentication failed (%s): %s", who, e)
             return None
         if not password:
             # An account whose password was removed (passwd -d) passes
             # pam_unix's `nullok`, Debian's default; a web login never may.
             # The native call also sets PAM_DISALLOW_NULL_AUTHTOK.
-            self.log.warning("PAM Authentication failed (%s): empty password", where)
+            self.log.warning("PAM Authentication failed (%s): empty password", who)
             return None
         # JupyterHub's login form sends "otp" when Authenticator.request_otp is
         # set; PAM gets it as the answer to the second hidden prompt.
@@ -463,14 +441,14 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             try:
                 encoded[what] = bytearray(value.encode(self.encoding))
             except (UnicodeEncodeError, AttributeError):
-                self.log.warning("PAM Authentication failed (%s): bad %s input", where, what)
+                self.log.warning("PAM Authentication failed (%s): bad %s input", who, what)
                 return None
             if len(encoded[what]) > MAX_PASSWORD_BYTES or 0 in encoded[what]:
-                self.log.warning("PAM Authentication failed (%s): %s too long or has NUL", where, what)
+                self.log.warning("PAM Authentication failed (%s): %s too long or has NUL", who, what)
                 return None
         # The password source needs the password again after the allow
         # checks; a copy is kept for this request only.
-        keep = bytearray(encoded["password"]) if self.credential_source != "keytab" else None
+        stash = bytearray(encoded["password"]) if self.credential_source != "keytab" else None
         loop = asyncio.get_running_loop()
         call = partial(
             lifecycle.call_native,
@@ -487,28 +465,28 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             authenticated = await loop.run_in_executor(self.executor, call)
             accepted = True
         except AuthenticationDenied as e:
-            self.log.warning("PAM Authentication failed (%s): %s", where, e)
+            self.log.warning("PAM Authentication failed (%s): %s", who, e)
             return None
         except (PAMSystemError, NativePanic) as e:
-            self.log.error("PAM failed (%s): %s", where, e)
+            self.log.error("PAM failed (%s): %s", who, e)
             raise
         finally:
             # The native layer already zeroed them; this covers paths where
             # the call never ran.
             for buffer in encoded.values():
                 buffer[:] = bytes(len(buffer))
-            if keep is not None and not accepted:
-                keep[:] = bytes(len(keep))
-        name = self._authenticated_name(username, authenticated, where)
+            if stash is not None and not accepted:
+                stash[:] = bytes(len(stash))
+        name = self._authenticated_name(username, authenticated, who)
         if name is None:
-            if keep is not None:
-                keep[:] = bytes(len(keep))
+            if stash is not None:
+                stash[:] = bytes(len(stash))
             return None
-        if keep is not None:
-            self._keep_password(handler, name, keep)
+        if stash is not None:
+            self._stash_password(handler, name, stash)
         return name
 
-    def _authenticated_name(self, typed: str, authenticated: Any, where: str) -> str | None:
+    def _authenticated_name(self, typed: str, authenticated: Any, who: str) -> str | None:
         """The name PAM authenticated (PAM_USER after the conversation): a
         module may map the typed name to another account, and that account
         is who logged in. It must pass the same username rule."""
@@ -517,12 +495,12 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         try:
             _native.check_username(authenticated)
         except (InvalidUsername, UnicodeEncodeError) as e:
-            self.log.warning("PAM Authentication failed (%s): PAM mapped the name to an invalid one: %s", where, e)
+            self.log.warning("PAM Authentication failed (%s): PAM mapped the name to an invalid one: %s", who, e)
             return None
-        self.log.info("PAM authenticated %s as %s", where, shown_username(authenticated))
+        self.log.info("PAM authenticated %s as %s", who, shown(authenticated))
         return authenticated
 
-    def _keep_password(self, handler, username: str, password: bytearray) -> None:
+    def _stash_password(self, handler, username: str, password: bytearray) -> None:
         key = id(handler)
         self._drop_password(key)
         pending = PendingPassword(username, password)
@@ -540,7 +518,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         del self._pending_passwords[key]
         pending.wipe()
 
-    def _take_password(self, handler, username: str) -> bytearray | None:
+    def take_password(self, handler: Any, username: str) -> bytearray | None:
         """The password this request's login was checked with, if the name
         that reached the ticket step is the one PAM authenticated (after
         JupyterHub's normalization); wiped otherwise."""
@@ -562,25 +540,25 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         """
         auth_model = await super().run_post_auth_hook(handler, auth_model)
         name = auth_model["name"]
-        password = self._take_password(handler, name)
+        password = self.take_password(handler, name)
         try:
-            info = await self.ticket_for(name, "login", password=password)
+            info = (await self.keeper(name).replace("login", password=password)).info
         except KerberosPasswordRejected as e:
-            self.log.error("Login of %s: %s", shown_username(name), e)
+            self.log.error("Login of %s: %s", shown(name), e)
             if self.kinit_required:
                 raise web.HTTPError(403, "%s", KERBEROS_PASSWORD_REFUSED) from None
-            self.log.warning("Login of %s without a Kerberos ticket", shown_username(name))
+            self.log.warning("Login of %s without a Kerberos ticket", shown(name))
             return auth_model
-        except _TICKET_ERRORS as e:
-            reason = _explain(e, name)
+        except TICKET_ERRORS as e:
+            reason = explain(e, name)
             if self.kinit_required:
                 self.log.error(
                     "Refusing login of %s: no Kerberos ticket: %s",
-                    shown_username(name),
+                    shown(name),
                     reason,
                 )
                 raise web.HTTPError(403, "%s", LOGIN_REFUSED) from None
-            self.log.warning("Login of %s without a Kerberos ticket: %s", shown_username(name), reason)
+            self.log.warning("Login of %s without a Kerberos ticket: %s", shown(name), reason)
             return auth_model
         finally:
             if password is not None:
@@ -588,7 +566,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         if info is not None:
             self.log.info(
                 "Kerberos ticket for %s (%s) valid until %s",
-                shown_username(name),
+                shown(name),
                 info.principal,
                 lifecycle.local_time(info.expires_at),
             )
@@ -602,19 +580,19 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         await super().pre_spawn_start(user, spawner)
         self._served[user.name] = user
         try:
-            kept = await self.keep_ticket(user.name, "spawn", only_if_stale=True)
-        except _TICKET_ERRORS as e:
-            reason = _explain(e, user.name)
-            shown = shown_username(user.name)
+            in_place = await self.keeper(user.name).refresh("spawn")
+        except TICKET_ERRORS as e:
+            reason = explain(e, user.name)
+            name = shown(user.name)
             if self.kinit_required:
-                self.log.error("Not spawning %s: no Kerberos ticket: %s", shown, reason)
+                self.log.error("Not spawning %s: no Kerberos ticket: %s", name, reason)
                 raise web.HTTPError(500, "%s", SPAWN_REFUSED) from None
-            self.log.warning("Spawning %s without a fresh Kerberos ticket: %s", shown, reason)
+            self.log.warning("Spawning %s without a fresh Kerberos ticket: %s", name, reason)
             return
         # KRB5CCNAME for every Kerberos client in the server and its kernels,
         # and what the pamkrb server extension needs to renew as the user:
         # the path in use, the fallback one if the usual one was planted.
-        spawner.environment.update(self.ticket_settings(kept.where, kept.source).to_env())
+        spawner.environment.update(self.ticket_settings(in_place.target).to_env())
         if self.ticket_broker:
             self.broker.track(user.name)
 
@@ -635,6 +613,10 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         self._served.pop(user.name, None)
         return self.forget_ticket(user.name, "user deleted", destroy=True)
 
+    def serve(self, user: Any) -> None:
+        """A server of the user runs (or starts): keep their ticket for it."""
+        self._served[user.name] = user
+
     def serving(self, username: str) -> bool:
         """Whether a server the hub started for the user is running (or
         starting): a ticket is kept fresh for a server, never for a token."""
@@ -643,97 +625,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             return False
         return any(s.active and s.pending != "stop" for s in user.spawners.values())
 
-    async def forget_ticket(self, username: str, why: str, *, destroy: bool | None = None) -> None:
-        """Stop renewing the user's ticket and (unless retained) destroy the
-        caches pamkrb installed for them, after any attempt in flight."""
-        if self._broker is not None:
-            self._broker.untrack(username)
-        if destroy is None:
-            destroy = not self.retain_ticket_after_stop
-        if not destroy:
-            self._in_use.pop(username, None)
-            return
-
-        def attempt(deadline):
-            where = self.resolve_user(username)
-            paths = {where.ccache, self.fallback_ccache(where), self._in_use.pop(where.username, where.ccache)}
-            removed = [path for path in sorted(paths) if _native.destroy_cache(path, uid=where.uid)]
-            return removed
-
-        try:
-            removed = await self._attempts.run(username, attempt, self.kdc_timeout, "the cache removal", exclusive=True)
-        except _TICKET_ERRORS as e:
-            self.log.warning("Could not destroy the Kerberos ticket of %s (%s): %s", shown_username(username), why, e)
-            return
-        self.log.info(
-            "Stopped keeping the Kerberos ticket of %s (%s); destroyed: %s",
-            shown_username(username),
-            why,
-            ", ".join(removed) or "nothing of theirs was left",
-        )
-
-    # -- the ticket broker -----------------------------------------------------
-
-    @property
-    def broker(self) -> TicketBroker:
-        if self._broker is None:
-            self._broker = TicketBroker(
-                lambda name: self.ensure_fresh_ticket(name, trigger="broker"),
-                margin=self.refresh_margin,
-                interval=self.refresh_interval,
-                errors=_TICKET_ERRORS,
-                serving=self.serving,
-                logger=self.log,
-            )
-        return self._broker
-
-    def get_handlers(self, app):
-        return [*super().get_handlers(app), ("/api/pamkrb/ticket", TicketAPIHandler)]
-
-    async def sign_in_again(self, handler, username, password: str) -> bytes:
-        """Check ``password`` with PAM and get a fresh ticket (from it, for a
-        password user; from the keytab otherwise); the new cache's bytes.
-        A wrong password: HTTP 403, nothing changes."""
-        if not password:
-            raise web.HTTPError(403, "the password was not accepted")
-        authenticated = await self.authenticate(handler, {"username": username, "password": password})
-        kept_password = self._take_password(handler, username)
-        try:
-            if authenticated is None or self.normalize_username(authenticated) != username:
-                raise web.HTTPError(403, "the password was not accepted")
-            # A password attempt never joins a running one without it (a
-            # broker renewal, a spawn): that one would discard the password.
-            kept = await self.keep_ticket(username, "sign-in", password=kept_password, read=True)
-        except KerberosPasswordRejected as e:
-            self.log.warning("Sign-in of %s: %s", shown_username(username), e)
-            raise web.HTTPError(403, "the Kerberos server did not accept the password") from None
-        except _TICKET_ERRORS as e:
-            self.log.warning("Sign-in of %s: no ticket: %s", shown_username(username), _explain(e, username))
-            raise web.HTTPError(503, "no Kerberos ticket could be obtained; see the hub log") from None
-        finally:
-            if kept_password is not None:
-                kept_password[:] = bytes(len(kept_password))
-        self.log.info("%s signed in again; new Kerberos ticket", shown_username(username))
-        return kept.data
-
-    async def deliverable_ticket(self, user) -> bytes:
-        """The fresh ticket of ``user`` (whose running server asks) as FILE
-        ccache bytes, for the API. Also (re)starts brokering the user, e.g.
-        after a hub restart."""
-        username = user.name
-        if not self.check_blocked_users(username):
-            await self.forget_ticket(username, "user blocked", destroy=True)
-            raise web.HTTPError(403, "this user is blocked")
-        self._served[username] = user
-        try:
-            kept = await self.keep_ticket(username, "delivery", only_if_stale=True, read=True)
-        except _TICKET_ERRORS as e:
-            self.log.warning("No ticket to deliver to %s: %s", shown_username(username), _explain(e, username))
-            raise web.HTTPError(503, "no fresh Kerberos ticket for this user right now; see the hub log") from None
-        self.broker.track(username)
-        return kept.data
-
-    async def refresh_user(self, user, handler=None):
+    async def refresh_user(self, user: Any, handler: Any = None) -> bool:
         """Renew the user's ticket when it is not fresh and a server of
         theirs runs; a blocked user's ticket is destroyed.
 
@@ -749,79 +641,83 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         self._served[user.name] = user
         try:
             await self.ensure_fresh_ticket(user.name, trigger="refresh")
-        except _TICKET_ERRORS as e:
-            self.log.warning(
-                "Could not renew the Kerberos ticket of %s: %s",
-                shown_username(user.name),
-                _explain(e, user.name),
-            )
+        except TICKET_ERRORS as e:
+            self.log.warning("Could not renew the Kerberos ticket of %s: %s", shown(user.name), explain(e, user.name))
         return True
 
-    async def ensure_fresh_ticket(self, username, trigger="refresh"):
+    async def forget_ticket(self, username: str, why: str, *, destroy: bool | None = None) -> None:
+        """Stop renewing the user's ticket and (unless retained) destroy the
+        caches pamkrb installed for them, after any attempt in flight."""
+        if self._broker is not None:
+            self._broker.untrack(username)
+        if destroy is None:
+            destroy = not self.retain_ticket_after_stop
+        keeper = self._keepers.pop(username, None)
+        if not destroy:
+            return
+        keeper = keeper or self.keeper(username)
+        self._keepers.pop(username, None)
+        try:
+            removed = await keeper.destroy(lambda target: {target.ccache, target.fallback or target.ccache})
+        except TICKET_ERRORS as e:
+            self.log.warning("Could not destroy the Kerberos ticket of %s (%s): %s", shown(username), why, e)
+            return
+        self.log.info(
+            "Stopped keeping the Kerberos ticket of %s (%s); destroyed: %s",
+            shown(username),
+            why,
+            ", ".join(removed) or "nothing of theirs was left",
+        )
+
+    # -- the ticket broker -----------------------------------------------------
+
+    @property
+    def broker(self) -> TicketBroker:
+        if self._broker is None:
+            self._broker = TicketBroker(
+                self.keeper,
+                margin=self.refresh_margin,
+                interval=self.refresh_interval,
+                errors=TICKET_ERRORS,
+                serving=self.serving,
+                logger=self.log,
+            )
+        return self._broker
+
+    def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
+        return [*super().get_handlers(app), ("/api/pamkrb/ticket", TicketAPIHandler)]
+
+    # -- the users' tickets ----------------------------------------------------
+
+    async def ensure_fresh_ticket(self, username: str, trigger: str = "refresh") -> TicketInfo:
         """Renew the user's ticket unless it is fresh (pamkrb.lifecycle's
-        rule); returns the TicketInfo of the cache, whether renewed or not."""
-        return (await self.keep_ticket(username, trigger, only_if_stale=True)).info
+        rule); the TicketInfo of the cache, whether renewed or not."""
+        return (await self.keeper(username).refresh(trigger)).info
 
-    async def ticket_for(self, username, trigger, *, only_if_stale=False, password=None):
-        """One Kerberos attempt for the user (see keep_ticket); its TicketInfo."""
-        return (await self.keep_ticket(username, trigger, only_if_stale=only_if_stale, password=password)).info
+    def keeper(self, username: str) -> TicketKeeper:
+        """The keeper of the user's ticket: one per user, all sharing the
+        hub's single flight (one Kerberos attempt per user at a time)."""
+        rules = KeepingRules(self.refresh_margin, self.kdc_timeout, self.ticket_lifetime, self.renewable_lifetime)
+        keeper = self._keepers.get(username)
+        if keeper is None:
+            keeper = TicketKeeper(
+                username,
+                partial(self._target, username),
+                rules,
+                flight=self._attempts,
+                logger=self.log,
+                warn_about_keytabs=True,
+            )
+            self._keepers[username] = keeper
+        keeper.rules = rules
+        return keeper
 
-    async def keep_ticket(self, username, trigger, *, only_if_stale=False, password=None, read=False) -> Kept:
-        """Run one Kerberos attempt for the user, or share the one running.
-
-        A login forces a new ticket; spawn and refresh only renew one that
-        is not fresh. Either way at most one attempt per user is in flight,
-        and one that outlives kdc_timeout installs nothing. ``password`` (a
-        bytearray, wiped by the native call) is what a password ticket is
-        made from; without it a password user's ticket can only be renewed.
-        An attempt with a password never shares one without.
-        ``read``: also read the cache's bytes, inside the attempt, so that a
-        cache on a hung file system holds only this user's attempt thread.
-        """
-
-        def attempt(deadline):
-            where = self._where(username)
-            source = self.source_for(where)
-            info = None
-            if only_if_stale:
-                metrics.count_check(trigger)
-                where, current = self._current_info(where, trigger)
-                now = time.time()
-                if lifecycle.is_fresh(current, where.principal, self.refresh_margin, now):
-                    info = current
-                else:
-                    # A TGS renewal while the ticket allows one: no keytab, one
-                    # cheap KDC request. A password ticket is renewed to the end
-                    # of its renewable life; a keytab can always start afresh.
-                    margin = self.refresh_margin if source == lifecycle.SOURCE_KEYTAB else 0
-                    if lifecycle.is_renewable(current, margin, now):
-                        renewed = self._renew_ticket(where, trigger, deadline)
-                        if renewed is not None:
-                            where, info = renewed
-            if info is None:
-                kind = "renewal" if only_if_stale else "acquisition"
-                if source == lifecycle.SOURCE_PASSWORD:
-                    if password is None:
-                        raise LoginRequired(
-                            f"the ticket of {where.principal} can no longer be renewed and there is no keytab: "
-                            "the user must sign in again"
-                        )
-                    where, info = self._install_password_ticket(where, kind, trigger, deadline, password)
-                else:
-                    where, info = self._install_ticket(where, kind, trigger, deadline)
-            data = _native.read_cache(where.ccache, uid=where.uid) if read else None
-            return Kept(where, source, info, data)
-
-        return await self._attempts.run(username, attempt, self.kdc_timeout, exclusive=password is not None)
-
-    def attempt_running(self, username) -> bool:
+    def attempt_running(self, username: str) -> bool:
         """Whether a Kerberos attempt for the user is still in flight (one
         that timed out may be: it installs nothing when it ends)."""
         return self._attempts.running(username)
 
-    # -- who the user is, and the settings handed to their server -------------
-
-    def resolve_user(self, username) -> UserTicket:
+    def resolve_user(self, username: str) -> UserPaths:
         """The user's principal, keytab and cache (pamkrb.lifecycle)."""
         return lifecycle.resolve_user(
             username,
@@ -831,166 +727,46 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             realm=self.realm,
         )
 
-    def ticket_settings(self, where: UserTicket, source: str = lifecycle.SOURCE_KEYTAB) -> TicketSettings:
+    def credential_source_of(self, paths: UserPaths) -> str:
+        """Where this user's new tickets come from (credential_source)."""
+        if self.credential_source == "auto":
+            # A stat as root, on the attempt's thread.
+            return lifecycle.SOURCE_KEYTAB if os.path.lexists(paths.keytab) else lifecycle.SOURCE_PASSWORD
+        return str(self.credential_source)
+
+    def _target(self, username: str) -> Target:
+        """What the hub keeps for the user: runs on the attempt's thread."""
+        paths = self.resolve_user(username)
+        return Target(
+            username=paths.username,
+            principal=paths.principal,
+            ccache=paths.ccache,
+            source=self.credential_source_of(paths),
+            keytab=paths.keytab,
+            uid=paths.uid,
+            gid=paths.gid,
+            fallback=lifecycle.fallback_ccache(self.fallback_ccache_dir, paths.uid),
+        )
+
+    def ticket_settings(self, target: Target) -> TicketSettings:
+        """What the user's server needs to keep the ticket the hub installed."""
         return TicketSettings(
-            principal=where.principal,
-            keytab=where.keytab,
-            ccache=where.ccache,
+            principal=target.principal,
+            keytab=target.keytab,
+            ccache=target.ccache,
             refresh_margin=self.refresh_margin,
             refresh_interval=self.refresh_interval,
             kdc_timeout=self.kdc_timeout,
             ticket_lifetime=self.ticket_lifetime,
+            renewable_lifetime=self.renewable_lifetime,
             broker=self.ticket_broker,
-            source=source,
+            source=target.source,
             warn_before=self.warn_before,
         )
 
-    # -- blocking work, on the attempt's own thread ------------------------------
 
-    def fallback_ccache(self, where: UserTicket) -> str:
-        """Where the user's cache goes when its usual path cannot be replaced."""
-        return lifecycle.fallback_ccache(self.fallback_ccache_dir, where.uid)
-
-    def _where(self, username) -> UserTicket:
-        """The user, with the cache path in use (the fallback after a plant)."""
-        where = self.resolve_user(username)
-        in_use = self._in_use.get(where.username)
-        return dataclasses.replace(where, ccache=in_use) if in_use else where
-
-    def _current_info(self, where: UserTicket, trigger):
-        """``(where, info)``: the cache's ticket if the cache is the user's own
-        and holds their principal, else None. A cache the user does not own
-        (or with a loose mode, or links) is never taken for theirs: the
-        native read refuses it, and it is replaced. When the usual path is
-        unreadable and the fallback holds the user's ticket (a plant seen
-        before a hub restart), that one is in use."""
-        try:
-            info = _native.inspect_ticket(where.ccache, uid=where.uid)
-        except (CredentialCacheError, TicketFormatError) as e:
-            fallback = self.fallback_ccache(where)
-            if where.ccache != fallback:
-                try:
-                    info = _native.inspect_ticket(fallback, uid=where.uid)
-                except (CredentialCacheError, TicketFormatError):
-                    info = None
-                if info is not None and info.principal == where.principal:
-                    self._in_use[where.username] = fallback
-                    return dataclasses.replace(where, ccache=fallback), info
-            self.log.info(
-                "Kerberos cache of %s needs a new ticket (%s): %s",
-                shown_username(where.username),
-                trigger,
-                e,
-            )
-            return where, None
-        return where, (info if info.principal == where.principal else None)
-
-    def source_for(self, where: UserTicket) -> str:
-        """Where this user's new tickets come from (credential_source)."""
-        if self.credential_source == "auto":
-            # A stat as root, on the attempt's thread.
-            return lifecycle.SOURCE_KEYTAB if os.path.lexists(where.keytab) else lifecycle.SOURCE_PASSWORD
-        return self.credential_source
-
-    def _fallback_for(self, where: UserTicket) -> str | None:
-        fallback = self.fallback_ccache(where)
-        return None if fallback == where.ccache else fallback
-
-    def _install_password_ticket(self, where: UserTicket, kind, trigger, deadline, password):
-        with metrics.timed(kind, trigger):
-            installed = _native.obtain_ticket_with_password(
-                where.principal,
-                password,
-                where.ccache,
-                uid=where.uid,
-                gid=where.gid,
-                lifetime=self.ticket_lifetime,
-                renew_lifetime=self.renewable_lifetime or lifecycle.DEFAULT_PASSWORD_RENEWABLE_LIFETIME,
-                deadline=deadline,
-                fallback=self._fallback_for(where),
-            )
-        return self._installed(where, installed)
-
-    def _renew_ticket(self, where: UserTicket, trigger, deadline):
-        """A TGS renewal of the cache's ticket, ``(where, info)``; None when the
-        KDC will not renew it (the caller falls back to the keytab)."""
-        try:
-            with metrics.timed("renewal", trigger):
-                installed = _native.renew_ticket(
-                    where.principal,
-                    where.ccache,
-                    uid=where.uid,
-                    gid=where.gid,
-                    deadline=deadline,
-                    fallback=self._fallback_for(where),
-                )
-        except KerberosError as e:  # TicketNotRenewable too; a passed deadline fails the kinit as well
-            self.log.info("Renewing the ticket of %s failed (%s); using the keytab", shown_username(where.username), e)
-            return None
-        return self._installed(where, installed)
-
-    def _install_ticket(self, where: UserTicket, kind, trigger, deadline):
-        self._warn_about_keytab(where)
-        with metrics.timed(kind, trigger):
-            installed = _native.obtain_ticket(
-                where.principal,
-                where.keytab,
-                where.ccache,
-                uid=where.uid,
-                gid=where.gid,
-                lifetime=self.ticket_lifetime,
-                renew_lifetime=self.renewable_lifetime,
-                deadline=deadline,
-                fallback=self._fallback_for(where),
-            )
-        return self._installed(where, installed)
-
-    def _installed(self, where: UserTicket, installed) -> tuple[UserTicket, Any]:
-        """Report what the install replaced or could not replace; ``(where, info)``
-        with the path the ticket is now at."""
-        if installed.fallback_reason is not None:
-            metrics.count_plant("unreplaceable")
-            self.log.warning(
-                "Could not install the Kerberos ticket of %s at %s (%s): another local user may have "
-                "planted something there (a FUSE mount, say). Using %s instead; the server gets that path.",
-                shown_username(where.username),
-                where.ccache,
-                installed.fallback_reason,
-                installed.ccache,
-            )
-        if installed.ccache != where.ccache:
-            self._in_use[where.username] = installed.ccache
-            where = dataclasses.replace(where, ccache=installed.ccache)
-        self._report_plant(where, installed)
-        return where, installed.ticket
-
-    def _report_plant(self, where: UserTicket, installed) -> None:
-        if installed.replaced is not None:
-            planted = installed.replaced
-            metrics.count_plant(planted.kind)
-            self.log.warning(
-                "Replaced what was at the Kerberos cache of %s, %s: a %s owned by %s%s. "
-                "Another local user may have planted it; it was not trusted or followed.",
-                shown_username(where.username),
-                where.ccache,
-                planted.kind,
-                lifecycle.owner_name(planted.owner_uid),
-                f" (moved aside to {planted.moved_to})" if planted.moved_to else "",
-            )
-
-    def _warn_about_keytab(self, where: UserTicket) -> None:
-        """A keytab is a password: others must not be able to read it."""
-        try:
-            keytab = _native.inspect_keytab(where.keytab)
-        except KeytabError:
-            return  # the kinit that follows reports it with the reason
-        for problem in lifecycle.keytab_problems(keytab, where):
-            # A missing key fails the kinit with its own message.
-            if problem.what in ("owner", "mode"):
-                self.log.warning("Keytab %s of %s: %s", where.keytab, shown_username(where.username), problem.detail)
-
-
-def _explain(error: Exception, username: str) -> str:
+def explain(error: Exception, username: str) -> str:
+    """What went wrong, for the hub log."""
     if isinstance(error, KeyError):
-        return f"user {shown_username(username)} is not in the password database"
+        return f"user {shown(username)} is not in the password database"
     return str(error)

@@ -2,12 +2,13 @@
 runs, so servers anywhere can fetch it (``GET /hub/api/pamkrb/ticket``) and
 keytabs can stay where only root reads them.
 
-Per user, one asyncio task sleeps until the ticket is due (the lifecycle's
-schedule: when it enters the margin, with jitter), then asks the
-authenticator to refresh it: a TGS renewal while the ticket is renewable, a
-keytab kinit only when it must (PAMKerberosAuthenticator.ticket_for, one
-attempt per user at a time). Failures back off. Nothing here blocks the
-event loop: the Kerberos work runs on the lifecycle's attempt threads.
+The broker only schedules. Per user, one asyncio task sleeps until the
+ticket is due (the lifecycle's schedule: when it enters the margin, with
+jitter), then asks the user's :class:`~pamkrb.keeper.TicketKeeper` to
+refresh it (a TGS renewal while the ticket is renewable, a new ticket from
+the source only when it must, one attempt per user at a time). Failures back
+off. Nothing here blocks the event loop: the Kerberos work runs on the
+keeper's attempt threads.
 """
 
 from __future__ import annotations
@@ -15,15 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 from . import lifecycle
+from .keeper import TicketKeeper
 
 log = logging.getLogger(__name__)
-
-# Refreshes one user's ticket (unless fresh) and returns its TicketInfo.
-Refresh = Callable[[str], Awaitable[Any]]
 
 
 class TicketBroker:
@@ -31,15 +29,16 @@ class TicketBroker:
 
     def __init__(
         self,
-        refresh: Refresh,
+        keeper: Callable[[str], TicketKeeper],
         *,
         margin: float,
         interval: float,
         errors: tuple[type[BaseException], ...],
         serving: Callable[[str], bool] = lambda username: True,
         logger: logging.Logger = log,
-    ):
-        self._refresh = refresh
+    ) -> None:
+        # The keeper of a user's ticket.
+        self._keeper = keeper
         # Whether the user still has a running server: a ticket is kept
         # fresh for a server, never for a token or a user alone.
         self._serving = serving
@@ -47,11 +46,8 @@ class TicketBroker:
         self.interval = interval
         self._errors = errors
         self.log = logger
-        self._tasks: dict[str, asyncio.Task] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self.failures: dict[str, int] = {}
-
-    def tracked(self) -> list[str]:
-        return sorted(self._tasks)
 
     def track(self, username: str) -> None:
         """Keep ``username``'s ticket fresh from now on (idempotent)."""
@@ -65,10 +61,6 @@ class TicketBroker:
         if task is not None:
             task.cancel()
 
-    def close(self) -> None:
-        for username in list(self._tasks):
-            self.untrack(username)
-
     async def _keep(self, username: str) -> None:
         shown = username[:32]
         while True:
@@ -78,7 +70,7 @@ class TicketBroker:
                 self.failures.pop(username, None)
                 return
             try:
-                info = await self._refresh(username)
+                info = (await self._keeper(username).refresh("broker")).info
             except self._errors as e:
                 failures = self.failures.get(username, 0) + 1
                 self.failures[username] = failures

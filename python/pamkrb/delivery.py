@@ -15,11 +15,13 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+from collections.abc import Mapping
+from http.client import HTTPResponse
+from typing import Any, cast
 
 from . import _native
+from ._native import Installation
 from .exceptions import TicketDeliveryError
-from .lifecycle import TicketSettings
 
 TICKET_PATH = "/pamkrb/ticket"
 """Below the hub's API URL: ``<hub>/hub/api/pamkrb/ticket``."""
@@ -28,14 +30,14 @@ TICKET_PATH = "/pamkrb/ticket"
 MAX_TICKET_BYTES = 1 << 20
 
 
-def ticket_url(environ: os._Environ | dict = os.environ) -> str:
+def ticket_url(environ: Mapping[str, str] = os.environ) -> str:
     api = environ.get("JUPYTERHUB_API_URL", "").rstrip("/")
     if not api:
         raise TicketDeliveryError("JUPYTERHUB_API_URL is not set: this server was not started by JupyterHub")
     return api + TICKET_PATH
 
 
-def _ssl_context(environ) -> ssl.SSLContext | None:
+def _ssl_context(environ: Mapping[str, str]) -> ssl.SSLContext | None:
     """internal_ssl: trust the hub's internal CA and present the server's
     certificate, as JupyterHub's own clients do."""
     ca = environ.get("JUPYTERHUB_SSL_CLIENT_CA")
@@ -48,23 +50,29 @@ def _ssl_context(environ) -> ssl.SSLContext | None:
     return context
 
 
-def fetch_from_hub(settings: TicketSettings, deadline: float, environ=os.environ) -> Any:
+def fetch_from_hub(
+    principal: str, ccache: str, deadline: float, environ: Mapping[str, str] = os.environ
+) -> Installation:
     """GET the user's ticket from the hub and install it at the server's
     cache; returns the native Installation. Raises TicketDeliveryError when
     the hub cannot be reached or refuses, and the native errors when what it
     sent is not a valid cache for the user's principal."""
-    return _exchange(settings, deadline, environ, None)
+    return _exchange(principal, ccache, deadline, environ, None)
 
 
-def sign_in(settings: TicketSettings, password: str, deadline: float, environ=os.environ) -> Any:
+def sign_in(
+    principal: str, ccache: str, password: str, deadline: float, environ: Mapping[str, str] = os.environ
+) -> Installation:
     """POST the user's password to the hub (sign in again) and install the
     fresh ticket it answers with; the native Installation. A wrong password
     is TicketDeliveryError with status 403."""
     body = json.dumps({"password": password}).encode()
-    return _exchange(settings, deadline, environ, body)
+    return _exchange(principal, ccache, deadline, environ, body)
 
 
-def _exchange(settings: TicketSettings, deadline: float, environ, body: bytes | None) -> Any:
+def _exchange(
+    principal: str, ccache: str, deadline: float, environ: Mapping[str, str], body: bytes | None
+) -> Installation:
     url = ticket_url(environ)
     token = environ.get("JUPYTERHUB_API_TOKEN", "")
     if not token:
@@ -80,7 +88,7 @@ def _exchange(settings: TicketSettings, deadline: float, environ, body: bytes | 
     opener = urllib.request.build_opener(*handlers)
     timeout = max(0.1, deadline - time.monotonic())
     try:
-        with opener.open(request, timeout=timeout) as response:
+        with cast(HTTPResponse, opener.open(request, timeout=timeout)) as response:
             data = response.read(MAX_TICKET_BYTES + 1)
     except urllib.error.HTTPError as e:
         reason = _hub_message(e)
@@ -90,7 +98,7 @@ def _exchange(settings: TicketSettings, deadline: float, environ, body: bytes | 
         raise TicketDeliveryError(f"cannot reach the hub at {url}: {why}") from None
     if len(data) > MAX_TICKET_BYTES:
         raise TicketDeliveryError(f"the hub sent more than {MAX_TICKET_BYTES} bytes; not a credential cache")
-    return _native.install_cache(settings.ccache, data, principal=settings.principal, deadline=deadline)
+    return _native.install_cache(ccache, data, principal=principal, deadline=deadline)
 
 
 def _hub_message(error: urllib.error.HTTPError) -> str:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import _native
+from ._native import KeytabInfo, TicketInfo
 from .exceptions import KerberosError, NativePanic
 
 T = TypeVar("T")
@@ -68,9 +69,10 @@ DEFAULT_FALLBACK_CCACHE_DIR = "/run/pamkrb"
 
 
 @dataclass(frozen=True)
-class UserTicket:
-    """Where one user's Kerberos material lives, from the password database
-    and the templates. The same object on the hub and in ``pamkrb doctor``."""
+class UserPaths:
+    """Who a user is for Kerberos and where their material lives (principal,
+    keytab, cache), from the password database and the templates. The same
+    object on the hub and in ``pamkrb doctor``."""
 
     username: str
     uid: int
@@ -88,7 +90,7 @@ def resolve_user(
     keytab_template: str,
     ccache_template: str,
     realm: str,
-) -> UserTicket:
+) -> UserPaths:
     """Fill in the templates from the user's password-database entry (never
     from what was typed into a login form). Raises KeyError for an unknown
     user and TemplateError for a template that does not expand."""
@@ -105,7 +107,7 @@ def resolve_user(
         # What libkrb5 makes of a principal without a realm; written out so
         # that comparing it with the principal in a cache means something.
         principal = f"{principal}@{realm}"
-    return UserTicket(
+    return UserPaths(
         username=entry.pw_name,
         uid=entry.pw_uid,
         gid=entry.pw_gid,
@@ -142,7 +144,7 @@ class Problem:
     fix: str = ""
 
 
-def keytab_problems(keytab: Any, user: UserTicket, *, broker: bool = False) -> list[Problem]:
+def keytab_problems(keytab: KeytabInfo, user: UserPaths, *, broker: bool = False) -> list[Problem]:
     """What is wrong with a keytab (a native KeytabInfo) for this user: the
     rules the hub logs and ``pamkrb doctor`` reports. With the ticket broker
     the keytab should be root's alone; without it the user's server needs
@@ -188,8 +190,8 @@ def keytab_problems(keytab: Any, user: UserTicket, *, broker: bool = False) -> l
                 f"chown {user.username}: {user.keytab}",
             )
         )
-    principals = sorted({entry.principal for entry in keytab.entries})
-    if user.principal not in principals:
+    if not has_key_for(keytab, user.principal):
+        principals = sorted({entry.principal for entry in keytab.entries})
         found.append(
             Problem(
                 "no-key",
@@ -202,6 +204,21 @@ def keytab_problems(keytab: Any, user: UserTicket, *, broker: bool = False) -> l
     return found
 
 
+# -- facts about a ticket or a keytab -------------------------------------------------
+# Decided where the bytes are parsed (the native core); these are the only
+# places Python asks, so switching to the native answer is one line each.
+
+
+def is_for(info: TicketInfo | None, principal: str) -> bool:
+    """Whether ``info`` is a ticket of ``principal``."""
+    return info is not None and info.principal == principal
+
+
+def has_key_for(keytab: KeytabInfo, principal: str) -> bool:
+    """Whether the keytab holds a key of ``principal``."""
+    return any(entry.principal == principal for entry in keytab.entries)
+
+
 # -- the settings both sides share, and the environment that carries them ------------
 
 
@@ -212,6 +229,7 @@ ENV_REFRESH_MARGIN = "PAMKRB_REFRESH_MARGIN"
 ENV_REFRESH_INTERVAL = "PAMKRB_REFRESH_INTERVAL"
 ENV_KDC_TIMEOUT = "PAMKRB_KDC_TIMEOUT"
 ENV_TICKET_LIFETIME = "PAMKRB_TICKET_LIFETIME"
+ENV_RENEWABLE_LIFETIME = "PAMKRB_RENEWABLE_LIFETIME"
 ENV_TICKET_BROKER = "PAMKRB_TICKET_BROKER"
 ENV_CREDENTIAL_SOURCE = "PAMKRB_CREDENTIAL_SOURCE"
 ENV_WARN_BEFORE = "PAMKRB_WARN_BEFORE"
@@ -226,6 +244,7 @@ ENV_NAMES = frozenset(
         ENV_REFRESH_INTERVAL,
         ENV_KDC_TIMEOUT,
         ENV_TICKET_LIFETIME,
+        ENV_RENEWABLE_LIFETIME,
         ENV_TICKET_BROKER,
         ENV_CREDENTIAL_SOURCE,
         ENV_WARN_BEFORE,
@@ -246,6 +265,9 @@ class TicketSettings:
     refresh_interval: int = DEFAULT_REFRESH_INTERVAL
     kdc_timeout: float = DEFAULT_KDC_TIMEOUT
     ticket_lifetime: int | None = None
+    # Asked for with every new ticket, so that the next renewals can be TGS
+    # requests (None: krb5.conf and the KDC decide).
+    renewable_lifetime: int | None = None
     # True: the hub renews and the server fetches its ticket from the hub's
     # API (the ticket broker); False: the server renews from the keytab.
     broker: bool = False
@@ -272,6 +294,8 @@ class TicketSettings:
         }
         if self.ticket_lifetime is not None:
             env[ENV_TICKET_LIFETIME] = str(self.ticket_lifetime)
+        if self.renewable_lifetime is not None:
+            env[ENV_RENEWABLE_LIFETIME] = str(self.renewable_lifetime)
         env[ENV_CREDENTIAL_SOURCE] = self.source
         env[ENV_WARN_BEFORE] = str(self.warn_before)
         if self.broker:
@@ -296,6 +320,7 @@ class TicketSettings:
             "refresh_interval": _number(environ.get(ENV_REFRESH_INTERVAL), int, DEFAULT_REFRESH_INTERVAL),
             "kdc_timeout": _number(environ.get(ENV_KDC_TIMEOUT), float, DEFAULT_KDC_TIMEOUT),
             "ticket_lifetime": _number(environ.get(ENV_TICKET_LIFETIME), int, None),
+            "renewable_lifetime": _number(environ.get(ENV_RENEWABLE_LIFETIME), int, None),
             "broker": environ.get(ENV_TICKET_BROKER, "") == "1",
             "source": environ.get(ENV_CREDENTIAL_SOURCE, "") or SOURCE_KEYTAB,
             "warn_before": _number(environ.get(ENV_WARN_BEFORE), int, DEFAULT_WARN_BEFORE),
@@ -395,26 +420,35 @@ STATUS_FIELDS = (
 reads them; tests/test_status_contract.py fails when its copy drifts."""
 
 
-def is_fresh(info: Any, principal: str, margin: float, now: float) -> bool:
+def is_fresh(info: TicketInfo | None, principal: str, margin: float, now: float) -> bool:
     """The one freshness rule: a ticket for the expected principal with more
-    than ``margin`` seconds left. ``info`` is a TicketInfo or None."""
-    return info is not None and info.principal == principal and info.expires_at - now > margin
+    than ``margin`` seconds left."""
+    return info is not None and is_for(info, principal) and info.expires_at - now > margin
 
 
-def is_renewable(info: Any, margin: float, now: float) -> bool:
-    """Whether a TGS renewal can still give a ticket worth having: the ticket
-    is valid now and its renewable life reaches past the margin."""
-    return info is not None and bool(info.renew_until) and info.expires_at > now and info.renew_until - now > margin
+def is_renewable(info: TicketInfo | None, margin: float, now: float) -> bool:
+    """Whether a TGS renewal can still give a ticket worth having: the KDC
+    issued it renewable, it is valid now and its renewable life reaches past
+    the margin."""
+    if info is None or not info.renewable or info.renew_until is None:
+        return False
+    return info.expires_at > now and info.renew_until - now > margin
 
 
 def ticket_state(
-    info: Any, principal: str, margin: float, now: float, last_error: str | None, *, password: bool = False
+    info: TicketInfo | None,
+    principal: str,
+    margin: float,
+    now: float,
+    last_error: str | None,
+    *,
+    password: bool = False,
 ) -> TicketState:
     """``password``: a ticket nothing but the user can replace (no keytab):
     gone or expired, it needs a sign-in, not a retry."""
-    if password and (info is None or info.principal != principal or info.expires_at <= now):
+    if password and (info is None or not is_for(info, principal) or info.expires_at <= now):
         return TicketState.LOGIN_REQUIRED
-    if info is None or info.principal != principal:
+    if info is None or not is_for(info, principal):
         return TicketState.ERROR if last_error else TicketState.MISSING
     if is_fresh(info, principal, margin, now):
         return TicketState.VALID
@@ -425,7 +459,9 @@ def ticket_state(
     return TicketState.EXPIRING
 
 
-def next_check_delay(info: Any, margin: float, interval: float, now: float, rng: random.Random | None = None) -> float:
+def next_check_delay(
+    info: TicketInfo | None, margin: float, interval: float, now: float, rng: random.Random | None = None
+) -> float:
     """Seconds until the ticket is next looked at: when it enters the margin
     (a little early, so many servers do not renew at the same instant), and
     never later than ``interval`` nor sooner than MIN_CHECK_DELAY."""
@@ -443,7 +479,7 @@ def failure_backoff(failures: int, rng: random.Random | None = None) -> float:
     broken keytab or a KDC outage is not hammered (KDC lockout policies)."""
     if failures <= 0:
         return 0.0
-    base = MIN_CHECK_DELAY * 2 ** min(failures - 1, 16)
+    base = MIN_CHECK_DELAY * 2.0 ** min(failures - 1, 16)
     return min(MAX_BACKOFF, base * (0.8 + 0.4 * (rng or random).random()))
 
 
@@ -462,7 +498,7 @@ def local_time(epoch: float) -> str:
 def status(
     state: TicketState,
     *,
-    info: Any = None,
+    info: TicketInfo | None = None,
     principal: str | None = None,
     ccache: str | None = None,
     now: float,
@@ -548,12 +584,12 @@ class SingleFlight:
 
     def __init__(self, name: str = "pamkrb-kerberos"):
         self._name = name
-        self._running: dict[str, asyncio.Future] = {}
+        self._running: dict[str, asyncio.Future[Any]] = {}
 
     def running(self, key: str) -> bool:
         return key in self._running
 
-    def _current(self, key: str) -> asyncio.Future | None:
+    def _current(self, key: str) -> asyncio.Future[Any] | None:
         future = self._running.get(key)
         if future is not None and future.get_loop() is not asyncio.get_running_loop():
             # Started under an event loop that is gone (a CLI or a test that
@@ -602,9 +638,9 @@ class SingleFlight:
             f"no {what} within {timeout:g} s (kdc_timeout): the KDC did not answer; is it running and reachable?"
         )
 
-    def _start(self, key: str, attempt: Callable[[float], T], deadline: float) -> asyncio.Future:
+    def _start(self, key: str, attempt: Callable[[float], T], deadline: float) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future = loop.create_future()
+        future: asyncio.Future[T] = loop.create_future()
         self._running[key] = future
 
         def settle(result: Any, error: BaseException | None) -> None:

@@ -1,14 +1,15 @@
-"""Keeping one user's ticket fresh from inside their server.
+"""Keeping one user's ticket fresh from inside their server: when to act.
 
 A trigger (notebook opened, file saved, kernel starting, timer) first looks at
 the credential cache: a stat, and a parse on a worker thread only when the
 file changed. Only when the ticket is not fresh (the rule in
-:mod:`pamkrb.lifecycle`) does it renew, through the lifecycle's single-flight
-runner: from the keytab, or, with the hub's ticket broker, by fetching the
-ticket the hub keeps fresh. After a failure, triggers wait out a growing
-backoff before trying again. Triggers never raise: a failed renewal is
-recorded and reported, the current ticket is kept, and whatever the user was
-doing goes on.
+:mod:`pamkrb.lifecycle`) does it hand over to the server's
+:class:`~pamkrb.keeper.TicketKeeper`, which renews the way the hub does: by
+TGS while the ticket is renewable, else from the keytab, or, with the hub's
+ticket broker, by fetching the ticket the hub keeps fresh. After a failure,
+triggers wait out a growing backoff before trying again. Triggers never
+raise: a failed renewal is recorded and reported, the current ticket is kept,
+and whatever the user was doing goes on.
 """
 
 from __future__ import annotations
@@ -18,43 +19,29 @@ import collections
 import logging
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from . import _native, lifecycle
+from . import _native, delivery, lifecycle, metrics
+from ._native import Installation, TicketInfo
 from .exceptions import PamkrbError
+from .keeper import SOURCE_HUB, KeepingRules, Obtain, Target, TicketKeeper
 from .lifecycle import TicketSettings
 
 log = logging.getLogger(__name__)
 
 
-def renew_from_keytab(settings: TicketSettings, deadline: float) -> Any:
-    """Without the broker: a kinit from the keytab, as the user, installed at
-    the cache. Blocks; returns the native Installation."""
-    return _native.obtain_ticket(
-        settings.principal,
-        settings.keytab,
-        settings.ccache,
-        lifetime=settings.ticket_lifetime,
-        deadline=deadline,
+def target_of(settings: TicketSettings) -> Target:
+    """What the server keeps: its own cache, as the user; new tickets from
+    the hub with the broker, else from the keytab or (no keytab) a sign-in."""
+    source = SOURCE_HUB if settings.broker else settings.source
+    return Target(
+        username=settings.principal,
+        principal=settings.principal,
+        ccache=settings.ccache,
+        source=source,
+        keytab=settings.keytab,
     )
-
-
-def renew_from_cache(settings: TicketSettings, deadline: float) -> Any:
-    """A password ticket without the broker: a TGS renewal of the cache's own
-    ticket, as the user, until its renewable life ends (then the user signs
-    in again: TicketNotRenewable)."""
-    return _native.renew_ticket(settings.principal, settings.ccache, deadline=deadline)
-
-
-def source_for(settings: TicketSettings) -> Callable[[TicketSettings, float], Any]:
-    """Where this server's renewals come from."""
-    if settings.broker:
-        from .delivery import fetch_from_hub
-
-        return fetch_from_hub
-    if settings.source == lifecycle.SOURCE_PASSWORD:
-        return renew_from_cache
-    return renew_from_keytab
 
 
 class TicketRefresher:
@@ -64,28 +51,36 @@ class TicketRefresher:
         self,
         settings: TicketSettings,
         *,
-        logger: logging.Logger | logging.LoggerAdapter = log,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
         clock: Callable[[], float] = time.time,
-        source: Callable[[TicketSettings, float], Any] | None = None,
-        on_renewal: Callable[[str, str, float], None] | None = None,
-        on_check: Callable[[str], None] | None = None,
-    ):
+        source: Obtain | None = None,
+    ) -> None:
         self.settings = settings
         self.log = logger
         self.clock = clock
-        self.source = source or source_for(settings)
-        # Called with (trigger, result, seconds) after each renewal attempt;
-        # the metrics hook.
-        self.on_renewal = on_renewal
-        self.on_check = on_check
+        target = target_of(settings)
+        rules = KeepingRules(
+            refresh_margin=settings.refresh_margin,
+            kdc_timeout=settings.kdc_timeout,
+            ticket_lifetime=settings.ticket_lifetime,
+            renewable_lifetime=settings.renewable_lifetime,
+        )
+        self.keeper = TicketKeeper(
+            "ticket",
+            lambda: target,
+            rules,
+            flight=lifecycle.SingleFlight("pamkrb-renew"),
+            logger=logger,
+            count_checks=False,
+            source=source,
+        )
         self.triggers: collections.Counter[str] = collections.Counter()
         self.renewals = 0
         self.last_refresh: float | None = None
         self.last_error: str | None = None
-        self._info = None
-        self._stat_key: tuple | None = None
+        self._info: TicketInfo | None = None
+        self._stat_key: tuple[int, ...] | None = None
         self._inspect_error: str | None = None
-        self._flight = lifecycle.SingleFlight("pamkrb-renew")
         self._warned_settings = False
         # Failures in a row, and the monotonic time before which triggers do
         # not try again.
@@ -94,7 +89,7 @@ class TicketRefresher:
 
     # -- reading the cache ---------------------------------------------------
 
-    async def look(self):
+    async def current_ticket(self) -> TicketInfo | None:
         """The cache's ticket, or None. A stat when the cache has not changed
         since the last look; the read and parse run off the event loop."""
         path = self.settings.ccache
@@ -126,7 +121,7 @@ class TicketRefresher:
         for problem in self.settings.problems(lifetime):
             self.log.warning("pamkrb: %s", problem)
 
-    def is_fresh(self, info) -> bool:
+    def is_fresh(self, info: TicketInfo | None) -> bool:
         s = self.settings
         return lifecycle.is_fresh(info, s.principal, s.refresh_margin, self.clock())
 
@@ -144,10 +139,9 @@ class TicketRefresher:
     async def trigger(self, reason: str) -> None:
         """Make sure the ticket is fresh; never raises."""
         self.triggers[reason] += 1
-        if self.on_check is not None:
-            self.on_check(reason)
+        metrics.count_check(reason)
         try:
-            if not self.is_fresh(await self.look()) and time.monotonic() >= self._retry_at:
+            if not self.is_fresh(await self.current_ticket()) and time.monotonic() >= self._retry_at:
                 await self.renew(reason)
         except Exception:  # a trigger must never break a save or an open
             self.log.exception("pamkrb: unexpected error in the %s trigger", reason)
@@ -155,12 +149,8 @@ class TicketRefresher:
     async def renew(self, reason: str) -> bool:
         """Renew now; concurrent callers, and callers after one timed out,
         share the running attempt. Returns whether it succeeded in time."""
-        started = time.perf_counter()
-        timeout = self.settings.kdc_timeout
         try:
-            installed = await self._flight.run(
-                "ticket", lambda deadline: self.source(self.settings, deadline), timeout, "ticket renewal"
-            )
+            kept = await self.keeper.refresh(reason)
         except PamkrbError as e:
             self.last_error = str(e)
             self.failures += 1
@@ -173,9 +163,8 @@ class TicketRefresher:
                 wait,
                 e,
             )
-            self._report(reason, "failure", started)
             return False
-        info = installed.ticket
+        info = kept.info
         self.failures = 0
         self._retry_at = 0.0
         self.renewals += 1
@@ -187,38 +176,38 @@ class TicketRefresher:
             reason,
             lifecycle.iso_time(info.expires_at),
         )
-        self._report(reason, "success", started)
-        await self.look()
+        await self.current_ticket()
         return True
 
-    async def signed_in(self) -> None:
-        """The user signed in again and a new ticket is in place: forget the
-        failures and look at it now."""
+    async def sign_in(self, password: str) -> None:
+        """Sign in again through the hub (PAM, then a new ticket) and install
+        the ticket it answers with, in the keeper's flight: never beside a
+        renewal of the same cache. Raises TicketDeliveryError (a wrong
+        password: status 403) or the native errors of the install."""
+        s = self.settings
+
+        def through_the_hub(target: Target, deadline: float) -> Installation:
+            return delivery.sign_in(target.principal, target.ccache, password, deadline)
+
+        await self.keeper.replace("sign-in", obtain=through_the_hub, timeout=s.kdc_timeout * 2)
         self.failures = 0
         self._retry_at = 0.0
         self.last_error = None
         self.last_refresh = self.clock()
         self.renewals += 1
-        await self.look()
-
-    def _report(self, reason: str, result: str, started: float) -> None:
-        if self.on_renewal is not None:
-            try:
-                self.on_renewal(reason, result, time.perf_counter() - started)
-            except Exception:
-                self.log.exception("pamkrb: renewal hook failed")
+        await self.current_ticket()
 
     # -- status ------------------------------------------------------------------
 
-    async def status(self) -> dict:
-        info = await self.look()
+    async def status(self) -> dict[str, Any]:
+        info = await self.current_ticket()
         s = self.settings
         now = self.clock()
         password = s.source == lifecycle.SOURCE_PASSWORD
         state = lifecycle.ticket_state(info, s.principal, s.refresh_margin, now, self.last_error, password=password)
         return lifecycle.status(
             state,
-            info=info if info is not None and info.principal == s.principal else None,
+            info=info if lifecycle.is_for(info, s.principal) else None,
             principal=s.principal,
             ccache=s.ccache,
             now=now,

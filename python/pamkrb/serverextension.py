@@ -22,14 +22,13 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import time
 
 from jupyter_server.extension.application import ExtensionApp
 from tornado import web
 from tornado.ioloop import IOLoop
 from traitlets import Float, Integer, Unicode
 
-from . import delivery, lifecycle, metrics
+from . import lifecycle
 from .exceptions import PamkrbError, TicketDeliveryError
 from .lifecycle import TicketSettings
 from .refresher import TicketRefresher
@@ -129,12 +128,7 @@ class KerberosTicketExtension(ExtensionApp):
             self.disabled_reason = f"no Kerberos configuration ({', '.join(missing)} not set); ticket renewal is off"
             self.log.info("pamkrb: %s", self.disabled_reason)
         else:
-            self.refresher = TicketRefresher(
-                settings,
-                logger=self.log,
-                on_renewal=lambda trigger, result, seconds: metrics.record("renewal", trigger, result, seconds),
-                on_check=metrics.count_check,
-            )
+            self.refresher = TicketRefresher(settings, logger=self.log)
             for problem in settings.problems():
                 self.log.warning("pamkrb: %s", problem)
         self.settings["pamkrb_status"] = self.status
@@ -150,10 +144,8 @@ class KerberosTicketExtension(ExtensionApp):
         (HTTP status, message) for the dialog."""
         if self.refresher is None:
             return 409, self.disabled_reason or "Kerberos is not configured for this server"
-        settings = self.refresher.settings
-        deadline = time.monotonic() + settings.kdc_timeout * 2
         try:
-            await asyncio.to_thread(lifecycle.call_native, delivery.sign_in, settings, password, deadline)
+            await self.refresher.sign_in(password)
         except TicketDeliveryError as e:
             status = e.status if e.status in (400, 403, 429) else 502
             self.log.warning("pamkrb: sign-in failed: %s", e)
@@ -161,7 +153,6 @@ class KerberosTicketExtension(ExtensionApp):
         except PamkrbError as e:
             self.log.warning("pamkrb: sign-in: the ticket could not be installed: %s", e)
             return 502, str(e)
-        await self.refresher.signed_in()
         return 200, "signed in"
 
     def initialize_handlers(self):

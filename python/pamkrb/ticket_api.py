@@ -21,22 +21,42 @@ import hmac
 import ipaddress
 import json
 import time
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.utils import compare_token
-from tornado import iostream, web
+from tornado import httputil, iostream, web
+
+from .exceptions import KerberosPasswordRejected
+from .keeper import shown
+
+if TYPE_CHECKING:
+    from .authenticator import PAMKerberosAuthenticator
 
 CONTENT_TYPE = "application/octet-stream"
 
 # A sign-in body holds one password; anything larger is refused unread.
 MAX_SIGN_IN_BYTES = 64 * 1024
 
+# Sign-ins again (POST) per user per minute: each is a PAM check and a KDC
+# request with a password, so guessing must stay slow.
+SIGN_INS_PER_MINUTE = 5
+
+
+class TooManyRequests(web.HTTPError):
+    """HTTP 429; Tornado clears headers before writing an error, so the
+    Retry-After value is carried to write_error."""
+
+    def __init__(self, what: str, retry_after: int) -> None:
+        super().__init__(429, f"too many {what}; try again later")
+        self.retry_after = retry_after
+
 
 class RateLimit:
     """A token bucket per user: ``per_minute`` requests a minute, bursts
     of up to that many."""
 
-    def __init__(self, per_minute: int):
+    def __init__(self, per_minute: int) -> None:
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
         self._buckets: dict[str, tuple[float, float]] = {}
@@ -60,7 +80,7 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def is_running_servers_token(user, token: str) -> bool:
+def is_running_servers_token(user: Any, token: str) -> bool:
     """Whether ``token`` is the API token JupyterHub issued to one of
     ``user``'s servers that is running (or starting) now.
 
@@ -81,14 +101,14 @@ def is_running_servers_token(user, token: str) -> bool:
     return False
 
 
-def last_forwarded(request, name: str) -> str:
+def last_forwarded(request: httputil.HTTPServerRequest, name: str) -> str:
     """The last entry of a forwarding header: the one the nearest proxy
     appended. Entries before it are whatever the client sent."""
     values = ",".join(request.headers.get_list(name))
     return values.rsplit(",", 1)[-1].strip() if values else ""
 
 
-def is_private_transport(request) -> bool:
+def is_private_transport(request: httputil.HTTPServerRequest) -> bool:
     """Whether a ticket may travel on this request: TLS on the socket, or a
     loopback peer that is not relaying a plain-HTTP client from elsewhere.
 
@@ -112,17 +132,74 @@ def is_private_transport(request) -> bool:
     return last_forwarded(request, "X-Forwarded-Proto").lower() == "https"
 
 
-class TicketAPIHandler(APIHandler):
+async def deliverable_ticket(auth: PAMKerberosAuthenticator, user: Any) -> bytes:
+    """The fresh ticket of ``user`` (whose running server asks) as FILE
+    ccache bytes. Also (re)starts brokering the user, e.g. after a hub
+    restart."""
+    username = user.name
+    if not auth.check_blocked_users(username):
+        await auth.forget_ticket(username, "user blocked", destroy=True)
+        raise web.HTTPError(403, "this user is blocked")
+    auth.serve(user)
+    from .authenticator import TICKET_ERRORS, explain
+
+    try:
+        in_place = await auth.keeper(username).refresh("delivery", read=True)
+    except TICKET_ERRORS as e:
+        auth.log.warning("No ticket to deliver to %s: %s", shown(username), explain(e, username))
+        raise web.HTTPError(503, "no fresh Kerberos ticket for this user right now; see the hub log") from None
+    auth.broker.track(username)
+    assert in_place.data is not None
+    return in_place.data
+
+
+async def sign_in_again(auth: PAMKerberosAuthenticator, handler: Any, username: str, password: str) -> bytes:
+    """Check ``password`` with PAM and get a fresh ticket (from it, for a
+    password user; from the keytab otherwise); the new cache's bytes.
+    A wrong password: HTTP 403, nothing changes."""
+    if not password:
+        raise web.HTTPError(403, "the password was not accepted")
+    from .authenticator import TICKET_ERRORS, explain
+
+    authenticated = await auth.authenticate(handler, {"username": username, "password": password})
+    stashed = auth.take_password(handler, username)
+    try:
+        if authenticated is None or auth.normalize_username(authenticated) != username:
+            raise web.HTTPError(403, "the password was not accepted")
+        # A password attempt never joins a running one without it (a
+        # broker renewal, a spawn): that one would discard the password.
+        in_place = await auth.keeper(username).replace("sign-in", password=stashed, read=True)
+    except KerberosPasswordRejected as e:
+        auth.log.warning("Sign-in of %s: %s", shown(username), e)
+        raise web.HTTPError(403, "the Kerberos server did not accept the password") from None
+    except TICKET_ERRORS as e:
+        auth.log.warning("Sign-in of %s: no ticket: %s", shown(username), explain(e, username))
+        raise web.HTTPError(503, "no Kerberos ticket could be obtained; see the hub log") from None
+    finally:
+        if stashed is not None:
+            stashed[:] = bytes(len(stashed))
+    auth.log.info("%s signed in again; new Kerberos ticket", shown(username))
+    assert in_place.data is not None
+    return in_place.data
+
+
+class TicketAPIHandler(APIHandler):  # type: ignore[misc]  # JupyterHub is untyped
     """Serves the calling user's own ticket (FILE ccache, format 4)."""
 
     @property
-    def authenticator(self):
-        return self.settings["authenticator"]
+    def authenticator(self) -> PAMKerberosAuthenticator:
+        auth: PAMKerberosAuthenticator = self.settings["authenticator"]
+        return auth
 
-    def _refuse(self, status: int, message: str) -> None:
+    def _limit(self, name: str, per_minute: int) -> RateLimit:
+        """The app's rate limit ``name``: one per hub, kept in its settings."""
+        limit: RateLimit = self.settings.setdefault(f"pamkrb_{name}", RateLimit(per_minute))
+        return limit
+
+    def _refuse(self, status: int, message: str) -> NoReturn:
         raise web.HTTPError(status, message)
 
-    def _owner(self):
+    def _owner(self) -> Any:
         """The user whose running server's own token made the request; else 403."""
         token = self.get_auth_token() if self.get_token() is not None else None
         if not token:
@@ -155,29 +232,26 @@ class TicketAPIHandler(APIHandler):
                 "use JupyterHub's internal_ssl (or set allow_insecure_ticket_delivery)",
             )
 
-    def _rate_limit(self, limit, key: str, what: str) -> None:
+    def _rate_limit(self, limit: RateLimit, key: str, what: str) -> None:
         wait = limit.take(key)
         if wait:
-            error = web.HTTPError(429, f"too many {what}; try again later")
-            # Tornado clears headers before writing an error: carried to write_error.
-            error.retry_after = max(1, round(wait))
-            raise error
+            raise TooManyRequests(what, max(1, round(wait)))
 
     def _send_ticket(self, data: bytes) -> None:
         self.set_header("Content-Type", CONTENT_TYPE)
         self.set_header("Cache-Control", "no-store")
         self.finish(data)
 
-    async def get(self):
+    async def get(self) -> None:
         auth = self.authenticator
         user = self._owner()
         if not auth.ticket_broker:
             self._refuse(404, "the ticket broker is off (PAMKerberosAuthenticator.ticket_broker)")
         self._check_transport()
-        self._rate_limit(auth.ticket_rate_limit, user.name, "ticket requests")
-        self._send_ticket(await auth.deliverable_ticket(user))
+        self._rate_limit(self._limit("ticket_requests", auth.ticket_requests_per_minute), user.name, "ticket requests")
+        self._send_ticket(await deliverable_ticket(auth, user))
 
-    async def post(self):
+    async def post(self) -> None:
         """Sign in again: the password is checked with PAM, then gets (or,
         for keytab users, permits) a fresh ticket. A wrong password is a 403
         and changes nothing. The password is never logged."""
@@ -186,7 +260,7 @@ class TicketAPIHandler(APIHandler):
         self._check_transport()
         if len(self.request.body) > MAX_SIGN_IN_BYTES:
             self._refuse(413, "request body too large")
-        self._rate_limit(auth.sign_in_rate_limit, user.name, "sign-in attempts")
+        self._rate_limit(self._limit("sign_ins", SIGN_INS_PER_MINUTE), user.name, "sign-in attempts")
         try:
             body = json.loads(self.request.body or b"{}")
         except ValueError:
@@ -194,14 +268,14 @@ class TicketAPIHandler(APIHandler):
         password = body.get("password") if isinstance(body, dict) else None
         if not isinstance(password, str):
             self._refuse(400, 'send JSON: {"password": "..."}')
-        self._send_ticket(await auth.sign_in_again(self, user.name, password))
+        self._send_ticket(await sign_in_again(auth, self, user.name, password))
 
-    def write_error(self, status_code, **kwargs):
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
         # The JSON error body JupyterHub's API clients expect, without the
         # exception's text beyond the message we chose.
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = getattr(exc, "log_message", None) or self._reason
-        if getattr(exc, "retry_after", None):
+        if isinstance(exc, TooManyRequests):
             self.set_header("Retry-After", str(exc.retry_after))
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"status": status_code, "message": message}))

@@ -14,18 +14,24 @@ afterwards, and the user's real cache is inspected, never written.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import pwd
 import stat
 import sys
 import tempfile
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .. import lifecycle
 from ..lifecycle import local_time
 from ..pam_stack import check_service
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from traitlets.config import Config
+
+    from ..authenticator import PAMKerberosAuthenticator
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -33,7 +39,7 @@ EXIT_PROBLEM = 1
 PAMKRB_NAMES = frozenset({"pamkrb", "pamkrb.PAMKerberosAuthenticator", "pamkrb.authenticator.PAMKerberosAuthenticator"})
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "doctor",
         help="check why a user does (not) get a Kerberos ticket",
@@ -151,29 +157,38 @@ def run(args: argparse.Namespace) -> int:
             report.skip(title, "no such user")
         return report.finish()
 
-    where = _user_ticket(authenticator, entry, report)
-    if where is None:
+    paths = _user_paths(authenticator, entry, report)
+    if paths is None:
         return report.finish()
-    keytab_usable = check_keytab(where, report, broker=authenticator.ticket_broker)
-    if keytab_usable:
-        check_kdc(where, authenticator.ticket_lifetime, report)
+    source = authenticator.credential_source_of(paths)
+    if source == lifecycle.SOURCE_PASSWORD:
+        # The hub makes this user's tickets from their login password, which
+        # doctor does not have: no keytab is needed, none is checked.
+        why = f"credential_source {authenticator.credential_source!r}: tickets come from the login password"
+        if authenticator.credential_source == "auto":
+            why = f"no keytab at {paths.keytab}, so with {why}"
+        report.skip(f"keytab {paths.keytab}", why)
+        report.skip("KDC", "a ticket from the password needs the user's password; log in to test it")
+    elif check_keytab(paths, report, broker=authenticator.ticket_broker):
+        check_kdc(paths, authenticator, report)
     else:
         report.skip("KDC", "the keytab cannot be used")
-    check_fuse_lockout(where, report, authenticator.fallback_ccache_dir)
-    check_cache(where, authenticator.refresh_margin, report)
+    check_fuse_lockout(paths, report, authenticator.fallback_ccache_dir)
+    check_cache(paths, authenticator.refresh_margin, report)
     if hadoop_conf_dir is not None:
         from .doctor_hadoop import check_hadoop
 
-        fallback = lifecycle.fallback_ccache(authenticator.fallback_ccache_dir, where.uid)
-        check_hadoop(where, report, hadoop_conf_dir, spark_home=args.spark_home, java=args.java, fallback=fallback)
+        fallback = lifecycle.fallback_ccache(authenticator.fallback_ccache_dir, paths.uid)
+        check_hadoop(paths, report, hadoop_conf_dir, spark_home=args.spark_home, java=args.java, fallback=fallback)
     return report.finish()
 
 
 # -- configuration ----------------------------------------------------------------
 
 
-def _load_config(path: str | None):
-    from traitlets.config import Config, PyFileConfigLoader
+def _load_config(path: str | None) -> Config:
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
 
     if path is None:
         return Config()
@@ -187,7 +202,7 @@ def _load_config(path: str | None):
         raise UsageError(f"--config: {full}: cannot load: {type(e).__name__}: {e}") from None
 
 
-def check_authenticator(config, config_path: str | None, report: Report):
+def check_authenticator(config: Config, config_path: str | None, report: Report) -> PAMKerberosAuthenticator | None:
     """The authenticator the hub would build, or None (reported) if it cannot be built."""
     from traitlets import TraitError
 
@@ -215,7 +230,8 @@ def check_authenticator(config, config_path: str | None, report: Report):
                 'set c.JupyterHub.authenticator_class = "pamkrb"; checking with pamkrb\'s settings from the config',
             )
     try:
-        return cls(config=config)
+        built: PAMKerberosAuthenticator = cls(config=config)
+        return built
     except TraitError as e:
         service = _configured_service(config)
         if check_service(service).reason:
@@ -227,10 +243,10 @@ def check_authenticator(config, config_path: str | None, report: Report):
         return None
 
 
-def _configured_service(config) -> str:
+def _configured_service(config: Config) -> str:
     for section in ("PAMKerberosAuthenticator", "PAMAuthenticator"):
         if section in config and "service" in config[section]:
-            return config[section]["service"]
+            return str(config[section]["service"])
     return "login"
 
 
@@ -279,21 +295,23 @@ def check_pam_service(service: str, report: Report) -> None:
 # -- keytab -----------------------------------------------------------------------
 
 
-def _user_ticket(authenticator, entry: pwd.struct_passwd, report: Report):
+def _user_paths(
+    authenticator: PAMKerberosAuthenticator, entry: pwd.struct_passwd, report: Report
+) -> lifecycle.UserPaths | None:
     """The user's principal, keytab and cache, resolved exactly as the hub
     resolves them (PAMKerberosAuthenticator.resolve_user)."""
     from ..exceptions import TemplateError
 
     try:
-        where = authenticator.resolve_user(entry.pw_name)
+        paths = authenticator.resolve_user(entry.pw_name)
     except TemplateError as e:
         report.fail("templates", str(e), "correct principal_template, keytab_template or ccache_template")
         return None
-    report.ok("principal", where.principal)
-    return where
+    report.ok("principal", paths.principal)
+    return paths
 
 
-def check_keytab(where, report: Report, *, broker: bool = False) -> bool:
+def check_keytab(where: lifecycle.UserPaths, report: Report, *, broker: bool = False) -> bool:
     """Report on the keytab with the hub's own reader and rules; True when a
     kinit from it can be attempted."""
     from .. import _native, lifecycle
@@ -334,18 +352,23 @@ def check_keytab(where, report: Report, *, broker: bool = False) -> bool:
 # -- KDC ---------------------------------------------------------------------------
 
 
-def check_kdc(where, lifetime: int | None, report: Report) -> None:
-    from .. import _native
+def check_kdc(where: lifecycle.UserPaths, authenticator: PAMKerberosAuthenticator, report: Report) -> None:
+    """A test ticket from the keytab, by the hub's own keeper, into a
+    private cache; within kdc_timeout."""
     from ..exceptions import PamkrbError
+    from ..keeper import KeepingRules, Target, TicketKeeper
 
     # A private directory of root's: the test ticket is never where the user
     # (or anyone) could read it, and the user's real cache is left alone.
     with tempfile.TemporaryDirectory(prefix="pamkrb-doctor-") as private:
+        target = Target(
+            where.username, where.principal, os.path.join(private, "ccache"), lifecycle.SOURCE_KEYTAB, where.keytab
+        )
+        rules = KeepingRules(0, authenticator.kdc_timeout, authenticator.ticket_lifetime)
+        keeper = TicketKeeper(where.username, lambda: target, rules, flight=lifecycle.SingleFlight("pamkrb-doctor"))
         started = time.monotonic()
         try:
-            info = _native.obtain_ticket(
-                where.principal, where.keytab, os.path.join(private, "ccache"), lifetime=lifetime
-            ).ticket
+            info = asyncio.run(keeper.replace("doctor")).info
         except PamkrbError as e:
             config = os.environ.get("KRB5_CONFIG", "/etc/krb5.conf")
             report.fail(
@@ -364,7 +387,7 @@ def check_kdc(where, lifetime: int | None, report: Report) -> None:
 # -- credential cache -------------------------------------------------------------
 
 
-def check_cache(where, refresh_margin: int, report: Report) -> None:
+def check_cache(where: lifecycle.UserPaths, refresh_margin: int, report: Report) -> None:
     """The user's cache, read with the hub's own checks (owner, mode, links,
     principal) and judged by the hub's freshness rule."""
     from .. import _native, lifecycle
@@ -381,7 +404,7 @@ def check_cache(where, refresh_margin: int, report: Report) -> None:
     except PamkrbError as e:
         report.fail(title, f"{e}; the hub never trusts it", f"{next_login} (or remove it: rm {path})")
         return
-    if info.principal != where.principal:
+    if not lifecycle.is_for(info, where.principal):
         report.fail(title, f"holds a ticket for {info.principal}, not {where.principal}", next_login)
         return
     now = time.time()
@@ -427,7 +450,9 @@ def setuid_fusermounts() -> list[str]:
     return sorted(found)
 
 
-def check_fuse_lockout(where, report: Report, fallback_dir: str = lifecycle.DEFAULT_FALLBACK_CCACHE_DIR) -> None:
+def check_fuse_lockout(
+    where: lifecycle.UserPaths, report: Report, fallback_dir: str = lifecycle.DEFAULT_FALLBACK_CCACHE_DIR
+) -> None:
     """Whether another local user can lock the cache path away from root.
 
     A user who may create entries in the cache's directory makes one at the

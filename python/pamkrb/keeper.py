@@ -1,0 +1,375 @@
+"""TicketKeeper: keeps one user's ticket, by one strategy, wherever it runs.
+
+The hub (login, spawn, refresh, the ticket broker, the ticket API) and the
+user's server (the pamkrb server extension) keep a ticket the same way:
+
+1. the cache holds the user's ticket with more than the margin left
+   (:func:`pamkrb.lifecycle.is_fresh`): nothing to do;
+2. it is renewable past the margin (:func:`pamkrb.lifecycle.is_renewable`):
+   a TGS renewal, one cheap request that needs neither keytab nor password;
+3. otherwise a new ticket from the source: the keytab, the user's password
+   (only at a login or a sign-in: it is never stored), or the hub (a server
+   fed by the ticket broker, which never talks to the KDC itself).
+
+They differ only in the :class:`Target`: whose ticket, where it goes (as
+root for a uid, or as the user), and where new tickets come from. Each
+attempt runs through a :class:`~pamkrb.lifecycle.SingleFlight`: at most one
+per user at a time, on its own thread, with a deadline the native calls
+honour, so an attempt its callers gave up on installs nothing. The keeper
+also counts what it does (:mod:`pamkrb.metrics`) and reports what it found
+at the cache path (plants) and keytabs others can read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import _native, lifecycle, metrics
+from ._native import Installation, TicketInfo
+from .exceptions import CredentialCacheError, KerberosError, KeytabError, LoginRequired, TicketFormatError
+
+SOURCE_HUB = "hub"
+"""A server fed by the ticket broker: new tickets come from the hub's API."""
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Whose ticket an attempt keeps, where it goes, and where new ones come from."""
+
+    username: str  # for log lines only
+    principal: str
+    ccache: str  # the path in use (the fallback after a plant)
+    source: str  # lifecycle.SOURCE_KEYTAB, lifecycle.SOURCE_PASSWORD or SOURCE_HUB
+    keytab: str = ""
+    # None: the process's own (the user's server runs as the user).
+    uid: int | None = None
+    gid: int | None = None
+    # Where the ticket goes when ``ccache`` cannot be replaced; None: nowhere else.
+    fallback: str | None = None
+
+
+# A new ticket for a target, installed before the deadline (time.monotonic()).
+Obtain = Callable[[Target, float], Installation]
+
+
+@dataclass(frozen=True)
+class TicketInPlace:
+    """What an attempt left: the target (with the cache path now in use),
+    its ticket, and (when asked for) the cache's bytes."""
+
+    target: Target
+    info: TicketInfo
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class KeepingRules:
+    """The settings every keeper follows."""
+
+    refresh_margin: float
+    kdc_timeout: float
+    ticket_lifetime: int | None = None
+    renewable_lifetime: int | None = None
+
+
+class TicketKeeper:
+    """Keeps one user's ticket (see the module's docstring).
+
+    ``locate`` runs on the attempt's thread (it may read the password
+    database or stat a keytab) and says what to keep. ``flight`` and ``key``
+    name the single flight the attempts share: the hub's for all users,
+    keyed by user name, or a server's own.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        locate: Callable[[], Target],
+        rules: KeepingRules,
+        *,
+        flight: lifecycle.SingleFlight,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
+        count_checks: bool = True,
+        warn_about_keytabs: bool = False,
+        source: Obtain | None = None,
+    ) -> None:
+        self.key = key
+        self._locate = locate
+        self.rules = rules
+        self._flight = flight
+        self.log = logger
+        # The server counts every look at the trigger, stat included; the
+        # hub counts the looks its attempts make.
+        self._count_checks = count_checks
+        # The hub reads keytabs as root and warns when others could read them.
+        self._warn_about_keytabs = warn_about_keytabs
+        # Instead of the target's own source (a benchmark's recording fetch).
+        self._source = source
+        # The cache path in use when it is not the target's own (the fallback
+        # after a plant that could not be replaced).
+        self.in_use: str | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether an attempt is still in flight (one that timed out may be:
+        it installs nothing when it ends)."""
+        return self._flight.running(self.key)
+
+    async def refresh(self, trigger: str, *, read: bool = False) -> TicketInPlace:
+        """Keep the ticket fresh: renew it unless fresh, by TGS while it is
+        renewable, else from the source. Shares a running attempt.
+        ``read``: also read the cache's bytes inside the attempt, so that a
+        cache on a hung file system holds only this user's attempt thread."""
+        return await self._run(lambda deadline: self._keep(deadline, trigger, fresh_enough=True, read=read))
+
+    async def replace(
+        self,
+        trigger: str,
+        *,
+        password: bytearray | None = None,
+        obtain: Obtain | None = None,
+        read: bool = False,
+        timeout: float | None = None,
+    ) -> TicketInPlace:
+        """A new ticket whatever the cache holds (a login, a sign-in): from
+        the source, ``password`` being what a password ticket is made from
+        (a bytearray the native call wipes), or from ``obtain``. An attempt
+        with either never shares a running one, which would discard what it
+        carries: it waits for that one to end, then runs."""
+        exclusive = password is not None or obtain is not None
+        return await self._run(
+            lambda deadline: self._keep(
+                deadline, trigger, fresh_enough=False, read=read, password=password, obtain=obtain
+            ),
+            exclusive=exclusive,
+            timeout=timeout,
+        )
+
+    async def destroy(self, caches: Callable[[Target], set[str]]) -> list[str]:
+        """Remove the caches pamkrb installed for the user (``caches`` names
+        them; the one in use is added), after any attempt in flight. The
+        paths removed."""
+
+        def attempt(deadline: float) -> list[str]:
+            target = self._locate()
+            paths = caches(target) | {self.in_use or target.ccache}
+            self.in_use = None
+            uid = os.geteuid() if target.uid is None else target.uid
+            return [path for path in sorted(paths) if _native.destroy_cache(path, uid=uid)]
+
+        return await self._flight.run(self.key, attempt, self.rules.kdc_timeout, "the cache removal", exclusive=True)
+
+    async def _run(
+        self, attempt: Callable[[float], TicketInPlace], *, exclusive: bool = False, timeout: float | None = None
+    ) -> TicketInPlace:
+        limit = self.rules.kdc_timeout if timeout is None else timeout
+        return await self._flight.run(self.key, attempt, limit, exclusive=exclusive)
+
+    # -- one attempt, on its own thread ---------------------------------------------
+
+    def _keep(
+        self,
+        deadline: float,
+        trigger: str,
+        *,
+        fresh_enough: bool,
+        read: bool,
+        password: bytearray | None = None,
+        obtain: Obtain | None = None,
+    ) -> TicketInPlace:
+        target = self._locate()
+        if self.in_use is not None:
+            target = dataclasses.replace(target, ccache=self.in_use)
+        info = None
+        if fresh_enough:
+            if self._count_checks:
+                metrics.count_check(trigger)
+            target, current = self._current(target, trigger)
+            now = time.time()
+            if lifecycle.is_fresh(current, target.principal, self.rules.refresh_margin, now):
+                info = current
+            elif target.source != SOURCE_HUB:
+                # A password ticket is renewed to the end of its renewable
+                # life; a keytab can always start afresh.
+                margin = self.rules.refresh_margin if target.source == lifecycle.SOURCE_KEYTAB else 0
+                if lifecycle.is_renewable(current, margin, now):
+                    target, info = self._renew(target, trigger, deadline)
+        if info is None:
+            kind = "renewal" if fresh_enough else "acquisition"
+            target, info = self._obtain(target, kind, trigger, deadline, obtain or self._source_of(target, password))
+        data = _native.read_cache(target.ccache, uid=target.uid) if read else None
+        return TicketInPlace(target, info, data)
+
+    def _current(self, target: Target, trigger: str) -> tuple[Target, TicketInfo | None]:
+        """The cache's ticket if the cache is the user's own and holds their
+        principal, else None. A cache the user does not own (or with a loose
+        mode, or links) is never taken for theirs: the native read refuses
+        it, and it is replaced. When the usual path is unreadable and the
+        fallback holds the user's ticket (a plant seen before a hub restart),
+        that one is in use."""
+        try:
+            info = _native.inspect_ticket(target.ccache, uid=target.uid)
+        except (CredentialCacheError, TicketFormatError) as e:
+            fallback = target.fallback
+            if fallback is not None and target.ccache != fallback:
+                try:
+                    found: TicketInfo | None = _native.inspect_ticket(fallback, uid=target.uid)
+                except (CredentialCacheError, TicketFormatError):
+                    found = None
+                if lifecycle.is_for(found, target.principal):
+                    self.in_use = fallback
+                    return dataclasses.replace(target, ccache=fallback), found
+            self.log.info("Kerberos cache of %s needs a new ticket (%s): %s", shown(target.username), trigger, e)
+            return target, None
+        return target, (info if lifecycle.is_for(info, target.principal) else None)
+
+    def _renew(self, target: Target, trigger: str, deadline: float) -> tuple[Target, TicketInfo | None]:
+        """A TGS renewal of the cache's ticket; no ticket when the KDC will
+        not renew it (the caller goes to the source). Without a source to go
+        to (a password ticket, no password), the KDC's answer is the error."""
+        try:
+            with metrics.timed("renewal", trigger):
+                installed = _native.renew_ticket(
+                    target.principal,
+                    target.ccache,
+                    uid=target.uid,
+                    gid=target.gid,
+                    deadline=deadline,
+                    fallback=self._fallback(target),
+                )
+        except KerberosError as e:  # TicketNotRenewable too; a passed deadline fails the kinit as well
+            if target.source == lifecycle.SOURCE_PASSWORD:
+                raise
+            self.log.info("Renewing the ticket of %s failed (%s); using the keytab", shown(target.username), e)
+            return target, None
+        return self._installed(target, installed)
+
+    def _source_of(self, target: Target, password: bytearray | None) -> Obtain:
+        if self._source is not None:
+            return self._source
+        if target.source == lifecycle.SOURCE_KEYTAB:
+            return self.from_keytab
+        if target.source == SOURCE_HUB:
+            return self.from_hub
+        if password is None:
+            raise LoginRequired(
+                f"the ticket of {target.principal} can no longer be renewed and there is no keytab: "
+                "the user must sign in again"
+            )
+        return self.with_password(password)
+
+    def _obtain(
+        self, target: Target, kind: str, trigger: str, deadline: float, obtain: Obtain
+    ) -> tuple[Target, TicketInfo]:
+        if target.source == lifecycle.SOURCE_KEYTAB and self._warn_about_keytabs:
+            self._warn_about_keytab(target)
+        with metrics.timed(kind, trigger):
+            installed = obtain(target, deadline)
+        return self._installed(target, installed)
+
+    # -- the sources ------------------------------------------------------------------
+
+    def from_keytab(self, target: Target, deadline: float) -> Installation:
+        return _native.obtain_ticket(
+            target.principal,
+            target.keytab,
+            target.ccache,
+            uid=target.uid,
+            gid=target.gid,
+            lifetime=self.rules.ticket_lifetime,
+            renew_lifetime=self.rules.renewable_lifetime,
+            deadline=deadline,
+            fallback=self._fallback(target),
+        )
+
+    def with_password(self, password: bytearray) -> Obtain:
+        """A source that makes the ticket from ``password`` (wiped by the
+        native call); renewable for renewable_lifetime, by default
+        lifecycle.DEFAULT_PASSWORD_RENEWABLE_LIFETIME."""
+
+        def obtain(target: Target, deadline: float) -> Installation:
+            return _native.obtain_ticket_with_password(
+                target.principal,
+                password,
+                target.ccache,
+                uid=target.uid,
+                gid=target.gid,
+                lifetime=self.rules.ticket_lifetime,
+                renew_lifetime=self.rules.renewable_lifetime or lifecycle.DEFAULT_PASSWORD_RENEWABLE_LIFETIME,
+                deadline=deadline,
+                fallback=self._fallback(target),
+            )
+
+        return obtain
+
+    @staticmethod
+    def from_hub(target: Target, deadline: float) -> Installation:
+        from .delivery import fetch_from_hub
+
+        return fetch_from_hub(target.principal, target.ccache, deadline)
+
+    # -- reports ------------------------------------------------------------------------
+
+    @staticmethod
+    def _fallback(target: Target) -> str | None:
+        return None if target.fallback == target.ccache else target.fallback
+
+    def _installed(self, target: Target, installed: Installation) -> tuple[Target, TicketInfo]:
+        """Report what the install replaced or could not replace; the target
+        with the path the ticket is now at, and the ticket."""
+        if installed.fallback_reason is not None:
+            metrics.count_plant("unreplaceable")
+            self.log.warning(
+                "Could not install the Kerberos ticket of %s at %s (%s): another local user may have "
+                "planted something there (a FUSE mount, say). Using %s instead; the server gets that path.",
+                shown(target.username),
+                target.ccache,
+                installed.fallback_reason,
+                installed.ccache,
+            )
+        if installed.ccache != target.ccache:
+            self.in_use = installed.ccache
+            target = dataclasses.replace(target, ccache=installed.ccache)
+        planted = installed.replaced
+        if planted is not None:
+            metrics.count_plant(planted.kind)
+            self.log.warning(
+                "Replaced what was at the Kerberos cache of %s, %s: a %s owned by %s%s. "
+                "Another local user may have planted it; it was not trusted or followed.",
+                shown(target.username),
+                target.ccache,
+                planted.kind,
+                lifecycle.owner_name(planted.owner_uid),
+                f" (moved aside to {planted.moved_to})" if planted.moved_to else "",
+            )
+        return target, installed.ticket
+
+    def _warn_about_keytab(self, target: Target) -> None:
+        """A keytab is a password: others must not be able to read it."""
+        if target.uid is None or target.gid is None:
+            return
+        try:
+            keytab = _native.inspect_keytab(target.keytab)
+        except KeytabError:
+            return  # the kinit that follows reports it with the reason
+        paths = lifecycle.UserPaths(
+            target.username, target.uid, target.gid, "", target.principal, target.keytab, target.ccache
+        )
+        for problem in lifecycle.keytab_problems(keytab, paths):
+            # A missing key fails the kinit with its own message.
+            if problem.what in ("owner", "mode"):
+                self.log.warning("Keytab %s of %s: %s", target.keytab, shown(target.username), problem.detail)
+
+
+def shown(name: str) -> str:
+    """A user-supplied name fit for a log line: truncated, never the whole input."""
+    if len(name) > 32:
+        return f"{name[:16]!r}...({len(name)} chars)"
+    return repr(name)
