@@ -101,7 +101,9 @@ def test_principal_without_a_realm_is_the_hubs_principal(realm: sandbox.Realm, u
 
     settings = {"PAMKerberosAuthenticator.principal_template": "{username}"}
     config = write_config(tmp_path, **settings, **{"PAMKerberosAuthenticator.service": "login"})
-    hub_side = PAMKerberosAuthenticator(principal_template="{username}", realm=realm.name).resolve_user(user.name)
+    hub_side = PAMKerberosAuthenticator(principal_template="{username}", realm=realm.name).tickets.resolve_user(
+        user.name
+    )
 
     result = doctor(realm, user.name, config)
 
@@ -204,6 +206,26 @@ def test_missing_keytab(realm: sandbox.Realm, user: sandbox.UnixUser, config: Pa
 
     assert_only_problem(result, f"keytab {keytab_of(user)}: does not exist")
     assert f"fix: export the key: kadmin -q 'ktadd -k {keytab_of(user)}" in result.stdout
+    assert "KDC: not checked" in result.stdout
+
+
+@pytest.mark.parametrize("source", ["password", "auto"])
+def test_a_password_site_needs_no_keytab(
+    realm: sandbox.Realm, user: sandbox.UnixUser, tmp_path: Path, pam_service: str, source: str
+) -> None:
+    """With credential_source "password" (or "auto" and no keytab) the hub
+    never reads a keytab: doctor must not report a missing one."""
+    give_ticket(realm, user)
+    keytab_of(user).unlink()
+    settings = {"PAMKerberosAuthenticator.service": pam_service, "PAMKerberosAuthenticator.credential_source": source}
+
+    result = doctor(realm, user.name, write_config(tmp_path, **settings))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert problems(result) == []
+    assert f"- keytab {keytab_of(user)}: not checked (" in result.stdout
+    assert "tickets come from the login password" in result.stdout
+    assert "does not exist" not in result.stdout
     assert "KDC: not checked" in result.stdout
 
 

@@ -276,7 +276,7 @@ def test_a_cache_planted_by_another_user_is_never_fresh(pam_service, realm, user
     os.rename(forged, user.default_ccache)
 
     with caplog.at_level(logging.WARNING):
-        asyncio.run(auth.ensure_fresh_ticket(user.name, trigger="spawn"))
+        asyncio.run(auth.tickets.ensure_fresh(user.name, "spawn"))
 
     assert_users_own_cache(realm, user, user.default_ccache)
     assert any("file owned by another user" in r.getMessage() for r in caplog.records)

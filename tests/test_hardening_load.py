@@ -175,7 +175,7 @@ def race(realm: sandbox.Realm, pam_service: str) -> Iterator[Race]:
             count, deadline = 0, time.monotonic() + RACE_SECONDS
             while time.monotonic() < deadline:
                 try:
-                    await auth.ensure_fresh_ticket(user.name)
+                    await auth.tickets.ensure_fresh(user.name)
                     count += 1
                 except PamkrbError as e:
                     hub_errors.append(str(e))

@@ -94,7 +94,7 @@ def test_hung_kdc_gives_up_after_kdc_timeout(pam_service, user, silent_kdc, capl
     # The abandoned kinit is still waiting inside libkrb5; make it fail now
     # and wait for its thread to end.
     silent_kdc.close()
-    sandbox.wait_until(lambda: not auth.attempt_running(user.name), timeout=40, message="the abandoned kinit")
+    sandbox.wait_until(lambda: not auth.tickets.attempt_running(user.name), timeout=40, message="the abandoned kinit")
     assert not os.path.lexists(user.default_ccache)
 
 
@@ -129,7 +129,7 @@ def test_a_login_that_timed_out_installs_nothing_when_the_kdc_answers_later(pam_
     paused_kdc()
     # The KDC answers the queued request; the attempt ends after its deadline.
     sandbox.wait_until(lambda: realm.kdc_requests("AS_REQ") > before, timeout=20, message="the queued AS_REQ")
-    sandbox.wait_until(lambda: not auth.attempt_running(user.name), timeout=40, message="the late kinit")
+    sandbox.wait_until(lambda: not auth.tickets.attempt_running(user.name), timeout=40, message="the late kinit")
     assert not os.path.lexists(user.default_ccache)
     assert sandbox.pamkrb_temp_files("/tmp", uids={user.uid}) == []
 
@@ -152,7 +152,7 @@ def test_logins_against_a_silent_kdc_share_one_kerberos_attempt(pam_service, use
     assert all(isinstance(r, web.HTTPError) and r.status_code == 403 for r in flat), flat
 
     paused_kdc()
-    sandbox.wait_until(lambda: not auth.attempt_running(user.name), timeout=40, message="the shared kinit")
+    sandbox.wait_until(lambda: not auth.tickets.attempt_running(user.name), timeout=40, message="the shared kinit")
     # One kinit: the requests one login costs, not six times that.
     per_login = realm.kdc_requests("AS_REQ") - before
     assert per_login >= 1

@@ -126,7 +126,7 @@ def test_renewal_without_a_keytab_is_tgs_until_renew_till_then_sign_in(pam_servi
     as_after_login = in_pw_realm.kdc_requests("AS_REQ")
     tgs_before = in_pw_realm.kdc_requests("TGS_REQ")
 
-    info = asyncio.run(auth.ensure_fresh_ticket(pw_user.name, trigger="spawn"))
+    info = asyncio.run(auth.tickets.ensure_fresh(pw_user.name, "spawn"))
 
     assert in_pw_realm.kdc_requests("TGS_REQ") == tgs_before + 1
     assert in_pw_realm.kdc_requests("AS_REQ") == as_after_login
@@ -144,7 +144,7 @@ def test_renewal_without_a_keytab_is_tgs_until_renew_till_then_sign_in(pam_servi
     from pamkrb.exceptions import LoginRequired
 
     with pytest.raises(LoginRequired, match="sign in again"):
-        asyncio.run(auth.ensure_fresh_ticket(pw_user.name, trigger="refresh"))
+        asyncio.run(auth.tickets.ensure_fresh(pw_user.name, "refresh"))
     in_pw_realm.kadmin(f"modprinc -maxrenewlife {RENEWABLE} {in_pw_realm.qualify(pw_user.name)}")
 
 

@@ -33,8 +33,7 @@ from tornado import web
 
 import sandbox
 from conftest import assert_user_cache, require_root
-from pamkrb import PAMKerberosAuthenticator, lifecycle, ticket_api
-from pamkrb import authenticator as authenticator_module
+from pamkrb import PAMKerberosAuthenticator, lifecycle, passwords, ticket_api
 from pamkrb.broker import TicketBroker
 from pamkrb.exceptions import KerberosError, NativePanic
 
@@ -111,26 +110,26 @@ def test_a_hanging_cache_read_holds_no_shared_thread(pam_service, realm, user, e
 def test_a_refused_logins_password_is_wiped_within_the_bound(pam_service, realm, user, monkeypatch):
     """The user passes PAM but is blocked: the ticket step never takes the
     password. It must not wait in hub memory for the next login."""
-    monkeypatch.setattr(authenticator_module, "PENDING_PASSWORD_SECONDS", 0.5)
+    monkeypatch.setattr(passwords, "PENDING_PASSWORD_SECONDS", 0.5)
     auth = PAMKerberosAuthenticator(service=pam_service, allow_all=True, credential_source="auto")
     auth.blocked_users = {user.name}
-    kept: list[bytearray] = []
-    keep = auth._stash_password
+    stashed: list[bytearray] = []
+    stash = auth.pending_passwords.stash
 
     def spy(handler, username, password):
-        kept.append(password)
-        keep(handler, username, password)
+        stashed.append(password)
+        stash(handler, username, password)
 
-    monkeypatch.setattr(auth, "_stash_password", spy)
+    monkeypatch.setattr(auth.pending_passwords, "stash", spy)
 
     async def scenario() -> Any:
         result = await auth.get_authenticated_user(None, {"username": user.name, "password": user.password})
-        await asyncio.wait_for(_until(lambda: not auth._pending_passwords), 5)
+        await asyncio.wait_for(_until(lambda: not auth.pending_passwords), 5)
         return result
 
     assert asyncio.run(scenario()) is None
-    assert len(kept) == 1
-    assert kept[0] == bytearray(len(kept[0])), "the password was not wiped"
+    assert len(stashed) == 1
+    assert stashed[0] == bytearray(len(stashed[0])), "the password was not wiped"
 
 
 async def _until(condition) -> None:

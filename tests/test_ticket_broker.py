@@ -206,7 +206,7 @@ def test_spawn_renews_a_renewable_ticket_with_tgs_and_falls_back_to_the_keytab(p
     assert asyncio.run(auth.get_authenticated_user(None, data)) is not None
     counts = (realm.kdc_requests("AS_REQ"), realm.kdc_requests("TGS_REQ"))
 
-    info = asyncio.run(auth.ensure_fresh_ticket(user.name, trigger="spawn"))
+    info = asyncio.run(auth.tickets.ensure_fresh(user.name, "spawn"))
 
     assert info.renewable
     assert (realm.kdc_requests("AS_REQ"), realm.kdc_requests("TGS_REQ")) == (counts[0], counts[1] + 1)
@@ -217,5 +217,5 @@ def test_spawn_renews_a_renewable_ticket_with_tgs_and_falls_back_to_the_keytab(p
     left = _native.inspect_ticket(str(user.default_ccache), uid=user.uid)
     assert not left.renewable or left.renew_until <= left.starts_at + 1
     before = realm.kdc_requests("AS_REQ")
-    asyncio.run(auth.ensure_fresh_ticket(user.name, trigger="spawn"))
+    asyncio.run(auth.tickets.ensure_fresh(user.name, "spawn"))
     assert realm.kdc_requests("AS_REQ") == before + 1

@@ -9,55 +9,33 @@ broker's schedule by :mod:`pamkrb.broker`, and the ticket API's HTTP by
 from __future__ import annotations
 
 import asyncio
-import os
-from dataclasses import dataclass
+from collections.abc import Awaitable
 from functools import partial
 from typing import Any
 
 from jupyterhub.auth import PAMAuthenticator
 from tornado import web
-from traitlets import Bool, CaselessStrEnum, Float, Integer, TraitError, Unicode, default, validate
+from traitlets import Bool, Bunch, CaselessStrEnum, Float, Integer, TraitError, Unicode, default, validate
 
 from . import _native, lifecycle
-from ._native import TicketInfo
-from .broker import TicketBroker
 from .exceptions import (
     AuthenticationDenied,
-    CredentialCacheError,
     InvalidUsername,
     KerberosError,
     KerberosPasswordRejected,
-    KeytabError,
     NativePanic,
     PAMSystemError,
     TemplateError,
-    TicketFormatError,
 )
-from .keeper import KeepingRules, Target, TicketKeeper, shown
-from .lifecycle import TicketSettings, UserPaths
+from .hub_tickets import TICKET_ERRORS, HubTickets, explain
+from .keeper import shown
 from .pam_stack import unsafe_service_reason
+from .passwords import PendingPasswords
 from .ticket_api import TicketAPIHandler
 
 # PAM's own replies are capped at 512 bytes (PAM_MAX_RESP_SIZE); anything
 # much longer is an attack on the hub's memory, not a password.
 MAX_PASSWORD_BYTES = 8192
-
-# A login's password waits for the allow/block checks between PAM and the
-# ticket; no login takes this long, and after it the password is wiped
-# whether or not the login went on.
-PENDING_PASSWORD_SECONDS = 120
-
-# What can go wrong between a successful PAM login and a ticket in place;
-# KeyError is pwd's "no such user".
-TICKET_ERRORS = (
-    KerberosError,
-    KeytabError,
-    CredentialCacheError,
-    TicketFormatError,
-    TemplateError,
-    NativePanic,
-    KeyError,
-)
 
 SPAWN_REFUSED = "No Kerberos ticket could be obtained for your server; please contact your administrator."
 
@@ -72,21 +50,7 @@ LOGIN_REFUSED = (
 )
 
 
-@dataclass
-class PendingPassword:
-    """A login's password between PAM and the ticket step (password source)."""
-
-    username: str
-    password: bytearray
-    timer: asyncio.TimerHandle | None = None
-
-    def wipe(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.password[:] = bytes(len(self.password))
-
-
-class PAMKerberosAuthenticator(PAMAuthenticator):
+class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # JupyterHub is untyped
     """Authenticate local users with PAM, then give each a Kerberos ticket.
 
     A drop-in for :class:`jupyterhub.auth.PAMAuthenticator`: every option of
@@ -354,7 +318,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
     )
 
     @default("realm")
-    def _default_realm(self):
+    def _default_realm(self) -> str:
         try:
             return _native.default_realm()
         except KerberosError as e:
@@ -362,15 +326,15 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
             return ""
 
     @validate("principal_template", "keytab_template", "ccache_template")
-    def _validate_template(self, proposal):
+    def _validate_template(self, proposal: Bunch) -> str:
         try:
             _native.validate_template(proposal.value)
         except TemplateError as e:
             name = f"PAMKerberosAuthenticator.{proposal.trait.name}"
             raise TraitError(f"{name}: {e}") from None
-        return proposal.value
+        return str(proposal.value)
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         reason = unsafe_service_reason(self.service)
         if reason:
@@ -380,16 +344,8 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 f"PAMKerberosAuthenticator: refusing to start: {reason}. Set "
                 "c.PAMKerberosAuthenticator.service to a login service such as 'login'."
             )
-        self._attempts = lifecycle.SingleFlight("pamkrb-kinit")
-        self._broker = None
-        # Login passwords between PAM and the ticket (password source only),
-        # by request (one login per request), with the name PAM authenticated;
-        # wiped when used, or PENDING_PASSWORD_SECONDS later at the latest.
-        self._pending_passwords: dict[int, PendingPassword] = {}
-        self._keepers: dict[str, TicketKeeper] = {}
-        # Users with a server the hub started (JupyterHub's User objects):
-        # whether a ticket is still wanted is decided from their spawners.
-        self._served: dict[str, Any] = {}
+        self.tickets = HubTickets(self)
+        self.pending_passwords = PendingPasswords()
         for problem in lifecycle.settings_problems(self.refresh_margin, self.refresh_interval, self.ticket_lifetime):
             self.log.warning("PAMKerberosAuthenticator: %s", problem)
         templates = (self.principal_template, self.keytab_template, self.ccache_template)
@@ -403,7 +359,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
 
     # -- login ---------------------------------------------------------------
 
-    async def authenticate(self, handler, data):
+    async def authenticate(self, handler: Any, data: dict[str, Any]) -> str | None:
         """Check the password with PAM (and the account, if `check_account`).
 
         Returns the username, or None if PAM denies the login. A broken PAM
@@ -483,7 +439,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
                 stash[:] = bytes(len(stash))
             return None
         if stash is not None:
-            self._stash_password(handler, name, stash)
+            self.pending_passwords.stash(handler, name, stash)
         return name
 
     def _authenticated_name(self, typed: str, authenticated: Any, who: str) -> str | None:
@@ -500,39 +456,11 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         self.log.info("PAM authenticated %s as %s", who, shown(authenticated))
         return authenticated
 
-    def _stash_password(self, handler, username: str, password: bytearray) -> None:
-        key = id(handler)
-        self._drop_password(key)
-        pending = PendingPassword(username, password)
-        self._pending_passwords[key] = pending
-        # A login that passes PAM but is then refused (not allowed, blocked)
-        # never takes its password: it is wiped here at the latest.
-        pending.timer = asyncio.get_running_loop().call_later(
-            PENDING_PASSWORD_SECONDS, self._drop_password, key, pending
-        )
-
-    def _drop_password(self, key: int, only: PendingPassword | None = None) -> None:
-        pending = self._pending_passwords.get(key)
-        if pending is None or (only is not None and pending is not only):
-            return
-        del self._pending_passwords[key]
-        pending.wipe()
-
     def take_password(self, handler: Any, username: str) -> bytearray | None:
-        """The password this request's login was checked with, if the name
-        that reached the ticket step is the one PAM authenticated (after
-        JupyterHub's normalization); wiped otherwise."""
-        pending = self._pending_passwords.pop(id(handler), None)
-        if pending is None:
-            return None
-        if pending.timer is not None:
-            pending.timer.cancel()
-        if self.normalize_username(pending.username) != username:
-            pending.wipe()
-            return None
-        return pending.password
+        """The password this request's login was checked with (pamkrb.passwords)."""
+        return self.pending_passwords.take(handler, username, self.normalize_username)
 
-    async def run_post_auth_hook(self, handler, auth_model):
+    async def run_post_auth_hook(self, handler: Any, auth_model: dict[str, Any]) -> dict[str, Any]:
         """Obtain the ticket once the user is known to be allowed in.
 
         Doing it here rather than in `authenticate` means a user who passes
@@ -542,7 +470,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         name = auth_model["name"]
         password = self.take_password(handler, name)
         try:
-            info = (await self.keeper(name).replace("login", password=password)).info
+            info = (await self.tickets.keeper(name).replace("login", password=password)).info
         except KerberosPasswordRejected as e:
             self.log.error("Login of %s: %s", shown(name), e)
             if self.kinit_required:
@@ -574,13 +502,13 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
 
     # -- spawning and refreshing ----------------------------------------------
 
-    async def pre_spawn_start(self, user, spawner):
+    async def pre_spawn_start(self, user: Any, spawner: Any) -> None:
         """Open the PAM session if configured, make sure the ticket is fresh,
         and point the server's KRB5CCNAME at the user's cache."""
         await super().pre_spawn_start(user, spawner)
-        self._served[user.name] = user
+        self.tickets.serve(user)
         try:
-            in_place = await self.keeper(user.name).refresh("spawn")
+            in_place = await self.tickets.keeper(user.name).refresh("spawn")
         except TICKET_ERRORS as e:
             reason = explain(e, user.name)
             name = shown(user.name)
@@ -592,11 +520,11 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         # KRB5CCNAME for every Kerberos client in the server and its kernels,
         # and what the pamkrb server extension needs to renew as the user:
         # the path in use, the fallback one if the usual one was planted.
-        spawner.environment.update(self.ticket_settings(in_place.target).to_env())
+        spawner.environment.update(self.tickets.server_settings(in_place.target).to_env())
         if self.ticket_broker:
-            self.broker.track(user.name)
+            self.tickets.broker.track(user.name)
 
-    async def post_spawn_stop(self, user, spawner):
+    async def post_spawn_stop(self, user: Any, spawner: Any) -> None:
         """Close the PAM session if configured. When the user's last server
         has stopped (or failed to start), stop renewing their ticket and,
         unless retain_ticket_after_stop, destroy it."""
@@ -604,26 +532,14 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         others = [s for s in user.spawners.values() if s is not spawner and s.active and s.pending != "stop"]
         if others:
             return
-        self._served.pop(user.name, None)
-        await self.forget_ticket(user.name, "server stopped")
+        self.tickets.stop_serving(user.name)
+        await self.tickets.forget(user.name, "server stopped")
 
-    def delete_user(self, user):
+    def delete_user(self, user: Any) -> Awaitable[None]:
         """A deleted user keeps no ticket and nothing renews one."""
         super().delete_user(user)
-        self._served.pop(user.name, None)
-        return self.forget_ticket(user.name, "user deleted", destroy=True)
-
-    def serve(self, user: Any) -> None:
-        """A server of the user runs (or starts): keep their ticket for it."""
-        self._served[user.name] = user
-
-    def serving(self, username: str) -> bool:
-        """Whether a server the hub started for the user is running (or
-        starting): a ticket is kept fresh for a server, never for a token."""
-        user = self._served.get(username)
-        if user is None:
-            return False
-        return any(s.active and s.pending != "stop" for s in user.spawners.values())
+        self.tickets.stop_serving(user.name)
+        return self.tickets.forget(user.name, "user deleted", destroy=True)
 
     async def refresh_user(self, user: Any, handler: Any = None) -> bool:
         """Renew the user's ticket when it is not fresh and a server of
@@ -633,140 +549,17 @@ class PAMKerberosAuthenticator(PAMAuthenticator):
         server keeps working, and the next refresh tries again.
         """
         if not self.check_blocked_users(user.name):
-            self._served.pop(user.name, None)
-            await self.forget_ticket(user.name, "user blocked", destroy=True)
+            self.tickets.stop_serving(user.name)
+            await self.tickets.forget(user.name, "user blocked", destroy=True)
             return False
         if not any(s.active and s.pending != "stop" for s in user.spawners.values()):
             return True
-        self._served[user.name] = user
+        self.tickets.serve(user)
         try:
-            await self.ensure_fresh_ticket(user.name, trigger="refresh")
+            await self.tickets.ensure_fresh(user.name, "refresh")
         except TICKET_ERRORS as e:
             self.log.warning("Could not renew the Kerberos ticket of %s: %s", shown(user.name), explain(e, user.name))
         return True
 
-    async def forget_ticket(self, username: str, why: str, *, destroy: bool | None = None) -> None:
-        """Stop renewing the user's ticket and (unless retained) destroy the
-        caches pamkrb installed for them, after any attempt in flight."""
-        if self._broker is not None:
-            self._broker.untrack(username)
-        if destroy is None:
-            destroy = not self.retain_ticket_after_stop
-        keeper = self._keepers.pop(username, None)
-        if not destroy:
-            return
-        keeper = keeper or self.keeper(username)
-        self._keepers.pop(username, None)
-        try:
-            removed = await keeper.destroy(lambda target: {target.ccache, target.fallback or target.ccache})
-        except TICKET_ERRORS as e:
-            self.log.warning("Could not destroy the Kerberos ticket of %s (%s): %s", shown(username), why, e)
-            return
-        self.log.info(
-            "Stopped keeping the Kerberos ticket of %s (%s); destroyed: %s",
-            shown(username),
-            why,
-            ", ".join(removed) or "nothing of theirs was left",
-        )
-
-    # -- the ticket broker -----------------------------------------------------
-
-    @property
-    def broker(self) -> TicketBroker:
-        if self._broker is None:
-            self._broker = TicketBroker(
-                self.keeper,
-                margin=self.refresh_margin,
-                interval=self.refresh_interval,
-                errors=TICKET_ERRORS,
-                serving=self.serving,
-                logger=self.log,
-            )
-        return self._broker
-
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
         return [*super().get_handlers(app), ("/api/pamkrb/ticket", TicketAPIHandler)]
-
-    # -- the users' tickets ----------------------------------------------------
-
-    async def ensure_fresh_ticket(self, username: str, trigger: str = "refresh") -> TicketInfo:
-        """Renew the user's ticket unless it is fresh (pamkrb.lifecycle's
-        rule); the TicketInfo of the cache, whether renewed or not."""
-        return (await self.keeper(username).refresh(trigger)).info
-
-    def keeper(self, username: str) -> TicketKeeper:
-        """The keeper of the user's ticket: one per user, all sharing the
-        hub's single flight (one Kerberos attempt per user at a time)."""
-        rules = KeepingRules(self.refresh_margin, self.kdc_timeout, self.ticket_lifetime, self.renewable_lifetime)
-        keeper = self._keepers.get(username)
-        if keeper is None:
-            keeper = TicketKeeper(
-                username,
-                partial(self._target, username),
-                rules,
-                flight=self._attempts,
-                logger=self.log,
-                warn_about_keytabs=True,
-            )
-            self._keepers[username] = keeper
-        keeper.rules = rules
-        return keeper
-
-    def attempt_running(self, username: str) -> bool:
-        """Whether a Kerberos attempt for the user is still in flight (one
-        that timed out may be: it installs nothing when it ends)."""
-        return self._attempts.running(username)
-
-    def resolve_user(self, username: str) -> UserPaths:
-        """The user's principal, keytab and cache (pamkrb.lifecycle)."""
-        return lifecycle.resolve_user(
-            username,
-            principal_template=self.principal_template,
-            keytab_template=self.keytab_template,
-            ccache_template=self.ccache_template,
-            realm=self.realm,
-        )
-
-    def credential_source_of(self, paths: UserPaths) -> str:
-        """Where this user's new tickets come from (credential_source)."""
-        if self.credential_source == "auto":
-            # A stat as root, on the attempt's thread.
-            return lifecycle.SOURCE_KEYTAB if os.path.lexists(paths.keytab) else lifecycle.SOURCE_PASSWORD
-        return str(self.credential_source)
-
-    def _target(self, username: str) -> Target:
-        """What the hub keeps for the user: runs on the attempt's thread."""
-        paths = self.resolve_user(username)
-        return Target(
-            username=paths.username,
-            principal=paths.principal,
-            ccache=paths.ccache,
-            source=self.credential_source_of(paths),
-            keytab=paths.keytab,
-            uid=paths.uid,
-            gid=paths.gid,
-            fallback=lifecycle.fallback_ccache(self.fallback_ccache_dir, paths.uid),
-        )
-
-    def ticket_settings(self, target: Target) -> TicketSettings:
-        """What the user's server needs to keep the ticket the hub installed."""
-        return TicketSettings(
-            principal=target.principal,
-            keytab=target.keytab,
-            ccache=target.ccache,
-            refresh_margin=self.refresh_margin,
-            refresh_interval=self.refresh_interval,
-            kdc_timeout=self.kdc_timeout,
-            ticket_lifetime=self.ticket_lifetime,
-            renewable_lifetime=self.renewable_lifetime,
-            broker=self.ticket_broker,
-            source=target.source,
-            warn_before=self.warn_before,
-        )
-
-
-def explain(error: Exception, username: str) -> str:
-    """What went wrong, for the hub log."""
-    if isinstance(error, KeyError):
-        return f"user {shown(username)} is not in the password database"
-    return str(error)

@@ -59,6 +59,10 @@ DEFAULT_WARN_BEFORE = 3600
 """Seconds before a password ticket's renewable life ends that the status
 bar asks the user to sign in again."""
 
+MAX_SIGN_IN_BYTES = 64 * 1024
+"""A sign-in body holds one password; anything larger is refused unread, by
+the hub's ticket API and by the server's sign-in handler alike."""
+
 DEFAULT_PRINCIPAL_TEMPLATE = "{username}@{realm}"
 DEFAULT_KEYTAB_TEMPLATE = "/home/{username}/{username}.keytab"
 DEFAULT_CCACHE_TEMPLATE = "/tmp/krb5cc_{uid}"

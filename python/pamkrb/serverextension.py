@@ -22,9 +22,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from typing import Any
 
+from jupyter_events import EventLogger
 from jupyter_server.extension.application import ExtensionApp
-from tornado import web
+from jupyter_server.serverapp import ServerApp
+from tornado import httputil, web
 from tornado.ioloop import IOLoop
 from traitlets import Float, Integer, Unicode
 
@@ -108,8 +111,20 @@ class KerberosTicketExtension(ExtensionApp):
     refresher: TicketRefresher | None = None
     disabled_reason: str | None = None
 
-    def initialize_settings(self):
-        self._tasks: set[asyncio.Future] = set()
+    @property
+    def _server(self) -> ServerApp:
+        """The server this extension runs in (set before the handlers are)."""
+        assert self.serverapp is not None
+        return self.serverapp
+
+    @property
+    def _events(self) -> EventLogger:
+        events = self._server.event_logger
+        assert events is not None
+        return events
+
+    def initialize_settings(self) -> None:
+        self._tasks: set[asyncio.Future[None]] = set()
         self._timer: object | None = None
         overrides = {
             name: getattr(self, name)
@@ -134,7 +149,7 @@ class KerberosTicketExtension(ExtensionApp):
         self.settings["pamkrb_status"] = self.status
         self.settings["pamkrb_sign_in"] = self.sign_in
 
-    async def status(self) -> dict:
+    async def status(self) -> dict[str, Any]:
         if self.refresher is None:
             return lifecycle.disabled_status(self.disabled_reason or "disabled")
         return await self.refresher.status()
@@ -155,7 +170,7 @@ class KerberosTicketExtension(ExtensionApp):
             return 502, str(e)
         return 200, "signed in"
 
-    def initialize_handlers(self):
+    def initialize_handlers(self) -> None:
         self.handlers.extend(
             [
                 (r"/pamkrb/api/status", StatusAPIHandler),
@@ -186,24 +201,24 @@ class KerberosTicketExtension(ExtensionApp):
         # Every look reschedules the timer from the ticket it saw.
         self._schedule_check(self.refresher.next_check_delay())
 
-    def _watch_contents(self):
+    def _watch_contents(self) -> None:
         # jupyter_events calls listeners with these keyword names while the
         # save is still in progress: a mismatch would fail the save itself.
-        async def on_contents(logger, schema_id, data):
+        async def on_contents(logger: Any, schema_id: str, data: dict[str, Any]) -> None:
             action, path = data.get("action"), data.get("path", "")
             if action == "save":
                 await self._check("save")
             elif action == "get" and path.endswith(".ipynb"):
                 await self._check("open")
 
-        self.serverapp.event_logger.add_listener(schema_id=CONTENTS_EVENTS, listener=on_contents)
+        self._events.add_listener(schema_id=CONTENTS_EVENTS, listener=on_contents)
 
-    def _watch_kernels(self):
+    def _watch_kernels(self) -> None:
         # The kernel-action event fires after the kernel process exists, too
         # late for it to inherit a renewed ticket, so start_kernel itself is
         # wrapped, here and only here. tests/test_serverextension.py fails if
         # jupyter_server renames it.
-        manager = self.serverapp.kernel_manager
+        manager = self._server.kernel_manager
         original = getattr(manager, "start_kernel", None)
         if original is None or not asyncio.iscoroutinefunction(original):
             self.log.error(
@@ -213,42 +228,44 @@ class KerberosTicketExtension(ExtensionApp):
             return
         check = self._check
 
-        async def start_kernel(*args, **kwargs):
+        async def start_kernel(*args: Any, **kwargs: Any) -> Any:
             await check("kernel")
             return await original(*args, **kwargs)
 
-        start_kernel.__wrapped__ = original
-        start_kernel.__pamkrb__ = True
-        manager.start_kernel = start_kernel
+        setattr(start_kernel, "__wrapped__", original)  # noqa: B010 - marks the wrapper for tests
+        setattr(start_kernel, "__pamkrb__", True)  # noqa: B010
+        setattr(manager, "start_kernel", start_kernel)  # noqa: B010 - replaces a method on one instance
 
-        async def on_kernel(logger, schema_id, data):
+        async def on_kernel(logger: Any, schema_id: str, data: dict[str, Any]) -> None:
             if data.get("action") == "restart":
                 await check("kernel")
 
-        self.serverapp.event_logger.add_listener(schema_id=KERNEL_EVENTS, listener=on_kernel)
+        self._events.add_listener(schema_id=KERNEL_EVENTS, listener=on_kernel)
 
-    def _watch_pages(self):
+    def _watch_pages(self) -> None:
         # Notebook 7 requests its page before the contents; JupyterLab never
         # does. An output transform sees every response without replacing any
         # handler (a public Tornado hook). It fires on the first chunk of a
         # 200 answer, which the page handler sends only after it has
         # authenticated the request: anonymous requests (redirected to the
         # login, or 403) never reach the KDC.
-        base = self.serverapp.base_url
+        base = self._server.base_url
         pattern = re.compile("^" + re.escape(base) + r"(notebooks|lab/tree|doc/tree)/.+\.ipynb$")
         fire = self._fire
 
         class NotebookPageTrigger(web.OutputTransform):
-            def __init__(self, request):
+            def __init__(self, request: httputil.HTTPServerRequest) -> None:
                 super().__init__(request)
                 self._is_page = request.method == "GET" and bool(pattern.match(request.path))
 
-            def transform_first_chunk(self, status_code, headers, chunk, finishing):
+            def transform_first_chunk(
+                self, status_code: int, headers: httputil.HTTPHeaders, chunk: bytes, finishing: bool
+            ) -> tuple[int, httputil.HTTPHeaders, bytes]:
                 if self._is_page and status_code == 200:
                     fire("open")
                 return status_code, headers, chunk
 
-        self.serverapp.web_app.add_transform(NotebookPageTrigger)
+        self._server.web_app.add_transform(NotebookPageTrigger)
 
     def _schedule_check(self, delay: float) -> None:
         """(Re)arm the one timer: the ticket's own schedule, so an idle
@@ -258,7 +275,7 @@ class KerberosTicketExtension(ExtensionApp):
             loop.remove_timeout(self._timer)
         self._timer = loop.call_later(delay, self._fire, "timer" if delay else "start")
 
-    async def stop_extension(self):
+    async def stop_extension(self) -> None:
         if self._timer is not None:
             IOLoop.current().remove_timeout(self._timer)
             self._timer = None

@@ -9,7 +9,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from tornado import web
 
-from .lifecycle import TicketState
+from .lifecycle import MAX_SIGN_IN_BYTES, TicketState
 
 AUTH_RESOURCE = "pamkrb"
 
@@ -29,7 +29,7 @@ class StatusAPIHandler(APIHandler):
 
     @web.authenticated
     @authorized
-    async def get(self):
+    async def get(self) -> None:
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(await self.settings["pamkrb_status"]()))
 
@@ -44,8 +44,8 @@ class SignInHandler(APIHandler):
 
     @web.authenticated
     @authorized
-    async def post(self):
-        if len(self.request.body) > 64 * 1024:
+    async def post(self) -> None:
+        if len(self.request.body) > MAX_SIGN_IN_BYTES:
             raise web.HTTPError(413, "request body too large")
         try:
             body = json.loads(self.request.body or b"{}")
@@ -65,7 +65,7 @@ class StatusPageHandler(JupyterHandler):
 
     @web.authenticated
     @authorized
-    async def get(self):
+    async def get(self) -> None:
         status = await self.settings["pamkrb_status"]()
         label, colour = _LABELS[TicketState(status["state"])]
         rows = [
@@ -97,7 +97,7 @@ class _Markup(str):
     """Already-escaped HTML."""
 
 
-def _cell(value) -> str:
+def _cell(value: object) -> str:
     if value is None:
         return "—"
     if isinstance(value, _Markup):
@@ -105,7 +105,7 @@ def _cell(value) -> str:
     return html.escape(str(value))
 
 
-def _local_time_script(iso: str | None):
+def _local_time_script(iso: str | None) -> _Markup | None:
     if iso is None:
         return None
     safe = html.escape(iso)

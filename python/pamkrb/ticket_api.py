@@ -28,15 +28,14 @@ from jupyterhub.utils import compare_token
 from tornado import httputil, iostream, web
 
 from .exceptions import KerberosPasswordRejected
+from .hub_tickets import TICKET_ERRORS, explain
 from .keeper import shown
+from .lifecycle import MAX_SIGN_IN_BYTES
 
 if TYPE_CHECKING:
     from .authenticator import PAMKerberosAuthenticator
 
 CONTENT_TYPE = "application/octet-stream"
-
-# A sign-in body holds one password; anything larger is refused unread.
-MAX_SIGN_IN_BYTES = 64 * 1024
 
 # Sign-ins again (POST) per user per minute: each is a PAM check and a KDC
 # request with a password, so guessing must stay slow.
@@ -137,18 +136,17 @@ async def deliverable_ticket(auth: PAMKerberosAuthenticator, user: Any) -> bytes
     ccache bytes. Also (re)starts brokering the user, e.g. after a hub
     restart."""
     username = user.name
+    tickets = auth.tickets
     if not auth.check_blocked_users(username):
-        await auth.forget_ticket(username, "user blocked", destroy=True)
+        await tickets.forget(username, "user blocked", destroy=True)
         raise web.HTTPError(403, "this user is blocked")
-    auth.serve(user)
-    from .authenticator import TICKET_ERRORS, explain
-
+    tickets.serve(user)
     try:
-        in_place = await auth.keeper(username).refresh("delivery", read=True)
+        in_place = await tickets.keeper(username).refresh("delivery", read=True)
     except TICKET_ERRORS as e:
         auth.log.warning("No ticket to deliver to %s: %s", shown(username), explain(e, username))
         raise web.HTTPError(503, "no fresh Kerberos ticket for this user right now; see the hub log") from None
-    auth.broker.track(username)
+    tickets.broker.track(username)
     assert in_place.data is not None
     return in_place.data
 
@@ -159,8 +157,6 @@ async def sign_in_again(auth: PAMKerberosAuthenticator, handler: Any, username: 
     A wrong password: HTTP 403, nothing changes."""
     if not password:
         raise web.HTTPError(403, "the password was not accepted")
-    from .authenticator import TICKET_ERRORS, explain
-
     authenticated = await auth.authenticate(handler, {"username": username, "password": password})
     stashed = auth.take_password(handler, username)
     try:
@@ -168,7 +164,7 @@ async def sign_in_again(auth: PAMKerberosAuthenticator, handler: Any, username: 
             raise web.HTTPError(403, "the password was not accepted")
         # A password attempt never joins a running one without it (a
         # broker renewal, a spawn): that one would discard the password.
-        in_place = await auth.keeper(username).replace("sign-in", password=stashed, read=True)
+        in_place = await auth.tickets.keeper(username).replace("sign-in", password=stashed, read=True)
     except KerberosPasswordRejected as e:
         auth.log.warning("Sign-in of %s: %s", shown(username), e)
         raise web.HTTPError(403, "the Kerberos server did not accept the password") from None

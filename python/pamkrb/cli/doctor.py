@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     paths = _user_paths(authenticator, entry, report)
     if paths is None:
         return report.finish()
-    source = authenticator.credential_source_of(paths)
+    source = authenticator.tickets.credential_source_of(paths)
     if source == lifecycle.SOURCE_PASSWORD:
         # The hub makes this user's tickets from their login password, which
         # doctor does not have: no keytab is needed, none is checked.
@@ -299,11 +299,11 @@ def _user_paths(
     authenticator: PAMKerberosAuthenticator, entry: pwd.struct_passwd, report: Report
 ) -> lifecycle.UserPaths | None:
     """The user's principal, keytab and cache, resolved exactly as the hub
-    resolves them (PAMKerberosAuthenticator.resolve_user)."""
+    resolves them (HubTickets.resolve_user)."""
     from ..exceptions import TemplateError
 
     try:
-        paths = authenticator.resolve_user(entry.pw_name)
+        paths = authenticator.tickets.resolve_user(entry.pw_name)
     except TemplateError as e:
         report.fail("templates", str(e), "correct principal_template, keytab_template or ccache_template")
         return None
