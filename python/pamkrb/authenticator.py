@@ -17,10 +17,9 @@ from jupyterhub.auth import PAMAuthenticator
 from tornado import web
 from traitlets import Bool, Bunch, CaselessStrEnum, Float, Integer, TraitError, Unicode, default, validate
 
-from . import _native, lifecycle
+from . import _native, lifecycle, login
 from .exceptions import (
     AuthenticationDenied,
-    InvalidUsername,
     KerberosError,
     KerberosPasswordRejected,
     NativePanic,
@@ -32,10 +31,6 @@ from .keeper import shown
 from .pam_stack import unsafe_service_reason
 from .passwords import PendingPasswords
 from .ticket_api import TicketAPIHandler
-
-# PAM's own replies are capped at 512 bytes (PAM_MAX_RESP_SIZE); anything
-# much longer is an attack on the hub's memory, not a password.
-MAX_PASSWORD_BYTES = 8192
 
 SPAWN_REFUSED = "No Kerberos ticket could be obtained for your server; please contact your administrator."
 
@@ -54,11 +49,11 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
     """Authenticate local users with PAM, then give each a Kerberos ticket.
 
     A drop-in for :class:`jupyterhub.auth.PAMAuthenticator`: every option of
-    that class keeps its meaning. After a successful login the user's keytab
-    is used (in-process, through libkrb5) to obtain a ticket-granting ticket,
-    which is written atomically to the user's credential cache, owned by
-    the user with mode 0600. The spawned server and its kernels get
-    ``KRB5CCNAME`` pointing at that cache.
+    that class keeps its meaning. After a successful login the user gets a
+    ticket-granting ticket (in-process, through libkrb5) from their keytab or
+    their login password (credential_source), written atomically to their
+    credential cache, owned by the user with mode 0600. The spawned server
+    and its kernels get ``KRB5CCNAME`` pointing at that cache.
     """
 
     principal_template = Unicode(
@@ -138,10 +133,10 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         min=0,
         config=True,
         help=f"""
-        Seconds. A ticket with this much or less left is renewed from the
-        keytab: by the hub when the server is spawned and when JupyterHub
-        refreshes the user, and by the user's server (the pamkrb server
-        extension gets this value). Keep it below the ticket lifetime, or
+        Seconds. A ticket with this much or less left is renewed (by a TGS
+        request while it is renewable, else from the keytab): by the hub when
+        the server is spawned and when JupyterHub refreshes the user, and by
+        the user's server (the pamkrb server extension gets this value). Keep it below the ticket lifetime, or
         every check renews. Default: {lifecycle.DEFAULT_REFRESH_MARGIN}.
         """,
     )
@@ -167,10 +162,10 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         min=60,
         config=True,
         help="""
-        Requested renewable lifetime of the tickets the hub obtains, in
-        seconds; the KDC may grant less. While a ticket is renewable the hub
-        renews it with a TGS request instead of a new AS request from the
-        keytab (fewer KDC requests; see ticket_broker).
+        Requested renewable lifetime of new tickets, in seconds (passed to
+        the user's server too); the KDC may grant less. While a ticket is
+        renewable the hub and the user's server renew it with a TGS request
+        instead of a new AS request from the keytab (fewer KDC requests).
         Default: None (krb5.conf's renew_lifetime and the KDC decide).
         """,
     )
@@ -366,42 +361,14 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         stack raises: that is our failure, not the user's.
         """
         username = data.get("username") or ""
-        password = data.get("password") or ""
         remote_ip = handler.request.remote_ip if handler is not None else None
-        who = shown(username)
-        if remote_ip:
-            who = f"{who}@{remote_ip}"
+        who = shown(username) + (f"@{remote_ip}" if remote_ip else "")
         try:
-            _native.check_username(username)
-        except UnicodeEncodeError:
-            # A lone surrogate cannot cross into Rust as UTF-8; it is not a
-            # name anyone has.
-            self.log.warning("PAM Authentication failed (%s): invalid username", who)
-            return None
-        except InvalidUsername as e:
+            login.check_name(username)
+            encoded = login.encoded_secrets(data, self.encoding)
+        except login.Refused as e:
             self.log.warning("PAM Authentication failed (%s): %s", who, e)
             return None
-        if not password:
-            # An account whose password was removed (passwd -d) passes
-            # pam_unix's `nullok`, Debian's default; a web login never may.
-            # The native call also sets PAM_DISALLOW_NULL_AUTHTOK.
-            self.log.warning("PAM Authentication failed (%s): empty password", who)
-            return None
-        # JupyterHub's login form sends "otp" when Authenticator.request_otp is
-        # set; PAM gets it as the answer to the second hidden prompt.
-        given = {"password": password}
-        if "otp" in data:
-            given["one-time password"] = data["otp"] or ""
-        encoded = {}
-        for what, value in given.items():
-            try:
-                encoded[what] = bytearray(value.encode(self.encoding))
-            except (UnicodeEncodeError, AttributeError):
-                self.log.warning("PAM Authentication failed (%s): bad %s input", who, what)
-                return None
-            if len(encoded[what]) > MAX_PASSWORD_BYTES or 0 in encoded[what]:
-                self.log.warning("PAM Authentication failed (%s): %s too long or has NUL", who, what)
-                return None
         # The password source needs the password again after the allow
         # checks; a copy is kept for this request only.
         stash = bytearray(encoded["password"]) if self.credential_source != "keytab" else None
@@ -433,28 +400,18 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
                 buffer[:] = bytes(len(buffer))
             if stash is not None and not accepted:
                 stash[:] = bytes(len(stash))
-        name = self._authenticated_name(username, authenticated, who)
-        if name is None:
+        try:
+            name = login.authenticated_name(username, authenticated)
+        except login.Refused as e:
+            self.log.warning("PAM Authentication failed (%s): %s", who, e)
             if stash is not None:
                 stash[:] = bytes(len(stash))
             return None
+        if name != username:
+            self.log.info("PAM authenticated %s as %s", who, shown(name))
         if stash is not None:
             self.pending_passwords.stash(handler, name, stash)
         return name
-
-    def _authenticated_name(self, typed: str, authenticated: Any, who: str) -> str | None:
-        """The name PAM authenticated (PAM_USER after the conversation): a
-        module may map the typed name to another account, and that account
-        is who logged in. It must pass the same username rule."""
-        if not isinstance(authenticated, str) or authenticated == typed:
-            return typed
-        try:
-            _native.check_username(authenticated)
-        except (InvalidUsername, UnicodeEncodeError) as e:
-            self.log.warning("PAM Authentication failed (%s): PAM mapped the name to an invalid one: %s", who, e)
-            return None
-        self.log.info("PAM authenticated %s as %s", who, shown(authenticated))
-        return authenticated
 
     def take_password(self, handler: Any, username: str) -> bytearray | None:
         """The password this request's login was checked with (pamkrb.passwords)."""

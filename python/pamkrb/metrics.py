@@ -1,9 +1,11 @@
 """Prometheus metrics, in the default registry: JupyterHub serves it on
 /hub/metrics and jupyter_server on <base url>metrics.
 
-Acquisitions are the tickets the hub gets at login; renewals are every later
-kinit from the keytab, whether the hub does it (spawn, refresh) or the
-user's server (open, save, kernel, timer).
+Acquisitions are the tickets the hub gets at login or sign-in (from the
+keytab or the password); renewals are every later ticket, by a TGS renewal,
+from the keytab or from the hub's ticket broker, whether the hub gets it
+(spawn, refresh, broker, delivery) or the user's server (open, save, kernel,
+timer).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 10,
 
 TICKET_ACQUISITIONS = Counter(
     "pamkrb_ticket_acquisitions_total",
-    "Kerberos tickets obtained from users' keytabs at login",
+    "Kerberos tickets obtained at login or sign-in, from users' keytabs or passwords",
     ["result", "trigger"],
 )
 TICKET_ACQUISITION_DURATION = Histogram(
@@ -30,7 +32,7 @@ TICKET_ACQUISITION_DURATION = Histogram(
 )
 TICKET_RENEWALS = Counter(
     "pamkrb_ticket_renewals_total",
-    "Kerberos tickets renewed from users' keytabs after login",
+    "Kerberos tickets renewed after login: by TGS renewal, from users' keytabs, or from the hub",
     ["result", "trigger"],
 )
 TICKET_RENEWAL_DURATION = Histogram(

@@ -1,0 +1,73 @@
+"""What a login form sends, checked and encoded before PAM sees it, and the
+name PAM says it authenticated. A refusal here is the user's failure: the
+authenticator logs the reason and denies the login, and PAM is never asked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _native
+from .exceptions import InvalidUsername
+
+# PAM's own replies are capped at 512 bytes (PAM_MAX_RESP_SIZE); anything
+# much longer is an attack on the hub's memory, not a password.
+MAX_PASSWORD_BYTES = 8192
+
+
+class Refused(Exception):
+    """A login refused before PAM; the message is the reason for the log."""
+
+
+def check_name(username: str) -> None:
+    """The username rule (src/template.rs); Refused with the reason."""
+    try:
+        _native.check_username(username)
+    except UnicodeEncodeError:
+        # A lone surrogate cannot cross into Rust as UTF-8; it is not a
+        # name anyone has.
+        raise Refused("invalid username") from None
+    except InvalidUsername as e:
+        raise Refused(str(e)) from None
+
+
+def encoded_secrets(data: dict[str, Any], encoding: str) -> dict[str, bytearray]:
+    """The password (and, with JupyterHub's request_otp, the one-time
+    password: the answer to PAM's second hidden prompt) as bytearrays the
+    native call wipes; Refused when one cannot be a password."""
+    password = data.get("password") or ""
+    if not password:
+        # An account whose password was removed (passwd -d) passes
+        # pam_unix's `nullok`, Debian's default; a web login never may.
+        # The native call also sets PAM_DISALLOW_NULL_AUTHTOK.
+        raise Refused("empty password")
+    given = {"password": password}
+    if "otp" in data:
+        given["one-time password"] = data["otp"] or ""
+    encoded: dict[str, bytearray] = {}
+    try:
+        for what, value in given.items():
+            try:
+                encoded[what] = bytearray(value.encode(encoding))
+            except (UnicodeEncodeError, AttributeError):
+                raise Refused(f"bad {what} input") from None
+            if len(encoded[what]) > MAX_PASSWORD_BYTES or 0 in encoded[what]:
+                raise Refused(f"{what} too long or has NUL")
+    except Refused:
+        for buffer in encoded.values():
+            buffer[:] = bytes(len(buffer))
+        raise
+    return encoded
+
+
+def authenticated_name(typed: str, authenticated: Any) -> str:
+    """The name PAM authenticated (PAM_USER after the conversation): a
+    module may map the typed name to another account, and that account is
+    who logged in. It must pass the same username rule: Refused otherwise."""
+    if not isinstance(authenticated, str) or authenticated == typed:
+        return typed
+    try:
+        check_name(authenticated)
+    except Refused as e:
+        raise Refused(f"PAM mapped the name to an invalid one: {e}") from None
+    return authenticated
