@@ -26,7 +26,7 @@ import pytest
 
 import sandbox
 from pamkrb import PAMKerberosAuthenticator
-from pamkrb.login import MAX_PASSWORD_BYTES
+from pamkrb._native import MAX_PASSWORD_BYTES
 
 Case = Callable[[sandbox.UnixUser], tuple[str, str]]
 

@@ -18,8 +18,13 @@ NOW = 1_800_000_000.0
 
 
 def ticket(expires_in: float, principal: str = "alice@R") -> SimpleNamespace:
+    """A stand-in TicketInfo; whose it is, the native core decides (test_native.py)."""
     return SimpleNamespace(
-        principal=principal, starts_at=NOW - 10, expires_at=NOW + expires_in, renew_until=None, renewable=False
+        principal=principal,
+        starts_at=NOW - 10,
+        expires_at=NOW + expires_in,
+        renew_until=None,
+        is_for=lambda name: name == principal,
     )
 
 
@@ -242,23 +247,3 @@ def test_failure_backoff_grows_to_a_bound():
     assert all(w <= lifecycle.MAX_BACKOFF for w in waits)
     assert waits[-1] >= lifecycle.MAX_BACKOFF * 0.8
     assert waits[4] > waits[0] * 4
-
-
-@pytest.mark.parametrize(
-    ("info", "renewable"),
-    [
-        (None, False),
-        (SimpleNamespace(principal="a@R", renewable=True, expires_at=NOW + 30, renew_until=NOW + 7200), True),
-        (SimpleNamespace(principal="a@R", renewable=False, expires_at=NOW + 30, renew_until=None), False),
-        # The R flag is the KDC's word: without it a renew_until means nothing.
-        (SimpleNamespace(principal="a@R", renewable=False, expires_at=NOW + 30, renew_until=NOW + 7200), False),
-        (
-            SimpleNamespace(principal="a@R", renewable=True, expires_at=NOW - 1, renew_until=NOW + 7200),
-            False,
-        ),  # expired
-        # life ends in margin
-        (SimpleNamespace(principal="a@R", renewable=True, expires_at=NOW + 30, renew_until=NOW + 60), False),
-    ],
-)
-def test_is_renewable(info, renewable):
-    assert lifecycle.is_renewable(info, 120, NOW) is renewable

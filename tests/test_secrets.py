@@ -23,7 +23,7 @@ from tornado import web
 
 import sandbox
 from pamkrb import PAMKerberosAuthenticator
-from pamkrb.login import MAX_PASSWORD_BYTES
+from pamkrb._native import MAX_PASSWORD_BYTES
 
 LOGGERS = ("", "pamkrb", "pamkrb._native", "traitlets", "JupyterHub")
 

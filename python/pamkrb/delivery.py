@@ -26,9 +26,6 @@ from .exceptions import TicketDeliveryError
 TICKET_PATH = "/pamkrb/ticket"
 """Below the hub's API URL: ``<hub>/hub/api/pamkrb/ticket``."""
 
-# A credential cache holds a handful of tickets; the hub never sends more.
-MAX_TICKET_BYTES = 1 << 20
-
 
 def ticket_url(environ: Mapping[str, str] = os.environ) -> str:
     api = environ.get("JUPYTERHUB_API_URL", "").rstrip("/")
@@ -89,15 +86,15 @@ def _exchange(
     timeout = max(0.1, deadline - time.monotonic())
     try:
         with cast(HTTPResponse, opener.open(request, timeout=timeout)) as response:
-            data = response.read(MAX_TICKET_BYTES + 1)
+            data = response.read(_native.MAX_CACHE_BYTES + 1)
     except urllib.error.HTTPError as e:
         reason = _hub_message(e)
         raise TicketDeliveryError(f"the hub refused the ticket ({e.code}): {reason}", status=e.code) from None
     except (urllib.error.URLError, OSError, TimeoutError) as e:
         why = getattr(e, "reason", e)
         raise TicketDeliveryError(f"cannot reach the hub at {url}: {why}") from None
-    if len(data) > MAX_TICKET_BYTES:
-        raise TicketDeliveryError(f"the hub sent more than {MAX_TICKET_BYTES} bytes; not a credential cache")
+    if len(data) > _native.MAX_CACHE_BYTES:
+        raise TicketDeliveryError(f"the hub sent more than {_native.MAX_CACHE_BYTES} bytes; not a credential cache")
     return _native.install_cache(ccache, data, principal=principal, deadline=deadline)
 
 

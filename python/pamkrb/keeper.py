@@ -5,7 +5,8 @@ user's server (the pamkrb server extension) keep a ticket the same way:
 
 1. the cache holds the user's ticket with more than the margin left
    (:func:`pamkrb.lifecycle.is_fresh`): nothing to do;
-2. it is renewable past the margin (:func:`pamkrb.lifecycle.is_renewable`):
+2. the KDC would renew it with more than the margin left
+   (``TicketInfo.can_renew``, decided by the native core):
    a TGS renewal, one cheap request that needs neither keytab nor password;
 3. otherwise a new ticket from the source: the keytab, the user's password
    (only at a login or a sign-in: it is never stored), or the hub (a server
@@ -199,7 +200,7 @@ class TicketKeeper:
                 # A password ticket is renewed to the end of its renewable
                 # life; a keytab can always start afresh.
                 margin = self.rules.refresh_margin if target.source == lifecycle.SOURCE_KEYTAB else 0
-                if lifecycle.is_renewable(current, margin, now):
+                if current is not None and current.can_renew(now, margin):
                     target, info = self._renew(target, trigger, deadline)
         if info is None:
             kind = "renewal" if fresh_enough else "acquisition"
@@ -223,12 +224,12 @@ class TicketKeeper:
                     found: TicketInfo | None = _native.inspect_ticket(fallback, uid=target.uid)
                 except (CredentialCacheError, TicketFormatError):
                     found = None
-                if lifecycle.is_for(found, target.principal):
+                if found is not None and found.is_for(target.principal):
                     self.in_use = fallback
                     return dataclasses.replace(target, ccache=fallback), found
             self.log.info("Kerberos cache of %s needs a new ticket (%s): %s", shown(target.username), trigger, e)
             return target, None
-        return target, (info if lifecycle.is_for(info, target.principal) else None)
+        return target, (info if info.is_for(target.principal) else None)
 
     def _renew(self, target: Target, trigger: str, deadline: float) -> tuple[Target, TicketInfo | None]:
         """A TGS renewal of the cache's ticket; no ticket when the KDC will

@@ -59,10 +59,6 @@ DEFAULT_WARN_BEFORE = 3600
 """Seconds before a password ticket's renewable life ends that the status
 bar asks the user to sign in again."""
 
-MAX_SIGN_IN_BYTES = 64 * 1024
-"""A sign-in body holds one password; anything larger is refused unread, by
-the hub's ticket API and by the server's sign-in handler alike."""
-
 DEFAULT_PRINCIPAL_TEMPLATE = "{username}@{realm}"
 DEFAULT_KEYTAB_TEMPLATE = "/home/{username}/{username}.keytab"
 DEFAULT_CCACHE_TEMPLATE = "/tmp/krb5cc_{uid}"
@@ -194,7 +190,7 @@ def keytab_problems(keytab: KeytabInfo, user: UserPaths, *, broker: bool = False
                 f"chown {user.username}: {user.keytab}",
             )
         )
-    if not has_key_for(keytab, user.principal):
+    if not keytab.has_key_for(user.principal):
         principals = sorted({entry.principal for entry in keytab.entries})
         found.append(
             Problem(
@@ -206,21 +202,6 @@ def keytab_problems(keytab: KeytabInfo, user: UserPaths, *, broker: bool = False
             )
         )
     return found
-
-
-# -- facts about a ticket or a keytab -------------------------------------------------
-# Decided where the bytes are parsed (the native core); these are the only
-# places Python asks, so switching to the native answer is one line each.
-
-
-def is_for(info: TicketInfo | None, principal: str) -> bool:
-    """Whether ``info`` is a ticket of ``principal``."""
-    return info is not None and info.principal == principal
-
-
-def has_key_for(keytab: KeytabInfo, principal: str) -> bool:
-    """Whether the keytab holds a key of ``principal``."""
-    return any(entry.principal == principal for entry in keytab.entries)
 
 
 # -- the settings both sides share, and the environment that carries them ------------
@@ -425,18 +406,10 @@ reads them; tests/test_status_contract.py fails when its copy drifts."""
 
 
 def is_fresh(info: TicketInfo | None, principal: str, margin: float, now: float) -> bool:
-    """The one freshness rule: a ticket for the expected principal with more
-    than ``margin`` seconds left."""
-    return info is not None and is_for(info, principal) and info.expires_at - now > margin
-
-
-def is_renewable(info: TicketInfo | None, margin: float, now: float) -> bool:
-    """Whether a TGS renewal can still give a ticket worth having: the KDC
-    issued it renewable, it is valid now and its renewable life reaches past
-    the margin."""
-    if info is None or not info.renewable or info.renew_until is None:
-        return False
-    return info.expires_at > now and info.renew_until - now > margin
+    """The one freshness rule: a ticket for the expected principal (compared
+    by the native core, TicketInfo.is_for) with more than ``margin`` seconds
+    left."""
+    return info is not None and info.is_for(principal) and info.expires_at - now > margin
 
 
 def ticket_state(
@@ -450,9 +423,9 @@ def ticket_state(
 ) -> TicketState:
     """``password``: a ticket nothing but the user can replace (no keytab):
     gone or expired, it needs a sign-in, not a retry."""
-    if password and (info is None or not is_for(info, principal) or info.expires_at <= now):
+    if password and (info is None or not info.is_for(principal) or info.expires_at <= now):
         return TicketState.LOGIN_REQUIRED
-    if info is None or not is_for(info, principal):
+    if info is None or not info.is_for(principal):
         return TicketState.ERROR if last_error else TicketState.MISSING
     if is_fresh(info, principal, margin, now):
         return TicketState.VALID

@@ -10,10 +10,6 @@ from typing import Any
 from . import _native
 from .exceptions import InvalidUsername
 
-# PAM's own replies are capped at 512 bytes (PAM_MAX_RESP_SIZE); anything
-# much longer is an attack on the hub's memory, not a password.
-MAX_PASSWORD_BYTES = 8192
-
 
 class Refused(Exception):
     """A login refused before PAM; the message is the reason for the log."""
@@ -51,7 +47,9 @@ def encoded_secrets(data: dict[str, Any], encoding: str) -> dict[str, bytearray]
                 encoded[what] = bytearray(value.encode(encoding))
             except (UnicodeEncodeError, AttributeError):
                 raise Refused(f"bad {what} input") from None
-            if len(encoded[what]) > MAX_PASSWORD_BYTES or 0 in encoded[what]:
+            # PAM's own replies are capped at 512 bytes (PAM_MAX_RESP_SIZE):
+            # anything much longer is an attack on the hub's memory.
+            if len(encoded[what]) > _native.MAX_PASSWORD_BYTES or 0 in encoded[what]:
                 raise Refused(f"{what} too long or has NUL")
     except Refused:
         for buffer in encoded.values():

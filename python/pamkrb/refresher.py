@@ -207,7 +207,7 @@ class TicketRefresher:
         state = lifecycle.ticket_state(info, s.principal, s.refresh_margin, now, self.last_error, password=password)
         return lifecycle.status(
             state,
-            info=info if lifecycle.is_for(info, s.principal) else None,
+            info=info if info is not None and info.is_for(s.principal) else None,
             principal=s.principal,
             ccache=s.ccache,
             now=now,

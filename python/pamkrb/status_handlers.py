@@ -9,7 +9,8 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from tornado import web
 
-from .lifecycle import MAX_SIGN_IN_BYTES, TicketState
+from ._native import MAX_SIGN_IN_BYTES
+from .lifecycle import TicketState
 
 AUTH_RESOURCE = "pamkrb"
 

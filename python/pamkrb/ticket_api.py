@@ -27,10 +27,10 @@ from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.utils import compare_token
 from tornado import httputil, iostream, web
 
+from ._native import MAX_SIGN_IN_BYTES
 from .exceptions import KerberosPasswordRejected
 from .hub_tickets import TICKET_ERRORS, explain
 from .keeper import shown
-from .lifecycle import MAX_SIGN_IN_BYTES
 
 if TYPE_CHECKING:
     from .authenticator import PAMKerberosAuthenticator

@@ -339,7 +339,7 @@ def check_keytab(where: lifecycle.UserPaths, report: Report, *, broker: bool = F
         else:
             report.warn(title, problem.detail, problem.fix)
     if not problems:
-        kvnos = sorted({e.kvno for e in keytab.entries if e.principal == where.principal})
+        kvnos = sorted({e.kvno for e in keytab.entries if e.is_for(where.principal)})
         report.ok(
             title,
             f"owner {lifecycle.owner_name(keytab.owner_uid, with_uid=False)}, mode {keytab.mode & 0o7777:04o}, "
@@ -404,7 +404,7 @@ def check_cache(where: lifecycle.UserPaths, refresh_margin: int, report: Report)
     except PamkrbError as e:
         report.fail(title, f"{e}; the hub never trusts it", f"{next_login} (or remove it: rm {path})")
         return
-    if not lifecycle.is_for(info, where.principal):
+    if not info.is_for(where.principal):
         report.fail(title, f"holds a ticket for {info.principal}, not {where.principal}", next_login)
         return
     now = time.time()

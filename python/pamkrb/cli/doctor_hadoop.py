@@ -40,7 +40,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Protocol
 
-from ..lifecycle import local_time
+from .._native import TicketInfo
+from ..lifecycle import UserPaths, local_time
 
 # Hadoop 2.x's Kerberos code reflects into sun.security.krb5 (KerberosUtil's
 # default realm), which Java 17 closes ("Can't get Kerberos realm"). Spark 4's
@@ -439,15 +440,13 @@ def run_as_user(entry: pwd.struct_passwd, argv: list[str], env: dict[str, str]) 
     deadline; (exit status or None on timeout, stdout, stderr)."""
     # Root drops to the user in the child, between fork and exec; the user
     # themself (check_hadoop refuses anyone else) runs it as they are.
-    drop = (
-        {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": os.getgrouplist(entry.pw_name, entry.pw_gid)}
-        if os.geteuid() == 0
-        else {}
-    )
+    root = os.geteuid() == 0
     try:
         result = subprocess.run(
             argv,
-            **drop,
+            user=entry.pw_uid if root else None,
+            group=entry.pw_gid if root else None,
+            extra_groups=os.getgrouplist(entry.pw_name, entry.pw_gid) if root else None,
             env=env,
             cwd="/",
             stdin=subprocess.DEVNULL,
@@ -483,7 +482,7 @@ def user_environment(entry: pwd.struct_passwd, ccache: str, conf_dir: str) -> di
     }
 
 
-def read_ticket(where, path: str):
+def read_ticket(where: UserPaths, path: str) -> tuple[TicketInfo | None, str | None]:
     """(TicketInfo, None) for the user's cache at ``path``, read by pamkrb's
     own reader (as root, with the hub's checks), or (None, why not)."""
     from .. import _native
@@ -497,7 +496,7 @@ def read_ticket(where, path: str):
         return None, str(e)
 
 
-def cache_facts(where, path: str, krb5_conf: str) -> HadoopFacts:
+def cache_facts(where: UserPaths, path: str, krb5_conf: str) -> HadoopFacts:
     """What doctor knows besides the JVM's output, for the classifier."""
     info, problem = read_ticket(where, path)
     return HadoopFacts(
@@ -511,7 +510,7 @@ def cache_facts(where, path: str, krb5_conf: str) -> HadoopFacts:
     )
 
 
-def kernels_cache(where, fallback: str | None) -> str:
+def kernels_cache(where: UserPaths, fallback: str | None) -> str:
     """The cache the user's kernels use: the templated path, or pamkrb's
     fallback path when the ticket is only there (the templated path could
     not be written, e.g. another user's FUSE mount on it; the hub then sets
@@ -533,7 +532,7 @@ def _explain(report: Report, title: str, output: str, facts: HadoopFacts, timed_
 
 
 def check_hadoop(
-    where,
+    where: UserPaths,
     report: Report,
     conf_dir: str,
     *,
