@@ -32,7 +32,14 @@ from dataclasses import dataclass
 
 from . import _native, lifecycle, metrics
 from ._native import Installation, TicketInfo
-from .exceptions import CredentialCacheError, KerberosError, KeytabError, LoginRequired, TicketFormatError
+from .exceptions import (
+    CredentialCacheError,
+    KerberosError,
+    KeytabError,
+    LoginRequired,
+    TicketFormatError,
+    TicketNotRenewable,
+)
 
 SOURCE_HUB = "hub"
 """A server fed by the ticket broker: new tickets come from the hub's API."""
@@ -233,8 +240,9 @@ class TicketKeeper:
 
     def _renew(self, target: Target, trigger: str, deadline: float) -> tuple[Target, TicketInfo | None]:
         """A TGS renewal of the cache's ticket; no ticket when the KDC will
-        not renew it (the caller goes to the source). Without a source to go
-        to (a password ticket, no password), the KDC's answer is the error."""
+        not renew it (the caller goes to the source). A password ticket's
+        renewal that fails for another reason (the KDC is down) raises that
+        reason: a sign-in would not help."""
         try:
             with metrics.timed("renewal", trigger):
                 installed = _native.renew_ticket(
@@ -246,9 +254,11 @@ class TicketKeeper:
                     fallback=self._fallback(target),
                 )
         except KerberosError as e:  # TicketNotRenewable too; a passed deadline fails the kinit as well
-            if target.source == lifecycle.SOURCE_PASSWORD:
+            if target.source == lifecycle.SOURCE_PASSWORD and not isinstance(e, TicketNotRenewable):
                 raise
-            self.log.info("Renewing the ticket of %s failed (%s); using the keytab", shown(target.username), e)
+            self.log.info(
+                "Renewing the ticket of %s failed (%s); a new one from the %s", shown(target.username), e, target.source
+            )
             return target, None
         return self._installed(target, installed)
 
