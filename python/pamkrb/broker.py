@@ -53,7 +53,7 @@ class TicketBroker:
         """Keep ``username``'s ticket fresh from now on (idempotent)."""
         if username in self._tasks and not self._tasks[username].done():
             return
-        self._tasks[username] = asyncio.ensure_future(self._keep(username))
+        self._tasks[username] = asyncio.ensure_future(self._schedule(username))
 
     def untrack(self, username: str) -> None:
         task = self._tasks.pop(username, None)
@@ -61,7 +61,7 @@ class TicketBroker:
         if task is not None:
             task.cancel()
 
-    async def _keep(self, username: str) -> None:
+    async def _schedule(self, username: str) -> None:
         shown = username[:32]
         while True:
             if not self._serving(username):

@@ -124,18 +124,12 @@ class TicketKeeper:
         # after a plant that could not be replaced).
         self.in_use: str | None = None
 
-    @property
-    def running(self) -> bool:
-        """Whether an attempt is still in flight (one that timed out may be:
-        it installs nothing when it ends)."""
-        return self._flight.running(self.key)
-
     async def refresh(self, trigger: str, *, read: bool = False) -> TicketInPlace:
         """Keep the ticket fresh: renew it unless fresh, by TGS while it is
         renewable, else from the source. Shares a running attempt.
         ``read``: also read the cache's bytes inside the attempt, so that a
         cache on a hung file system holds only this user's attempt thread."""
-        return await self._run(lambda deadline: self._keep(deadline, trigger, fresh_enough=True, read=read))
+        return await self._run(lambda deadline: self._attempt(deadline, trigger, unless_fresh=True, read=read))
 
     async def replace(
         self,
@@ -153,8 +147,8 @@ class TicketKeeper:
         carries: it waits for that one to end, then runs."""
         exclusive = password is not None or obtain is not None
         return await self._run(
-            lambda deadline: self._keep(
-                deadline, trigger, fresh_enough=False, read=read, password=password, obtain=obtain
+            lambda deadline: self._attempt(
+                deadline, trigger, unless_fresh=False, read=read, password=password, obtain=obtain
             ),
             exclusive=exclusive,
             timeout=timeout,
@@ -182,12 +176,12 @@ class TicketKeeper:
 
     # -- one attempt, on its own thread ---------------------------------------------
 
-    def _keep(
+    def _attempt(
         self,
         deadline: float,
         trigger: str,
         *,
-        fresh_enough: bool,
+        unless_fresh: bool,
         read: bool,
         password: bytearray | None = None,
         obtain: Obtain | None = None,
@@ -196,7 +190,7 @@ class TicketKeeper:
         if self.in_use is not None:
             target = dataclasses.replace(target, ccache=self.in_use)
         info = None
-        if fresh_enough:
+        if unless_fresh:
             if self._count_checks:
                 metrics.count_check(trigger)
             target, current = self._current(target, trigger)
@@ -210,7 +204,7 @@ class TicketKeeper:
                 if current is not None and current.can_renew(now, margin):
                     target, info = self._renew(target, trigger, deadline)
         if info is None:
-            kind = "renewal" if fresh_enough else "acquisition"
+            kind = "renewal" if unless_fresh else "acquisition"
             target, info = self._obtain(target, kind, trigger, deadline, obtain or self._source_of(target, password))
         data = _native.read_cache(target.ccache, uid=target.uid) if read else None
         return TicketInPlace(target, info, data)

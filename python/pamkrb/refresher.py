@@ -150,7 +150,7 @@ class TicketRefresher:
         """Renew now; concurrent callers, and callers after one timed out,
         share the running attempt. Returns whether it succeeded in time."""
         try:
-            kept = await self.keeper.refresh(reason)
+            in_place = await self.keeper.refresh(reason)
         except PamkrbError as e:
             self.last_error = str(e)
             self.failures += 1
@@ -164,7 +164,7 @@ class TicketRefresher:
                 e,
             )
             return False
-        info = kept.info
+        info = in_place.info
         self.failures = 0
         self._retry_at = 0.0
         self.renewals += 1

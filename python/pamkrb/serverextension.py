@@ -42,7 +42,7 @@ KERNEL_EVENTS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 
 
 class KerberosTicketExtension(ExtensionApp):
-    """Renews the user's Kerberos ticket from their keytab while the server runs.
+    """Keeps the user's Kerberos ticket fresh while the server runs.
 
     Every trait defaults to what the hub passed in the environment
     (pamkrb.lifecycle.TicketSettings.from_env); setting one here overrides it.
