@@ -8,9 +8,7 @@ broker's schedule by :mod:`pamkrb.broker`, and the ticket API's HTTP by
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
-from functools import partial
 from typing import Any
 
 from jupyterhub.auth import PAMAuthenticator
@@ -49,24 +47,19 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
     """Authenticate local users with PAM, then give each a Kerberos ticket.
 
     A drop-in for :class:`jupyterhub.auth.PAMAuthenticator`: every option of
-    that class keeps its meaning. After a successful login the user gets a
-    ticket-granting ticket (in-process, through libkrb5) from their keytab or
-    their login password (credential_source), written atomically to their
-    credential cache, owned by the user with mode 0600. The spawned server
-    and its kernels get ``KRB5CCNAME`` pointing at that cache.
+    that class keeps its meaning. After a login the user gets a ticket from
+    their keytab or password (credential_source) in their own cache (0600);
+    their server and its kernels get ``KRB5CCNAME`` pointing at it.
     """
 
     principal_template = Unicode(
         lifecycle.DEFAULT_PRINCIPAL_TEMPLATE,
         config=True,
         help="""
-        Kerberos principal of a user, as a template.
-
-        Placeholders: {username}, {uid}, {gid}, {home} and {realm}, filled in from
-        the password database entry of the authenticated user and from `realm`
-        (never from what was typed into the login form). Write {{ and }} for
-        literal braces. Example for per-host principals:
-        "{username}/pg-dmp-workbench2@{realm}".
+        Kerberos principal of a user, as a template. Placeholders: {username},
+        {uid}, {gid}, {home}, {realm}, from the authenticated user's password
+        database entry and `realm` (never from the login form); {{ and }} are
+        literal braces. Per-host principals: "{username}/pg-dmp-workbench2@{realm}".
         Default: "{username}@{realm}".
         """,
     )
@@ -75,13 +68,11 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         lifecycle.DEFAULT_KEYTAB_TEMPLATE,
         config=True,
         help="""
-        Path of a user's keytab, as a template (same placeholders as
-        `principal_template`); must expand to an absolute path.
-
-        The hub reads it as root: a symbolic link or fifo at this path is
-        refused, and the keytab may only yield tickets for the user's own
-        principal. Keep it owned by the user and not readable by others.
-        Default: "/home/{username}/{username}.keytab".
+        Path of a user's keytab, as a template (placeholders as in
+        principal_template); must expand to an absolute path. The hub reads
+        it as root: a symbolic link or fifo there is refused, and it yields
+        tickets for the user's own principal only. Keep it owned by the user
+        (or root) and unreadable by others. Default: "/home/{username}/{username}.keytab".
         """,
     )
 
@@ -91,28 +82,23 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         help="""
         Path of a user's FILE credential cache, as a template (same
         placeholders as `principal_template`); must expand to an absolute path.
-
-        The default, "/tmp/krb5cc_{uid}", is MIT Kerberos's own default cache
-        name, so Hadoop, Spark and JVM clients find the ticket even without
-        KRB5CCNAME. The cache is replaced atomically through a random temporary
-        file in the same directory, owned by the user with mode 0600. Whatever
-        else is found at the path (a symlink, hard link, directory, or a file
-        that is not the user's own with mode 0600: what another local user
-        may plant) is never trusted as a ticket and is replaced; the hub logs
-        a warning naming it and counts it in pamkrb_cache_plants_total. Root
-        refuses to write when a directory on the path is a symlink, or is
-        writable by others without the sticky bit.
+        The default, "/tmp/krb5cc_{uid}", is MIT's own default name, so JVM
+        clients find the ticket even without KRB5CCNAME. The cache is replaced
+        atomically, owned by the user with mode 0600; anything else found at
+        the path (a link, a directory, a file not the user's own with mode
+        0600: what another local user may plant) is never trusted, and is
+        replaced, logged and counted (pamkrb_cache_plants_total). Root refuses
+        a path through a symlink, or through a directory others can write
+        without the sticky bit.
         """,
     )
 
     realm = Unicode(
         config=True,
         help="""
-        Kerberos realm used for {realm} in the templates.
-
-        Default: `default_realm` from the krb5.conf that libkrb5 reads
-        (/etc/krb5.conf, or the file named by KRB5_CONFIG in the hub's
-        environment).
+        Kerberos realm used for {realm} in the templates. Default:
+        `default_realm` of the krb5.conf libkrb5 reads (KRB5_CONFIG, else
+        /etc/krb5.conf).
         """,
     )
 
@@ -122,8 +108,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         min=60,
         config=True,
         help="""
-        Requested ticket lifetime in seconds. The KDC may grant less.
-
+        Requested ticket lifetime in seconds; the KDC may grant less.
         Default: None (krb5.conf's ticket_lifetime and the KDC decide).
         """,
     )
@@ -133,11 +118,11 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         min=0,
         config=True,
         help=f"""
-        Seconds. A ticket with this much or less left is renewed (by a TGS
-        request while it is renewable, else from the keytab): by the hub when
-        the server is spawned and when JupyterHub refreshes the user, and by
-        the user's server (the pamkrb server extension gets this value). Keep it below the ticket lifetime, or
-        every check renews. Default: {lifecycle.DEFAULT_REFRESH_MARGIN}.
+        Seconds. A ticket with this much or less left is renewed (by TGS while
+        renewable, else from the keytab): by the hub at spawn and refresh, and
+        by the user's server (passed to the pamkrb server extension). Keep it
+        below the ticket lifetime, or every check renews.
+        Default: {lifecycle.DEFAULT_REFRESH_MARGIN}.
         """,
     )
 
@@ -146,12 +131,10 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         min=0,
         config=True,
         help=f"""
-        Seconds: the longest the user's server goes between two looks at its
-        ticket while the user does nothing. Passed to the pamkrb server
-        extension. Its timer follows the ticket (the next look is due when
-        the ticket enters refresh_margin), so this is only an upper bound:
-        an idle server's ticket never lapses, whatever the two settings.
-        0: looks are scheduled from the ticket's expiry only.
+        Seconds: the longest the user's server goes between two looks at an
+        idle ticket (passed to the pamkrb server extension). Its timer is due
+        when the ticket enters refresh_margin, so an idle ticket never lapses
+        whatever this says; 0: the ticket's expiry alone schedules looks.
         Default: {lifecycle.DEFAULT_REFRESH_INTERVAL}.
         """,
     )
@@ -162,10 +145,9 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         min=60,
         config=True,
         help="""
-        Requested renewable lifetime of new tickets, in seconds (passed to
-        the user's server too); the KDC may grant less. While a ticket is
-        renewable the hub and the user's server renew it with a TGS request
-        instead of a new AS request from the keytab (fewer KDC requests).
+        Requested renewable lifetime of new tickets, in seconds (the KDC may
+        grant less). While a ticket is renewable the hub and the user's server
+        renew it by a TGS request, not a new AS request from the keytab.
         Default: None (krb5.conf's renew_lifetime and the KDC decide).
         """,
     )
@@ -175,18 +157,14 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         default_value="keytab",
         config=True,
         help="""
-        Where a user's ticket comes from.
-
-        "keytab" (default): the user's keytab (keytab_template), renewed from it
-        for as long as the server runs. "password": the password the user
-        logged in with, in-process (never a subprocess, never stored, wiped
-        after use), renewable for renewable_lifetime (default 7 days for
-        password tickets; the KDC may grant less) and renewed by TGS requests
-        until then; after that the user signs in again from the status bar
-        (POST /hub/api/pamkrb/ticket), without restarting anything. A
-        Kerberos password that differs from the PAM one refuses the login
-        (kinit_required) or lets the user in without a ticket. "auto": the
-        keytab when its file exists, else the password.
+        Where a user's ticket comes from. "keytab" (default): their keytab
+        (keytab_template). "password": the password they logged in with,
+        in-process, never stored, wiped after use; renewable for
+        renewable_lifetime (default 7 days for password tickets) by TGS
+        requests, after which the user signs in again from the status bar,
+        without a restart. A Kerberos password that differs from the PAM one
+        refuses the login (see kinit_required). "auto": the keytab when its
+        file exists, else the password.
         """,
     )
 
@@ -195,9 +173,8 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         min=0,
         config=True,
         help="""
-        Seconds: how long before a password ticket can no longer be renewed
-        the status bar asks the user to sign in again (passed to the pamkrb
-        server extension). Default: 3600.
+        Seconds before a password ticket's renewable life ends that the
+        status bar asks the user to sign in again. Default: 3600.
         """,
     )
 
@@ -205,20 +182,14 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         False,
         config=True,
         help="""
-        Whether the hub keeps every running server's ticket fresh and hands
-        it out, instead of each server renewing from the user's keytab.
-
-        On: the hub schedules each user's renewal from the ticket's expiry
-        (a TGS renewal while renewable, a keytab kinit only when it must, one
-        attempt per user, failures backing off), and the pamkrb server
-        extension fetches the ticket from GET /hub/api/pamkrb/ticket with the
-        server's own token and installs it in its local cache. Servers then
-        need neither the keytab nor the hub's /tmp: keytabs can live where
-        only root reads them (e.g. /etc/security/keytabs/{username}.keytab,
-        root-owned, 0600), and servers on other hosts (KubeSpawner,
-        BatchSpawner, SystemdSpawner with PrivateTmp) get tickets.
-        Off (default): each server renews from the user's keytab, which the
-        user must be able to read, on the hub's host.
+        Whether the hub keeps every running server's ticket fresh (by TGS
+        while renewable, from the source only when it must) and serves it at
+        GET /hub/api/pamkrb/ticket to that server's own token. Servers then
+        need neither the keytab nor the hub's /tmp: keytabs can be root's
+        alone (e.g. /etc/security/keytabs/{username}.keytab, 0600), and
+        servers on other hosts (KubeSpawner, BatchSpawner, PrivateTmp) get
+        tickets. Off (default): each server renews its own ticket, from a
+        keytab the user can read on the hub's host.
         """,
     )
 
@@ -227,9 +198,8 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         config=True,
         help="""
         Whether the ticket broker may send a ticket over plain HTTP to a
-        non-loopback address. A ticket is a credential: anyone who sees it on
-        the wire can use it until it expires. Keep this False and use
-        JupyterHub's internal_ssl for servers on other hosts. Default: False.
+        non-loopback address, where anyone who sees it can use it until it
+        expires. Default: False; use JupyterHub's internal_ssl instead.
         """,
     )
 
@@ -238,9 +208,9 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         min=1,
         config=True,
         help="""
-        How many GET /hub/api/pamkrb/ticket requests each user may make per
-        minute (bursts up to that many); more get HTTP 429 with Retry-After.
-        A server asks only when its own copy is no longer fresh. Default: 30.
+        GET /hub/api/pamkrb/ticket requests each user may make per minute
+        (bursts up to that many); more get HTTP 429 with Retry-After.
+        Default: 30.
         """,
     )
 
@@ -248,12 +218,10 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         True,
         config=True,
         help="""
-        Whether a login needs a Kerberos ticket to succeed.
-
-        If True (default), a user whose ticket cannot be obtained (no keytab,
-        KDC down, principal missing) is refused with a message on the login page,
-        and the hub log says exactly why. If False, the login proceeds without a
-        ticket and the failure is logged as a warning.
+        Whether a login needs a Kerberos ticket. True (default): a user whose
+        ticket cannot be obtained is refused with a message on the login
+        page, and the hub log says why. False: the login proceeds without a
+        ticket, with a warning in the log.
         """,
     )
 
@@ -262,15 +230,11 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         min=1.0,
         config=True,
         help=f"""
-        Seconds to wait for a ticket before giving up on the KDC.
-
-        libkrb5 itself retries for about 30 seconds against a KDC that accepts
-        connections but never answers; after this many seconds the login (or
-        renewal) fails with a clear message instead, and the attempt, when it
-        ends, installs nothing. At most one attempt per user runs at a time,
-        on a thread of its own: logins and spawns of that user meanwhile share
-        it, and a hung KDC or keytab never delays other users' attempts,
-        password checks or the hub's event loop. Default: {lifecycle.DEFAULT_KDC_TIMEOUT}.
+        Seconds to wait for a ticket before giving up on the KDC (libkrb5
+        alone tries a silent KDC for ~30 s). An attempt that outlives it
+        installs nothing when it ends; at most one runs per user, on its own
+        thread, so a hung KDC or keytab never delays other users or the
+        hub's event loop. Default: {lifecycle.DEFAULT_KDC_TIMEOUT}.
         """,
     )
 
@@ -278,20 +242,13 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         lifecycle.DEFAULT_FALLBACK_CCACHE_DIR,
         config=True,
         help="""
-        Where a user's ticket goes when their cache path (ccache_template)
-        cannot be replaced: "<dir>/<uid>/krb5cc", in a directory owned by the
-        user (mode 0700) inside this one (owned by root, mode 0755; both
-        created by the hub).
-
-        Another local user can make the cache path unusable for root: a
-        FUSE mount on /tmp/krb5cc_<uid> (any user can mount one where
-        /dev/fuse is 0666 and fusermount is setuid) answers root with
-        EACCES, and nothing can be renamed over a mount point. Refusing
-        would lock the victim out; instead the ticket is installed here, the
-        server and its kernels get this path in KRB5CCNAME, the hub logs the
-        plant, and the status shows the path in use. Must be an absolute
-        path on the hub's host that no user can write to. Default:
-        "/run/pamkrb".
+        Where a user's ticket goes when their cache path cannot be replaced
+        (e.g. another user's FUSE mount on /tmp/krb5cc_<uid>, which root can
+        neither read nor rename over): "<dir>/<uid>/krb5cc", in a directory
+        of the user's (0700) inside this root-owned one (0755), both created
+        by the hub. The server then gets that path in KRB5CCNAME, the plant
+        is logged and the status shows the path. Must be an absolute path
+        on the hub's host that no user can write to. Default: "/run/pamkrb".
         """,
     )
 
@@ -299,16 +256,12 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         False,
         config=True,
         help="""
-        Whether a user's ticket stays in their cache after their last server
-        stops (stopped, culled or failed to start).
-
-        False (default): the cache pamkrb installed is destroyed when the
-        user's last server stops, and when the user is deleted or blocked,
-        and nothing renews it any more, as pam_krb5 does at session close. A
-        ticket, above all a password ticket renewable for days, is then not
-        left in /tmp for anyone who later gains the user's uid. True: keep
-        it (pam_krb5's retain_after_close), for sites where ssh sessions on
-        the hub's host share the same cache.
+        Whether a user's cache stays after their last server stops. False
+        (default): it is destroyed then, and when the user is deleted or
+        blocked, and nothing renews it, as pam_krb5 does at session close,
+        so no ticket waits in /tmp for whoever later gains the uid. True:
+        keep it (pam_krb5's retain_after_close), for ssh sessions on the
+        hub's host that share the cache.
         """,
     )
 
@@ -372,41 +325,21 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         # The password source needs the password again after the allow
         # checks; a copy is kept for this request only.
         stash = bytearray(encoded["password"]) if self.credential_source != "keytab" else None
-        loop = asyncio.get_running_loop()
-        call = partial(
-            lifecycle.call_native,
-            _native.pam_authenticate,
-            self.service,
-            username,
-            encoded["password"],
-            otp=encoded.get("one-time password"),
-            remote_host=remote_ip,
-            check_account=self.check_account,
-        )
-        accepted = False
+        name = None
         try:
-            authenticated = await loop.run_in_executor(self.executor, call)
-            accepted = True
-        except AuthenticationDenied as e:
+            authenticated = await login.check_with_pam(
+                self.executor, self.service, username, encoded, remote_host=remote_ip, check_account=self.check_account
+            )
+            name = login.authenticated_name(username, authenticated)
+        except (AuthenticationDenied, login.Refused) as e:
             self.log.warning("PAM Authentication failed (%s): %s", who, e)
             return None
         except (PAMSystemError, NativePanic) as e:
             self.log.error("PAM failed (%s): %s", who, e)
             raise
         finally:
-            # The native layer already zeroed them; this covers paths where
-            # the call never ran.
-            for buffer in encoded.values():
-                buffer[:] = bytes(len(buffer))
-            if stash is not None and not accepted:
+            if stash is not None and name is None:
                 stash[:] = bytes(len(stash))
-        try:
-            name = login.authenticated_name(username, authenticated)
-        except login.Refused as e:
-            self.log.warning("PAM Authentication failed (%s): %s", who, e)
-            if stash is not None:
-                stash[:] = bytes(len(stash))
-            return None
         if name != username:
             self.log.info("PAM authenticated %s as %s", who, shown(name))
         if stash is not None:
@@ -428,34 +361,27 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         password = self.take_password(handler, name)
         try:
             info = (await self.tickets.keeper(name).replace("login", password=password)).info
-        except KerberosPasswordRejected as e:
-            self.log.error("Login of %s: %s", shown(name), e)
-            if self.kinit_required:
-                raise web.HTTPError(403, "%s", KERBEROS_PASSWORD_REFUSED) from None
-            self.log.warning("Login of %s without a Kerberos ticket", shown(name))
-            return auth_model
         except TICKET_ERRORS as e:
-            reason = explain(e, name)
-            if self.kinit_required:
-                self.log.error(
-                    "Refusing login of %s: no Kerberos ticket: %s",
-                    shown(name),
-                    reason,
-                )
-                raise web.HTTPError(403, "%s", LOGIN_REFUSED) from None
-            self.log.warning("Login of %s without a Kerberos ticket: %s", shown(name), reason)
+            rejected = isinstance(e, KerberosPasswordRejected)
+            self._no_ticket(
+                f"login of {shown(name)}", e, name, 403, KERBEROS_PASSWORD_REFUSED if rejected else LOGIN_REFUSED
+            )
             return auth_model
         finally:
             if password is not None:
                 password[:] = bytes(len(password))
-        if info is not None:
-            self.log.info(
-                "Kerberos ticket for %s (%s) valid until %s",
-                shown(name),
-                info.principal,
-                lifecycle.local_time(info.expires_at),
-            )
+        expires = lifecycle.local_time(info.expires_at)
+        self.log.info("Kerberos ticket for %s (%s) valid until %s", shown(name), info.principal, expires)
         return auth_model
+
+    def _no_ticket(self, what: str, error: Exception, username: str, status: int, message: str) -> None:
+        """No ticket for ``what``: with kinit_required, refuse it (the reason
+        in the log, ``message`` for the user); else go on, with a warning."""
+        reason = explain(error, username)
+        if self.kinit_required:
+            self.log.error("Refusing %s: no Kerberos ticket: %s", what, reason)
+            raise web.HTTPError(status, "%s", message) from None
+        self.log.warning("%s without a Kerberos ticket: %s", what[0].upper() + what[1:], reason)
 
     # -- spawning and refreshing ----------------------------------------------
 
@@ -467,12 +393,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         try:
             in_place = await self.tickets.keeper(user.name).refresh("spawn")
         except TICKET_ERRORS as e:
-            reason = explain(e, user.name)
-            name = shown(user.name)
-            if self.kinit_required:
-                self.log.error("Not spawning %s: no Kerberos ticket: %s", name, reason)
-                raise web.HTTPError(500, "%s", SPAWN_REFUSED) from None
-            self.log.warning("Spawning %s without a fresh Kerberos ticket: %s", name, reason)
+            self._no_ticket(f"spawn of {shown(user.name)}", e, user.name, 500, SPAWN_REFUSED)
             return
         # KRB5CCNAME for every Kerberos client in the server and its kernels,
         # and what the pamkrb server extension needs to renew as the user:

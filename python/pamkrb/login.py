@@ -1,13 +1,17 @@
-"""What a login form sends, checked and encoded before PAM sees it, and the
-name PAM says it authenticated. A refusal here is the user's failure: the
-authenticator logs the reason and denies the login, and PAM is never asked.
+"""A login's password check: what the form sends, checked and encoded
+before PAM sees it; PAM on an executor thread; and the name PAM says it
+authenticated. A Refused is the user's failure: the authenticator logs the
+reason and denies the login.
 """
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import Executor
+from functools import partial
 from typing import Any
 
-from . import _native
+from . import _native, lifecycle
 from .exceptions import InvalidUsername
 
 
@@ -56,6 +60,37 @@ def encoded_secrets(data: dict[str, Any], encoding: str) -> dict[str, bytearray]
             buffer[:] = bytes(len(buffer))
         raise
     return encoded
+
+
+async def check_with_pam(
+    executor: Executor | None,
+    service: str,
+    username: str,
+    secrets: dict[str, bytearray],
+    *,
+    remote_host: str | None,
+    check_account: bool,
+) -> str:
+    """PAM's authenticate (and, with ``check_account``, account) stack on
+    ``executor``; the name PAM authenticated. The secrets are wiped whatever
+    happens. AuthenticationDenied for the user's failure, PAMSystemError or
+    NativePanic for ours."""
+    call = partial(
+        lifecycle.call_native,
+        _native.pam_authenticate,
+        service,
+        username,
+        secrets["password"],
+        otp=secrets.get("one-time password"),
+        remote_host=remote_host,
+        check_account=check_account,
+    )
+    try:
+        return await asyncio.get_running_loop().run_in_executor(executor, call)
+    finally:
+        # The native call zeroes them; this covers paths where it never ran.
+        for buffer in secrets.values():
+            buffer[:] = bytes(len(buffer))
 
 
 def authenticated_name(typed: str, authenticated: Any) -> str:
