@@ -13,7 +13,7 @@ import os
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from . import lifecycle
+from . import audit, lifecycle
 from ._native import TicketInfo
 from .broker import TicketBroker
 from .exceptions import (
@@ -62,6 +62,11 @@ class HubTickets:
         # Users with a server the hub started (JupyterHub's User objects):
         # whether a ticket is still wanted is decided from their spawners.
         self._served: dict[str, Any] = {}
+        # The hub's events go to JupyterHub's EventLogger (its app's eventlog).
+        self.audit = audit.Audit(
+            lambda: getattr(settings.parent, "eventlog", None),
+            audit.emitter("hub", str(getattr(settings.parent, "base_url", ""))),
+        )
 
     # -- who the user is ---------------------------------------------------------------
 
@@ -124,7 +129,13 @@ class HubTickets:
         if keeper is None:
             locate = partial(self._target, username)
             keeper = TicketKeeper(
-                username, locate, rules, flight=self._flight, logger=self.log, warn_about_keytabs=True
+                username,
+                locate,
+                rules,
+                flight=self._flight,
+                logger=self.log,
+                warn_about_keytabs=True,
+                audit=self.audit,
             )
             self._keepers[username] = keeper
         keeper.rules = rules
@@ -184,7 +195,7 @@ class HubTickets:
         keeper = keeper or self.keeper(username)
         self._keepers.pop(username, None)
         try:
-            removed = await keeper.destroy(lambda target: {target.ccache, target.fallback or target.ccache})
+            removed = await keeper.destroy(lambda target: {target.ccache, target.fallback or target.ccache}, why)
         except TICKET_ERRORS as e:
             self.log.warning("Could not destroy the Kerberos ticket of %s (%s): %s", shown(username), why, e)
             return

@@ -29,8 +29,9 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from . import _native, lifecycle, metrics
+from . import _native, audit, lifecycle, metrics
 from ._native import Installation, TicketInfo
 from .exceptions import (
     CredentialCacheError,
@@ -107,6 +108,7 @@ class TicketKeeper:
         count_checks: bool = True,
         warn_about_keytabs: bool = False,
         source: Obtain | None = None,
+        audit: audit.Audit | None = None,
     ) -> None:
         self.key = key
         self._locate = locate
@@ -120,6 +122,8 @@ class TicketKeeper:
         self._warn_about_keytabs = warn_about_keytabs
         # Instead of the target's own source (a benchmark's recording fetch).
         self._source = source
+        # Where each attempt's outcome is reported (pamkrb.audit); None: nowhere.
+        self.audit = audit
         # The cache path in use when it is not the target's own (the fallback
         # after a plant that could not be replaced).
         self.in_use: str | None = None
@@ -154,7 +158,7 @@ class TicketKeeper:
             timeout=timeout,
         )
 
-    async def destroy(self, caches: Callable[[Target], set[str]]) -> list[str]:
+    async def destroy(self, caches: Callable[[Target], set[str]], why: str = "stop") -> list[str]:
         """Remove the caches pamkrb installed for the user (``caches`` names
         them; the one in use is added), after any attempt in flight. The
         paths removed."""
@@ -164,7 +168,9 @@ class TicketKeeper:
             paths = caches(target) | {self.in_use or target.ccache}
             self.in_use = None
             uid = os.geteuid() if target.uid is None else target.uid
-            return [path for path in sorted(paths) if _native.destroy_cache(path, uid=uid)]
+            removed = [path for path in sorted(paths) if _native.destroy_cache(path, uid=uid)]
+            self._report("destroyed", target, why, reason=why, paths=removed)
+            return removed
 
         return await self._flight.run(self.key, attempt, self.rules.kdc_timeout, "the cache removal", exclusive=True)
 
@@ -186,9 +192,27 @@ class TicketKeeper:
         password: bytearray | None = None,
         obtain: Obtain | None = None,
     ) -> TicketInPlace:
+        started = time.monotonic()
         target = self._locate()
         if self.in_use is not None:
             target = dataclasses.replace(target, ccache=self.in_use)
+        try:
+            return self._keep(target, deadline, trigger, started, unless_fresh, read, password, obtain)
+        except Exception as e:
+            self._report("refused", target, trigger, started=started, error=e)
+            raise
+
+    def _keep(
+        self,
+        target: Target,
+        deadline: float,
+        trigger: str,
+        started: float,
+        unless_fresh: bool,
+        read: bool,
+        password: bytearray | None,
+        obtain: Obtain | None,
+    ) -> TicketInPlace:
         info = None
         if unless_fresh:
             if self._count_checks:
@@ -203,9 +227,14 @@ class TicketKeeper:
                 margin = self.rules.refresh_margin if target.source == lifecycle.SOURCE_KEYTAB else 0
                 if current is not None and current.can_renew(now, margin):
                     target, info = self._renew(target, trigger, deadline)
+                    if info is not None:
+                        self._report("renewed", target, trigger, method="tgs", info=info, started=started)
         if info is None:
             kind = "renewal" if unless_fresh else "acquisition"
             target, info = self._obtain(target, kind, trigger, deadline, obtain or self._source_of(target, password))
+            method = SOURCE_HUB if obtain is not None else target.source
+            action = "renewed" if unless_fresh else "issued"
+            self._report(action, target, trigger, method=method, info=info, started=started)
         data = _native.read_cache(target.ccache, uid=target.uid) if read else None
         return TicketInPlace(target, info, data)
 
@@ -330,6 +359,7 @@ class TicketKeeper:
         """Report what the install replaced or could not replace; the target
         with the path the ticket is now at, and the ticket."""
         if installed.fallback_reason is not None:
+            self._report_plant(target, "unreplaceable", "unknown", None, in_use=installed.ccache)
             metrics.count_plant("unreplaceable")
             self.log.warning(
                 "Could not install the Kerberos ticket of %s at %s (%s): another local user may have "
@@ -344,6 +374,7 @@ class TicketKeeper:
             target = dataclasses.replace(target, ccache=installed.ccache)
         planted = installed.replaced
         if planted is not None:
+            self._report_plant(target, planted.kind, lifecycle.owner_name(planted.owner_uid), planted.moved_to)
             metrics.count_plant(planted.kind)
             self.log.warning(
                 "Replaced what was at the Kerberos cache of %s, %s: a %s owned by %s%s. "
@@ -355,6 +386,54 @@ class TicketKeeper:
                 f" (moved aside to {planted.moved_to})" if planted.moved_to else "",
             )
         return target, installed.ticket
+
+    def _report(
+        self,
+        action: str,
+        target: Target,
+        trigger: str,
+        *,
+        method: str | None = None,
+        info: TicketInfo | None = None,
+        started: float | None = None,
+        error: Exception | None = None,
+        **fields: Any,
+    ) -> None:
+        """One ticket event (pamkrb.audit.TICKET): names, times and the
+        error's message, never a secret."""
+        if self.audit is None:
+            return
+        self.audit.emit(
+            audit.TICKET,
+            action=action,
+            user=target.username,
+            principal=target.principal,
+            source=target.source,
+            trigger=trigger,
+            method=method,
+            expires_at=audit.when(info.expires_at) if info else None,
+            renew_till=audit.when(info.renew_until) if info and info.renew_until else None,
+            duration_ms=round((time.monotonic() - started) * 1000, 3) if started is not None else None,
+            kdc_error_code=getattr(error, "code", None),
+            reason=str(error)[:500] if error is not None else fields.pop("reason", None),
+            **fields,
+        )
+
+    def _report_plant(
+        self, target: Target, kind: str, owner: str, moved_to: str | None, *, in_use: str | None = None
+    ) -> None:
+        """One plant event (pamkrb.audit.PLANT) at ``target.ccache``."""
+        if self.audit is not None:
+            self.audit.emit(
+                audit.PLANT,
+                user=target.username,
+                principal=target.principal,
+                kind=kind,
+                owner=owner,
+                path=target.ccache,
+                moved_to=moved_to,
+                in_use=in_use or target.ccache,
+            )
 
     def _warn_about_keytab(self, target: Target) -> None:
         """A keytab is a password: others must not be able to read it."""

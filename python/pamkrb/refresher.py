@@ -24,6 +24,7 @@ from typing import Any
 
 from . import _native, delivery, lifecycle, metrics
 from ._native import Installation, TicketInfo
+from .audit import Audit
 from .exceptions import PamkrbError
 from .keeper import SOURCE_HUB, KeepingRules, Obtain, Target, TicketKeeper
 from .lifecycle import TicketSettings
@@ -36,7 +37,8 @@ def target_of(settings: TicketSettings) -> Target:
     the hub with the broker, else from the keytab or (no keytab) a sign-in."""
     source = SOURCE_HUB if settings.broker else settings.source
     return Target(
-        username=settings.principal,
+        # JupyterHub names the server's user; the principal stands in elsewhere.
+        username=os.environ.get("JUPYTERHUB_USER", settings.principal),
         principal=settings.principal,
         ccache=settings.ccache,
         source=source,
@@ -54,6 +56,7 @@ class TicketRefresher:
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
         clock: Callable[[], float] = time.time,
         source: Obtain | None = None,
+        audit: Audit | None = None,
     ) -> None:
         self.settings = settings
         self.log = logger
@@ -73,6 +76,7 @@ class TicketRefresher:
             logger=logger,
             count_checks=False,
             source=source,
+            audit=audit,
         )
         self.triggers: collections.Counter[str] = collections.Counter()
         self.renewals = 0

@@ -31,7 +31,7 @@ from tornado import httputil, web
 from tornado.ioloop import IOLoop
 from traitlets import Float, Integer, Unicode
 
-from . import lifecycle
+from . import audit, lifecycle
 from .exceptions import PamkrbError, TicketDeliveryError
 from .lifecycle import TicketSettings
 from .refresher import TicketRefresher
@@ -143,7 +143,12 @@ class KerberosTicketExtension(ExtensionApp):
             self.disabled_reason = f"no Kerberos configuration ({', '.join(missing)} not set); ticket renewal is off"
             self.log.info("pamkrb: %s", self.disabled_reason)
         else:
-            self.refresher = TicketRefresher(settings, logger=self.log)
+            # The server's events go to jupyter_server's EventLogger.
+            events = audit.Audit(
+                lambda: self._server.event_logger,
+                audit.emitter("server", os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "")),
+            )
+            self.refresher = TicketRefresher(settings, logger=self.log, audit=events)
             for problem in settings.problems():
                 self.log.warning("pamkrb: %s", problem)
         self.settings["pamkrb_status"] = self.status

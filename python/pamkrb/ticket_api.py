@@ -27,6 +27,7 @@ from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.utils import compare_token
 from tornado import httputil, iostream, web
 
+from . import audit
 from ._native import MAX_SIGN_IN_BYTES
 from .exceptions import KerberosPasswordRejected
 from .hub_tickets import TICKET_ERRORS, explain
@@ -131,7 +132,7 @@ def is_private_transport(request: httputil.HTTPServerRequest) -> bool:
     return last_forwarded(request, "X-Forwarded-Proto").lower() == "https"
 
 
-async def deliverable_ticket(auth: PAMKerberosAuthenticator, user: Any) -> bytes:
+async def deliverable_ticket(auth: PAMKerberosAuthenticator, user: Any, client: str | None = None) -> bytes:
     """The fresh ticket of ``user`` (whose running server asks) as FILE
     ccache bytes. Also (re)starts brokering the user, e.g. after a hub
     restart."""
@@ -148,6 +149,18 @@ async def deliverable_ticket(auth: PAMKerberosAuthenticator, user: Any) -> bytes
         raise web.HTTPError(503, "no fresh Kerberos ticket for this user right now; see the hub log") from None
     tickets.broker.track(username)
     assert in_place.data is not None
+    info, target = in_place.info, in_place.target
+    tickets.audit.emit(
+        audit.TICKET,
+        action="delivered",
+        user=username,
+        principal=target.principal,
+        source=target.source,
+        trigger="delivery",
+        expires_at=audit.when(info.expires_at),
+        renew_till=audit.when(info.renew_until),
+        client_address=client,
+    )
     return in_place.data
 
 
@@ -155,6 +168,38 @@ async def sign_in_again(auth: PAMKerberosAuthenticator, handler: Any, username: 
     """Check ``password`` with PAM and get a fresh ticket (from it, for a
     password user; from the keytab otherwise); the new cache's bytes.
     A wrong password: HTTP 403, nothing changes."""
+    started = time.monotonic()
+    try:
+        data = await _sign_in_again(auth, handler, username, password)
+    except web.HTTPError as e:
+        signed_in(auth, handler, username, started, e.log_message or "refused", e.__context__)
+        raise
+    signed_in(auth, handler, username, started)
+    return data
+
+
+def signed_in(
+    auth: PAMKerberosAuthenticator,
+    handler: Any,
+    username: str,
+    started: float,
+    refused: str | None = None,
+    error: BaseException | None = None,
+) -> None:
+    """The sign-in event (pamkrb.audit.SIGN_IN); never the password."""
+    auth.tickets.audit.emit(
+        audit.SIGN_IN,
+        user=username,
+        principal=None,
+        outcome="refused" if refused else "ok",
+        reason=refused,
+        kdc_error_code=getattr(error, "code", None),
+        client_address=handler.request.remote_ip,
+        duration_ms=round((time.monotonic() - started) * 1000, 3),
+    )
+
+
+async def _sign_in_again(auth: PAMKerberosAuthenticator, handler: Any, username: str, password: str) -> bytes:
     if not password:
         raise web.HTTPError(403, "the password was not accepted")
     authenticated = await auth.authenticate(handler, {"username": username, "password": password})
@@ -245,7 +290,7 @@ class TicketAPIHandler(APIHandler):  # type: ignore[misc]  # JupyterHub is untyp
             self._refuse(404, "the ticket broker is off (PAMKerberosAuthenticator.ticket_broker)")
         self._check_transport()
         self._rate_limit(self._limit("ticket_requests", auth.ticket_requests_per_minute), user.name, "ticket requests")
-        self._send_ticket(await deliverable_ticket(auth, user))
+        self._send_ticket(await deliverable_ticket(auth, user, self.request.remote_ip))
 
     async def post(self) -> None:
         """Sign in again: the password is checked with PAM, then gets (or,

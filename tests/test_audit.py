@@ -1,0 +1,212 @@
+"""The audit trail (pamkrb.audit): every event type emitted in its real flow
+through a real hub and a real single-user server, routed to files with
+``c.EventLogger.handlers`` as an admin would, read back, checked against the
+schemas shipped in the package, and scanned for the password and the ticket.
+
+One hub, the ticket broker on, password users with 60-second tickets
+renewable for 180 s and a refresh margin longer than a ticket's life, so
+that every look at a ticket renews it: the hub renews by TGS at the spawn,
+delivers to the server, the server installs what it gets.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_events.schema import EventSchema
+
+import sandbox
+from conftest import form_login, require_root
+from pamkrb import audit
+
+LIFETIME = 60
+RENEWABLE = 180
+
+
+@pytest.fixture(scope="module")
+def audit_realm() -> Iterator[sandbox.Realm]:
+    require_root()
+    realm = sandbox.Realm("AUDIT.TEST", max_life=LIFETIME, max_renewable_life=RENEWABLE)
+    try:
+        realm.start()
+        yield realm
+    finally:
+        realm.close()
+
+
+def password_principal(realm: sandbox.Realm, user: sandbox.UnixUser, password: str | None = None) -> str:
+    principal = realm.qualify(user.name)
+    realm.kadmin(f"addprinc -pw {password or user.password} {principal}")
+    return principal
+
+
+def events_in(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def pamkrb_events(path: Path) -> list[dict[str, Any]]:
+    return [e for e in events_in(path) if str(e.get("__schema__", "")).startswith("https://schema.pamkrb.dev/")]
+
+
+def wait_for_event(path: Path, message: str, timeout: float = 60, **wanted: Any) -> dict[str, Any]:
+    def found() -> dict[str, Any] | None:
+        for event in pamkrb_events(path):
+            if all(event.get(k) == v for k, v in wanted.items()):
+                return event
+        return None
+
+    return sandbox.wait_until(found, timeout=timeout, interval=0.2, message=message)
+
+
+SCHEMAS = {
+    audit.TICKET: EventSchema(audit.SCHEMAS / "ticket" / "v1.yaml"),
+    audit.PLANT: EventSchema(audit.SCHEMAS / "plant" / "v1.yaml"),
+    audit.SIGN_IN: EventSchema(audit.SCHEMAS / "sign-in" / "v1.yaml"),
+}
+
+
+def assert_valid(event: dict[str, Any]) -> None:
+    schema = SCHEMAS[event["__schema__"]]
+    assert event["__schema_version__"] == "1"
+    schema.validate({k: v for k, v in event.items() if not k.startswith("__")})
+
+
+def ticket_fragments(data: bytes) -> list[str]:
+    """Pieces of a credential cache as they could appear in a JSON line: hex
+    and base64 (at every alignment) of each 12-byte window of the ticket."""
+    pieces = []
+    for i in range(0, max(0, len(data) - 12), 4):
+        chunk = data[i : i + 12]
+        if chunk.count(0) > 4:
+            continue  # padding and lengths, not secrets
+        pieces.append(chunk.hex())
+        for shift in range(3):
+            pieces.append(base64.b64encode(data[i + shift : i + shift + 12]).decode()[:12])
+    return pieces
+
+
+def server_events_config(user: sandbox.UnixUser) -> tuple[dict[str, Any], Path]:
+    """A jupyter_server config, readable by the user, that writes the server's
+    events to a file in their home, as an admin would route them."""
+    config_dir = user.home / "jupyter-config"
+    config_dir.mkdir(exist_ok=True)
+    log = user.home / "server-events.log"
+    (config_dir / "jupyter_server_config.py").write_text(
+        f"import logging\nc.EventLogger.handlers = [logging.FileHandler({str(log)!r})]\n"
+    )
+    os.chown(config_dir, user.uid, user.gid)
+    return {"JUPYTER_CONFIG_PATH": str(config_dir)}, log
+
+
+def test_every_event_in_its_real_flow_validates_and_carries_no_secret(
+    hub_factory, audit_realm, bare_user, attacker, tmp_path
+):
+    user = bare_user
+    principal = password_principal(audit_realm, user)
+    hub_events = tmp_path / "hub-events.log"
+    server_env, server_events = server_events_config(user)
+    # Something planted at the user's cache path before they log in.
+    bait = tmp_path / "bait"
+    bait.write_text("not a ticket")
+    os.symlink(bait, user.default_ccache)
+    os.lchown(user.default_ccache, attacker.uid, attacker.gid)
+    hub = hub_factory(
+        {
+            "PAMKerberosAuthenticator.credential_source": "password",
+            "PAMKerberosAuthenticator.ticket_broker": True,
+            "PAMKerberosAuthenticator.refresh_margin": LIFETIME + 10,
+            "Spawner.environment": server_env,
+        },
+        realm=audit_realm,
+        extra_config=f"import logging\nc.EventLogger.handlers = [logging.FileHandler({str(hub_events)!r})]",
+    )
+    session = sandbox.login_and_spawn(hub, user)
+
+    # Login: the plant replaced, a ticket issued from the password.
+    plant = wait_for_event(hub_events, "the plant event", __schema__=audit.PLANT)
+    assert (plant["user"], plant["kind"], plant["owner"]) == (
+        user.name,
+        "symbolic link",
+        f"{attacker.name} (uid {attacker.uid})",
+    )
+    assert plant["path"] == str(user.default_ccache)
+    issued = wait_for_event(hub_events, "the login's ticket", action="issued", trigger="login")
+    assert (issued["user"], issued["principal"], issued["source"], issued["method"]) == (
+        user.name,
+        principal,
+        "password",
+        "password",
+    )
+    assert issued["expires_at"].endswith("Z")
+    assert issued["renew_till"] > issued["expires_at"]
+    assert issued["duration_ms"] > 0
+    assert issued["emitter"]["kind"] == "hub"
+    # The spawn: a TGS renewal (the margin is longer than a ticket's life).
+    renewed = wait_for_event(hub_events, "the spawn's TGS renewal", action="renewed", trigger="spawn")
+    assert renewed["method"] == "tgs"
+    # The broker delivers to the server, which installs it and says so.
+    delivered = wait_for_event(hub_events, "a delivery", action="delivered")
+    assert delivered["client_address"] == "127.0.0.1"
+    assert delivered["principal"] == principal
+    on_server = wait_for_event(server_events, "the server's renewal from the hub", action="renewed", method="hub")
+    assert on_server["emitter"]["kind"] == "server"
+    assert on_server["emitter"]["name"] == f"/user/{user.name}/"
+    assert on_server["user"] == user.name
+
+    # Sign-ins through the ticket API: a wrong password, then the right one.
+    token = sandbox.server_token(user.uid)
+    api = hub.session()
+    url = f"{hub.url}/hub/api/pamkrb/ticket"
+    headers = {"Authorization": f"token {token}"}
+    wrong = api.post(url, json={"password": "not-" + user.password}, headers=headers, timeout=60)
+    assert wrong.status_code == 403
+    refused = wait_for_event(hub_events, "the refused sign-in", __schema__=audit.SIGN_IN, outcome="refused")
+    assert refused["reason"] == "the password was not accepted"
+    right = api.post(url, json={"password": user.password}, headers=headers, timeout=60)
+    assert right.status_code == 200, right.text
+    ticket_bytes = right.content
+    ok = wait_for_event(hub_events, "the sign-in", __schema__=audit.SIGN_IN, outcome="ok")
+    assert ok["client_address"] == "127.0.0.1"
+    wait_for_event(hub_events, "the sign-in's ticket", action="issued", trigger="sign-in", method="password")
+
+    # A user whose Kerberos password differs: the KDC refuses, with its code.
+    password_principal(audit_realm, attacker, "kdc-" + attacker.password)
+    assert form_login(hub, attacker.name, attacker.password).status_code == 403
+    kdc_refusal = wait_for_event(hub_events, "the KDC's refusal", action="refused", user=attacker.name)
+    assert kdc_refusal["trigger"] == "login"
+    assert kdc_refusal["kdc_error_code"] is not None
+    assert kdc_refusal["kdc_error_code"] != 0
+    assert "password" in kdc_refusal["reason"]
+
+    # The server stops: its ticket destroyed.
+    stop = session.delete(
+        f"{hub.url}/hub/api/users/{user.name}/server",
+        headers={"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/") or ""},
+        timeout=60,
+    )
+    assert stop.status_code in (202, 204), stop.text
+    destroyed = wait_for_event(hub_events, "the destruction", action="destroyed", user=user.name)
+    assert destroyed["paths"] == [str(user.default_ccache)]
+    assert destroyed["reason"] == "server stopped"
+    assert not os.path.lexists(user.default_ccache)
+
+    everything = pamkrb_events(hub_events) + pamkrb_events(server_events)
+    assert {e["__schema__"] for e in everything} == set(SCHEMAS)
+    assert {e.get("action") for e in everything} >= {"issued", "renewed", "delivered", "refused", "destroyed"}
+    for event in everything:
+        assert_valid(event)
+    text = hub_events.read_text() + server_events.read_text()
+    for secret in (user.password, attacker.password, "kdc-" + attacker.password):
+        assert secret not in text
+    assert len(ticket_bytes) > 200
+    leaked = [piece for piece in ticket_fragments(ticket_bytes) if piece in text]
+    assert not leaked, leaked[:5]
+    assert user.password not in hub.log_text()
