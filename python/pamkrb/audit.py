@@ -19,7 +19,6 @@ pass names, times and error messages only.
 from __future__ import annotations
 
 import collections
-import datetime
 import logging
 import socket
 import threading
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_events import EventLogger
+
+from . import lifecycle
 
 SCHEMAS = Path(__file__).parent / "event-schemas"
 TICKET = "https://schema.pamkrb.dev/events/ticket"
@@ -48,11 +49,8 @@ def register_schemas(events: EventLogger) -> None:
         events.register_event_schema(path)
 
 
-def when(epoch: float | None) -> str | None:
-    """An epoch time as ISO 8601 UTC, as the events carry times."""
-    if epoch is None:
-        return None
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+# Times in events are the status API's: UTC ISO 8601.
+when = lifecycle.iso_time
 
 
 def emitter(kind: str, name: str = "") -> dict[str, str]:

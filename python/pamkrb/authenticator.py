@@ -16,6 +16,7 @@ from tornado import web
 from traitlets import Bool, Bunch, CaselessStrEnum, Float, Integer, TraitError, Unicode, default, validate
 
 from . import _native, lifecycle, login
+from .admin import AdminDataHandler, AdminPageHandler
 from .exceptions import (
     AuthenticationDenied,
     KerberosError,
@@ -440,4 +441,9 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         return True
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
-        return [*super().get_handlers(app), ("/api/pamkrb/ticket", TicketAPIHandler)]
+        return [
+            *super().get_handlers(app),
+            ("/api/pamkrb/ticket", TicketAPIHandler),
+            ("/pamkrb/admin", AdminPageHandler),
+            ("/pamkrb/admin/data", AdminDataHandler),
+        ]

@@ -13,7 +13,7 @@ import os
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from . import audit, lifecycle
+from . import _native, audit, lifecycle
 from ._native import TicketInfo
 from .broker import TicketBroker
 from .exceptions import (
@@ -57,6 +57,8 @@ class HubTickets:
         self.settings = settings
         self.log = settings.log
         self._flight = lifecycle.SingleFlight("pamkrb-kinit")
+        # The admin page's looks at caches: a thread and a deadline per user.
+        self._looks = lifecycle.SingleFlight("pamkrb-look")
         self._keepers: dict[str, TicketKeeper] = {}
         self._broker: TicketBroker | None = None
         # Users with a server the hub started (JupyterHub's User objects):
@@ -145,6 +147,23 @@ class HubTickets:
         """Renew the user's ticket unless it is fresh (pamkrb.lifecycle's
         rule); the TicketInfo of the cache, whether renewed or not."""
         return (await self.keeper(username).refresh(trigger)).info
+
+    async def look(self, username: str) -> tuple[Target, TicketInfo | None, str | None]:
+        """What the user's cache holds, for the admin page: the target, its
+        ticket (None if unreadable, or not the user's) and why unreadable.
+        Nothing is renewed; the cache's bytes never leave the native core."""
+        in_use = self.keeper(username).in_use
+
+        def attempt(deadline: float) -> tuple[Target, TicketInfo | None, str | None]:
+            target = self._target(username)
+            path = in_use or target.ccache
+            try:
+                info = _native.inspect_ticket(path, uid=target.uid)
+            except (CredentialCacheError, TicketFormatError) as e:
+                return target, None, str(e)
+            return target, (info if info.is_for(target.principal) else None), None
+
+        return await self._looks.run(username, attempt, self.settings.kdc_timeout, "a look at the ticket")
 
     def attempt_running(self, username: str) -> bool:
         """Whether a Kerberos attempt for the user is still in flight (one

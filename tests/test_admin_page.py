@@ -1,0 +1,152 @@
+"""``/hub/pamkrb/admin`` and its JSON: every running server's ticket, for
+holders of ``admin:users`` only, through a real hub with real servers in
+different states; never a ticket's bytes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sandbox
+from conftest import artifact_dir, form_login
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def users(realm: sandbox.Realm) -> Iterator[list[sandbox.UnixUser]]:
+    """Four users with principals and keytabs: an admin and three with servers."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(sandbox.provisioned_user(realm)) for _ in range(4)]
+
+
+@pytest.fixture
+def fleet(hub_factory, users) -> tuple[sandbox.Hub, dict[str, Any], dict[str, sandbox.UnixUser]]:
+    """A hub where ``healthy`` has a valid ticket, ``broken``'s cache was
+    replaced by a root-owned file (unreadable as theirs), ``gone``'s cache was
+    removed; ``admin`` has no server."""
+    admin, healthy, broken, gone = users
+    hub = hub_factory({"Authenticator.admin_users": {admin.name}})
+    sessions = {}
+    for user in (healthy, broken, gone):
+        sessions[user.name] = sandbox.login_and_spawn(hub, user)
+    broken.default_ccache.unlink()
+    broken.default_ccache.write_bytes(b"not a ticket")  # owned by root: never taken for broken's
+    gone.default_ccache.unlink()
+    # The form only: following its redirect would spawn a server for the admin.
+    sessions["admin"] = form_login(hub, admin.name, admin.password).session
+    return hub, sessions, {"admin": admin, "healthy": healthy, "broken": broken, "gone": gone}
+
+
+def rows_of(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {row["user"]: row for row in data["users"]}
+
+
+def test_admins_see_every_running_servers_ticket_and_others_get_403(fleet, realm):
+    hub, sessions, who = fleet
+    healthy, broken, gone = who["healthy"], who["broken"], who["gone"]
+    ticket = healthy.default_ccache.read_bytes()
+
+    data_url = f"{hub.url}/hub/pamkrb/admin/data"
+    response = sessions["admin"].get(data_url, timeout=60)
+    assert response.status_code == 200, response.text
+    rows = rows_of(response.json())
+    assert set(rows) == {healthy.name, broken.name, gone.name}  # the admin has no server
+    assert rows[healthy.name]["state"] == "valid"
+    assert rows[healthy.name]["principal"] == f"{healthy.name}@{realm.name}"
+    assert rows[healthy.name]["expires_at"].endswith("Z")
+    assert rows[healthy.name]["renewed_by"] == "server"
+    assert rows[healthy.name]["last_renewal"] is not None
+    assert rows[healthy.name]["last_error"] is None
+    assert rows[broken.name]["state"] == "missing"
+    assert rows[broken.name]["expires_at"] is None
+    assert "owned by" in rows[broken.name]["last_error"] or "owner" in rows[broken.name]["last_error"]
+    assert rows[gone.name]["state"] == "missing"
+    # The timeline counts the three logins' tickets.
+    svg = response.json()["timeline"]
+    assert svg.startswith("<svg")
+    assert sum(int(n) for n in _counts(svg, "renewals")) >= 3
+    assert 'class="latency"' in svg
+
+    page = sessions["admin"].get(f"{hub.url}/hub/pamkrb/admin", timeout=60)
+    assert page.status_code == 200
+    assert 'id="tickets"' in page.text
+    assert healthy.name in page.text
+    assert "<svg" in page.text
+    assert "<script src" not in page.text  # nothing from elsewhere
+    for text in (response.text, page.text):
+        assert ticket.hex()[:64] not in text
+        assert ticket[-64:].hex() not in text
+        assert healthy.password not in text
+
+    # Not an admin, even with a server of their own; nobody at all.
+    for url in (data_url, f"{hub.url}/hub/pamkrb/admin"):
+        refused = sessions[healthy.name].get(url, timeout=60, allow_redirects=False)
+        assert refused.status_code == 403, (url, refused.status_code)
+        assert broken.name not in refused.text
+        anonymous = hub.session().get(url, timeout=60, allow_redirects=False)
+        assert anonymous.status_code in (302, 403), (url, anonymous.status_code)
+        assert broken.name not in anonymous.text
+
+
+def _counts(svg: str, kind: str) -> list[str]:
+    import re
+
+    return re.findall(rf'class="{kind}" data-count="(\d+)"', svg)
+
+
+def test_the_page_in_chromium_sorts_filters_and_shows_the_states(fleet):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    hub, sessions, who = fleet
+    cookies = [
+        {"name": c.name, "value": c.value, "domain": "127.0.0.1", "path": c.path or "/"}
+        for c in sessions["admin"].cookies
+    ]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 720})
+            context.add_cookies(cookies)
+            page = context.new_page()
+            page.goto(f"{hub.url}/hub/pamkrb/admin")
+            page.wait_for_selector("#tickets tbody tr", timeout=30_000)
+            states = {
+                row.get_attribute("data-user"): row.query_selector('td[data-key="state"]').inner_text()
+                for row in page.query_selector_all("#tickets tbody tr")
+            }
+            assert states == {who["healthy"].name: "valid", who["broken"].name: "missing", who["gone"].name: "missing"}
+            assert page.query_selector("#pamkrb-timeline rect.renewals") is not None
+            out = artifact_dir("admin-page")
+            Path(out).mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(Path(out) / "admin-page.png"), full_page=True)
+            # Filter: only the healthy user's row is left.
+            page.fill("#filter", "valid")
+            assert [r.get_attribute("data-user") for r in page.query_selector_all("#tickets tbody tr")] == [
+                who["healthy"].name
+            ]
+            page.fill("#filter", "")
+            # Sort by state, descending: the valid row first.
+            page.click('th[data-key="state"]')
+            page.click('th[data-key="state"]')
+            first = page.query_selector("#tickets tbody tr").get_attribute("data-user")
+            assert first == who["healthy"].name
+        finally:
+            browser.close()
