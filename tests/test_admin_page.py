@@ -5,6 +5,7 @@ different states; never a ticket's bytes."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 import sandbox
 from conftest import artifact_dir, form_login
+from pamkrb import audit
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -36,12 +38,17 @@ def users(realm: sandbox.Realm) -> Iterator[list[sandbox.UnixUser]]:
 
 
 @pytest.fixture
-def fleet(hub_factory, users) -> tuple[sandbox.Hub, dict[str, Any], dict[str, sandbox.UnixUser]]:
+def fleet(hub_factory, users, tmp_path) -> tuple[sandbox.Hub, dict[str, Any], dict[str, sandbox.UnixUser]]:
     """A hub where ``healthy`` has a valid ticket, ``broken``'s cache was
     replaced by a root-owned file (unreadable as theirs), ``gone``'s cache was
     removed; ``admin`` has no server."""
     admin, healthy, broken, gone = users
-    hub = hub_factory({"Authenticator.admin_users": {admin.name}})
+    events = tmp_path / "events.log"
+    hub = hub_factory(
+        {"Authenticator.admin_users": {admin.name}},
+        extra_config=f"import logging\nc.EventLogger.handlers = [logging.FileHandler({str(events)!r})]",
+    )
+    hub.events = events
     sessions = {}
     for user in (healthy, broken, gone):
         sessions[user.name] = sandbox.login_and_spawn(hub, user)
@@ -150,3 +157,55 @@ def test_the_page_in_chromium_sorts_filters_and_shows_the_states(fleet):
             assert first == who["healthy"].name
         finally:
             browser.close()
+
+
+def test_renew_now_and_destroy_are_for_admins_with_xsrf_and_audited(fleet, realm):
+    hub, sessions, who = fleet
+    admin, healthy = who["admin"], who["healthy"]
+    base = f"{hub.url}/hub/pamkrb/admin/users/{healthy.name}"
+    admin_session = sessions["admin"]
+    xsrf = {"X-XSRFToken": admin_session.cookies.get("_xsrf", path="/hub/") or ""}
+    cache = healthy.default_ccache
+    before = sandbox.FileState.of(cache)
+    tgs_before = realm.kdc_requests("TGS_REQ", client=realm.qualify(healthy.name))
+
+    # Refused: a non-admin (with their XSRF token), an admin without one.
+    own = sessions[healthy.name]
+    mine = {"X-XSRFToken": own.cookies.get("_xsrf", path="/hub/") or ""}
+    assert own.post(f"{base}/renew", headers=mine, timeout=60).status_code == 403
+    assert own.post(f"{base}/destroy", headers=mine, timeout=60).status_code == 403
+    assert admin_session.post(f"{base}/destroy", timeout=60).status_code == 403
+    assert sandbox.FileState.of(cache) == before
+
+    # Renew now: a fresh ticket renewed anyway, by TGS, in the trail.
+    renewed = admin_session.post(f"{base}/renew", headers=xsrf, timeout=60)
+    assert renewed.status_code == 200, renewed.text
+    assert renewed.json()["expires_at"].endswith("Z")
+    assert sandbox.FileState.of(cache) != before
+    assert realm.kdc_requests("TGS_REQ", client=realm.qualify(healthy.name)) == tgs_before + 1
+    assert realm.klist_valid(cache)
+    event = wait_for_ticket_event(hub.events, action="renewed", trigger=f"admin:{admin.name}")
+    assert (event["user"], event["method"]) == (healthy.name, "tgs")
+
+    # Destroy: the cache is gone, and the trail says who did it.
+    destroyed = admin_session.post(f"{base}/destroy", headers=xsrf, timeout=60)
+    assert destroyed.status_code == 200, destroyed.text
+    assert not os.path.lexists(cache)
+    event = wait_for_ticket_event(hub.events, action="destroyed", user=healthy.name)
+    assert event["reason"] == f"destroyed by admin:{admin.name}"
+    assert event["paths"] == [str(cache)]
+    missing = admin_session.post(f"{hub.url}/hub/pamkrb/admin/users/nobody-here/renew", headers=xsrf, timeout=60)
+    assert missing.status_code == 404
+
+
+def wait_for_ticket_event(path: Path, **wanted: Any) -> dict[str, Any]:
+    def found() -> dict[str, Any] | None:
+        if not path.exists():
+            return None
+        for line in path.read_text().splitlines():
+            event = json.loads(line)
+            if event.get("__schema__") == audit.TICKET and all(event.get(k) == v for k, v in wanted.items()):
+                return event
+        return None
+
+    return sandbox.wait_until(found, timeout=30, interval=0.2, message=f"a ticket event {wanted}")

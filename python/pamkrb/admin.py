@@ -25,6 +25,7 @@ from jupyterhub.scopes import needs_scope
 from tornado import web
 
 from . import audit, lifecycle
+from .hub_tickets import TICKET_ERRORS, explain
 
 if TYPE_CHECKING:
     from .authenticator import PAMKerberosAuthenticator
@@ -175,6 +176,38 @@ class AdminDataHandler(BaseHandler):  # type: ignore[misc]  # JupyterHub is unty
         self.finish(json.dumps(await fleet(self)))
 
 
+class AdminActionHandler(BaseHandler):  # type: ignore[misc]  # JupyterHub is untyped
+    """``POST /hub/pamkrb/admin/users/<name>/renew``: a new ticket now (by TGS
+    while renewable, else from the source), even a fresh one.
+    ``POST .../destroy``: stop keeping the user's ticket and remove their
+    caches (a server with a keytab gets a new one at its next check; block
+    the user to keep them out). Each is audited: its ticket event's trigger
+    (renew) or reason (destroy) names the admin. Cookie requests need the
+    page's XSRF token, as every JupyterHub POST does."""
+
+    @web.authenticated
+    @needs_scope(ADMIN_SCOPE)  # type: ignore[untyped-decorator]  # JupyterHub is untyped
+    async def post(self, name: str, action: str) -> None:
+        auth = _authenticator(self)
+        user = self.find_user(name)
+        if user is None:
+            raise web.HTTPError(404, "no such user")
+        by = f"admin:{self.current_user.name}"
+        result: dict[str, Any] = {"user": user.name, "action": action}
+        if action == "renew":
+            try:
+                in_place = await auth.tickets.keeper(user.name).refresh(by, force=True)
+            except TICKET_ERRORS as e:
+                self.set_status(502)
+                result["error"] = explain(e, user.name)[:300]
+            else:
+                result["expires_at"] = lifecycle.iso_time(in_place.info.expires_at)
+        else:
+            await auth.tickets.forget(user.name, f"destroyed by {by}", destroy=True)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(result))
+
+
 class AdminPageHandler(BaseHandler):  # type: ignore[misc]  # JupyterHub is untyped
     """``GET /hub/pamkrb/admin``: the table and the timeline."""
 
@@ -183,8 +216,10 @@ class AdminPageHandler(BaseHandler):  # type: ignore[misc]  # JupyterHub is unty
     async def get(self) -> None:
         data = await fleet(self)
         self.set_header("Cache-Control", "no-store")
-        page = PAGE.replace("__DATA__", json.dumps(data).replace("</", "<\\/")).replace(
-            "__DATA_URL__", json.dumps(self.hub.base_url + "pamkrb/admin/data")
+        page = (
+            PAGE.replace("__DATA__", json.dumps(data).replace("</", "<\\/"))
+            .replace("__BASE_URL__", json.dumps(self.hub.base_url + "pamkrb/admin/"))
+            .replace("__XSRF__", json.dumps(self.xsrf_token.decode()))
         )
         self.finish(page)
 
@@ -209,11 +244,14 @@ th[aria-sort=ascending]::after { content: " \\25B2"; } th[aria-sort=descending]:
 <th data-key="user">User</th><th data-key="principal">Principal</th><th data-key="state">State</th>
 <th data-key="expires_at">Expires</th><th data-key="renew_until">Renew till</th>
 <th data-key="last_renewal">Last renewal</th><th data-key="renewed_by">Renewed by</th>
-<th data-key="last_error">Last error</th></tr></thead><tbody></tbody></table>
+<th data-key="last_error">Last error</th><th>Actions</th></tr></thead><tbody></tbody></table>
+<p id="message" role="status"></p>
 <script>
 "use strict";
 let data = __DATA__;
-const dataUrl = __DATA_URL__;
+const baseUrl = __BASE_URL__;
+const dataUrl = baseUrl + "data";
+const xsrf = __XSRF__;
 const keys = ["user", "principal", "state", "expires_at", "renew_until", "last_renewal", "renewed_by", "last_error"];
 let sortKey = "user", sortDir = 1;
 function render() {
@@ -231,6 +269,15 @@ function render() {
       if (k === "state") td.className = r.state;
       tr.appendChild(td);
     }
+    const actions = document.createElement("td");
+    for (const [action, label] of [["renew", "Renew now"], ["destroy", "Destroy ticket"]]) {
+      const button = document.createElement("button");
+      button.textContent = label;
+      button.dataset.action = action;
+      button.addEventListener("click", () => act(r.user, action));
+      actions.appendChild(button);
+    }
+    tr.appendChild(actions);
     return tr;
   }));
   for (const th of document.querySelectorAll("th")) {
@@ -249,6 +296,16 @@ for (const th of document.querySelectorAll("th")) {
   });
 }
 document.getElementById("filter").addEventListener("input", render);
+async function act(user, action) {
+  if (action === "destroy" && !confirm("Destroy the Kerberos ticket of " + user + "?")) return;
+  const response = await fetch(baseUrl + "users/" + encodeURIComponent(user) + "/" + action, {
+    method: "POST", credentials: "same-origin", headers: {"X-XSRFToken": xsrf},
+  });
+  const result = await response.json().catch(() => ({}));
+  document.getElementById("message").textContent =
+    user + ": " + action + (response.ok ? " done" : " failed: " + (result.error || result.message || response.status));
+  await refresh();
+}
 async function refresh() {
   try {
     const response = await fetch(dataUrl, {credentials: "same-origin"});

@@ -16,7 +16,7 @@ from tornado import web
 from traitlets import Bool, Bunch, CaselessStrEnum, Float, Integer, TraitError, Unicode, default, validate
 
 from . import _native, lifecycle, login
-from .admin import AdminDataHandler, AdminPageHandler
+from .admin import AdminActionHandler, AdminDataHandler, AdminPageHandler
 from .exceptions import (
     AuthenticationDenied,
     KerberosError,
@@ -446,4 +446,5 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
             ("/api/pamkrb/ticket", TicketAPIHandler),
             ("/pamkrb/admin", AdminPageHandler),
             ("/pamkrb/admin/data", AdminDataHandler),
+            ("/pamkrb/admin/users/([^/]+)/(renew|destroy)", AdminActionHandler),
         ]

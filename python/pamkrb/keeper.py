@@ -128,12 +128,17 @@ class TicketKeeper:
         # after a plant that could not be replaced).
         self.in_use: str | None = None
 
-    async def refresh(self, trigger: str, *, read: bool = False) -> TicketInPlace:
+    async def refresh(self, trigger: str, *, read: bool = False, force: bool = False) -> TicketInPlace:
         """Keep the ticket fresh: renew it unless fresh, by TGS while it is
         renewable, else from the source. Shares a running attempt.
         ``read``: also read the cache's bytes inside the attempt, so that a
-        cache on a hung file system holds only this user's attempt thread."""
-        return await self._run(lambda deadline: self._attempt(deadline, trigger, unless_fresh=True, read=read))
+        cache on a hung file system holds only this user's attempt thread.
+        ``force``: renew even a fresh ticket (an admin's "renew now"), after
+        any attempt in flight."""
+        return await self._run(
+            lambda deadline: self._attempt(deadline, trigger, unless_fresh=True, read=read, force=force),
+            exclusive=force,
+        )
 
     async def replace(
         self,
@@ -191,13 +196,14 @@ class TicketKeeper:
         read: bool,
         password: bytearray | None = None,
         obtain: Obtain | None = None,
+        force: bool = False,
     ) -> TicketInPlace:
         started = time.monotonic()
         target = self._locate()
         if self.in_use is not None:
             target = dataclasses.replace(target, ccache=self.in_use)
         try:
-            return self._keep(target, deadline, trigger, started, unless_fresh, read, password, obtain)
+            return self._keep(target, deadline, trigger, started, unless_fresh, read, password, obtain, force)
         except Exception as e:
             self._report("refused", target, trigger, started=started, error=e)
             raise
@@ -212,6 +218,7 @@ class TicketKeeper:
         read: bool,
         password: bytearray | None,
         obtain: Obtain | None,
+        force: bool,
     ) -> TicketInPlace:
         info = None
         if unless_fresh:
@@ -219,7 +226,7 @@ class TicketKeeper:
                 metrics.count_check(trigger)
             target, current = self._current(target, trigger)
             now = time.time()
-            if lifecycle.is_fresh(current, target.principal, self.rules.refresh_margin, now):
+            if not force and lifecycle.is_fresh(current, target.principal, self.rules.refresh_margin, now):
                 info = current
             elif target.source != SOURCE_HUB:
                 # A password ticket is renewed to the end of its renewable
