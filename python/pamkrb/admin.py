@@ -15,6 +15,7 @@ the events the hub emitted (:mod:`pamkrb.audit`).
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import time
@@ -64,13 +65,14 @@ async def fleet(handler: BaseHandler) -> dict[str, Any]:
         for user in handler.users.values()
         if any(s.active and s.pending != "stop" for s in user.spawners.values())
     )
-    for name in running:
+    # One thread per user, all at once: a cache on a hung mount costs its row, not the page.
+    looks = await asyncio.gather(*(tickets.look(name) for name in running), return_exceptions=True)
+    for name, look in zip(running, looks):
         error = last_error.get(name, (0.0, None))[1]
-        try:
-            target, info, unreadable = await tickets.look(name)
-        except Exception as e:  # a look that timed out or failed is a row, not a page error
-            rows.append({"user": name, "state": lifecycle.TicketState.ERROR.value, "last_error": str(e)[:300]})
+        if isinstance(look, BaseException):  # a look that timed out or failed is a row, not a page error
+            rows.append({"user": name, "state": lifecycle.TicketState.ERROR.value, "last_error": str(look)[:300]})
             continue
+        target, info, unreadable = look
         state = lifecycle.ticket_state(
             info,
             target.principal,

@@ -152,7 +152,8 @@ class HubTickets:
         """What the user's cache holds, for the admin page: the target, its
         ticket (None if unreadable, or not the user's) and why unreadable.
         Nothing is renewed; the cache's bytes never leave the native core."""
-        in_use = self.keeper(username).in_use
+        keeper = self._keepers.get(username)
+        in_use = keeper.in_use if keeper is not None else None
 
         def attempt(deadline: float) -> tuple[Target, TicketInfo | None, str | None]:
             target = self._target(username)
