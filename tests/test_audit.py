@@ -175,6 +175,7 @@ def test_every_event_in_its_real_flow_validates_and_carries_no_secret(
     ticket_bytes = right.content
     ok = wait_for_event(hub_events, "the sign-in", __schema__=audit.SIGN_IN, outcome="ok")
     assert ok["client_address"] == "127.0.0.1"
+    assert ok["principal"] == principal
     wait_for_event(hub_events, "the sign-in's ticket", action="issued", trigger="sign-in", method="password")
 
     # A user whose Kerberos password differs: the KDC refuses, with its code.

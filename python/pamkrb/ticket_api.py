@@ -31,7 +31,7 @@ from . import audit
 from ._native import MAX_SIGN_IN_BYTES
 from .exceptions import KerberosPasswordRejected
 from .hub_tickets import TICKET_ERRORS, explain
-from .keeper import shown
+from .keeper import TicketInPlace, shown
 
 if TYPE_CHECKING:
     from .authenticator import PAMKerberosAuthenticator
@@ -170,12 +170,13 @@ async def sign_in_again(auth: PAMKerberosAuthenticator, handler: Any, username: 
     A wrong password: HTTP 403, nothing changes."""
     started = time.monotonic()
     try:
-        data = await _sign_in_again(auth, handler, username, password)
+        in_place = await _sign_in_again(auth, handler, username, password)
     except web.HTTPError as e:
         signed_in(auth, handler, username, started, e.log_message or "refused", e.__context__)
         raise
-    signed_in(auth, handler, username, started)
-    return data
+    signed_in(auth, handler, username, started, principal=in_place.target.principal)
+    assert in_place.data is not None
+    return in_place.data
 
 
 def signed_in(
@@ -185,12 +186,15 @@ def signed_in(
     started: float,
     refused: str | None = None,
     error: BaseException | None = None,
+    *,
+    principal: str | None = None,
 ) -> None:
-    """The sign-in event (pamkrb.audit.SIGN_IN); never the password."""
+    """The sign-in event (pamkrb.audit.SIGN_IN); never the password. The
+    principal is known once the sign-in got a ticket."""
     auth.tickets.audit.emit(
         audit.SIGN_IN,
         user=username,
-        principal=None,
+        principal=principal,
         outcome="refused" if refused else "ok",
         reason=refused,
         kdc_error_code=getattr(error, "code", None),
@@ -199,7 +203,7 @@ def signed_in(
     )
 
 
-async def _sign_in_again(auth: PAMKerberosAuthenticator, handler: Any, username: str, password: str) -> bytes:
+async def _sign_in_again(auth: PAMKerberosAuthenticator, handler: Any, username: str, password: str) -> TicketInPlace:
     if not password:
         raise web.HTTPError(403, "the password was not accepted")
     authenticated = await auth.authenticate(handler, {"username": username, "password": password})
@@ -220,8 +224,7 @@ async def _sign_in_again(auth: PAMKerberosAuthenticator, handler: Any, username:
         if stashed is not None:
             stashed[:] = bytes(len(stashed))
     auth.log.info("%s signed in again; new Kerberos ticket", shown(username))
-    assert in_place.data is not None
-    return in_place.data
+    return in_place
 
 
 class TicketAPIHandler(APIHandler):  # type: ignore[misc]  # JupyterHub is untyped
