@@ -197,6 +197,19 @@ def test_renew_now_and_destroy_are_for_admins_with_xsrf_and_audited(fleet, realm
     missing = admin_session.post(f"{hub.url}/hub/pamkrb/admin/users/nobody-here/renew", headers=xsrf, timeout=60)
     assert missing.status_code == 404
 
+    # A renewal that fails (the keytab is gone) is a 502 naming why, a refusal
+    # in the trail, and the row's state and last error.
+    gone = who["gone"]
+    (gone.home / f"{gone.name}.keytab").unlink()
+    failed = admin_session.post(f"{hub.url}/hub/pamkrb/admin/users/{gone.name}/renew", headers=xsrf, timeout=60)
+    assert failed.status_code == 502, failed.text
+    assert "keytab" in failed.json()["error"]
+    event = wait_for_ticket_event(hub.events, action="refused", user=gone.name)
+    assert event["trigger"] == f"admin:{admin.name}"
+    row = rows_of(admin_session.get(f"{hub.url}/hub/pamkrb/admin/data", timeout=60).json())[gone.name]
+    assert row["state"] == "error"
+    assert "keytab" in row["last_error"]
+
 
 def wait_for_ticket_event(path: Path, **wanted: Any) -> dict[str, Any]:
     def found() -> dict[str, Any] | None:
