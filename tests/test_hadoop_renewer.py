@@ -19,8 +19,8 @@ The test drives that race on purpose, with real components only:
 - a principal with 60-second tickets, renewable for 10 minutes;
 - Hadoop's renewer command, ``kinit -R``, run as the user with the driver
   JVM's own environment (read from ``/proc``), as UGI's Shell.execCommand
-  runs it; and pamkrb's renewals, the server's (``refresher.renew_from_keytab``
-  and ``renew_from_cache`` as the user) and the hub's
+  runs it; and pamkrb's renewals, the server's keeper (``TicketKeeper.from_keytab``
+  and a TGS ``renew_ticket`` as the user) and the hub's
   (``obtain_ticket``/``renew_ticket`` as root with the user's uid/gid), all
   on one schedule, started within a few
   milliseconds of each other every :data:`PERIOD` seconds, so that pamkrb's
@@ -93,23 +93,27 @@ SPARK_EVERY = 3.0
 KERNEL = "pyspark-renewer"
 
 # pamkrb's side of the race, one process per caller. "server": as the user,
-# what the server extension calls: a new ticket from the user's keytab
-# (refresher.renew_from_keytab, no renewable lifetime asked: the KDC grants
-# one, as it does to kinit) and a TGS renewal (refresher.renew_from_cache,
-# a password user's path), alternately. "hub": as root, what the hub
+# what the server's TicketKeeper calls: a new ticket from the user's keytab
+# (TicketKeeper.from_keytab, no renewable lifetime asked: the KDC grants
+# one, as it does to kinit) and a TGS renewal (_native.renew_ticket, as
+# TicketKeeper._renew calls it for a server: no uid, no fallback),
+# alternately. "hub": as root, what the hub
 # calls (_install_ticket / _renew_ticket): a new renewable ticket from the
 # keytab and a TGS renewal, alternately, owned by uid/gid. Prints one JSON
 # line per round.
 WRITER = """\
 import json, random, sys, time
-from pamkrb import _native, refresher
+from pamkrb import _native, lifecycle
+from pamkrb.keeper import KeepingRules, TicketKeeper
 from pamkrb.lifecycle import TicketSettings
+from pamkrb.refresher import target_of
 mode, principal, ccache, keytab = sys.argv[1:5]
 uid, gid, rounds = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 t0, period, jitter = float(sys.argv[8]), float(sys.argv[9]), float(sys.argv[10])
 lifetime, renewable = int(sys.argv[11]), int(sys.argv[12])
-by_keytab = TicketSettings(principal=principal, keytab=keytab, ccache=ccache, source="keytab")
-by_renewal = TicketSettings(principal=principal, keytab="", ccache=ccache, source="password")
+target = target_of(TicketSettings(principal=principal, keytab=keytab, ccache=ccache, source="keytab"))
+keeper = TicketKeeper("renewer", lambda: target, KeepingRules(refresh_margin=30, kdc_timeout=20),
+                      flight=lifecycle.SingleFlight())
 for k in range(rounds):
     time.sleep(max(0.0, t0 + k * period + random.uniform(0, jitter) - time.time()))
     started = time.time()
@@ -117,11 +121,11 @@ for k in range(rounds):
     try:
         deadline = time.monotonic() + 20
         if mode == "server" and k % 2 == 0:
-            outcome["call"] = "renew_from_keytab"
-            installed = refresher.renew_from_keytab(by_keytab, deadline)
+            outcome["call"] = "TicketKeeper.from_keytab"
+            installed = keeper.from_keytab(target, deadline)
         elif mode == "server":
-            outcome["call"] = "renew_from_cache"
-            installed = refresher.renew_from_cache(by_renewal, deadline)
+            outcome["call"] = "renew_ticket (server)"
+            installed = _native.renew_ticket(principal, ccache, deadline=deadline)
         elif k % 2 == 0:
             outcome["call"] = "obtain_ticket"
             installed = _native.obtain_ticket(principal, keytab, ccache, uid=uid, gid=gid, lifetime=lifetime,

@@ -74,18 +74,18 @@ with "could be renewed only until ..., which has passed; a new ticket is
 needed". After the sign-in Hadoop logs "Not attempting to re-login since
 the last re-login was attempted less than 60 seconds before" until that
 minute is over; then the next failed connection re-reads the cache and the
-round works: 6.5 s, 69 s and 72 s after the sign-in in three runs (the next
-round, or the first one a minute after Hadoop's last attempt), with the
-same kernel process and the same Spark application.
+round works: 6.5 to 72 s after the sign-in in five runs (the next round,
+or the first one a minute after Hadoop's last attempt), with the same
+kernel process and the same Spark application.
 
 The five sessions run side by side, each in its own thread started by the
 ``sessions`` fixture when the first test needs it; each test waits for its
 own session's figures and asserts on them. Most of a session is waiting, so
 the group takes about as long as its longest session plus the cluster's
-start: 7 min 53 s, 8 min 12 s and 10 min 7 s in three runs (sessions ending
-4 to 10 minutes after the start; the longest run beside other Hadoop tests
-with a load average near 8), instead of about 16 minutes for three sessions
-one after another. The JVMs start at most two at a time.
+start: 7 min 40 s to 10 min 7 s in five runs (sessions ending 4 to 10
+minutes after the start; the longest run beside other Hadoop tests with a
+load average near 8), instead of about 16 minutes for three sessions one
+after another. The JVMs start at most two at a time.
 Each session's figures go to test-artifacts/<test>/figures.json, the
 group's timing to test-artifacts/test_hadoop_sessions/group.json.
 """

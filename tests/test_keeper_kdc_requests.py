@@ -11,6 +11,7 @@ are renewable for 90 s, so both happen within a few minutes.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import time
@@ -73,3 +74,59 @@ def test_an_idle_servers_ticket_is_renewed_by_tgs_until_its_renewable_life_ends(
     assert tgs_requests >= watched // LIFETIME
     assert as_requests <= math.ceil(watched / RENEWABLE_LIFE) + 1
     assert as_requests * 2 <= tgs_requests
+
+
+@pytest.mark.timeout(RENEWABLE_LIFE + 120)
+def test_a_password_ticket_at_its_renew_till_is_kept_without_asking_the_kdc_again(
+    renewing_realm, tmp_path, monkeypatch
+):
+    """The KDC caps a renewal at renew-till: once a password ticket ends
+    there, renewing it again would return the same ticket. The keeper keeps
+    it (valid, no KDC request) until it expires, then asks for a sign-in."""
+    from pamkrb import _native, lifecycle
+    from pamkrb.exceptions import LoginRequired
+    from pamkrb.keeper import KeepingRules, Target, TicketKeeper
+
+    realm = renewing_realm
+    monkeypatch.setenv("KRB5_CONFIG", str(realm.krb5_conf))
+    principal = realm.add_password_principal("kdc-cap", "cap-Secret-1")
+    ccache = str(tmp_path / "krb5cc")
+    renew_life = LIFETIME + LIFETIME // 2  # one renewal reaches the cap
+    first = _native.obtain_ticket_with_password(
+        principal, bytearray(b"cap-Secret-1"), ccache, lifetime=LIFETIME, renew_lifetime=renew_life
+    ).ticket
+    assert first.renew_until is not None
+    assert first.renew_until > first.expires_at
+    target = Target(username="kdc-cap", principal=principal, ccache=ccache, source=lifecycle.SOURCE_PASSWORD)
+    keeper = TicketKeeper(
+        "kdc-cap",
+        lambda: target,
+        KeepingRules(refresh_margin=MARGIN, kdc_timeout=10),
+        flight=lifecycle.SingleFlight(),
+    )
+    tgs_before = realm.kdc_requests("TGS_REQ", client=principal)
+    checks, expiries = 0, set()
+
+    async def check_until_sign_in_is_needed() -> LoginRequired:
+        nonlocal checks
+        deadline = time.monotonic() + renew_life + 60
+        while time.monotonic() < deadline:
+            checks += 1
+            try:
+                kept = await keeper.refresh("timer")
+            except LoginRequired as e:
+                return e
+            expiries.add(kept.info.expires_at)
+            await asyncio.sleep(0.5)  # a server checks every few seconds near the end
+        raise AssertionError("the keeper never asked for a sign-in")
+
+    refused = asyncio.run(check_until_sign_in_is_needed())
+    tgs = realm.kdc_requests("TGS_REQ", client=principal) - tgs_before
+    print(f"{checks} checks, {tgs} TGS requests, expiries seen {sorted(expiries)}")
+    assert time.time() >= first.renew_until  # kept to the end, not refused early
+    assert max(expiries) == first.renew_until  # renewed up to the cap
+    # One renewal reached the cap; the checks after it cost the KDC nothing
+    # (before the fix: one TGS request per check for the last MARGIN seconds).
+    assert 1 <= tgs <= 2, tgs
+    assert checks > 2 * MARGIN
+    assert "sign in" in str(refused)

@@ -228,14 +228,19 @@ class TicketKeeper:
             now = time.time()
             if not force and lifecycle.is_fresh(current, target.principal, self.rules.refresh_margin, now):
                 info = current
-            elif target.source != SOURCE_HUB:
+            elif target.source != SOURCE_HUB and current is not None:
                 # A password ticket is renewed to the end of its renewable
                 # life; a keytab can always start afresh.
                 margin = self.rules.refresh_margin if target.source == lifecycle.SOURCE_KEYTAB else 0
-                if current is not None and current.can_renew(now, margin):
+                if current.can_renew(now, margin) and renewal_lengthens(current):
                     target, info = self._renew(target, trigger, deadline)
                     if info is not None:
                         self._report("renewed", target, trigger, method="tgs", info=info, started=started)
+                elif target.source == lifecycle.SOURCE_PASSWORD and current.expires_at > now:
+                    # Already valid until its renew-till: a renewal would
+                    # return the same ticket, and only a sign-in gives a
+                    # new one. It is kept (and used) until it expires.
+                    info = current
         if info is None:
             kind = "renewal" if unless_fresh else "acquisition"
             target, info = self._obtain(target, kind, trigger, deadline, obtain or self._source_of(target, password))
@@ -457,6 +462,13 @@ class TicketKeeper:
             # A missing key fails the kinit with its own message.
             if problem.what in ("owner", "mode"):
                 self.log.warning("Keytab %s of %s: %s", target.keytab, shown(target.username), problem.detail)
+
+
+def renewal_lengthens(info: TicketInfo) -> bool:
+    """Whether a TGS renewal would move the expiry: the KDC caps a renewed
+    ticket at its renew-till, so one that already ends there gains nothing
+    (renewing it on every check would only load the KDC)."""
+    return info.renew_until is not None and info.renew_until - info.expires_at >= 1
 
 
 def shown(name: str) -> str:

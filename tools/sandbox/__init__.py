@@ -26,6 +26,10 @@ One module per concern; this file only re-exports their public names:
 - ``hadoop``: a Kerberos-secured HDFS (NameNode, DataNode) of Apache Hadoop
   2.7.3 on loopback, and the jars' download cache. Not re-exported: import
   ``sandbox.hadoop``.
+- ``samba``: a Samba AD domain controller in its own network, mount and PID
+  namespaces, and a winbind member of it. Not re-exported: import ``sandbox.samba``.
+- ``slurm``: a one-node Slurm cluster (munged, slurmctld, slurmd) on loopback
+  with a private ``/tmp`` per job. Not re-exported: import ``sandbox.slurm``.
 - ``namespace``: ``NamespacedSpawner``, a server "on another host" (private
   mount namespace). Not re-exported: it imports JupyterHub, and the hub loads
   it by name (``Hub(import_paths=[tools/])``).
