@@ -11,9 +11,12 @@ and come through a KDC outage.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import sandbox
 from conftest import BROKER_LIFETIME
@@ -144,3 +147,43 @@ def test_a_kdc_outage_is_reported_and_survived(namespaced_hub_factory, broker_re
     # Backoff after failures is at most a few doublings of 5 s here.
     status = sandbox.wait_until(fresh_again, timeout=3 * LIFETIME, interval=1, message="recovery after the outage")
     assert status["state"] in ("valid", "expiring"), json.dumps(status)
+
+
+@pytest.mark.parametrize("retain", [False, True], ids=["removed", "retained"])
+def test_a_stopped_server_removes_the_ticket_it_was_delivered(
+    namespaced_hub_factory, broker_realm, broker_user, retain
+):
+    """The hub removes only its own copy; a server on another host (a batch
+    job on a node whose /tmp other jobs share) removes the one it installed
+    when it stops, unless the admin retains tickets after stop."""
+    user = broker_user
+    hub = namespaced_hub_factory(
+        {
+            "PAMKerberosAuthenticator.ticket_broker": True,
+            "PAMKerberosAuthenticator.retain_ticket_after_stop": retain,
+        },
+        realm=broker_realm,
+    )
+    session = sandbox.login_and_spawn(hub, user)
+    cache = server_cache(user)
+    sandbox.wait_until(lambda: (seconds_left(broker_realm, cache) or 0) > 0, timeout=30, message="a delivered ticket")
+    # The server's /tmp, held open: its tmpfs outlives the server's mount
+    # namespace for as long as this descriptor does, so what the server left
+    # in it can be looked at after the server is gone.
+    tmp = os.open(cache.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.stat(cache.name, dir_fd=tmp, follow_symlinks=False)
+        stop = session.delete(
+            f"{hub.url}/hub/api/users/{user.name}/server",
+            headers={"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/") or ""},
+            timeout=60,
+        )
+        assert stop.status_code in (202, 204), stop.text
+        sandbox.wait_until(lambda: not sandbox.singleuser_pids(user.uid), timeout=60, message="the server stopped")
+        left = os.listdir(tmp)
+    finally:
+        os.close(tmp)
+    if retain:
+        assert cache.name in left
+    else:
+        assert cache.name not in left, f"the server left its ticket behind: {left}"

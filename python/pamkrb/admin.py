@@ -226,6 +226,13 @@ class AdminPageHandler(BaseHandler):  # type: ignore[misc]  # JupyterHub is unty
         self.finish(page)
 
 
+# The hub's routes for this page, under /hub (the authenticator's get_handlers).
+HANDLERS: list[tuple[str, Any]] = [
+    ("/pamkrb/admin", AdminPageHandler),
+    ("/pamkrb/admin/data", AdminDataHandler),
+    ("/pamkrb/admin/users/([^/]+)/(renew|destroy)", AdminActionHandler),
+]
+
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Kerberos tickets - pamkrb</title>
 <style>

@@ -16,7 +16,7 @@ from tornado import web
 from traitlets import Bool, Bunch, CaselessStrEnum, Float, Integer, TraitError, Unicode, default, validate
 
 from . import _native, lifecycle, login
-from .admin import AdminActionHandler, AdminDataHandler, AdminPageHandler
+from .admin import HANDLERS as ADMIN_HANDLERS
 from .exceptions import (
     AuthenticationDenied,
     KerberosError,
@@ -258,11 +258,11 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         config=True,
         help="""
         Whether a user's cache stays after their last server stops. False
-        (default): it is destroyed then, and when the user is deleted or
-        blocked, and nothing renews it, as pam_krb5 does at session close,
-        so no ticket waits in /tmp for whoever later gains the uid. True:
-        keep it (pam_krb5's retain_after_close), for ssh sessions on the
-        hub's host that share the cache.
+        (default): it is destroyed then (with ticket_broker, each server also
+        removes the copy it installed), and when the user is deleted or
+        blocked, and nothing renews it, as pam_krb5 does at session close, so
+        no ticket waits in /tmp for whoever later gains the uid. True: keep it
+        (pam_krb5's retain_after_close), for ssh sessions sharing the cache.
         """,
     )
 
@@ -441,10 +441,4 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         return True
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
-        return [
-            *super().get_handlers(app),
-            ("/api/pamkrb/ticket", TicketAPIHandler),
-            ("/pamkrb/admin", AdminPageHandler),
-            ("/pamkrb/admin/data", AdminDataHandler),
-            ("/pamkrb/admin/users/([^/]+)/(renew|destroy)", AdminActionHandler),
-        ]
+        return [*super().get_handlers(app), ("/api/pamkrb/ticket", TicketAPIHandler), *ADMIN_HANDLERS]

@@ -119,6 +119,7 @@ class HubTickets:
             broker=s.ticket_broker,
             source=target.source,
             warn_before=s.warn_before,
+            retain_after_stop=s.retain_ticket_after_stop,
         )
 
     # -- keeping ---------------------------------------------------------------------------

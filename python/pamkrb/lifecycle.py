@@ -218,6 +218,7 @@ ENV_RENEWABLE_LIFETIME = "PAMKRB_RENEWABLE_LIFETIME"
 ENV_TICKET_BROKER = "PAMKRB_TICKET_BROKER"
 ENV_CREDENTIAL_SOURCE = "PAMKRB_CREDENTIAL_SOURCE"
 ENV_WARN_BEFORE = "PAMKRB_WARN_BEFORE"
+ENV_RETAIN_AFTER_STOP = "PAMKRB_RETAIN_TICKET_AFTER_STOP"
 ENV_KRB5CCNAME = "KRB5CCNAME"
 ENV_NAMES = frozenset(
     {
@@ -233,6 +234,7 @@ ENV_NAMES = frozenset(
         ENV_TICKET_BROKER,
         ENV_CREDENTIAL_SOURCE,
         ENV_WARN_BEFORE,
+        ENV_RETAIN_AFTER_STOP,
     }
 )
 """Everything the hub puts in a server's environment for pamkrb: per user,
@@ -260,6 +262,10 @@ class TicketSettings:
     # only TGS renewals until renew_until, and the user signs in again).
     source: str = "keytab"
     warn_before: int = DEFAULT_WARN_BEFORE
+    # False: a server fed by the broker removes its cache when it stops (the
+    # hub cannot reach that copy on another host); True keeps it, as the
+    # hub's retain_ticket_after_stop does for the hub's own copy.
+    retain_after_stop: bool = False
 
     @property
     def renewed_by(self) -> str:
@@ -285,6 +291,8 @@ class TicketSettings:
         env[ENV_WARN_BEFORE] = str(self.warn_before)
         if self.broker:
             env[ENV_TICKET_BROKER] = "1"
+            if self.retain_after_stop:
+                env[ENV_RETAIN_AFTER_STOP] = "1"
         elif self.source == SOURCE_KEYTAB:
             env[ENV_KEYTAB] = self.keytab
         return env
@@ -309,6 +317,7 @@ class TicketSettings:
             "broker": environ.get(ENV_TICKET_BROKER, "") == "1",
             "source": environ.get(ENV_CREDENTIAL_SOURCE, "") or SOURCE_KEYTAB,
             "warn_before": _number(environ.get(ENV_WARN_BEFORE), int, DEFAULT_WARN_BEFORE),
+            "retain_after_stop": environ.get(ENV_RETAIN_AFTER_STOP, "") == "1",
         }
         values.update(given)
         if values["source"] not in SOURCES:

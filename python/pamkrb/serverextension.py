@@ -20,6 +20,7 @@ Triggers (all cheap when the ticket is fresh — a stat of the cache):
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import re
 from typing import Any
@@ -31,7 +32,7 @@ from tornado import httputil, web
 from tornado.ioloop import IOLoop
 from traitlets import Float, Integer, Unicode
 
-from . import audit, lifecycle
+from . import _native, audit, lifecycle
 from .exceptions import PamkrbError, TicketDeliveryError
 from .lifecycle import TicketSettings
 from .refresher import TicketRefresher
@@ -126,6 +127,7 @@ class KerberosTicketExtension(ExtensionApp):
     def initialize_settings(self) -> None:
         self._tasks: set[asyncio.Future[None]] = set()
         self._timer: object | None = None
+        self._ticket_removed = False
         overrides = {
             name: getattr(self, name)
             for name in (
@@ -151,6 +153,11 @@ class KerberosTicketExtension(ExtensionApp):
             self.refresher = TicketRefresher(settings, logger=self.log, audit=events)
             for problem in settings.problems():
                 self.log.warning("pamkrb: %s", problem)
+            if settings.broker and not settings.retain_after_stop:
+                # A SIGINT (JupyterHub's LocalProcessSpawner stops servers
+                # with it) ends a server whose stdin is not a terminal by
+                # KeyboardInterrupt, without stop_extension: the exit still runs.
+                atexit.register(self._remove_ticket_at_exit)
         self.settings["pamkrb_status"] = self.status
         self.settings["pamkrb_sign_in"] = self.sign_in
 
@@ -284,3 +291,33 @@ class KerberosTicketExtension(ExtensionApp):
         if self._timer is not None:
             IOLoop.current().remove_timeout(self._timer)
             self._timer = None
+        if self.refresher is None:
+            return
+        settings = self.refresher.settings
+        # With the broker the server may be on another host (a batch job on
+        # a node whose /tmp other jobs share): the hub removes only its own
+        # copy, so the server removes the one it installed, as the user.
+        # Without the broker it is the hub's file, and the hub's to remove.
+        if not settings.broker or settings.retain_after_stop or self._ticket_removed:
+            return
+        try:
+            removed = await self.refresher.keeper.destroy(lambda target: {target.ccache}, "server stopped")
+        except PamkrbError as e:
+            self.log.warning("pamkrb: could not remove the ticket at %s on stopping: %s", settings.ccache, e)
+            return
+        self._ticket_removed = True
+        self.log.info("pamkrb: server stopping; removed its ticket: %s", ", ".join(removed) or "none was left")
+
+    def _remove_ticket_at_exit(self) -> None:
+        """At interpreter exit, when stop_extension did not run: the event
+        loop is gone, so the removal runs here, once, as the user."""
+        if self._ticket_removed or self.refresher is None:
+            return
+        self._ticket_removed = True
+        path = self.refresher.keeper.in_use or self.refresher.settings.ccache
+        try:
+            removed = _native.destroy_cache(path, uid=os.geteuid())
+        except PamkrbError as e:
+            self.log.warning("pamkrb: could not remove the ticket at %s on exit: %s", path, e)
+            return
+        self.log.info("pamkrb: server exiting; removed its ticket: %s", path if removed else "none was left")
