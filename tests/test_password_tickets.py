@@ -131,21 +131,32 @@ def test_renewal_without_a_keytab_is_tgs_until_renew_till_then_sign_in(pam_servi
     assert in_pw_realm.kdc_requests("TGS_REQ") == tgs_before + 1
     assert in_pw_realm.kdc_requests("AS_REQ") == as_after_login
     assert info.renewable
-    # Past renew-till (simulated: a ticket that cannot be renewed) the hub
-    # does not fall back to anything: the user must sign in.
+    # A ticket that cannot be renewed any further (here: not renewable at
+    # all, as one at its renew-till) is kept while it is valid, with no KDC
+    # request; once it has expired the hub does not fall back to anything:
+    # the user must sign in.
     in_pw_realm.kadmin(f"modprinc -maxrenewlife 0 {in_pw_realm.qualify(pw_user.name)}")
-    _native.obtain_ticket_with_password(
-        in_pw_realm.qualify(pw_user.name),
-        bytearray(pw_user.password.encode()),
-        str(pw_user.default_ccache),
-        uid=pw_user.uid,
-        gid=pw_user.gid,
-    )
-    from pamkrb.exceptions import LoginRequired
+    try:
+        last = _native.obtain_ticket_with_password(
+            in_pw_realm.qualify(pw_user.name),
+            bytearray(pw_user.password.encode()),
+            str(pw_user.default_ccache),
+            uid=pw_user.uid,
+            gid=pw_user.gid,
+            lifetime=5,
+        ).ticket
+        requests_before = in_pw_realm.kdc_requests()
+        kept = asyncio.run(auth.tickets.ensure_fresh(pw_user.name, "refresh"))
+        assert kept.expires_at == last.expires_at
+        assert in_pw_realm.kdc_requests() == requests_before
+        from pamkrb.exceptions import LoginRequired
 
-    with pytest.raises(LoginRequired, match="sign in again"):
-        asyncio.run(auth.tickets.ensure_fresh(pw_user.name, "refresh"))
-    in_pw_realm.kadmin(f"modprinc -maxrenewlife {RENEWABLE} {in_pw_realm.qualify(pw_user.name)}")
+        sandbox.wait_until(lambda: time.time() > last.expires_at + 1, timeout=30, message="the ticket's end")
+        with pytest.raises(LoginRequired, match="sign in again"):
+            asyncio.run(auth.tickets.ensure_fresh(pw_user.name, "refresh"))
+        assert in_pw_realm.kdc_requests() == requests_before
+    finally:
+        in_pw_realm.kadmin(f"modprinc -maxrenewlife {RENEWABLE} {in_pw_realm.qualify(pw_user.name)}")
 
 
 # -- through a real hub: an idle server, the status, signing in again ------------------
