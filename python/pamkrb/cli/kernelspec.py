@@ -55,6 +55,7 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ..lifecycle import ENV_NAMES
 from .errors import UsageError
@@ -87,7 +88,7 @@ def kernel_launcher(python: str) -> list[str]:
     return [python, "-c", LAUNCHER_CODE, LAUNCHER_MARKER]
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "kernelspec",
         help="install a PySpark kernelspec",
@@ -193,7 +194,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     install.set_defaults(run=run_install, prog=install.prog)
 
 
-def build_kernel_json(args: argparse.Namespace) -> dict:
+def build_kernel_json(args: argparse.Namespace) -> dict[str, Any]:
     """The kernel.json for ``args``, after checking every path it names."""
     spark_home = _existing_dir(args.spark_home, "--spark-home")
     python = _absolute(args.python)
