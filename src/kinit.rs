@@ -66,15 +66,45 @@ pub enum KerberosError {
         code: i32,
         message: String,
     },
+    /// KDC_ERR_KEY_EXPIRED: the password is right but has expired, or an
+    /// administrator set "must change at next logon". Only a password
+    /// change helps; pamkrb never changes passwords.
+    #[error(
+        "the password of {principal} has expired and must be changed before a ticket can be \
+         issued ({message}, krb5 error {code})"
+    )]
+    PasswordExpired {
+        principal: String,
+        code: i32,
+        message: String,
+    },
+    /// KDC_ERR_CLIENT_REVOKED: an Active Directory KDC answers this for a
+    /// locked, a disabled and an expired account alike, so the message
+    /// cannot say which.
+    #[error(
+        "the KDC refuses tickets for {principal}: the account is locked, disabled or expired \
+         (the KDC does not say which; {message}, krb5 error {code})"
+    )]
+    AccountRevoked {
+        principal: String,
+        code: i32,
+        message: String,
+    },
 }
+
+/// KDC_ERR_KEY_EXPIRED: "Password has expired".
+pub const KEY_EXPIRED_CODE: i32 = -1_765_328_361;
+/// KDC_ERR_CLIENT_REVOKED: "Client's credentials have been revoked".
+pub const CLIENT_REVOKED_CODE: i32 = -1_765_328_366;
 
 impl KerberosError {
     /// The libkrb5 error code, when the failure came from libkrb5.
     pub fn code(&self) -> Option<i32> {
         match self {
-            KerberosError::Library { code, .. } | KerberosError::PasswordRejected { code, .. } => {
-                Some(*code)
-            }
+            KerberosError::Library { code, .. }
+            | KerberosError::PasswordRejected { code, .. }
+            | KerberosError::PasswordExpired { code, .. }
+            | KerberosError::AccountRevoked { code, .. } => Some(*code),
             KerberosError::InvalidArgument(_) | KerberosError::NoKey { .. } => None,
         }
     }
@@ -112,6 +142,31 @@ impl Context {
             code,
             message: self.message(code),
         })
+    }
+
+    /// Like [`Context::check`], but the two account-policy refusals an
+    /// Active Directory KDC gives (expired password, revoked account) get
+    /// their own variants naming `principal`.
+    fn check_policy(
+        &self,
+        code: ffi::krb5_error_code,
+        principal: &str,
+        action: &str,
+    ) -> Result<(), KerberosError> {
+        let principal = crate::ccache::shorten(principal.to_owned());
+        match code {
+            KEY_EXPIRED_CODE => Err(KerberosError::PasswordExpired {
+                principal,
+                code,
+                message: self.message(code),
+            }),
+            CLIENT_REVOKED_CODE => Err(KerberosError::AccountRevoked {
+                principal,
+                code,
+                message: self.message(code),
+            }),
+            _ => self.check(code, action),
+        }
     }
 
     fn message(&self, code: ffi::krb5_error_code) -> String {
@@ -163,6 +218,27 @@ impl<'c> OwnedPrincipal<'c> {
         // SAFETY: valid context, NUL-terminated name and out-pointer.
         let code = unsafe { ffi::krb5_parse_name(ctx.0, c_name.as_ptr(), &mut raw) };
         ctx.check(code, &format!("parsing principal {name:?}"))?;
+        Ok(OwnedPrincipal { ctx, raw })
+    }
+
+    /// `name` as an enterprise principal (`kinit -E`): the whole name up to
+    /// an optional second `@REALM` is one component, so a UPN such as
+    /// `alice@corp.example` is sent to the default realm's KDC as is,
+    /// instead of naming a realm nobody serves.
+    fn parse_enterprise(ctx: &'c Context, name: &str) -> Result<Self, KerberosError> {
+        let c_name = c_string(name, "principal")?;
+        let mut raw: ffi::krb5_principal = ptr::null_mut();
+        // SAFETY: valid context, NUL-terminated name, a documented flag and
+        // an out-pointer.
+        let code = unsafe {
+            ffi::krb5_parse_name_flags(
+                ctx.0,
+                c_name.as_ptr(),
+                ffi::KRB5_PRINCIPAL_PARSE_ENTERPRISE,
+                &mut raw,
+            )
+        };
+        ctx.check(code, &format!("parsing enterprise principal {name:?}"))?;
         Ok(OwnedPrincipal { ctx, raw })
     }
 }
@@ -281,6 +357,13 @@ impl<'c> InitCredsOptions<'c> {
         renew_lifetime: Option<u32>,
     ) -> Result<Self, KerberosError> {
         let options = InitCredsOptions::new(ctx)?;
+        // Ask the KDC for the client's canonical name (`kinit -C`) on every
+        // AS request: an Active Directory KDC then answers `ADALICE` or an
+        // enterprise name with the account's own `adalice@REALM`, and that
+        // answer is what the cache holds. An MIT KDC returns the name asked
+        // for unless it is an alias.
+        // SAFETY: `options.raw` is a live options structure.
+        unsafe { ffi::krb5_get_init_creds_opt_set_canonicalize(options.raw, 1) }
         if let Some(lifetime) = lifetime {
             // SAFETY: `options.raw` is a live options structure.
             unsafe {
@@ -539,12 +622,11 @@ pub fn renew_tgt(
             ptr::null(),
         )
     };
-    ctx.check(
+    let name = default_principal.to_string_lossy();
+    ctx.check_policy(
         code,
-        &format!(
-            "renewing the ticket of {} from {cache_name}",
-            default_principal.to_string_lossy()
-        ),
+        &name,
+        &format!("renewing the ticket of {name} from {cache_name}"),
     )?;
     // SAFETY: on success libkrb5 filled `renewed.raw` with valid credentials.
     Ok(unsafe { credential_from_raw(&renewed.raw) })
@@ -571,6 +653,29 @@ pub fn enctype_name(enctype: i32) -> String {
         .into_owned()
 }
 
+/// The enctypes this host's libkrb5 permits for session keys
+/// (`permitted_enctypes` in krb5.conf, or its default, with
+/// `allow_weak_crypto` applied), in preference order.
+pub fn permitted_enctypes() -> Result<Vec<i32>, KerberosError> {
+    let ctx = Context::new()?;
+    let mut list: *mut ffi::krb5_enctype = ptr::null_mut();
+    // SAFETY: valid context and out-pointer.
+    let code = unsafe { ffi::krb5_get_permitted_enctypes(ctx.0, &mut list) };
+    ctx.check(code, "reading permitted_enctypes from krb5.conf")?;
+    let mut out = Vec::new();
+    // SAFETY: on success `list` is a zero-terminated array owned by us,
+    // read up to its terminator and freed once.
+    unsafe {
+        let mut i = 0;
+        while *list.add(i) != 0 {
+            out.push(*list.add(i));
+            i += 1;
+        }
+        ffi::krb5_free_enctypes(ctx.0, list);
+    }
+    Ok(out)
+}
+
 /// The realm of `default_realm` in the active krb5.conf (`KRB5_CONFIG`).
 pub fn default_realm() -> Result<String, KerberosError> {
     Context::new()?.default_realm()
@@ -584,38 +689,42 @@ pub struct TicketRequest<'a> {
     pub lifetime: Option<u32>,
     /// Requested renewable lifetime in seconds; `None` lets krb5.conf decide.
     pub renew_lifetime: Option<u32>,
+    /// Send `principal` as an enterprise name (a UPN, `kinit -E`). Password
+    /// requests only: a keytab's keys are found under the plain name.
+    pub enterprise: bool,
 }
 
-/// Obtains an initial ticket for `request.principal` from its keys in
-/// `keytab` (the parsed file `keytab_name`, named in messages) and returns a
-/// credential cache holding it, ready to be serialised.
-///
-/// Only entries for the requested principal are handed to libkrb5: a keytab
-/// can only ever yield a ticket for its owner's own principal, whatever else
-/// the file holds.
-pub fn kinit_keytab(
-    request: &TicketRequest<'_>,
-    keytab: &Keytab,
-    keytab_name: &str,
-) -> Result<CredentialCache, KerberosError> {
-    let ctx = Context::new()?;
-    let client = OwnedPrincipal::parse(&ctx, request.principal)?;
-    // SAFETY: `client.raw` is a valid principal from krb5_parse_name.
-    let wanted = unsafe { principal_from_raw(client.raw) };
-    let mut keys = keytab.entries_for(&wanted).peekable();
-    if keys.peek().is_none() {
-        return Err(KerberosError::NoKey {
-            principal: wanted.to_string_lossy(),
-        });
-    }
-    let memory = MemoryKeytab::new(&ctx)?;
-    for entry in keys {
-        memory.add(&client, entry)?;
-    }
-    let options = InitCredsOptions::with_lifetimes(&ctx, request.lifetime, request.renew_lifetime)?;
+/// A keytab whose key armors password requests (FAST, RFC 6113): the
+/// host's machine keytab, say. `name` is shown in messages.
+pub struct Armor<'a> {
+    pub keytab: &'a Keytab,
+    pub name: &'a str,
+}
 
+/// What an AS exchange returned: the cache to install, and the password
+/// expiry the KDC reported (seconds since the epoch), if any.
+pub struct Issued {
+    pub cache: CredentialCache,
+    pub password_expires_at: Option<u32>,
+}
+
+/// An initial ticket for `client` from `entries` (copied into a memory
+/// keytab for the one request), with libkrb5's messages naming
+/// `keytab_name` instead of the memory keytab.
+fn creds_from_keys<'c, 'e>(
+    ctx: &'c Context,
+    client: &OwnedPrincipal<'_>,
+    entries: impl Iterator<Item = &'e KeytabEntry>,
+    options: &InitCredsOptions<'_>,
+    keytab_name: &str,
+    action: &str,
+) -> Result<Creds<'c>, KerberosError> {
+    let memory = MemoryKeytab::new(ctx)?;
+    for entry in entries {
+        memory.add(client, entry)?;
+    }
     let mut creds = Creds {
-        ctx: &ctx,
+        ctx,
         // SAFETY: krb5_creds is a plain C struct for which all-zero bytes
         // (null pointers, zero lengths) is the documented initial state.
         raw: unsafe { std::mem::zeroed() },
@@ -633,48 +742,187 @@ pub fn kinit_keytab(
             options.raw,
         )
     };
-    ctx.check(
-        code,
-        &format!(
-            "getting a ticket for {} from keytab {keytab_name}",
-            request.principal
-        ),
-    )
-    .map_err(|err| match err {
-        KerberosError::Library {
-            action,
-            code,
-            message,
-        } => KerberosError::Library {
-            action,
-            code,
-            message: memory.rename_in(message, keytab_name),
-        },
-        other => other,
-    })?;
+    // SAFETY: `client.raw` is a valid principal.
+    let shown = unsafe { principal_from_raw(client.raw) }.to_string_lossy();
+    ctx.check_policy(code, &shown, action)
+        .map_err(|err| match err {
+            KerberosError::Library {
+                action,
+                code,
+                message,
+            } => KerberosError::Library {
+                action,
+                code,
+                message: memory.rename_in(message, keytab_name),
+            },
+            other => other,
+        })?;
+    Ok(creds)
+}
 
+/// Obtains an initial ticket for `request.principal` from its keys in
+/// `keytab` (the parsed file `keytab_name`, named in messages) and returns a
+/// credential cache holding it, ready to be serialised.
+///
+/// Only entries for the requested principal are handed to libkrb5: a keytab
+/// can only ever yield a ticket for its owner's own principal, whatever else
+/// the file holds. The cache holds the name the KDC answered with
+/// (canonicalization is requested), which an AD KDC may spell differently.
+pub fn kinit_keytab(
+    request: &TicketRequest<'_>,
+    keytab: &Keytab,
+    keytab_name: &str,
+) -> Result<CredentialCache, KerberosError> {
+    let ctx = Context::new()?;
+    let client = OwnedPrincipal::parse(&ctx, request.principal)?;
+    // SAFETY: `client.raw` is a valid principal from krb5_parse_name.
+    let wanted = unsafe { principal_from_raw(client.raw) };
+    let mut keys = keytab.entries_for(&wanted).peekable();
+    if keys.peek().is_none() {
+        return Err(KerberosError::NoKey {
+            principal: wanted.to_string_lossy(),
+        });
+    }
+    let options = InitCredsOptions::with_lifetimes(&ctx, request.lifetime, request.renew_lifetime)?;
+    let action = format!(
+        "getting a ticket for {} from keytab {keytab_name}",
+        request.principal
+    );
+    let creds = creds_from_keys(&ctx, &client, keys, &options, keytab_name, &action)?;
     Ok(initial_cache(&creds))
+}
+
+/// The principal of `keytab` that armors requests: the first one-component
+/// name ending in `$` (an Active Directory machine account, `HOST$@REALM`,
+/// the name `net ads join` keys its keytab under), else the first entry's.
+fn armor_principal(keytab: &Keytab) -> Option<&Principal> {
+    let machine = keytab
+        .entries
+        .iter()
+        .map(|e| &e.principal)
+        .find(|p| p.components.len() == 1 && p.components[0].last() == Some(&b'$'));
+    machine.or_else(|| keytab.entries.first().map(|e| &e.principal))
+}
+
+/// A MEMORY cache holding a TGT obtained with `armor`'s key: the armor
+/// that `krb5_get_init_creds_opt_set_fast_ccache` wraps a request in.
+fn armor_cache<'c>(ctx: &'c Context, armor: &Armor<'_>) -> Result<MemoryCache<'c>, KerberosError> {
+    let action = format!("getting FAST armor from keytab {}", armor.name);
+    let Some(principal) = armor_principal(armor.keytab) else {
+        return Err(KerberosError::Library {
+            action,
+            code: 0,
+            message: "the keytab holds no keys".into(),
+        });
+    };
+    let name = principal.to_string_lossy();
+    let client = OwnedPrincipal::parse(ctx, &name)?;
+    let options = InitCredsOptions::new(ctx)?;
+    let creds = creds_from_keys(
+        ctx,
+        &client,
+        armor.keytab.entries_for(principal),
+        &options,
+        armor.name,
+        &format!("{action} (as {name})"),
+    )?;
+    let mut creds = creds;
+    let cache = MemoryCache::new(ctx)?;
+    // SAFETY: live context and cache; the principal is valid and copied by
+    // the memory cache.
+    let code = unsafe { ffi::krb5_cc_initialize(ctx.0, cache.raw, creds.raw.client) };
+    ctx.check(code, "initialising the FAST armor cache")?;
+    // SAFETY: live context and cache; krb5_mcc_store copies the filled
+    // credentials, which `creds` still owns and frees once.
+    let code = unsafe { ffi::krb5_cc_store_cred(ctx.0, cache.raw, &mut creds.raw) };
+    ctx.check(code, "storing the FAST armor ticket")?;
+    Ok(cache)
+}
+
+/// Receives the expiry times libkrb5's expire callback reports.
+#[derive(Default)]
+struct Expiry {
+    password: Option<u32>,
+}
+
+/// `krb5_expire_callback_func`: keeps the password expiry for the caller.
+/// With last-req entries (`is_last_req`) a non-zero password time is the
+/// KDC's own warning; without, libkrb5 passes the reply's `key-expiration`,
+/// which is the password's (or the account's) end: either is worth telling.
+unsafe extern "C" fn note_expiry(
+    _context: ffi::krb5_context,
+    data: *mut libc::c_void,
+    password_expiration: ffi::krb5_timestamp,
+    _account_expiration: ffi::krb5_timestamp,
+    _is_last_req: ffi::krb5_boolean,
+) {
+    if data.is_null() || password_expiration == 0 {
+        return;
+    }
+    // SAFETY: `data` is the `&mut Expiry` registered with this callback in
+    // `kinit_password`, alive for the whole krb5_get_init_creds_password
+    // call during which libkrb5 invokes us, on the same thread.
+    let expiry = unsafe { &mut *data.cast::<Expiry>() };
+    // libkrb5's signed time holds the KDC's unsigned seconds.
+    expiry.password = Some(password_expiration as u32);
 }
 
 /// Obtains an initial ticket for `request.principal` with its password (as `kinit`
 /// does, but in-process and without a prompter) and returns a credential
-/// cache holding it, ready to be serialised.
+/// cache holding it, ready to be serialised, with the password expiry the
+/// KDC reported (an Active Directory KDC reports it on every login).
 ///
 /// The password is refused before libkrb5 is loaded with it when it is
 /// empty, contains a NUL byte (C would cut it there and try a different
 /// password than the one typed) or is longer than [`MAX_PASSWORD_BYTES`].
 /// A password the KDC does not accept is [`KerberosError::PasswordRejected`];
-/// every other failure (unknown principal, expired password, KDC
-/// unreachable, …) is [`KerberosError::Library`] with libkrb5's code.
+/// an expired one [`KerberosError::PasswordExpired`], a locked or disabled
+/// account [`KerberosError::AccountRevoked`]; every other failure (unknown
+/// principal, KDC unreachable, …) is [`KerberosError::Library`] with
+/// libkrb5's code. With `armor`, the request is wrapped in FAST armor from
+/// that keytab and fails if the KDC does not support FAST.
 pub fn kinit_password(
     request: &TicketRequest<'_>,
     password: &SecretBytes,
-) -> Result<CredentialCache, KerberosError> {
+    armor: Option<&Armor<'_>>,
+) -> Result<Issued, KerberosError> {
     let password = c_password(password)?;
     let principal = request.principal;
     let ctx = Context::new()?;
-    let client = OwnedPrincipal::parse(&ctx, principal)?;
+    let client = if request.enterprise {
+        OwnedPrincipal::parse_enterprise(&ctx, principal)?
+    } else {
+        OwnedPrincipal::parse(&ctx, principal)?
+    };
+    // Declared before the options, so dropped after them: the options keep
+    // the armor cache's handle (not a copy).
+    let armor_cache = armor.map(|armor| armor_cache(&ctx, armor)).transpose()?;
     let options = InitCredsOptions::with_lifetimes(&ctx, request.lifetime, request.renew_lifetime)?;
+    if let Some(cache) = &armor_cache {
+        // SAFETY: live context, options and cache; libkrb5 stores the cache
+        // handle in the options, which are dropped before the cache.
+        let code =
+            unsafe { ffi::krb5_get_init_creds_opt_set_fast_ccache(ctx.0, options.raw, cache.raw) };
+        ctx.check(code, "setting the FAST armor cache")?;
+        // SAFETY: live context and options.
+        let code = unsafe {
+            ffi::krb5_get_init_creds_opt_set_fast_flags(ctx.0, options.raw, ffi::KRB5_FAST_REQUIRED)
+        };
+        ctx.check(code, "requiring FAST")?;
+    }
+    let mut expiry = Expiry::default();
+    // SAFETY: live context and options; `expiry` outlives every use of the
+    // pointer (the callback only runs inside krb5_get_init_creds_password
+    // below, and the options are dropped before `expiry` is read).
+    let code = unsafe {
+        ffi::krb5_get_init_creds_opt_set_expire_callback(
+            ctx.0,
+            options.raw,
+            Some(note_expiry),
+            ptr::from_mut(&mut expiry).cast(),
+        )
+    };
+    ctx.check(code, "setting the password expiry callback")?;
     let mut creds = Creds {
         ctx: &ctx,
         // SAFETY: all-zero is the documented initial state of krb5_creds.
@@ -700,20 +948,25 @@ pub fn kinit_password(
         )
     };
     drop(password);
+    drop(options);
+    // SAFETY: `client.raw` is a valid principal from krb5_parse_name(_flags).
+    let name = unsafe { principal_from_raw(client.raw) }.to_string_lossy();
     if WRONG_KEY_CODES.contains(&code) {
-        // SAFETY: `client.raw` is a valid principal from krb5_parse_name.
-        let name = unsafe { principal_from_raw(client.raw) }.to_string_lossy();
         return Err(KerberosError::PasswordRejected {
             principal: crate::ccache::shorten(name),
             code,
             message: ctx.message(code),
         });
     }
-    ctx.check(
+    ctx.check_policy(
         code,
+        &name,
         &format!("getting a ticket for {principal} with a password"),
     )?;
-    Ok(initial_cache(&creds))
+    Ok(Issued {
+        cache: initial_cache(&creds),
+        password_expires_at: expiry.password,
+    })
 }
 
 /// A NUL-terminated copy of `password` for libkrb5, in a buffer that is
@@ -921,6 +1174,7 @@ mod tests {
             principal,
             lifetime,
             renew_lifetime,
+            enterprise: false,
         }
     }
 
@@ -1052,6 +1306,7 @@ mod tests {
             let err = kinit_password(
                 &request("alice@FIXTURE.TEST", None, None),
                 &secret(password),
+                None,
             )
             .unwrap_err();
             assert!(matches!(err, KerberosError::InvalidArgument(_)), "{err:?}");
@@ -1063,6 +1318,7 @@ mod tests {
         let err = kinit_password(
             &request("alice@FIXTURE.TEST", None, None),
             &secret(&longest),
+            None,
         )
         .unwrap_err();
         assert!(matches!(err, KerberosError::Library { .. }), "{err:?}");
@@ -1083,6 +1339,7 @@ mod tests {
         let err = kinit_password(
             &request("alice@FIXTURE.TEST", Some(60), Some(120)),
             &password,
+            None,
         )
         .unwrap_err();
         let shown = format!("{err} {err:?}");
@@ -1095,13 +1352,23 @@ mod tests {
         with_nul.extend_from_slice(MARKER);
         with_nul.push(0);
         let with_nul = SecretBytes::new(with_nul);
-        assert!(kinit_password(&request("alice@FIXTURE.TEST", None, None), &with_nul).is_err());
+        assert!(
+            kinit_password(&request("alice@FIXTURE.TEST", None, None), &with_nul, None).is_err()
+        );
         drop(with_nul);
         assert_eq!(freed_with_marker(), before);
 
         // The check itself works: a plain Vec holding the marker is counted.
         drop(std::hint::black_box(MARKER.to_vec()));
         assert_eq!(freed_with_marker(), before + 1);
+    }
+
+    #[test]
+    fn permitted_enctypes_follow_krb5_conf() {
+        let permitted = permitted_enctypes().unwrap();
+        // aes256-cts-hmac-sha1-96 is in every default list since krb5 1.8.
+        assert!(permitted.contains(&18), "{permitted:?}");
+        assert!(!permitted.contains(&0));
     }
 
     #[test]

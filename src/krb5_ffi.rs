@@ -114,6 +114,24 @@ pub struct krb5_prompt {
     _private: [u8; 0],
 }
 
+/// `krb5_expire_callback_func`: the password and account expiry times a
+/// successful AS exchange reported (0: not reported).
+pub type krb5_expire_callback_func = Option<
+    unsafe extern "C" fn(
+        context: krb5_context,
+        data: *mut c_void,
+        password_expiration: krb5_timestamp,
+        account_expiration: krb5_timestamp,
+        is_last_req: krb5_boolean,
+    ),
+>;
+
+/// `krb5_parse_name_flags`: a single-component enterprise name (a UPN).
+pub const KRB5_PRINCIPAL_PARSE_ENTERPRISE: c_int = 0x4;
+/// `krb5_get_init_creds_opt_set_fast_flags`: fail unless the KDC does FAST.
+pub const KRB5_FAST_REQUIRED: krb5_flags = 0x0001;
+pub type krb5_flags = i32;
+
 pub type krb5_prompter_fct = Option<
     unsafe extern "C" fn(
         context: krb5_context,
@@ -139,6 +157,12 @@ extern "C" {
     pub fn krb5_parse_name(
         context: krb5_context,
         name: *const c_char,
+        principal_out: *mut krb5_principal,
+    ) -> krb5_error_code;
+    pub fn krb5_parse_name_flags(
+        context: krb5_context,
+        name: *const c_char,
+        flags: c_int,
         principal_out: *mut krb5_principal,
     ) -> krb5_error_code;
     pub fn krb5_free_principal(context: krb5_context, val: krb5_principal);
@@ -190,6 +214,31 @@ extern "C" {
         opt: *mut krb5_get_init_creds_opt,
         renew_life: krb5_deltat,
     );
+    pub fn krb5_get_init_creds_opt_set_canonicalize(
+        opt: *mut krb5_get_init_creds_opt,
+        canonicalize: c_int,
+    );
+    pub fn krb5_get_init_creds_opt_set_expire_callback(
+        context: krb5_context,
+        opt: *mut krb5_get_init_creds_opt,
+        cb: krb5_expire_callback_func,
+        data: *mut c_void,
+    ) -> krb5_error_code;
+    pub fn krb5_get_init_creds_opt_set_fast_ccache(
+        context: krb5_context,
+        opt: *mut krb5_get_init_creds_opt,
+        ccache: krb5_ccache,
+    ) -> krb5_error_code;
+    pub fn krb5_get_init_creds_opt_set_fast_flags(
+        context: krb5_context,
+        opt: *mut krb5_get_init_creds_opt,
+        flags: krb5_flags,
+    ) -> krb5_error_code;
+    pub fn krb5_get_permitted_enctypes(
+        context: krb5_context,
+        ktypes: *mut *mut krb5_enctype,
+    ) -> krb5_error_code;
+    pub fn krb5_free_enctypes(context: krb5_context, val: *mut krb5_enctype);
     pub fn krb5_get_init_creds_keytab(
         context: krb5_context,
         creds: *mut krb5_creds,

@@ -22,6 +22,8 @@ mod exceptions {
     pyo3::import_exception!(pamkrb.exceptions, PAMSystemError);
     pyo3::import_exception!(pamkrb.exceptions, KerberosError);
     pyo3::import_exception!(pamkrb.exceptions, KerberosPasswordRejected);
+    pyo3::import_exception!(pamkrb.exceptions, PasswordExpired);
+    pyo3::import_exception!(pamkrb.exceptions, AccountRevoked);
     pyo3::import_exception!(pamkrb.exceptions, TicketNotRenewable);
     pyo3::import_exception!(pamkrb.exceptions, CredentialCacheError);
     pyo3::import_exception!(pamkrb.exceptions, TicketFormatError);
@@ -84,6 +86,12 @@ impl From<NativeError> for PyErr {
             NativeError::Ticket(TicketError::Kerberos(
                 e @ KerberosError::PasswordRejected { .. },
             )) => exceptions::KerberosPasswordRejected::new_err((message, e.code())),
+            NativeError::Ticket(TicketError::Kerberos(
+                e @ KerberosError::PasswordExpired { .. },
+            )) => exceptions::PasswordExpired::new_err((message, e.code())),
+            NativeError::Ticket(TicketError::Kerberos(
+                e @ KerberosError::AccountRevoked { .. },
+            )) => exceptions::AccountRevoked::new_err((message, e.code())),
             NativeError::Ticket(TicketError::Kerberos(e)) => {
                 exceptions::KerberosError::new_err((message, e.code()))
             }
@@ -271,6 +279,11 @@ pub struct Installation {
     replaced: Option<Py<ReplacedEntry>>,
     #[pyo3(get)]
     fallback_reason: Option<String>,
+    /// When the user's password expires (seconds since the epoch), as the
+    /// KDC reported it with a password ticket (an Active Directory KDC
+    /// does on every login); None otherwise.
+    #[pyo3(get)]
+    password_expires_at: Option<u32>,
 }
 
 #[pymethods]
@@ -284,9 +297,12 @@ impl Installation {
             .fallback_reason
             .as_ref()
             .map_or_else(|| "None".to_owned(), |r| format!("{r:?}"));
+        let password_expires_at = self
+            .password_expires_at
+            .map_or_else(|| "None".to_owned(), |t| t.to_string());
         format!(
             "Installation(ticket={}, ccache={:?}, replaced={replaced}, \
-             fallback_reason={fallback_reason})",
+             fallback_reason={fallback_reason}, password_expires_at={password_expires_at})",
             self.ticket.bind(py).get().__repr__(),
             self.ccache,
         )
@@ -493,6 +509,7 @@ fn obtain_ticket(
         principal,
         lifetime,
         renew_lifetime,
+        enterprise: false,
     };
     let source = Source::Keytab(Path::new(keytab));
     install(
@@ -514,10 +531,16 @@ fn obtain_ticket(
 /// zeroed before anything else happens, on every path. Raises
 /// KerberosPasswordRejected when the KDC does not accept the password,
 /// KerberosError for anything else (an empty password, a NUL byte or more
-/// than 8 KiB without asking the KDC, code None). `fallback` as for
-/// `obtain_ticket`.
+/// than 8 KiB without asking the KDC, code None); PasswordExpired for an
+/// expired or must-change password, AccountRevoked for a locked, disabled
+/// or expired account. `fallback` as for `obtain_ticket`. `enterprise`:
+/// send `principal` as an enterprise name (a UPN). `armor_keytab`: wrap the
+/// request in FAST armor from that keytab's machine key (read as keytabs
+/// are; the request fails if the KDC does not do FAST). Canonicalization is
+/// always requested: the installed cache holds the KDC's name for the
+/// client, which `Installation.ticket.principal` reports.
 #[pyfunction]
-#[pyo3(signature = (principal, password, ccache, *, uid=None, gid=None, lifetime=None, renew_lifetime=None, deadline=None, fallback=None))]
+#[pyo3(signature = (principal, password, ccache, *, uid=None, gid=None, lifetime=None, renew_lifetime=None, deadline=None, fallback=None, enterprise=false, armor_keytab=None))]
 #[allow(clippy::too_many_arguments)] // mirrors the keyword-only Python signature
 fn obtain_ticket_with_password(
     py: Python<'_>,
@@ -530,13 +553,17 @@ fn obtain_ticket_with_password(
     renew_lifetime: Option<u32>,
     deadline: Option<f64>,
     fallback: Option<&str>,
+    enterprise: bool,
+    armor_keytab: Option<&str>,
 ) -> PyResult<Installation> {
     let password = take_secret(password);
     let request = TicketRequest {
         principal,
         lifetime,
         renew_lifetime,
+        enterprise,
     };
+    let armor = armor_keytab.filter(|path| !path.is_empty()).map(Path::new);
     install(
         py,
         Target {
@@ -546,7 +573,7 @@ fn obtain_ticket_with_password(
             deadline,
             fallback,
         },
-        |to| ticket::obtain(&request, Source::Password(&password), to),
+        |to| ticket::obtain(&request, Source::Password(&password, armor), to),
     )
 }
 
@@ -614,6 +641,7 @@ fn installation(py: Python<'_>, installed: ticket::Installation) -> PyResult<Ins
             .map(|r| Py::new(py, ReplacedEntry::from(r)))
             .transpose()?,
         fallback_reason: installed.fallback_reason,
+        password_expires_at: installed.password_expires_at,
     })
 }
 
@@ -744,6 +772,21 @@ fn default_realm() -> PyResult<String> {
     Ok(realm)
 }
 
+/// The enctype numbers libkrb5 permits on this host (`permitted_enctypes`
+/// of the krb5.conf KRB5_CONFIG names, or libkrb5's default), in order.
+#[pyfunction]
+fn permitted_enctypes() -> PyResult<Vec<i32>> {
+    let list = crate::kinit::permitted_enctypes()
+        .map_err(|e| NativeError::Ticket(TicketError::Kerberos(e)))?;
+    Ok(list)
+}
+
+/// libkrb5's name for an enctype number, e.g. "aes256-cts-hmac-sha1-96".
+#[pyfunction]
+fn enctype_name(enctype: i32) -> String {
+    crate::kinit::enctype_name(enctype)
+}
+
 /// Raises TemplateError if `template` has a syntax error or unknown placeholder.
 #[pyfunction]
 fn validate_template(template: &str) -> PyResult<()> {
@@ -807,6 +850,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(destroy_cache, m)?)?;
     m.add_function(wrap_pyfunction!(inspect_keytab, m)?)?;
     m.add_function(wrap_pyfunction!(default_realm, m)?)?;
+    m.add_function(wrap_pyfunction!(permitted_enctypes, m)?)?;
+    m.add_function(wrap_pyfunction!(enctype_name, m)?)?;
     m.add_function(wrap_pyfunction!(validate_template, m)?)?;
     m.add_function(wrap_pyfunction!(expand_template, m)?)?;
     m.add_function(wrap_pyfunction!(check_username, m)?)?;

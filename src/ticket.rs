@@ -77,8 +77,9 @@ pub enum Source<'a> {
     /// A keytab file, read through the safe walk.
     Keytab(&'a Path),
     /// The principal's password: only read (copied into another wiping
-    /// buffer for libkrb5), never kept.
-    Password(&'a SecretBytes),
+    /// buffer for libkrb5), never kept; with the keytab whose key armors
+    /// the request (FAST), if any.
+    Password(&'a SecretBytes, Option<&'a Path>),
 }
 
 /// Where a cache goes, whose it is, and until when it may be installed:
@@ -127,6 +128,9 @@ pub struct Installation {
     /// Why the cache path asked for was not written, when `cache` is the
     /// fallback.
     pub fallback_reason: Option<String>,
+    /// When the password expires (seconds since the epoch), as the KDC
+    /// reported it with a password ticket; `None` otherwise.
+    pub password_expires_at: Option<u32>,
 }
 
 /// Gets a fresh initial ticket for `request.principal` from `source` (a
@@ -140,18 +144,34 @@ pub fn obtain(
     destination: &Destination<'_>,
 ) -> Result<Installation, TicketError> {
     destination.check_deadline("before contacting the KDC")?;
-    let cache = match source {
+    let (cache, password_expires_at) = match source {
         Source::Keytab(path) => {
             // Read and parsed here, through the safe walk and without a
             // lock; the keys are wiped when `file` is dropped.
             let file = keytab::read(path)?;
             let shown = path.display().to_string();
-            kinit::kinit_keytab(request, &file.keytab, &shown)
-                .map_err(|err| describe_keytab(err, path, &file.keytab))?
+            let cache = kinit::kinit_keytab(request, &file.keytab, &shown)
+                .map_err(|err| describe_keytab(err, path, &file.keytab))?;
+            (cache, None)
         }
-        Source::Password(password) => kinit::kinit_password(request, password)?,
+        Source::Password(password, armor) => {
+            // The armor keytab is read like a user's: the same walk, keys
+            // wiped on drop, never opened by libkrb5.
+            let armor_file = armor.map(keytab::read).transpose()?;
+            let shown = armor.map(|path| path.display().to_string());
+            let armor = armor_file
+                .as_ref()
+                .zip(shown.as_deref())
+                .map(|(file, name)| kinit::Armor {
+                    keytab: &file.keytab,
+                    name,
+                });
+            let issued = kinit::kinit_password(request, password, armor.as_ref())?;
+            (issued.cache, issued.password_expires_at)
+        }
     };
-    let installed = install_issued(&cache, destination)?;
+    let mut installed = install_issued(&cache, destination)?;
+    installed.password_expires_at = password_expires_at;
     log::debug!(
         "installed a ticket for {} in {}, valid until {}",
         installed.ticket.principal,
@@ -304,6 +324,7 @@ fn install_cache(
         cache: installed.path,
         replaced: installed.replaced,
         fallback_reason: installed.fallback_reason,
+        password_expires_at: None,
     })
 }
 
@@ -542,7 +563,7 @@ mod tests {
         let attempt = |password: &SecretBytes, deadline| {
             obtain(
                 &request("a@NO.SUCH.REALM"),
-                Source::Password(password),
+                Source::Password(password, None),
                 &Destination {
                     deadline,
                     ..to(&cache)
@@ -586,6 +607,7 @@ mod tests {
             principal,
             lifetime: None,
             renew_lifetime: None,
+            enterprise: false,
         }
     }
 

@@ -80,6 +80,7 @@ const UNAVAILABLE: ITicketStatus = {
   source: null,
   login_required_at: null,
   warn_before: null,
+  password_expires_at: null,
   last_refresh: null,
   last_error: null
 };
@@ -119,6 +120,7 @@ function parseStatus(body: unknown): ITicketStatus {
     source: oneOf('source', SOURCES),
     login_required_at: text('login_required_at'),
     warn_before: seconds('warn_before'),
+    password_expires_at: text('password_expires_at'),
     last_refresh: text('last_refresh'),
     last_error: text('last_error')
   };
@@ -181,7 +183,36 @@ function offersSignIn(status: ITicketStatus, now: Date): boolean {
   );
 }
 
+/** How long a password expiry is announced ahead, in days. */
+const PASSWORD_WARNING_DAYS = 14;
+
+/**
+ * " · password expires in N days" when the KDC reported the user's password
+ * expiry (Active Directory) and it is at most PASSWORD_WARNING_DAYS away;
+ * "" otherwise. Whole days, rounded up, so "in 0 days" is never shown
+ * before the password has actually expired.
+ */
+function passwordExpiry(status: ITicketStatus, now: Date): string {
+  const when = parseTime(status.password_expires_at);
+  if (when === null) {
+    return '';
+  }
+  const days = Math.ceil((when.getTime() - now.getTime()) / 86_400_000);
+  if (days > PASSWORD_WARNING_DAYS) {
+    return '';
+  }
+  if (days <= 0) {
+    return ' · password expired';
+  }
+  return ` · password expires in ${days} day${days === 1 ? '' : 's'}`;
+}
+
 function label(status: ITicketStatus, now: Date): string {
+  const text = ticketLabel(status, now);
+  return text === '' ? text : text + passwordExpiry(status, now);
+}
+
+function ticketLabel(status: ITicketStatus, now: Date): string {
   const expires = parseTime(status.expires_at);
   const deadline = signInDeadline(status, now);
   if (deadline !== null) {
@@ -254,6 +285,9 @@ function tooltip(status: ITicketStatus, signIn: boolean): string {
   }
   if (status.login_required_at !== null) {
     lines.push(`Sign-in needed by: ${when(status.login_required_at)}`);
+  }
+  if (status.password_expires_at !== null) {
+    lines.push(`Password expires: ${when(status.password_expires_at)}`);
   }
   lines.push(`Last refresh: ${when(status.last_refresh)}`);
   if (status.last_error !== null) {

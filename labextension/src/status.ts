@@ -61,6 +61,12 @@ export interface IServerStatus {
   login_required_at: string | null;
   /** Seconds before login_required_at to warn the user; null: never warn. */
   warn_before: number | null;
+  /**
+   * When the user's password expires, UTC ISO 8601, as the KDC reported it at
+   * their last password login (an Active Directory KDC does on every login);
+   * null when not reported.
+   */
+  password_expires_at: string | null;
   /** UTC ISO 8601. */
   last_refresh: string | null;
   last_error: string | null;
@@ -84,6 +90,7 @@ export const STATUS_FIELDS = [
   'source',
   'login_required_at',
   'warn_before',
+  'password_expires_at',
   'last_refresh',
   'last_error',
   'refresh_margin',

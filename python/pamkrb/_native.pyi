@@ -67,6 +67,11 @@ class Installation:
     def fallback_reason(self) -> str | None:
         """Why the ``ccache`` asked for was not written (the error there) when
         the fallback was; None when the ``ccache`` asked for was written."""
+    @property
+    def password_expires_at(self) -> int | None:
+        """When the user's password expires (seconds since the epoch), as the
+        KDC reported it with a password ticket (an Active Directory KDC does
+        on every login); None otherwise."""
 
 class KeytabEntry:
     @property
@@ -163,14 +168,22 @@ def obtain_ticket_with_password(
     renew_lifetime: int | None = None,
     deadline: float | None = None,
     fallback: str | None = None,
+    enterprise: bool = False,
+    armor_keytab: str | None = None,
 ) -> Installation:
     """Get a ticket for ``principal`` with its Kerberos password (in-process,
     no prompter) and install it at ``ccache`` as obtain_ticket does (owned by
     uid/gid, mode 0600, atomically; ``deadline`` and ``fallback`` likewise). ``password`` is
     zeroed before this returns or raises. KerberosPasswordRejected when the
-    KDC does not accept the password; KerberosError otherwise (``code`` None
-    for an empty password, a NUL byte or more than 8 KiB, refused without
-    asking the KDC)."""
+    KDC does not accept the password; PasswordExpired for an expired or
+    must-change password; AccountRevoked for a locked, disabled or expired
+    account; KerberosError otherwise (``code`` None for an empty password, a
+    NUL byte or more than 8 KiB, refused without asking the KDC).
+    Canonicalization is requested: the cache holds the KDC's name for the
+    client (``Installation.ticket.principal``). ``enterprise``: send
+    ``principal`` as an enterprise name (a UPN). ``armor_keytab``: armor the
+    request (FAST) with that keytab's machine key; fails unless the KDC does
+    FAST."""
 
 def renew_ticket(
     principal: str,
@@ -237,6 +250,13 @@ def inspect_keytab(path: str) -> KeytabInfo:
     the same walk as obtain_ticket; KeytabError if unsafe or malformed."""
 
 def default_realm() -> str: ...
+def permitted_enctypes() -> list[int]:
+    """The enctype numbers this host's libkrb5 permits (``permitted_enctypes``
+    of the krb5.conf KRB5_CONFIG names, or libkrb5's default), in order."""
+
+def enctype_name(enctype: int) -> str:
+    """libkrb5's name for an enctype number, e.g. "aes256-cts-hmac-sha1-96"."""
+
 def validate_template(template: str) -> None: ...
 def expand_template(
     template: str,

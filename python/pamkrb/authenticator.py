@@ -15,7 +15,7 @@ from jupyterhub.auth import PAMAuthenticator
 from tornado import web
 from traitlets import Bool, Bunch, CaselessStrEnum, Float, Integer, TraitError, Unicode, default, validate
 
-from . import _native, lifecycle, login
+from . import _native, kdc_refusals, lifecycle, login
 from .admin import HANDLERS as ADMIN_HANDLERS
 from .exceptions import (
     AuthenticationDenied,
@@ -253,6 +253,42 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         """,
     )
 
+    enterprise_principals = Bool(
+        False,
+        config=True,
+        help="""
+        Whether the principal of a password ticket is sent to the KDC as an
+        enterprise name (kinit -E): set it when principal_template gives a
+        user principal name (UPN) of Active Directory, such as
+        "{username}@corp.example", whose domain is not a Kerberos realm. The
+        default realm's KDC then looks the UPN up and answers with the
+        account's own name ("alice@CORP.EXAMPLE"), which is the name the
+        cache, the status and the renewals use from then on. Default: False
+        (the principal is parsed as name@REALM). Keytab tickets are not
+        affected: Active Directory exports keys under sAMAccountName@REALM,
+        so a keytab site's principal_template must give that name.
+        Canonicalization (kinit -C) is always requested, with or without
+        this: an MIT KDC answers with the name asked for.
+        """,
+    )
+
+    fast_armor_keytab = Unicode(
+        "",
+        config=True,
+        help="""
+        A keytab whose key armors every password ticket request (FAST,
+        RFC 6113), e.g. the host's machine keytab /etc/krb5.keytab after
+        `net ads join` or `realm join`. The hub first gets a ticket for the
+        keytab's machine account (the first "NAME$" principal, else the first
+        entry) into memory, and wraps each user's request in it, so the
+        password exchange cannot be attacked offline. Requests then fail with
+        a clear error if the KDC does not support FAST or the keytab is
+        stale. Read as root through the same checks as users' keytabs (no
+        symbolic links); keep it root-only. Default: "" (no armor; the
+        KDC's "FAST required" policy would then refuse password logins).
+        """,
+    )
+
     retain_ticket_after_stop = Bool(
         False,
         config=True,
@@ -364,9 +400,8 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
             info = (await self.tickets.keeper(name).replace("login", password=password)).info
         except TICKET_ERRORS as e:
             rejected = isinstance(e, KerberosPasswordRejected)
-            self._no_ticket(
-                f"login of {shown(name)}", e, name, 403, KERBEROS_PASSWORD_REFUSED if rejected else LOGIN_REFUSED
-            )
+            message = kdc_refusals.user_message(e) or (KERBEROS_PASSWORD_REFUSED if rejected else LOGIN_REFUSED)
+            self._no_ticket(f"login of {shown(name)}", e, name, 403, message)
             return auth_model
         finally:
             if password is not None:

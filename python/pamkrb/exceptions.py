@@ -45,8 +45,23 @@ class KerberosPasswordRejected(KerberosError):
     password, not the system's; nothing was installed. The message names the
     principal, never the password. ``code`` is the krb5 error code.
 
-    An unknown principal, an expired password or an unreachable KDC are
-    plain KerberosError."""
+    An unknown principal or an unreachable KDC are plain KerberosError; an
+    expired password is PasswordExpired, a locked account AccountRevoked."""
+
+
+class PasswordExpired(KerberosError):
+    """The KDC refused a ticket because the password has expired and must be
+    changed (KDC_ERR_KEY_EXPIRED, -1765328361): its maximum age has passed,
+    or an administrator set "must change at next logon". The password was
+    right; only changing it helps, which pamkrb does not do. The message says
+    so and names the principal; ``code`` is the krb5 error code."""
+
+
+class AccountRevoked(KerberosError):
+    """The KDC refused tickets for the principal (KDC_ERR_CLIENT_REVOKED,
+    -1765328366): the account is locked out, disabled, or expired. An Active
+    Directory KDC gives the same error for all three, so the message cannot
+    say which; an administrator can. ``code`` is the krb5 error code."""
 
 
 class TicketNotRenewable(KerberosError):
@@ -111,6 +126,7 @@ class TemplateError(PamkrbError, ValueError):
 
 
 __all__ = [
+    "AccountRevoked",
     "AuthenticationDenied",
     "CredentialCacheError",
     "InvalidUsername",
@@ -121,6 +137,7 @@ __all__ = [
     "NativePanic",
     "PAMSystemError",
     "PamkrbError",
+    "PasswordExpired",
     "TemplateError",
     "TicketDeliveryError",
     "TicketFormatError",

@@ -9,6 +9,7 @@ ticket API call in here; the settings are the authenticator's traits.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -105,8 +106,10 @@ class HubTickets:
         )
 
     def server_settings(self, target: Target) -> TicketSettings:
-        """What the user's server needs to keep the ticket the hub installed."""
+        """What the user's server needs to keep the ticket the hub installed
+        (``target`` as an attempt left it: with the KDC's name for the user)."""
         s = self.settings
+        keeper = self._keepers.get(target.username)
         return TicketSettings(
             principal=target.principal,
             keytab=target.keytab,
@@ -120,6 +123,7 @@ class HubTickets:
             source=target.source,
             warn_before=s.warn_before,
             retain_after_stop=s.retain_ticket_after_stop,
+            password_expires_at=keeper.password_expires_at if keeper is not None else None,
         )
 
     # -- keeping ---------------------------------------------------------------------------
@@ -127,7 +131,14 @@ class HubTickets:
     def keeper(self, username: str) -> TicketKeeper:
         """The keeper of the user's ticket."""
         s = self.settings
-        rules = KeepingRules(s.refresh_margin, s.kdc_timeout, s.ticket_lifetime, s.renewable_lifetime)
+        rules = KeepingRules(
+            s.refresh_margin,
+            s.kdc_timeout,
+            s.ticket_lifetime,
+            s.renewable_lifetime,
+            enterprise_principals=s.enterprise_principals,
+            fast_armor_keytab=s.fast_armor_keytab,
+        )
         keeper = self._keepers.get(username)
         if keeper is None:
             locate = partial(self._target, username)
@@ -158,6 +169,8 @@ class HubTickets:
 
         def attempt(deadline: float) -> tuple[Target, TicketInfo | None, str | None]:
             target = self._target(username)
+            if keeper is not None:
+                target = dataclasses.replace(target, principal=keeper.principal_of(target))
             path = in_use or target.ccache
             try:
                 info = _native.inspect_ticket(path, uid=target.uid)

@@ -86,6 +86,10 @@ class KeepingRules:
     kdc_timeout: float
     ticket_lifetime: int | None = None
     renewable_lifetime: int | None = None
+    # Password tickets: the principal is an enterprise name (a UPN).
+    enterprise_principals: bool = False
+    # Password tickets: armor every request (FAST) with this keytab's key; "" for none.
+    fast_armor_keytab: str = ""
 
 
 class TicketKeeper:
@@ -127,6 +131,24 @@ class TicketKeeper:
         # The cache path in use when it is not the target's own (the fallback
         # after a plant that could not be replaced).
         self.in_use: str | None = None
+        # The KDC's name for the configured principal, learned from an AS
+        # reply (canonicalization is always requested): (configured, canonical).
+        self.canonical: tuple[str, str] | None = None
+        self._configured = ""
+        # When the user's password expires, as the KDC last reported it with
+        # a password ticket (seconds since the epoch); None if never reported.
+        self.password_expires_at: int | None = None
+
+    def principal_of(self, target: Target) -> str:
+        """The user's principal from now on: the KDC's canonical name for
+        ``target.principal`` once an AS reply has told it (``ADAlice@REALM``
+        asked, ``adalice@REALM`` answered; a UPN sent as an enterprise name),
+        else the configured one. Freshness, TGS renewal, delivery and status
+        all use this name, so a ticket the KDC renamed is never taken for a
+        stranger's (which would mean an AS request on every check)."""
+        if self.canonical is not None and self.canonical[0] == target.principal:
+            return self.canonical[1]
+        return target.principal
 
     async def refresh(self, trigger: str, *, read: bool = False, force: bool = False) -> TicketInPlace:
         """Keep the ticket fresh: renew it unless fresh, by TGS while it is
@@ -202,6 +224,8 @@ class TicketKeeper:
         target = self._locate()
         if self.in_use is not None:
             target = dataclasses.replace(target, ccache=self.in_use)
+        self._configured = target.principal
+        target = dataclasses.replace(target, principal=self.principal_of(target))
         try:
             return self._keep(target, deadline, trigger, started, unless_fresh, read, password, obtain, force)
         except Exception as e:
@@ -351,6 +375,8 @@ class TicketKeeper:
                 renew_lifetime=self.rules.renewable_lifetime or lifecycle.DEFAULT_PASSWORD_RENEWABLE_LIFETIME,
                 deadline=deadline,
                 fallback=self._fallback(target),
+                enterprise=self.rules.enterprise_principals,
+                armor_keytab=self.rules.fast_armor_keytab or None,
             )
 
         return obtain
@@ -369,7 +395,9 @@ class TicketKeeper:
 
     def _installed(self, target: Target, installed: Installation) -> tuple[Target, TicketInfo]:
         """Report what the install replaced or could not replace; the target
-        with the path the ticket is now at, and the ticket."""
+        with the path the ticket is now at (and the principal the KDC named),
+        and the ticket."""
+        target = self._learn_from(target, installed)
         if installed.fallback_reason is not None:
             self._report_plant(target, "unreplaceable", "unknown", None, in_use=installed.ccache)
             metrics.count_plant("unreplaceable")
@@ -398,6 +426,32 @@ class TicketKeeper:
                 f" (moved aside to {planted.moved_to})" if planted.moved_to else "",
             )
         return target, installed.ticket
+
+    def _learn_from(self, target: Target, installed: Installation) -> Target:
+        """What an AS reply tells about the user: the KDC's canonical name
+        for the principal, and when the password expires."""
+        if installed.password_expires_at is not None:
+            self.password_expires_at = installed.password_expires_at
+            days = (installed.password_expires_at - time.time()) / 86400
+            self.log.info(
+                "The password of %s (%s) expires in %.0f days, at %s",
+                shown(target.username),
+                target.principal,
+                max(days, 0),
+                lifecycle.local_time(installed.password_expires_at),
+            )
+        ticket = installed.ticket
+        if ticket.is_for(target.principal):
+            return target
+        # Only an initial ticket can carry another name: a renewal and a
+        # delivered cache are checked against target.principal natively.
+        self.canonical = (self._configured or target.principal, ticket.principal)
+        self.log.info(
+            "The KDC names %s %s (canonical name); their tickets are kept under that name",
+            target.principal,
+            ticket.principal,
+        )
+        return dataclasses.replace(target, principal=ticket.principal)
 
     def _report(
         self,

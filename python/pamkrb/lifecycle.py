@@ -219,6 +219,7 @@ ENV_TICKET_BROKER = "PAMKRB_TICKET_BROKER"
 ENV_CREDENTIAL_SOURCE = "PAMKRB_CREDENTIAL_SOURCE"
 ENV_WARN_BEFORE = "PAMKRB_WARN_BEFORE"
 ENV_RETAIN_AFTER_STOP = "PAMKRB_RETAIN_TICKET_AFTER_STOP"
+ENV_PASSWORD_EXPIRES_AT = "PAMKRB_PASSWORD_EXPIRES_AT"
 ENV_KRB5CCNAME = "KRB5CCNAME"
 ENV_NAMES = frozenset(
     {
@@ -235,6 +236,7 @@ ENV_NAMES = frozenset(
         ENV_CREDENTIAL_SOURCE,
         ENV_WARN_BEFORE,
         ENV_RETAIN_AFTER_STOP,
+        ENV_PASSWORD_EXPIRES_AT,
     }
 )
 """Everything the hub puts in a server's environment for pamkrb: per user,
@@ -266,6 +268,9 @@ class TicketSettings:
     # hub cannot reach that copy on another host); True keeps it, as the
     # hub's retain_ticket_after_stop does for the hub's own copy.
     retain_after_stop: bool = False
+    # When the user's password expires (seconds since the epoch), as the KDC
+    # reported it at their last password login; None: not reported.
+    password_expires_at: int | None = None
 
     @property
     def renewed_by(self) -> str:
@@ -289,6 +294,8 @@ class TicketSettings:
             env[ENV_RENEWABLE_LIFETIME] = str(self.renewable_lifetime)
         env[ENV_CREDENTIAL_SOURCE] = self.source
         env[ENV_WARN_BEFORE] = str(self.warn_before)
+        if self.password_expires_at is not None:
+            env[ENV_PASSWORD_EXPIRES_AT] = str(self.password_expires_at)
         if self.broker:
             env[ENV_TICKET_BROKER] = "1"
             if self.retain_after_stop:
@@ -318,6 +325,7 @@ class TicketSettings:
             "source": environ.get(ENV_CREDENTIAL_SOURCE, "") or SOURCE_KEYTAB,
             "warn_before": _number(environ.get(ENV_WARN_BEFORE), int, DEFAULT_WARN_BEFORE),
             "retain_after_stop": environ.get(ENV_RETAIN_AFTER_STOP, "") == "1",
+            "password_expires_at": _number(environ.get(ENV_PASSWORD_EXPIRES_AT), int, None),
         }
         values.update(given)
         if values["source"] not in SOURCES:
@@ -404,6 +412,7 @@ STATUS_FIELDS = (
     "source",
     "login_required_at",  # when a sign-in becomes necessary (renew_until); null while a keytab renews
     "warn_before",  # seconds before login_required_at to warn the user; null for no warning
+    "password_expires_at",  # when the user's password expires, as the KDC reported it; null if not
     "last_refresh",
     "last_error",
     "refresh_margin",
@@ -497,6 +506,7 @@ def status(
     source: str | None = None,
     login_required_at: float | None = None,
     warn_before: int | None = None,
+    password_expires_at: float | None = None,
 ) -> dict[str, Any]:
     """A status in the shape of STATUS_FIELDS."""
     result = {
@@ -510,6 +520,7 @@ def status(
         "source": source,
         "login_required_at": iso_time(login_required_at),
         "warn_before": warn_before,
+        "password_expires_at": iso_time(password_expires_at),
         "last_refresh": iso_time(last_refresh),
         "last_error": last_error,
         "refresh_margin": refresh_margin,

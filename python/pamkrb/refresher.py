@@ -224,4 +224,5 @@ class TicketRefresher:
             source=s.source,
             login_required_at=(info.renew_until or info.expires_at) if password and info is not None else None,
             warn_before=s.warn_before if password else None,
+            password_expires_at=s.password_expires_at,
         )

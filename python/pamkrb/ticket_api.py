@@ -27,9 +27,9 @@ from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.utils import compare_token
 from tornado import httputil, iostream, web
 
-from . import audit
+from . import audit, kdc_refusals
 from ._native import MAX_SIGN_IN_BYTES
-from .exceptions import KerberosPasswordRejected
+from .exceptions import AccountRevoked, KerberosPasswordRejected, PasswordExpired
 from .hub_tickets import TICKET_ERRORS, explain
 from .keeper import TicketInPlace, shown
 
@@ -217,6 +217,11 @@ async def _sign_in_again(auth: PAMKerberosAuthenticator, handler: Any, username:
     except KerberosPasswordRejected as e:
         auth.log.warning("Sign-in of %s: %s", shown(username), e)
         raise web.HTTPError(403, "the Kerberos server did not accept the password") from None
+    except (PasswordExpired, AccountRevoked) as e:
+        # The account's policy, not a wrong password and not the system: the
+        # user gets the reason (the same words as on the login form).
+        auth.log.warning("Sign-in of %s: %s", shown(username), e)
+        raise web.HTTPError(403, kdc_refusals.user_message(e)) from None
     except TICKET_ERRORS as e:
         auth.log.warning("Sign-in of %s: no ticket: %s", shown(username), explain(e, username))
         raise web.HTTPError(503, "no Kerberos ticket could be obtained; see the hub log") from None

@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         report.skip(f"keytab {paths.keytab}", why)
         report.skip("KDC", "a ticket from the password needs the user's password; log in to test it")
     elif check_keytab(paths, report, broker=authenticator.ticket_broker):
+        check_keytab_enctypes(paths, report)
         check_kdc(paths, authenticator, report)
     else:
         report.skip("KDC", "the keytab cannot be used")
@@ -347,6 +348,51 @@ def check_keytab(where: lifecycle.UserPaths, report: Report, *, broker: bool = F
             f"(kvno {', '.join(map(str, kvnos))})",
         )
     return not any(p.what == "no-key" for p in problems)
+
+
+# Enctypes a KDC may still issue keys in but no site should depend on alone.
+_WEAK_ENCTYPES = {23: "RC4", 24: "RC4", 16: "3DES", 1: "DES", 2: "DES", 3: "DES"}
+
+
+def check_keytab_enctypes(where: lifecycle.UserPaths, report: Report) -> None:
+    """The enctypes of the user's keys against what this host's libkrb5
+    permits (krb5.conf ``permitted_enctypes``, read through libkrb5): a key
+    only in enctypes the host refuses cannot get a ticket. Keytabs exported
+    from Active Directory (``samba-tool domain exportkeytab``, ``ktpass``)
+    hold aes256, aes128 and RC4 keys."""
+    from .. import _native
+    from ..exceptions import KerberosError, KeytabError
+
+    title = f"keytab {where.keytab} enctypes"
+    try:
+        keytab = _native.inspect_keytab(where.keytab)
+        permitted = set(_native.permitted_enctypes())
+    except (KeytabError, KerberosError) as e:
+        report.fail(title, str(e), "check KRB5_CONFIG and krb5.conf's [libdefaults]")
+        return
+    mine = {e.enctype: e.enctype_name for e in keytab.entries if e.is_for(where.principal)}
+    usable = sorted(n for n in mine if n in permitted)
+    refused = sorted(n for n in mine if n not in permitted)
+    listing = ", ".join(mine[n] + ("" if n in permitted else " (not permitted here)") for n in sorted(mine))
+    if not usable:
+        report.fail(
+            title,
+            f"{listing}: none of the keys is in an enctype this host permits "
+            f"({', '.join(_native.enctype_name(n) for n in sorted(permitted))})",
+            "export the key again in a permitted enctype (aes256-cts-hmac-sha1-96), or add the keytab's enctype "
+            "to permitted_enctypes in krb5.conf's [libdefaults]",
+        )
+    elif all(n in _WEAK_ENCTYPES for n in usable):
+        weak = ", ".join(sorted({_WEAK_ENCTYPES[n] for n in usable}))
+        report.warn(
+            title,
+            f"{listing}: only weak keys ({weak}) can be used",
+            "export an AES key for the principal (samba-tool domain exportkeytab, or ktpass -crypto AES256-SHA1)",
+        )
+    elif refused:
+        report.ok(title, f"{listing}; the others are used")
+    else:
+        report.ok(title, listing)
 
 
 # -- KDC ---------------------------------------------------------------------------
