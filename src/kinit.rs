@@ -703,6 +703,7 @@ pub struct Armor<'a> {
 
 /// What an AS exchange returned: the cache to install, and the password
 /// expiry the KDC reported (seconds since the epoch), if any.
+#[derive(Debug)]
 pub struct Issued {
     pub cache: CredentialCache,
     pub password_expires_at: Option<u32>,
@@ -1361,6 +1362,63 @@ mod tests {
         // The check itself works: a plain Vec holding the marker is counted.
         drop(std::hint::black_box(MARKER.to_vec()));
         assert_eq!(freed_with_marker(), before + 1);
+    }
+
+    #[test]
+    fn account_policy_refusals_get_their_own_variants() {
+        let ctx = Context::new().unwrap();
+        let expired = ctx
+            .check_policy(KEY_EXPIRED_CODE, "alice@R", "getting a ticket")
+            .unwrap_err();
+        assert!(
+            matches!(&expired, KerberosError::PasswordExpired { principal, .. } if principal == "alice@R"),
+            "{expired:?}"
+        );
+        assert_eq!(expired.code(), Some(KEY_EXPIRED_CODE));
+        assert!(expired
+            .to_string()
+            .starts_with("the password of alice@R has expired and must be changed"));
+        let revoked = ctx
+            .check_policy(CLIENT_REVOKED_CODE, "alice@R", "getting a ticket")
+            .unwrap_err();
+        assert!(
+            matches!(revoked, KerberosError::AccountRevoked { .. }),
+            "{revoked:?}"
+        );
+        assert!(revoked.to_string().contains("locked, disabled or expired"));
+        assert!(revoked.to_string().contains("krb5 error -1765328366"));
+        // Anything else stays a plain library error naming the action.
+        let other = ctx
+            .check_policy(-1_765_328_378, "alice@R", "getting a ticket")
+            .unwrap_err();
+        assert!(matches!(other, KerberosError::Library { .. }), "{other:?}");
+        assert!(other.to_string().starts_with("getting a ticket: "));
+        assert!(ctx.check_policy(0, "alice@R", "x").is_ok());
+    }
+
+    #[test]
+    fn the_armor_principal_is_the_machine_account() {
+        let keytab = multi();
+        // No NAME$ entry in the fixture: the first entry's principal.
+        assert_eq!(
+            armor_principal(&keytab).map(Principal::to_string_lossy),
+            Some(keytab.entries[0].principal.to_string_lossy())
+        );
+        let mut machine = keytab.entries[0].principal.clone();
+        machine.components = vec![b"HOST$".to_vec()];
+        let mut with_machine = multi();
+        let mut entry = multi().entries.remove(0);
+        entry.principal = machine.clone();
+        with_machine.entries.push(entry);
+        assert_eq!(
+            armor_principal(&with_machine).map(Principal::to_string_lossy),
+            Some(machine.to_string_lossy())
+        );
+        assert!(armor_principal(&Keytab {
+            version: 2,
+            entries: vec![]
+        })
+        .is_none());
     }
 
     #[test]

@@ -26,7 +26,7 @@ import asyncio
 import dataclasses
 import io
 import json
-import os
+import logging
 import secrets
 import struct
 import time
@@ -35,8 +35,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from tornado import web
 
-from pamkrb import _native, kdc_refusals, lifecycle
+from pamkrb import _native, kdc_refusals, lifecycle, ticket_api
 from pamkrb.cli.doctor import Report, check_keytab_enctypes
 from pamkrb.exceptions import (
     AccountRevoked,
@@ -72,7 +73,8 @@ def kdc_connections(dc: DomainController) -> int:
     nothing else connects to the DC while a test counts."""
     pid = dc.samba_pid()
     assert pid is not None
-    header, values = (line.split() for line in Path(f"/proc/{pid}/net/snmp").read_text().splitlines() if line.startswith("Tcp:"))
+    snmp = Path(f"/proc/{pid}/net/snmp").read_text().splitlines()
+    header, values = (line.split() for line in snmp if line.startswith("Tcp:"))
     return int(dict(zip(header, values))["PassiveOpens"])
 
 
@@ -151,10 +153,12 @@ def test_a_renamed_principal_is_kept_without_an_as_request_per_check(
     assert _native.inspect_ticket(target.ccache).principal == ad_user.principal
 
 
-def test_a_must_change_password_is_password_expired(ad_dc: DomainController, ad_krb5_config: Path, tmp_path: Path) -> None:
-    with ad_dc.users("admustchg" + secrets.token_hex(3), must_change=True) as (user,):
-        with pytest.raises(PasswordExpired) as expired:
-            password_kinit(user.principal, user.password, tmp_path / "cc")
+def test_a_must_change_password_is_password_expired(
+    ad_dc: DomainController, ad_krb5_config: Path, tmp_path: Path
+) -> None:
+    name = "admustchg" + secrets.token_hex(3)
+    with ad_dc.users(name, must_change=True) as (user,), pytest.raises(PasswordExpired) as expired:
+        password_kinit(user.principal, user.password, tmp_path / "cc")
     assert isinstance(expired.value, KerberosError)
     assert not isinstance(expired.value, KerberosPasswordRejected)
     assert expired.value.code == KDC_ERR_KEY_EXPIRED
@@ -215,7 +219,8 @@ def test_an_expiring_password_is_reported_and_reaches_the_servers_status(
     installed = password_kinit(ad_user.principal, ad_user.password, tmp_path / "again")
     assert installed.password_expires_at == expires
     logged = [r.getMessage() for r in caplog.records if "expires in" in r.getMessage()]
-    assert logged and ("expires in 42 days" in logged[0] or "expires in 41 days" in logged[0]), logged
+    assert logged
+    assert "expires in 42 days" in logged[0] or "expires in 41 days" in logged[0], logged
     assert all(ad_user.password not in line for line in logged)
 
     # Through the server's environment into its status, as the hub does at spawn.
@@ -230,7 +235,8 @@ def test_an_expiring_password_is_reported_and_reaches_the_servers_status(
     env = settings.to_env()
     assert env[lifecycle.ENV_PASSWORD_EXPIRES_AT] == str(expires)
     received, missing = lifecycle.TicketSettings.from_env(env)
-    assert missing == [] and received is not None
+    assert missing == []
+    assert received is not None
     status = asyncio.run(TicketRefresher(received).status())
     assert status["state"] == "valid"
     assert status["password_expires_at"] == lifecycle.iso_time(expires)
@@ -239,7 +245,9 @@ def test_an_expiring_password_is_reported_and_reaches_the_servers_status(
         json.loads(json.dumps(status))
     )
     # A keytab ticket carries no password expiry.
-    assert lifecycle.TicketSettings.from_env({**env, lifecycle.ENV_PASSWORD_EXPIRES_AT: ""})[0].password_expires_at is None  # type: ignore[union-attr]
+    without, _ = lifecycle.TicketSettings.from_env({**env, lifecycle.ENV_PASSWORD_EXPIRES_AT: ""})
+    assert without is not None
+    assert without.password_expires_at is None
 
 
 @pytest.fixture
@@ -350,7 +358,8 @@ def test_an_exported_keytab_with_rc4_works_and_doctor_reports_its_enctypes(
         monkeypatch.setenv("KRB5_CONFIG", str(conf))
 
     use_conf(None)
-    assert _native.obtain_ticket(ad_user.principal, str(exported), cache, lifetime=90).ticket.principal == ad_user.principal
+    installed = _native.obtain_ticket(ad_user.principal, str(exported), cache, lifetime=90)
+    assert installed.ticket.principal == ad_user.principal
     with pytest.raises(KerberosError, match="Key table entry not found"):
         _native.obtain_ticket(ad_user.principal, str(rc4), cache, lifetime=90)
     use_conf("arcfour-hmac")
@@ -366,11 +375,58 @@ def test_an_exported_keytab_with_rc4_works_and_doctor_reports_its_enctypes(
         return out.getvalue()
 
     full = doctor(exported, None)
-    assert full.startswith("OK  ") and "aes256-cts-hmac-sha1-96" in full and "arcfour-hmac" in full, full
+    assert full.startswith("OK  "), full
+    assert "aes256-cts-hmac-sha1-96" in full
+    assert "arcfour-hmac" in full
     assert "not permitted" not in full
     aes_only = doctor(exported, "aes256-cts-hmac-sha1-96 aes128-cts-hmac-sha1-96")
-    assert aes_only.startswith("OK  ") and "arcfour-hmac (not permitted here)" in aes_only, aes_only
+    assert aes_only.startswith("OK  "), aes_only
+    assert "arcfour-hmac (not permitted here)" in aes_only
     weak = doctor(rc4, None)
-    assert weak.startswith("WARN") and "only weak keys (RC4)" in weak, weak
+    assert weak.startswith("WARN"), weak
+    assert "only weak keys (RC4)" in weak
     refused = doctor(rc4, "aes256-cts-hmac-sha1-96")
-    assert refused.startswith("FAIL") and "none of the keys is in an enctype this host permits" in refused, refused
+    assert refused.startswith("FAIL"), refused
+    assert "none of the keys is in an enctype this host permits" in refused
+
+
+class SignInBoundary:
+    """The authenticator as the hub's sign-in route sees it, for the one
+    test below: PAM is stood in for (it accepted the password); the ticket
+    comes from a real keeper and the real DC."""
+
+    def __init__(self, keeper: TicketKeeper, password: str) -> None:
+        self._keeper = keeper
+        self._password = password
+        self.log = logging.getLogger("test-ad-sign-in")
+        self.tickets = self  # HubTickets' keeper(), here
+
+    async def authenticate(self, handler: object, data: dict[str, str]) -> str:
+        return data["username"]
+
+    def take_password(self, handler: object, username: str) -> bytearray:
+        return bytearray(self._password.encode())
+
+    def normalize_username(self, name: str) -> str:
+        return name
+
+    def keeper(self, username: str) -> TicketKeeper:
+        return self._keeper
+
+
+def test_sign_in_again_with_a_must_change_password_is_a_403_that_says_why(
+    ad_dc: DomainController, ad_krb5_config: Path, tmp_path: Path
+) -> None:
+    """``POST /hub/api/.../signin`` (ticket_api._sign_in_again): the KDC's
+    PasswordExpired becomes a 403 whose message the server's sign-in dialog
+    shows, not a 503 "see the hub log" and not a 500."""
+    with ad_dc.users("adsignin" + secrets.token_hex(3), must_change=True) as (user,):
+        target = Target(username=user.name, principal=user.principal, ccache=str(tmp_path / "cc"), source="password")
+        rules = KeepingRules(refresh_margin=20, kdc_timeout=30, ticket_lifetime=600)
+        keeper = TicketKeeper("ad", lambda: target, rules, flight=lifecycle.SingleFlight("test-ad-sign-in"))
+        auth = SignInBoundary(keeper, user.password)
+        with pytest.raises(web.HTTPError) as refused:
+            asyncio.run(ticket_api._sign_in_again(auth, None, user.name, user.password))  # type: ignore[arg-type]
+    assert refused.value.status_code == 403
+    assert refused.value.log_message == kdc_refusals.PASSWORD_EXPIRED
+    assert not (tmp_path / "cc").exists()

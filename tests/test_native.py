@@ -19,6 +19,7 @@ import sandbox  # tools/sandbox/, on the path through pytest.ini's `pythonpath`
 from conftest import require_root
 from pamkrb import _native
 from pamkrb.exceptions import (
+    AccountRevoked,
     AuthenticationDenied,
     CredentialCacheError,
     InvalidUsername,
@@ -27,6 +28,7 @@ from pamkrb.exceptions import (
     KeytabError,
     PamkrbError,
     PAMSystemError,
+    PasswordExpired,
     TemplateError,
     TicketFormatError,
     TicketNotRenewable,
@@ -251,6 +253,9 @@ def test_every_exception_is_a_pamkrb_error():
     assert issubclass(TicketNotRenewable, KerberosError)
     # Code that only knows KerberosError still treats a wrong password as a failure.
     assert issubclass(KerberosPasswordRejected, KerberosError)
+    # And an account-policy refusal (Active Directory's expired password, locked account).
+    assert issubclass(PasswordExpired, KerberosError)
+    assert issubclass(AccountRevoked, KerberosError)
 
 
 def _require_root():
@@ -1036,12 +1041,27 @@ def test_expired_password_is_not_a_rejected_password(realm, bare_user, workdir):
     principal, password = _password_principal(realm, bare_user)
     realm.kadmin(f'modprinc -pwexpire "2001-01-01 00:00:00" {principal}')
     buffer = bytearray(password.encode())
-    with pytest.raises(KerberosError) as info:
+    with pytest.raises(PasswordExpired) as info:
         _native.obtain_ticket_with_password(principal, buffer, str(workdir / "cc"))
     assert not isinstance(info.value, KerberosPasswordRejected)
     assert info.value.code == KDC_ERR_KEY_EXP
+    assert str(info.value).startswith(f"the password of {principal} has expired and must be changed")
     _assert_wiped(buffer)
     assert list(workdir.iterdir()) == []
+
+
+def test_a_password_expiry_from_an_mit_kdc_comes_back_with_the_ticket(realm, bare_user, workdir):
+    """MIT's KDC sends the password's expiry as the reply's key-expiration;
+    libkrb5's expire callback passes it on. Without one: None."""
+    principal, password = _password_principal(realm, bare_user)
+    installed = _native.obtain_ticket_with_password(principal, bytearray(password.encode()), str(workdir / "cc"))
+    assert installed.password_expires_at is None
+    soon = int(time.time()) + 10 * 86400
+    realm.kadmin(f'modprinc -pwexpire "{time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(soon))}" {principal}')
+    installed = _native.obtain_ticket_with_password(principal, bytearray(password.encode()), str(workdir / "cc"))
+    assert installed.password_expires_at == soon
+    assert installed.ticket.principal == principal
+    assert f"password_expires_at={soon}" in repr(installed)
 
 
 def test_password_kinit_gets_a_renewable_ticket_when_asked(renew_realm, bare_user, workdir, monkeypatch):
