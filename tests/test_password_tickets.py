@@ -22,7 +22,7 @@ from tornado import web
 
 import sandbox
 from conftest import require_root
-from pamkrb import PAMKerberosAuthenticator, _native
+from pamkrb import PAMKerberosAuthenticator, _native, lifecycle
 
 LIFETIME = 60
 RENEWABLE = 180
@@ -234,6 +234,21 @@ def test_idle_server_renews_by_tgs_until_renew_till_then_asks_to_sign_in(hub_fac
     assert '"valid": true' in after["stdout"], after
     assert response.json()["status"]["state"] == "valid"
     print(f"sign-in to the kernel seeing the new ticket: {elapsed * 1000:.0f} ms")
+
+
+def test_the_kdcs_password_expiry_reaches_the_servers_status(hub_factory, pw_realm, pw_user):
+    """The password's expiry the KDC reports with the login's ticket (MIT's
+    key-expiration here; an Active Directory KDC reports it on every login:
+    tests/test_ad_tickets.py) goes from the hub to the server and into its
+    status, and the login goes on."""
+    soon = int(time.time()) + 10 * 86400
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(soon))
+    pw_realm.kadmin(f'modprinc -pwexpire "{when}" {pw_realm.qualify(pw_user.name)}')
+    hub = hub_for(hub_factory, pw_realm)
+    session = sandbox.login_and_spawn(hub, pw_user)
+    status = server_status(session, hub, pw_user)
+    assert status["state"] == "valid", status
+    assert status["password_expires_at"] == lifecycle.iso_time(soon), status
 
 
 @pytest.fixture
