@@ -36,8 +36,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 from tornado import web
+from traitlets import TraitError
 
-from pamkrb import _native, kdc_refusals, lifecycle, ticket_api
+from pamkrb import PAMKerberosAuthenticator, _native, kdc_refusals, lifecycle, ticket_api
 from pamkrb.cli.doctor import Report, check_keytab_enctypes
 from pamkrb.exceptions import (
     AccountRevoked,
@@ -430,3 +431,16 @@ def test_sign_in_again_with_a_must_change_password_is_a_403_that_says_why(
     assert refused.value.status_code == 403
     assert refused.value.log_message == kdc_refusals.PASSWORD_EXPIRED
     assert not (tmp_path / "cc").exists()
+
+
+def test_the_ad_traits_reach_every_keeper_and_a_relative_armor_path_is_refused() -> None:
+    auth = PAMKerberosAuthenticator(
+        realm="AD.PAMKRB.TEST", enterprise_principals=True, fast_armor_keytab="/etc/krb5.keytab"
+    )
+    rules = auth.tickets.keeper("alice").rules
+    assert rules.enterprise_principals is True
+    assert rules.fast_armor_keytab == "/etc/krb5.keytab"
+    default = PAMKerberosAuthenticator(realm="AD.PAMKRB.TEST").tickets.keeper("alice").rules
+    assert (default.enterprise_principals, default.fast_armor_keytab) == (False, "")
+    with pytest.raises(TraitError, match="fast_armor_keytab must be an absolute path"):
+        PAMKerberosAuthenticator(realm="AD.PAMKRB.TEST", fast_armor_keytab="krb5.keytab")

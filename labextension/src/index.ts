@@ -9,6 +9,10 @@
  * for the password and posts it to `<base url>pamkrb/api/signin`, which
  * replaces the ticket without restarting the server or its kernels.
  *
+ * When the KDC reported the password's own expiry at the last login (an
+ * Active Directory KDC does on every login: `password_expires_at`), the item
+ * adds "password expires in N days" in the last two weeks.
+ *
  * Both UIs load this one plugin: JupyterLab 4 always has a status bar,
  * Notebook 7 only in some views, so the status bar and the main menu are
  * optional and whatever is missing is simply not used.

@@ -319,6 +319,14 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
             raise TraitError(f"{name}: {e}") from None
         return str(proposal.value)
 
+    @validate("fast_armor_keytab")
+    def _validate_armor_keytab(self, proposal: Bunch) -> str:
+        path = str(proposal.value)
+        if path and not path.startswith("/"):
+            # Root reads it: a relative path would depend on the hub's working directory.
+            raise TraitError(f"PAMKerberosAuthenticator.fast_armor_keytab must be an absolute path, not {path!r}")
+        return path
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         reason = unsafe_service_reason(self.service)
