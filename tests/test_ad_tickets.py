@@ -56,6 +56,7 @@ pytest_plugins = ["samba_fixtures"]
 
 KDC_ERR_CLIENT_REVOKED = -1765328366
 KDC_ERR_KEY_EXPIRED = -1765328361
+KDC_ERR_POLICY = -1765328372
 RC4 = 23
 SCHEMA = Path(lifecycle.__file__).with_name("status.schema.json")
 
@@ -181,7 +182,16 @@ def test_a_locked_and_a_disabled_account_are_account_revoked(
             for _ in range(2):
                 with pytest.raises(KerberosPasswordRejected):
                     password_kinit(locked.principal, "wrong-" + locked.password, cache)
+            held = tmp_path / "held"
+            password_kinit(disabled.principal, disabled.password, held, lifetime=600, renew_lifetime=900)
             ad_dc.samba_tool("user", "disable", disabled.name)
+            # A TGT issued before the account was disabled is not renewed, but
+            # Samba says so with KDC_ERR_POLICY, which pamkrb does not guess to
+            # be a revoked account: a plain KerberosError.
+            with pytest.raises(KerberosError) as policy:
+                _native.renew_ticket(disabled.principal, str(held))
+            assert not isinstance(policy.value, AccountRevoked)
+            assert policy.value.code == KDC_ERR_POLICY
             errors = {}
             for user in (locked, disabled):
                 with pytest.raises(AccountRevoked) as revoked:
