@@ -22,7 +22,7 @@ from tornado import web
 
 import sandbox
 from conftest import require_root
-from pamkrb import PAMKerberosAuthenticator, _native, lifecycle
+from pamkrb import PAMKerberosAuthenticator, _native, kdc_refusals, lifecycle
 
 LIFETIME = 60
 RENEWABLE = 180
@@ -101,6 +101,21 @@ def test_a_different_kerberos_password_is_refused_clearly(pam_service, in_pw_rea
     lenient = authenticator(pam_service, in_pw_realm, credential_source="password", kinit_required=False)
     assert log_in(lenient, bare_user) is not None
     assert not os.path.lexists(bare_user.default_ccache)
+
+
+def test_an_expired_kerberos_password_is_refused_with_the_reason(pam_service, in_pw_realm, pw_user, caplog):
+    """PAM accepted the password, the KDC says it has expired (as an Active
+    Directory KDC says of a must-change password): the login form tells the
+    user to change it, not to call the administrator."""
+    in_pw_realm.kadmin(f'modprinc -pwexpire "2001-01-01 00:00:00" {in_pw_realm.qualify(pw_user.name)}')
+    auth = authenticator(pam_service, in_pw_realm, credential_source="password")
+    with caplog.at_level(logging.INFO), pytest.raises(web.HTTPError) as refused:
+        log_in(auth, pw_user)
+    assert refused.value.status_code == 403
+    assert refused.value.log_message % refused.value.args == kdc_refusals.PASSWORD_EXPIRED
+    assert "has expired and must be changed" in caplog.text  # the hub log has the KDC's words
+    assert pw_user.password not in caplog.text
+    assert not os.path.lexists(pw_user.default_ccache)
 
 
 def test_auto_uses_the_keytab_when_there_is_one_else_the_password(pam_service, in_pw_realm, pw_user, attacker):
