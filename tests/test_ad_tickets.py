@@ -109,17 +109,26 @@ def test_the_cache_holds_the_kdcs_name_for_a_case_variant_and_an_enterprise_upn(
         password_kinit(upn, ad_user.password, cache)
 
 
+@pytest.mark.parametrize("form", ["upper-case", "enterprise-upn"])
 def test_a_renamed_principal_is_kept_without_an_as_request_per_check(
-    ad_dc: DomainController, ad_krb5_config: Path, ad_user: ADUser, tmp_path: Path
+    ad_dc: DomainController, ad_krb5_config: Path, ad_user: ADUser, tmp_path: Path, form: str
 ) -> None:
-    """The template says ``ADUSER@REALM``, the cache holds ``aduser@REALM``:
-    five checks of the fresh ticket ask the KDC nothing, two forced renewals
-    are one TGS request each, and the source (an AS request) runs once."""
-    configured = f"{ad_user.name.upper()}@{ad_user.realm}"
+    """The template says ``ADUSER@REALM`` (or the UPN, sent as an enterprise
+    name), the cache holds ``aduser@REALM``: five checks of the fresh ticket
+    ask the KDC nothing, two forced renewals are one TGS request each, and
+    the source (an AS request) runs once."""
+    enterprise = form == "enterprise-upn"
+    configured = ad_user.upn if enterprise else f"{ad_user.name.upper()}@{ad_user.realm}"
     target = Target(username=ad_user.name, principal=configured, ccache=str(tmp_path / "cc"), source="keytab")
     # Samba's KDC refuses to renew a TGT of less than about five minutes
     # ("Ticket expired"; 120 s fails, 600 s works): hence 600 s here.
-    rules = KeepingRules(refresh_margin=20, kdc_timeout=30, ticket_lifetime=600, renewable_lifetime=900)
+    rules = KeepingRules(
+        refresh_margin=20,
+        kdc_timeout=30,
+        ticket_lifetime=600,
+        renewable_lifetime=900,
+        enterprise_principals=enterprise,
+    )
     initial_requests = []
 
     def from_the_password(target: Target, deadline: float) -> _native.Installation:
