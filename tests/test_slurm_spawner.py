@@ -6,6 +6,13 @@ the job has a private /tmp and so shares no credential cache with the hub,
 like a job on another node. The keytabs are root's alone. The hub renews the
 tickets and serves them; the pamkrb server extension in the job fetches and
 installs them.
+
+The file runs in the Makefile's LONG_TESTS group (about 9 minutes, mostly
+the idle server's four ticket lifetimes and a KDC outage of one lifetime),
+in a pytest process beside the main suite. Nothing here can meet that suite:
+the cluster's ports are free ones, its files under a private
+/var/tmp/pamkrb-slurm-* directory (its job steps found by that SLURM_CONF),
+the outage test stops a realm of its own, and the main suite starts no Slurm.
 """
 
 from __future__ import annotations
