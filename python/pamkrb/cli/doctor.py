@@ -48,7 +48,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "the PAM service (no password-less path for root), the keytab (owner, mode, principal), the KDC "
             "(a test ticket is obtained into a private temporary cache and thrown away) and the user's "
             "credential cache (owner, mode, principal, expiry), and whether other users could lock the cache path "
-            "with a FUSE mount; with --hadoop-conf-dir, whether Hadoop accepts the user's ticket. "
+            "with a FUSE mount; with a batchspawner class, whether its jobs get the environment they need (PATH, "
+            "SLURM_CONF, KRB5_CONFIG) and, with the ticket broker, internal_ssl; "
+            "with --hadoop-conf-dir, whether Hadoop accepts the user's ticket. "
             "Prints a report with a fix for each problem. "
             "Run it as root, with the KRB5_CONFIG the hub uses. Exit status: 0 all good, 1 a problem was found, "
             "2 usage error."
@@ -150,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
     authenticator = check_authenticator(config, args.config, report)
     if authenticator is None:
         return report.finish()
+    from .doctor_batch import check_batch_job_environment
+
+    check_batch_job_environment(config, authenticator, report)
     entry = check_user(args.user, report)
     check_pam_service(authenticator.service, report)
     if entry is None:
