@@ -466,6 +466,8 @@ def test_a_servers_own_renewals_and_failures_reach_the_page(hub_factory, realm, 
         by_hub = sum(1 for e in tickets if e["action"] in ("issued", "renewed") and e["emitter"]["kind"] == "hub")
         assert by_server >= 1
         assert sum(map(int, _counts(data["timeline"], "renewals"))) >= by_server + by_hub
+        # In the page: who renewed it, which server on which host.
+        assert renewed_by_in_chromium(hub, admin_session, owner.name) == f"server ({socket.gethostname()} {prefix})"
 
         # The KDC stops issuing tickets to the principal; the cache goes: the
         # server's next look asks the KDC with its keytab, and is refused.
@@ -491,6 +493,28 @@ def test_a_servers_own_renewals_and_failures_reach_the_page(hub_factory, realm, 
         assert sum(map(int, _counts(data["timeline"], "failures"))) >= 1
 
         check_report_endpoint(hub, owner, admin, session, admin_session, events)
+
+
+def renewed_by_in_chromium(hub: sandbox.Hub, admin_session: Any, name: str) -> str:
+    """The text of the user's "Renewed by" cell as Chromium renders the page."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    cookies = [
+        {"name": c.name, "value": c.value, "domain": "127.0.0.1", "path": c.path or "/"} for c in admin_session.cookies
+    ]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context()
+            context.add_cookies(cookies)
+            page = context.new_page()
+            page.goto(f"{hub.url}/hub/pamkrb/admin")
+            cell = page.wait_for_selector(f'tr[data-user="{name}"] td[data-key="renewed_by"]', timeout=30_000)
+            return cell.inner_text()
+        finally:
+            browser.close()
 
 
 def find_server_event(path: Path, **wanted: Any) -> dict[str, Any] | None:
