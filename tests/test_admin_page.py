@@ -523,6 +523,7 @@ def renewed_by_in_chromium(hub: sandbox.Hub, admin_session: Any, name: str) -> s
             page = context.new_page()
             page.goto(f"{hub.url}/hub/pamkrb/admin")
             cell = page.wait_for_selector(f'tr[data-user="{name}"] td[data-key="renewed_by"]', timeout=30_000)
+            page.screenshot(path=str(artifact_dir("admin-page") / "server-reports.png"), full_page=True)
             return cell.inner_text()
         finally:
             browser.close()
