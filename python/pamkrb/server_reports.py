@@ -55,7 +55,7 @@ SOURCES = ("keytab", "password")
 # emitter's kind are never taken from the report: the hub knows them.
 _TRIGGER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
-_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}")
+_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")  # underscores: container host names have them
 _SERVER = re.compile(r"/[A-Za-z0-9/_.~%@+-]{0,511}")
 FIELDS = (
     "action",
