@@ -214,3 +214,49 @@ def test_every_event_in_its_real_flow_validates_and_carries_no_secret(
     leaked = [piece for piece in ticket_fragments(ticket_bytes) if piece in text]
     assert not leaked, leaked[:5]
     assert user.password not in hub.log_text()
+
+
+def test_what_a_server_reports_is_what_the_hub_accepts():
+    """pamkrb.server_reports holds both sides: what a server sends for its
+    own renewal parses on the hub unchanged; what the hub has anyway (the
+    broker's deliveries, sign-ins, destructions) is never sent; no report
+    names its user or emitter (the hub takes them from the token)."""
+    from pamkrb import server_reports
+
+    environ = {"JUPYTERHUB_SERVICE_PREFIX": "/user/alice/"}
+    renewed = {
+        "action": "renewed",
+        "user": "alice",
+        "principal": "alice@EXAMPLE.ORG",
+        "source": "keytab",
+        "trigger": "timer",
+        "method": "tgs",
+        "expires_at": "2026-12-07T10:00:00Z",
+        "renew_till": "2026-12-14T00:00:00Z",
+        "duration_ms": 3.5,
+        "emitter": {"kind": "server", "host": "node1", "name": "/user/alice/"},
+    }
+    report = server_reports.report_of(audit.TICKET, renewed, environ)
+    assert report is not None
+    assert "user" not in report
+    assert "emitter" not in report
+    assert report["server"] == "/user/alice/"
+    parsed = server_reports.parse_report(json.dumps(report).encode())
+    assert {k: parsed[k] for k in ("action", "method", "expires_at", "duration_ms")} == {
+        "action": "renewed",
+        "method": "tgs",
+        "expires_at": "2026-12-07T10:00:00Z",
+        "duration_ms": 3.5,
+    }
+    refused = dict(renewed, action="refused", method=None, kdc_error_code=-1765328366, reason="x" * 900)
+    report = server_reports.report_of(audit.TICKET, refused, environ)
+    assert report is not None
+    assert len(server_reports.parse_report(json.dumps(report).encode())["reason"]) == 500
+    for skipped in (
+        dict(renewed, source="hub", method="hub"),  # from the broker: the hub delivered it
+        dict(renewed, action="delivered"),
+        dict(renewed, action="issued", trigger="sign-in"),  # the hub issued it
+        dict(renewed, action="destroyed"),
+    ):
+        assert server_reports.report_of(audit.TICKET, skipped, environ) is None, skipped
+    assert server_reports.report_of(audit.SIGN_IN, renewed, environ) is None

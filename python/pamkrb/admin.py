@@ -8,9 +8,10 @@ keytab's contents: the hub looks at each cache through the native core's
 secure read (on a thread of its own per user, with a deadline) and keeps only
 its times and principal.
 
-The timeline (an SVG drawn here, no JavaScript library) counts the hub's
-renewals and failures and their mean KDC latency over the last hours, from
-the events the hub emitted (:mod:`pamkrb.audit`).
+The timeline (an SVG drawn here, no JavaScript library) counts renewals and
+failures and their mean KDC latency over the last hours, from the events the
+hub emitted (:mod:`pamkrb.audit`) and those the users' servers reported to it
+(:mod:`pamkrb.report_api`): a server that renews its own ticket is seen too.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tornado import web
 
 from . import audit, lifecycle
 from .hub_tickets import TICKET_ERRORS, explain
+from .report_api import ServerReportHandler
 
 if TYPE_CHECKING:
     from .authenticator import PAMKerberosAuthenticator
@@ -49,15 +51,17 @@ async def fleet(handler: BaseHandler) -> dict[str, Any]:
     tickets = auth.tickets
     now = time.time()
     events = tickets.audit.since(now - TIMELINE_HOURS * 3600)
+    # The hub's own events and those its users' servers reported
+    # (pamkrb.report_api), oldest first: the last of each kind wins.
     last_error: dict[str, tuple[float, str]] = {}
-    last_renewal: dict[str, float] = {}
+    last_renewal: dict[str, tuple[float, dict[str, str]]] = {}
     for at, schema, data in events:
         if schema != audit.TICKET:
             continue
         if data["action"] == "refused":
             last_error[data["user"]] = (at, str(data.get("reason", "")))
         elif data["action"] in ("renewed", "issued"):
-            last_renewal[data["user"]] = at
+            last_renewal[data["user"]] = (at, data["emitter"])
             last_error.pop(data["user"], None)
     rows = []
     running = sorted(
@@ -73,6 +77,7 @@ async def fleet(handler: BaseHandler) -> dict[str, Any]:
             rows.append({"user": name, "state": lifecycle.TicketState.ERROR.value, "last_error": str(look)[:300]})
             continue
         target, info, unreadable = look
+        renewal = last_renewal.get(name)
         state = lifecycle.ticket_state(
             info,
             target.principal,
@@ -89,8 +94,11 @@ async def fleet(handler: BaseHandler) -> dict[str, Any]:
                 "source": target.source,
                 "expires_at": lifecycle.iso_time(info.expires_at) if info else None,
                 "renew_until": lifecycle.iso_time(info.renew_until) if info and info.renew_until else None,
-                "last_renewal": lifecycle.iso_time(last_renewal.get(name) or (info.starts_at if info else None)),
+                # Without an event (a hub restarted since), the ticket's start.
+                "last_renewal": lifecycle.iso_time(renewal[0] if renewal else (info.starts_at if info else None)),
                 "renewed_by": lifecycle.RENEWED_BY_HUB if auth.ticket_broker else lifecycle.RENEWED_BY_SERVER,
+                # Who did the last renewal: the hub, or which server on which host.
+                "last_renewal_by": renewal[1] if renewal else None,
                 "last_error": (error or unreadable or None),
             }
         )
@@ -226,8 +234,10 @@ class AdminPageHandler(BaseHandler):  # type: ignore[misc]  # JupyterHub is unty
         self.finish(page)
 
 
-# The hub's routes for this page, under /hub (the authenticator's get_handlers).
+# The hub's routes for this page, under /hub (the authenticator's get_handlers),
+# and the one where servers report their own renewals, which the page shows.
 HANDLERS: list[tuple[str, Any]] = [
+    ("/api/pamkrb/events", ServerReportHandler),
     ("/pamkrb/admin", AdminPageHandler),
     ("/pamkrb/admin/data", AdminDataHandler),
     ("/pamkrb/admin/users/([^/]+)/(renew|destroy)", AdminActionHandler),
@@ -243,11 +253,15 @@ th { cursor: pointer; background: #f4f4f4; user-select: none; }
 th[aria-sort=ascending]::after { content: " \\25B2"; } th[aria-sort=descending]::after { content: " \\25BC"; }
 .valid { color: #2e7d32; } .expiring { color: #ef6c00; } .login_required, .error, .expired, .missing { color: #c62828; }
 #updated { color: #777; font-size: 0.85em; }
+td[data-key=state], td[data-key=expires_at], td[data-key=renew_until], td[data-key=last_renewal],
+td:last-child { white-space: nowrap; }
 </style></head><body>
 <h1>Kerberos tickets</h1>
 <p>Every user with a running server. <span id="updated"></span></p>
 <div id="timeline"></div>
-<p><label>Filter <input id="filter" type="search" placeholder="user, principal, state..."></label>
+<p><label>Filter <input id="filter" type="search" placeholder="user, principal, error..."></label>
+<label>State <select id="state-filter"><option value="">any</option><option>valid</option><option>expiring</option>
+<option>login_required</option><option>error</option><option>missing</option><option>expired</option></select></label>
 <span id="count"></span></p>
 <table id="tickets"><thead><tr>
 <th data-key="user">User</th><th data-key="principal">Principal</th><th data-key="state">State</th>
@@ -265,7 +279,9 @@ const keys = ["user", "principal", "state", "expires_at", "renew_until", "last_r
 let sortKey = "user", sortDir = 1;
 function render() {
   const filter = document.getElementById("filter").value.trim().toLowerCase();
-  const rows = data.users.filter(r => !filter || keys.some(k => String(r[k] ?? "").toLowerCase().includes(filter)));
+  const state = document.getElementById("state-filter").value;
+  const rows = data.users.filter(r => (!state || r.state === state) &&
+    (!filter || keys.some(k => String(r[k] ?? "").toLowerCase().includes(filter))));
   rows.sort((a, b) => String(a[sortKey] ?? "").localeCompare(String(b[sortKey] ?? "")) * sortDir);
   const body = document.querySelector("#tickets tbody");
   body.replaceChildren(...rows.map(r => {
@@ -274,6 +290,8 @@ function render() {
     for (const k of keys) {
       const td = document.createElement("td");
       td.textContent = r[k] ?? "";
+      const by = r.last_renewal_by;
+      if (k === "renewed_by" && by && by.kind === "server") td.textContent += " (" + by.host + " " + by.name + ")";
       td.dataset.key = k;
       if (k === "state") td.className = r.state;
       tr.appendChild(td);
@@ -305,6 +323,7 @@ for (const th of document.querySelectorAll("th")) {
   });
 }
 document.getElementById("filter").addEventListener("input", render);
+document.getElementById("state-filter").addEventListener("change", render);
 async function act(user, action) {
   if (action === "destroy" && !confirm("Destroy the Kerberos ticket of " + user + "?")) return;
   const response = await fetch(baseUrl + "users/" + encodeURIComponent(user) + "/" + action, {

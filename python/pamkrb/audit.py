@@ -58,6 +58,11 @@ def emitter(kind: str, name: str = "") -> dict[str, str]:
     return {"kind": kind, "host": socket.gethostname(), "name": name}
 
 
+def server_emitter(host: str, name: str) -> dict[str, str]:
+    """A server that reported an event to the hub: its host and base URL."""
+    return {"kind": "server", "host": host, "name": name}
+
+
 class Audit:
     """Emits pamkrb's events for one process (the hub, or one server).
 
@@ -65,9 +70,18 @@ class Audit:
     up at each emit because JupyterHub creates its EventLogger after the
     authenticator."""
 
-    def __init__(self, events: Callable[[], EventLogger | None], source: dict[str, str]) -> None:
+    def __init__(
+        self,
+        events: Callable[[], EventLogger | None],
+        source: dict[str, str],
+        *,
+        forward: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
         self._events = events
         self.source = source
+        # Also called with each event on the writer thread (a server's
+        # report to the hub, pamkrb.server_reports); it may block there.
+        self._forward = forward
         self._registered: EventLogger | None = None
         self._lock = threading.Lock()
         # (monotonic-free wall time, schema id, data), newest last.
@@ -76,11 +90,13 @@ class Audit:
         # (file and syslog handlers write).
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="pamkrb-audit")
 
-    def emit(self, schema_id: str, **fields: Any) -> dict[str, Any]:
-        """Record one event and send it to the handlers; the event's data."""
+    def emit(self, schema_id: str, *, emitter: dict[str, str] | None = None, **fields: Any) -> dict[str, Any]:
+        """Record one event and send it to the handlers; the event's data.
+        ``emitter``: another process's, for an event it reported (a
+        server's renewal, recorded by the hub); else this process's."""
         data = {k: v for k, v in fields.items() if v is not None or k in ("principal",)}
         data["user"] = str(data.get("user", ""))[:64]
-        data["emitter"] = self.source
+        data["emitter"] = emitter or self.source
         with self._lock:
             self.recent.append((time.time(), schema_id, data))
         self._writer.submit(self._write, schema_id, data)
@@ -89,15 +105,19 @@ class Audit:
     def _write(self, schema_id: str, data: dict[str, Any]) -> None:
         try:
             events = self._events()
-            if events is None:
-                return
-            if self._registered is not events:
-                if schema_id not in events.schemas:
-                    register_schemas(events)
-                self._registered = events
-            events.emit(schema_id=schema_id, data=data)
+            if events is not None:
+                if self._registered is not events:
+                    if schema_id not in events.schemas:
+                        register_schemas(events)
+                    self._registered = events
+                events.emit(schema_id=schema_id, data=data)
         except Exception:  # an audit failure must not stop a ticket; the hub log says why
             log.exception("pamkrb: could not emit a %s event", schema_id)
+        if self._forward is not None:
+            try:
+                self._forward(schema_id, data)
+            except Exception:  # a report that failed must not stop the next event
+                log.exception("pamkrb: could not forward a %s event", schema_id)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every event emitted so far has been written."""

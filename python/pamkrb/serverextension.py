@@ -32,7 +32,7 @@ from tornado import httputil, web
 from tornado.ioloop import IOLoop
 from traitlets import Float, Integer, Unicode
 
-from . import _native, audit, lifecycle
+from . import _native, audit, lifecycle, server_reports
 from .exceptions import PamkrbError, TicketDeliveryError
 from .lifecycle import TicketSettings
 from .refresher import TicketRefresher
@@ -149,6 +149,8 @@ class KerberosTicketExtension(ExtensionApp):
             events = audit.Audit(
                 lambda: self._server.event_logger,
                 audit.emitter("server", os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "")),
+                # The hub's admin page sees this server's own renewals only if told.
+                forward=None if settings.broker else server_reports.send,
             )
             self.refresher = TicketRefresher(settings, logger=self.log, audit=events)
             for problem in settings.problems():
