@@ -246,6 +246,8 @@ def expand_template(
     gid: int,
     home: str,
     realm: str,
+    user: str | None = None,
+    domain: str | None = None,
     path: bool = False,
 ) -> str: ...
 def check_username(username: str) -> None: ...
