@@ -35,6 +35,7 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -244,6 +245,10 @@ def test_with_a_default_domain_the_bare_name_and_the_upn_are_one_user(ad_dc: Dom
     hub = None
     try:
         member.start()
+        # The join's machine keys went to the member's keytab, not the host's.
+        assert member.netbios_name.encode() in member.keytab.read_bytes()
+        host_keytab = Path("/etc/krb5.keytab")
+        assert not host_keytab.exists() or member.netbios_name.encode() not in host_keytab.read_bytes()
         with ad_dc.users("adbare") as (user,):
             member.make_home(user.name)
             hub = start_hub(member, "jupyterhub-default-domain")

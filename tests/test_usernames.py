@@ -232,6 +232,10 @@ def test_normalize_username_applies_the_rule_then_username_map(monkeypatch: pyte
     # A name the rule refuses: JupyterHub's own lower-casing, no error (such
     # a name never passes a pamkrb login).
     assert auth.normalize_username("A B") == "a b"
+    # JupyterHub's pam_normalize_username: the uid's name first, then the rule.
+    root_alias = PAMKerberosAuthenticator(pam_normalize_username=True)
+    monkeypatch.setattr(usernames, "nss_lookup", lambda name: entry("root", 0) if name == "toor" else None)
+    assert root_alias.normalize_username("toor") == "root"
     kept = PAMKerberosAuthenticator(keep_username_domain=True)
     monkeypatch.setattr(usernames, "nss_lookup", winbind(default_domain=True))
     assert kept.normalize_username("adalice") == "adalice"

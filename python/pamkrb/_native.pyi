@@ -116,7 +116,8 @@ def pam_authenticate(
     the name given to another, and that is whom PAM let in. When PAM_USER is
     unset, empty or not UTF-8, ``username`` is returned. AuthenticationDenied
     when the user may not log in (wrong password, unknown or expired
-    account), PAMSystemError when the PAM stack fails."""
+    account; its ``code`` is PAM's return code), PAMSystemError when the PAM
+    stack fails. ``username`` must pass ``check_username`` (InvalidUsername)."""
 
 def obtain_ticket(
     principal: str,
@@ -250,4 +251,7 @@ def expand_template(
     domain: str | None = None,
     path: bool = False,
 ) -> str: ...
-def check_username(username: str) -> None: ...
+def check_username(username: str) -> None:
+    """InvalidUsername unless ``username`` is a local name or one domain
+    account name (``DOMAIN\\user`` or ``user@domain``) safe to pass to PAM and
+    to put into a path: see src/template.rs ``split_username``."""

@@ -332,7 +332,11 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         """JupyterHub's username for a login name, by pamkrb's one naming
         rule (pamkrb.usernames.hub_name), then username_map. A name that
         rule refuses gets JupyterHub's own normalization (lower-case): such
-        a name never passes a pamkrb login anyway."""
+        a name never passes a pamkrb login anyway. With JupyterHub's
+        pam_normalize_username the name is first the one the password
+        database gives for its uid, as in PAMAuthenticator."""
+        if self.pam_normalize_username:
+            username = usernames.by_uid(username)
         try:
             name = usernames.hub_name(username, keep_domain=self.keep_username_domain)
         except InvalidUsername:

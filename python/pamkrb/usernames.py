@@ -116,6 +116,18 @@ def account_name(hub_username: str, lookup: Lookup | None = None) -> str:
     return entry.pw_name if entry is not None else hub_username
 
 
+def by_uid(name: str) -> str:
+    """The password database's name for the uid of ``name`` (JupyterHub's
+    ``pam_normalize_username`` round trip); ``name`` when NSS knows neither."""
+    entry = nss_lookup(name)
+    if entry is None:
+        return name
+    try:
+        return pwd.getpwuid(entry.pw_uid).pw_name
+    except KeyError:
+        return name
+
+
 def _check(name: str) -> None:
     try:
         _native.check_username(name)

@@ -707,6 +707,13 @@ class DomainMember:
         self.samba_dir = self.dir / "etc-samba"
         self.smb_conf = self.samba_dir / "smb.conf"
         self.krb5_conf = self.dir / "krb5.conf"
+        # The member's machine keytab (host/ and NAME$ keys, written by the
+        # join; krb5.conf's default keytab in the member's namespace). Named
+        # by KRB5_KTNAME in every member process: net and winbindd run
+        # libkrb5 with a krb5.conf Samba generates, so default_keytab_name
+        # alone is ignored, and every join added its keys to the host's
+        # /etc/krb5.keytab.
+        self.keytab = self.dir / "krb5.keytab"
         self.log_dir = self.dir / "log"
         # Domain users' home directories (winbind's template homedir); each
         # made only when a test needs it (make_home).
@@ -766,6 +773,7 @@ class DomainMember:
             f"""\
 [libdefaults]
     default_realm = {self.dc.realm}
+    default_keytab_name = FILE:{self.keytab}
     dns_lookup_kdc = false
     dns_lookup_realm = false
     rdns = false
@@ -785,6 +793,7 @@ class DomainMember:
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KRB5")}
         env["KRB5_CONFIG"] = "/etc/krb5.conf"  # the member's, inside its namespace
+        env["KRB5_KTNAME"] = f"FILE:{self.keytab}"
         env["LC_ALL"] = "C"
         return env
 
