@@ -251,7 +251,4 @@ def expand_template(
     domain: str | None = None,
     path: bool = False,
 ) -> str: ...
-def check_username(username: str) -> None:
-    """InvalidUsername unless ``username`` is a local name or one domain
-    account name (``DOMAIN\\user`` or ``user@domain``) safe to pass to PAM and
-    to put into a path: see src/template.rs ``split_username``."""
+def check_username(username: str) -> None: ...
