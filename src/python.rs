@@ -72,8 +72,10 @@ impl From<NativeError> for PyErr {
             NativeError::Template(e) => e.to_string(),
         };
         match err {
-            NativeError::Pam(PamError::Denied { .. }) => {
-                exceptions::AuthenticationDenied::new_err(message)
+            // The PAM code tells a must-change password (12) or an expired
+            // account (13) apart from a wrong password, for the message.
+            NativeError::Pam(PamError::Denied { code, .. }) => {
+                exceptions::AuthenticationDenied::new_err((message, code))
             }
             NativeError::Pam(PamError::InvalidArgument(_)) => {
                 exceptions::AuthenticationDenied::new_err(message)
@@ -795,9 +797,11 @@ fn validate_template(template: &str) -> PyResult<()> {
 }
 
 /// Fills in `template`; with `path=True` the result must be an absolute path
-/// without `..` components.
+/// without `..` components. `user` and `domain` default to the parts of
+/// `username` as given (pamkrb.usernames passes them lower-cased).
 #[pyfunction]
-#[pyo3(signature = (template, *, username, uid, gid, home, realm, path=false))]
+#[pyo3(signature = (template, *, username, uid, gid, home, realm, user=None, domain=None, path=false))]
+#[allow(clippy::too_many_arguments)]
 fn expand_template(
     template: &str,
     username: &str,
@@ -805,10 +809,15 @@ fn expand_template(
     gid: u32,
     home: &str,
     realm: &str,
+    user: Option<&str>,
+    domain: Option<&str>,
     path: bool,
 ) -> PyResult<String> {
+    let parts = template::split_username(username).map_err(NativeError::from)?;
     let identity = Identity {
         username,
+        user: user.unwrap_or(parts.user),
+        domain: domain.unwrap_or(parts.domain.unwrap_or("")),
         uid,
         gid,
         home,

@@ -4,9 +4,17 @@
 //! Placeholders are filled only from the password database entry of the
 //! authenticated user and from the configured realm, never from the login
 //! form, so a crafted username cannot steer root to another file.
+//!
+//! A username is a local account name (`alice`) or a domain account as
+//! winbind or SSSD present it (`DOMAIN\alice`, `alice@ad.example`): one
+//! separator at most, each part from a small safe alphabet, so no part can
+//! hold `/`, `..`, a control character or shell syntax.
 
 /// The placeholders a template may use.
-pub const PLACEHOLDERS: [&str; 5] = ["username", "uid", "gid", "home", "realm"];
+pub const PLACEHOLDERS: [&str; 7] = ["username", "user", "domain", "uid", "gid", "home", "realm"];
+
+/// Longest domain part of a username (a DNS name's limit).
+pub const MAX_DOMAIN_LEN: usize = 253;
 
 /// Longest username accepted; longer input is refused before it reaches PAM
 /// or a path (Linux's own limit is 32 bytes for most tools).
@@ -14,7 +22,7 @@ pub const MAX_USERNAME_LEN: usize = 256;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TemplateError {
-    #[error("template {template:?}: unknown placeholder {{{name}}}; known placeholders are {{username}}, {{uid}}, {{gid}}, {{home}}, {{realm}}")]
+    #[error("template {template:?}: unknown placeholder {{{name}}}; known placeholders are {{username}}, {{user}}, {{domain}}, {{uid}}, {{gid}}, {{home}}, {{realm}}")]
     UnknownPlaceholder { template: String, name: String },
     #[error("template {template:?}: unbalanced brace at byte {offset}; write {{{{ or }}}} for a literal brace")]
     UnbalancedBrace { template: String, offset: usize },
@@ -33,7 +41,12 @@ pub enum TemplateError {
 /// Values for the placeholders, taken from the password database.
 #[derive(Debug, Clone)]
 pub struct Identity<'a> {
+    /// The account's name in templates: a local name, or `user@domain`.
     pub username: &'a str,
+    /// The user part of the name, without a domain.
+    pub user: &'a str,
+    /// The domain part of the name; empty for a local account.
+    pub domain: &'a str,
     pub uid: u32,
     pub gid: u32,
     pub home: &'a str,
@@ -101,6 +114,15 @@ pub fn validate(template: &str) -> Result<(), TemplateError> {
 /// Fills in a template.
 pub fn expand(template: &str, identity: &Identity<'_>) -> Result<String, TemplateError> {
     check_username(identity.username)?;
+    check_value("user", identity.user, |u| match split_username(u) {
+        Ok(UsernameParts { domain: None, .. }) => Ok(()),
+        _ => Err("not a user name without a domain"),
+    })?;
+    check_value("domain", identity.domain, |d| {
+        (d.is_empty() || check_domain(d).is_ok())
+            .then_some(())
+            .ok_or("not a DNS or NetBIOS domain name")
+    })?;
     check_value("home directory", identity.home, |h| {
         h.starts_with('/').then_some(()).ok_or("not absolute")
     })?;
@@ -114,6 +136,8 @@ pub fn expand(template: &str, identity: &Identity<'_>) -> Result<String, Templat
         match piece {
             Piece::Literal(text) => out.push_str(text),
             Piece::Placeholder("username") => out.push_str(identity.username),
+            Piece::Placeholder("user") => out.push_str(identity.user),
+            Piece::Placeholder("domain") => out.push_str(identity.domain),
             Piece::Placeholder("uid") => out.push_str(&identity.uid.to_string()),
             Piece::Placeholder("gid") => out.push_str(&identity.gid.to_string()),
             Piece::Placeholder("home") => out.push_str(identity.home),
@@ -155,12 +179,23 @@ fn check_value(
     })
 }
 
-/// Accepts the portable POSIX user name set (letters, digits, `.`, `_`, `-`,
-/// not starting with `-` or `.`, optional trailing `$` for Samba machine
-/// accounts). Anything else — path separators, `..`, shell
-/// metacharacters, control characters, look-alike Unicode — is refused
-/// before it reaches PAM, a template or a path.
-pub fn check_username(name: &str) -> Result<(), TemplateError> {
+/// The parts of a username: `user`, `DOMAIN\\user` or `user@domain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsernameParts<'a> {
+    pub user: &'a str,
+    pub domain: Option<&'a str>,
+}
+
+/// Accepts a local name or a domain account's name and splits it.
+///
+/// The user part is from the portable POSIX user name set (letters, digits,
+/// `.`, `_`, `-`, not starting with `-` or `.`, optional trailing `$` for
+/// Samba machine accounts). A name may carry one domain, before one `\` or
+/// after one `@` (never both, never twice): dot-separated labels of letters,
+/// digits, `_` and `-` (a DNS or NetBIOS name). Anything else — path
+/// separators, `..`, shell metacharacters, control characters, look-alike
+/// Unicode — is refused before it reaches PAM, a template or a path.
+pub fn split_username(name: &str) -> Result<UsernameParts<'_>, TemplateError> {
     let refuse = |reason| TemplateError::InvalidUsername {
         shown: shown_username(name),
         reason,
@@ -171,18 +206,62 @@ pub fn check_username(name: &str) -> Result<(), TemplateError> {
     if name.len() > MAX_USERNAME_LEN {
         return Err(refuse("too long"));
     }
-    let body = name.strip_suffix('$').unwrap_or(name);
+    let separators = name.bytes().filter(|b| matches!(b, b'\\' | b'@')).count();
+    if separators > 1 {
+        return Err(refuse("more than one '\\' or '@'"));
+    }
+    let parts = match (name.split_once('\\'), name.split_once('@')) {
+        (Some((domain, user)), _) | (_, Some((user, domain))) => UsernameParts {
+            user,
+            domain: Some(domain),
+        },
+        (None, None) => UsernameParts {
+            user: name,
+            domain: None,
+        },
+    };
+    check_user_part(parts.user).map_err(refuse)?;
+    if let Some(domain) = parts.domain {
+        check_domain(domain).map_err(refuse)?;
+    }
+    Ok(parts)
+}
+
+/// Accepts what [`split_username`] accepts.
+pub fn check_username(name: &str) -> Result<(), TemplateError> {
+    split_username(name).map(drop)
+}
+
+fn check_user_part(user: &str) -> Result<(), &'static str> {
+    let body = user.strip_suffix('$').unwrap_or(user);
     let first = body.as_bytes().first().copied().unwrap_or(b'$');
     if !(first.is_ascii_alphanumeric() || first == b'_') {
-        return Err(refuse("must start with a letter, digit or '_'"));
+        return Err("must start with a letter, digit or '_'");
     }
     if !body
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     {
-        return Err(refuse(
-            "may contain only ASCII letters, digits, '.', '_' and '-'",
-        ));
+        return Err("may contain only ASCII letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+fn check_domain(domain: &str) -> Result<(), &'static str> {
+    if domain.is_empty() || domain.len() > MAX_DOMAIN_LEN {
+        return Err("the domain part is empty or too long");
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+    };
+    if !domain.split('.').all(label_ok) {
+        return Err("the domain part must be a DNS or NetBIOS name (letters, digits, '_', '-', dots between labels)");
     }
     Ok(())
 }
@@ -208,6 +287,8 @@ mod tests {
     fn alice() -> Identity<'static> {
         Identity {
             username: "alice",
+            user: "alice",
+            domain: "",
             uid: 1001,
             gid: 1002,
             home: "/home/alice",
@@ -248,11 +329,9 @@ mod tests {
 
     #[test]
     fn unknown_placeholder_is_named() {
-        let err = validate("/tmp/krb5cc_{user}").unwrap_err();
-        assert!(
-            matches!(err, TemplateError::UnknownPlaceholder { ref name, .. } if name == "user")
-        );
-        assert!(err.to_string().contains("{user}"));
+        let err = validate("/tmp/krb5cc_{usr}").unwrap_err();
+        assert!(matches!(err, TemplateError::UnknownPlaceholder { ref name, .. } if name == "usr"));
+        assert!(err.to_string().contains("{usr}"));
         assert!(validate("{uid:05d}").is_err());
         assert!(validate("{}").is_err());
     }
@@ -295,6 +374,76 @@ mod tests {
         }
         for good in ["alice", "a.b-c_d", "_svc", "Alice1", "host$", "1user"] {
             check_username(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn domain_accounts_split_at_one_separator() {
+        assert_eq!(
+            split_username("ADPAMKRB\\adalice").unwrap(),
+            UsernameParts {
+                user: "adalice",
+                domain: Some("ADPAMKRB")
+            }
+        );
+        assert_eq!(
+            split_username("adalice@ad.example").unwrap(),
+            UsernameParts {
+                user: "adalice",
+                domain: Some("ad.example")
+            }
+        );
+        assert_eq!(split_username("alice").unwrap().domain, None);
+        for bad in [
+            "A\\B\\c",
+            "a@b@c",
+            "D\\a@b",
+            "\\alice",
+            "alice@",
+            "@ad.example",
+            "alice@ad..example",
+            "alice@.ad",
+            "alice@ad.",
+            "alice@-ad",
+            "alice@ad/x",
+            "alice@a d",
+            "D/x\\alice",
+            "..\\alice",
+            "DOM\\..",
+            "DOM\\a/b",
+            "alice@ad\n",
+            "alice@аd.example", // Cyrillic а
+        ] {
+            assert!(check_username(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn user_and_domain_placeholders() {
+        let id = Identity {
+            username: "adalice@adpamkrb",
+            user: "adalice",
+            domain: "adpamkrb",
+            ..alice()
+        };
+        assert_eq!(
+            expand_path("/srv/{domain}/{user}.keytab", &id).unwrap(),
+            "/srv/adpamkrb/adalice.keytab"
+        );
+        assert_eq!(expand("{username}", &id).unwrap(), "adalice@adpamkrb");
+        for (user, domain) in [
+            ("a/b", ""),
+            ("a@b", ""),
+            ("..", ""),
+            ("a", "x/y"),
+            ("a", ".."),
+        ] {
+            let id = Identity {
+                user,
+                domain,
+                ..alice()
+            };
+            assert!(expand("{user}", &id).is_err(), "{user:?} {domain:?}");
         }
     }
 

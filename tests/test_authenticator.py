@@ -14,11 +14,12 @@ import secrets
 import subprocess
 from typing import Any
 
+import pytest
 from tornado import web
 
 import sandbox
 from conftest import assert_no_cache, assert_user_cache
-from pamkrb import PAMKerberosAuthenticator
+from pamkrb import PAMKerberosAuthenticator, login
 
 
 def make_authenticator(service: str, **traits: Any) -> PAMKerberosAuthenticator:
@@ -80,10 +81,13 @@ def test_unknown_user_returns_none(realm: sandbox.Realm, pam_service: str) -> No
 
 def test_expired_account_refused_by_check_account(pam_service: str, user: sandbox.UnixUser) -> None:
     # Expired on 1970-01-02: pam_unix's password check passes, its account
-    # check does not.
+    # check does not (PAM_ACCT_EXPIRED), and the login form says so.
     subprocess.run(["usermod", "--expiredate", "1", user.name], check=True)
     auth = make_authenticator(pam_service, check_account=True)
-    assert log_in(auth, user.name, user.password) is None
+    with pytest.raises(web.HTTPError) as refused:
+        log_in(auth, user.name, user.password)
+    assert refused.value.status_code == 403
+    assert refused.value.log_message % refused.value.args == login.ACCOUNT_EXPIRED
     assert_no_cache(user)
 
 

@@ -344,7 +344,7 @@ def test_other_authenticator_is_reported(realm: sandbox.Realm, user: sandbox.Uni
 
 
 def test_invalid_template_is_reported(realm: sandbox.Realm, user: sandbox.UnixUser, tmp_path: Path) -> None:
-    config = write_config(tmp_path, **{"PAMKerberosAuthenticator.keytab_template": "/home/{user}/k"})
+    config = write_config(tmp_path, **{"PAMKerberosAuthenticator.keytab_template": "/home/{usr}/k"})
 
     result = doctor(realm, user.name, config)
 

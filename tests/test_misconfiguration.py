@@ -45,7 +45,7 @@ def test_stock_login_and_test_services_are_accepted(pam_service):
 @pytest.mark.parametrize(
     ("trait", "value", "message"),
     [
-        ("ccache_template", "/tmp/krb5cc_{user}", "unknown placeholder"),
+        ("ccache_template", "/tmp/krb5cc_{usr}", "unknown placeholder"),
         ("keytab_template", "/home/{username/x.keytab", "unbalanced"),
         ("principal_template", "{username}@{REALM}", "unknown placeholder"),
     ],

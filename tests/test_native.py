@@ -55,8 +55,8 @@ def test_unsafe_usernames_raise_invalid_username(name):
 
 
 def test_template_errors_name_the_problem():
-    with pytest.raises(TemplateError, match=r"\{user\}"):
-        _native.validate_template("/tmp/krb5cc_{user}")
+    with pytest.raises(TemplateError, match=r"\{usr\}"):
+        _native.validate_template("/tmp/krb5cc_{usr}")
     with pytest.raises(TemplateError, match="unbalanced"):
         _native.validate_template("/tmp/krb5cc_{uid")
     with pytest.raises(TemplateError, match="absolute"):

@@ -19,8 +19,11 @@ struct Input<'a> {
 }
 
 fuzz_target!(|input: Input<'_>| {
+    let parts = template::split_username(input.username).ok();
     let identity = Identity {
         username: input.username,
+        user: parts.map_or(input.username, |p| p.user),
+        domain: parts.and_then(|p| p.domain).unwrap_or(""),
         uid: input.uid,
         gid: input.gid,
         home: input.home,
@@ -51,13 +54,13 @@ fuzz_target!(|input: Input<'_>| {
     }
 
     let username_ok = template::check_username(input.username).is_ok();
-    if username_ok {
-        let body = input.username.strip_suffix('$').unwrap_or(input.username);
+    if let Some(parts) = parts.filter(|_| username_ok) {
         assert!(
             input.username.len() <= MAX_USERNAME_LEN,
             "accepted a username of {} bytes",
             input.username.len()
         );
+        let body = parts.user.strip_suffix('$').unwrap_or(parts.user);
         assert!(
             body.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')),
@@ -70,6 +73,19 @@ fuzz_target!(|input: Input<'_>| {
             "accepted username {:?}",
             input.username
         );
+        // One domain at most, of DNS/NetBIOS labels: never '/', '..' or a
+        // control character.
+        if let Some(domain) = parts.domain {
+            assert!(
+                domain.split('.').all(|label| !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))),
+                "accepted domain {domain:?}"
+            );
+        }
+        let separators = input.username.matches(['\\', '@']).count();
+        assert!(separators <= 1, "accepted username {:?}", input.username);
     }
     // A username the check refuses can never be expanded into anything.
     if !username_ok {

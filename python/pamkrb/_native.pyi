@@ -121,7 +121,8 @@ def pam_authenticate(
     the name given to another, and that is whom PAM let in. When PAM_USER is
     unset, empty or not UTF-8, ``username`` is returned. AuthenticationDenied
     when the user may not log in (wrong password, unknown or expired
-    account), PAMSystemError when the PAM stack fails."""
+    account; its ``code`` is PAM's return code), PAMSystemError when the PAM
+    stack fails. ``username`` must pass ``check_username`` (InvalidUsername)."""
 
 def obtain_ticket(
     principal: str,
@@ -266,6 +267,8 @@ def expand_template(
     gid: int,
     home: str,
     realm: str,
+    user: str | None = None,
+    domain: str | None = None,
     path: bool = False,
 ) -> str: ...
 def check_username(username: str) -> None: ...

@@ -15,10 +15,11 @@ from jupyterhub.auth import PAMAuthenticator
 from tornado import web
 from traitlets import Bool, Bunch, CaselessStrEnum, Float, Integer, TraitError, Unicode, default, validate
 
-from . import _native, kdc_refusals, lifecycle, login
+from . import _native, kdc_refusals, lifecycle, login, usernames
 from .admin import HANDLERS as ADMIN_HANDLERS
 from .exceptions import (
     AuthenticationDenied,
+    InvalidUsername,
     KerberosError,
     KerberosPasswordRejected,
     NativePanic,
@@ -57,11 +58,15 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         lifecycle.DEFAULT_PRINCIPAL_TEMPLATE,
         config=True,
         help="""
-        Kerberos principal of a user, as a template. Placeholders: {username},
-        {uid}, {gid}, {home}, {realm}, from the authenticated user's password
-        database entry and `realm` (never from the login form); {{ and }} are
-        literal braces. Per-host principals: "{username}/pg-dmp-workbench2@{realm}".
-        Default: "{username}@{realm}".
+        Kerberos principal of a user, as a template. Placeholders: {user},
+        {domain}, {username}, {uid}, {gid}, {home}, {realm}, from the
+        authenticated user's password database entry and `realm` (never from
+        the login form); {{ and }} are literal braces. {user} is the name
+        without a domain (lower-case for a domain account), {domain} the
+        domain ("" for a local account), {username} "user@domain" for a
+        domain account and the local name otherwise (pamkrb.usernames).
+        Per-host principals: "{user}/pg-dmp-workbench2@{realm}".
+        Default: "{user}@{realm}".
         """,
     )
 
@@ -302,6 +307,21 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         """,
     )
 
+    keep_username_domain = Bool(
+        False,
+        config=True,
+        help="""
+        Whether a domain account's JupyterHub username always keeps its
+        domain. False (default): ADPAMKRB\\adalice, adalice@ad.example and
+        the other forms of one account become the JupyterHub user "adalice"
+        when the host resolves the bare name "adalice" to that same account
+        (winbind's default domain, SSSD without fully qualified names), and
+        "adalice@adpamkrb" otherwise, so a local "adalice" and a domain one
+        never share a JupyterHub user. True: always "user@domain". Applied
+        before JupyterHub's username_map; local accounts are unaffected.
+        """,
+    )
+
     @default("realm")
     def _default_realm(self) -> str:
         try:
@@ -352,6 +372,22 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
 
     # -- login ---------------------------------------------------------------
 
+    def normalize_username(self, username: str) -> str:
+        """JupyterHub's username for a login name, by pamkrb's one naming
+        rule (pamkrb.usernames.hub_name), then username_map. A name that
+        rule refuses gets JupyterHub's own normalization (lower-case): such
+        a name never passes a pamkrb login anyway. With JupyterHub's
+        pam_normalize_username the name is first the one the password
+        database gives for its uid, as in PAMAuthenticator."""
+        if self.pam_normalize_username:
+            username = usernames.by_uid(username)
+        try:
+            name = usernames.hub_name(username, keep_domain=self.keep_username_domain)
+        except InvalidUsername:
+            name = username.lower()
+        mapped: str = self.username_map.get(name, name)
+        return mapped
+
     async def authenticate(self, handler: Any, data: dict[str, Any]) -> str | None:
         """Check the password with PAM (and the account, if `check_account`).
 
@@ -376,7 +412,16 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
                 self.executor, self.service, username, encoded, remote_host=remote_ip, check_account=self.check_account
             )
             name = login.authenticated_name(username, authenticated)
-        except (AuthenticationDenied, login.Refused) as e:
+        except AuthenticationDenied as e:
+            self.log.warning("PAM Authentication failed (%s): %s", who, e)
+            message = login.policy_message(e.code)
+            if message is not None:
+                # Told on the login form (JupyterHub renders an HTTPError
+                # raised by a form login as its login_error), before any
+                # KDC request.
+                raise web.HTTPError(403, "%s", message) from None
+            return None
+        except login.Refused as e:
             self.log.warning("PAM Authentication failed (%s): %s", who, e)
             return None
         except (PAMSystemError, NativePanic) as e:

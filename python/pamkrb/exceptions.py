@@ -15,8 +15,17 @@ class AuthenticationDenied(PamkrbError):
     """PAM refused the user: wrong password, unknown user, expired account.
 
     This is the user's failure, not the system's; the authenticator turns it
-    into a failed login, not an error.
+    into a failed login, not an error. ``code`` is PAM's return code (for
+    example 12, PAM_NEW_AUTHTOK_REQD: the password must be changed), or None
+    when the login was refused before PAM.
     """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class PAMSystemError(PamkrbError):

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from . import _native
+from . import _native, usernames
 from ._native import KeytabInfo, TicketInfo
 from .exceptions import KerberosError, NativePanic
 
@@ -59,7 +59,7 @@ DEFAULT_WARN_BEFORE = 3600
 """Seconds before a password ticket's renewable life ends that the status
 bar asks the user to sign in again."""
 
-DEFAULT_PRINCIPAL_TEMPLATE = "{username}@{realm}"
+DEFAULT_PRINCIPAL_TEMPLATE = "{user}@{realm}"
 DEFAULT_KEYTAB_TEMPLATE = "/home/{username}/{username}.keytab"
 DEFAULT_CCACHE_TEMPLATE = "/tmp/krb5cc_{uid}"
 DEFAULT_FALLBACK_CCACHE_DIR = "/run/pamkrb"
@@ -92,11 +92,19 @@ def resolve_user(
     realm: str,
 ) -> UserPaths:
     """Fill in the templates from the user's password-database entry (never
-    from what was typed into a login form). Raises KeyError for an unknown
-    user and TemplateError for a template that does not expand."""
+    from what was typed into a login form). ``username`` is a JupyterHub
+    username or any name NSS resolves (``adalice@adpamkrb`` for the domain
+    account ``ADPAMKRB\\adalice``). Raises KeyError for an unknown user,
+    InvalidUsername for a name pamkrb refuses and TemplateError for a
+    template that does not expand."""
     entry = pwd.getpwnam(username)
+    # The pieces by the one naming rule (pamkrb.usernames); the account
+    # itself (uid, home) is NSS's entry, never the pieces.
+    parts = usernames.split(entry.pw_name)
     fields: dict[str, Any] = {
-        "username": entry.pw_name,
+        "username": parts.qualified,
+        "user": parts.user,
+        "domain": parts.domain,
         "uid": entry.pw_uid,
         "gid": entry.pw_gid,
         "home": entry.pw_dir,

@@ -14,6 +14,39 @@ from typing import Any
 from . import _native, lifecycle
 from .exceptions import InvalidUsername
 
+# PAM return codes (Linux-PAM's _pam_types.h) that say more than "wrong
+# password", and what the login form says for them. Each is said only after
+# PAM decided, so it never tells a guesser more than PAM's own answer.
+PAM_PERM_DENIED = 6
+PAM_MAXTRIES = 11
+PAM_NEW_AUTHTOK_REQD = 12
+PAM_ACCT_EXPIRED = 13
+PAM_AUTHTOK_EXPIRED = 27
+
+PASSWORD_MUST_CHANGE = (
+    "Your password has expired or must be changed before you can sign in. "
+    "Change it first (for example by signing in to a workstation of the domain), then sign in here."
+)
+ACCOUNT_EXPIRED = "Your account has expired or is disabled. Please contact your administrator."
+ACCOUNT_LOCKED = (
+    "Your account is locked (too many failed sign-ins) or not allowed to sign in here. "
+    "Wait for it to unlock or contact your administrator."
+)
+POLICY_MESSAGES = {
+    PAM_NEW_AUTHTOK_REQD: PASSWORD_MUST_CHANGE,
+    PAM_AUTHTOK_EXPIRED: PASSWORD_MUST_CHANGE,
+    PAM_ACCT_EXPIRED: ACCOUNT_EXPIRED,
+    PAM_MAXTRIES: ACCOUNT_LOCKED,
+    PAM_PERM_DENIED: ACCOUNT_LOCKED,
+}
+
+
+def policy_message(code: int | None) -> str | None:
+    """What the login form says for PAM's ``code``; None for a plain
+    denial (wrong password, unknown user), which JupyterHub reports as
+    "Invalid username or password"."""
+    return POLICY_MESSAGES.get(code) if code is not None else None
+
 
 class Refused(Exception):
     """A login refused before PAM; the message is the reason for the log."""
@@ -95,8 +128,11 @@ async def check_with_pam(
 
 def authenticated_name(typed: str, authenticated: Any) -> str:
     """The name PAM authenticated (PAM_USER after the conversation): a
-    module may map the typed name to another account, and that account is
-    who logged in. It must pass the same username rule: Refused otherwise."""
+    module may map the typed name to another account (pam_winbind turns
+    adalice@ad.example into ADPAMKRB\\adalice), and that account is who
+    logged in. It must pass the same username rule: Refused otherwise.
+    JupyterHub then makes its username of it (normalize_username,
+    pamkrb.usernames)."""
     if not isinstance(authenticated, str) or authenticated == typed:
         return typed
     try:

@@ -27,7 +27,7 @@ from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.utils import compare_token
 from tornado import httputil, iostream, web
 
-from . import audit, kdc_refusals
+from . import audit, kdc_refusals, usernames
 from ._native import MAX_SIGN_IN_BYTES
 from .exceptions import AccountRevoked, KerberosPasswordRejected, PasswordExpired
 from .hub_tickets import TICKET_ERRORS, explain
@@ -206,7 +206,10 @@ def signed_in(
 async def _sign_in_again(auth: PAMKerberosAuthenticator, handler: Any, username: str, password: str) -> TicketInPlace:
     if not password:
         raise web.HTTPError(403, "the password was not accepted")
-    authenticated = await auth.authenticate(handler, {"username": username, "password": password})
+    # PAM gets the account's own name (ADPAMKRB\\adalice for the JupyterHub
+    # user adalice@adpamkrb): one PAM attempt, as one form login would be.
+    account = usernames.account_name(username)
+    authenticated = await auth.authenticate(handler, {"username": account, "password": password})
     stashed = auth.take_password(handler, username)
     try:
         if authenticated is None or auth.normalize_username(authenticated) != username:

@@ -47,7 +47,7 @@ class Hub(_Service):
 
     def __init__(
         self,
-        realm: Realm,
+        realm: Realm | Any,
         *,
         config: Mapping[str, Any] | None = None,
         extra_config: str = "",
@@ -56,8 +56,12 @@ class Hub(_Service):
         log_path: Path | None = None,
         base_dir: Path | None = None,
         import_paths: Sequence[Path] = (),
+        command_prefix: Sequence[str] = (),
     ) -> None:
         self.realm = realm
+        # What the hub is started through: e.g. DomainMember.enter(), so that
+        # it sees the member's NSS, PAM and krb5.conf.
+        self.command_prefix = tuple(command_prefix)
         self.dir = Path(tempfile.mkdtemp(prefix="pamkrb-hub-", dir=base_dir))
         self.dir.chmod(0o700)
         self.port = port if port is not None else free_port()
@@ -132,7 +136,7 @@ class Hub(_Service):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = self.log_path.open("ab")
         self._proc = subprocess.Popen(
-            [str(VENV_BIN / "jupyterhub"), "-f", str(self.config_path)],
+            [*self.command_prefix, str(VENV_BIN / "jupyterhub"), "-f", str(self.config_path)],
             cwd=self.dir,
             env=self._env(),
             stdin=subprocess.DEVNULL,

@@ -707,7 +707,17 @@ class DomainMember:
         self.samba_dir = self.dir / "etc-samba"
         self.smb_conf = self.samba_dir / "smb.conf"
         self.krb5_conf = self.dir / "krb5.conf"
+        # The member's machine keytab (host/ and NAME$ keys, written by the
+        # join; krb5.conf's default keytab in the member's namespace). Named
+        # by KRB5_KTNAME in every member process: net and winbindd run
+        # libkrb5 with a krb5.conf Samba generates, so default_keytab_name
+        # alone is ignored, and every join added its keys to the host's
+        # /etc/krb5.keytab.
+        self.keytab = self.dir / "krb5.keytab"
         self.log_dir = self.dir / "log"
+        # Domain users' home directories (winbind's template homedir); each
+        # made only when a test needs it (make_home).
+        self.home_root = self.dir / "home"
         self._proc: subprocess.Popen[bytes] | None = None
         self.start_seconds: float | None = None
 
@@ -729,7 +739,7 @@ class DomainMember:
         return tuple((os.fsencode(source), os.fsencode(target)) for source, target in pairs)
 
     def _write_files(self) -> None:
-        for sub in ("run", "lib", "lib/private", "cache", "log", "etc-samba", "pam.d"):
+        for sub in ("run", "lib", "lib/private", "cache", "log", "etc-samba", "pam.d", "home"):
             (self.dir / sub).mkdir(mode=0o755)
         domain = self.dc.netbios_domain
         self.smb_conf.write_text(
@@ -744,7 +754,7 @@ class DomainMember:
     winbind use default domain = {"yes" if self.default_domain else "no"}
     winbind offline logon = no
     template shell = /bin/bash
-    template homedir = /nonexistent/%U
+    template homedir = {self.home_root}/%U
     idmap config * : backend = tdb
     idmap config * : range = 3000000-3999999
     idmap config {domain} : backend = rid
@@ -763,6 +773,7 @@ class DomainMember:
             f"""\
 [libdefaults]
     default_realm = {self.dc.realm}
+    default_keytab_name = FILE:{self.keytab}
     dns_lookup_kdc = false
     dns_lookup_realm = false
     rdns = false
@@ -782,6 +793,7 @@ class DomainMember:
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KRB5")}
         env["KRB5_CONFIG"] = "/etc/krb5.conf"  # the member's, inside its namespace
+        env["KRB5_KTNAME"] = f"FILE:{self.keytab}"
         env["LC_ALL"] = "C"
         return env
 
@@ -795,23 +807,19 @@ class DomainMember:
         try:
             self._write_files()
             binds = self._binds()
-            joined = subprocess.run(
-                [
-                    *_PID_NAMESPACE,
-                    "net",
-                    "ads",
-                    "join",
-                    "--no-dns-updates",
-                    "-U",
-                    f"Administrator%{self.dc.admin_password}",
-                ],
-                env=self._env(),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-                preexec_fn=lambda: _samba_private_view(None, (b"/run",), binds=binds),
-            )
+            # A DC that has just started answers "failed to lookup DC info
+            # ... over rpc: An internal error occurred" for a few seconds
+            # (its RPC services still starting): asked again until the deadline.
+            attempts: list[subprocess.CompletedProcess[str]] = []
+
+            def joined_or_final() -> bool:
+                attempts.append(self._join(binds, timeout))
+                last = attempts[-1]
+                return last.returncode == 0 or "failed to lookup DC info" not in last.stdout + last.stderr
+
+            with contextlib.suppress(SandboxError):
+                wait_until(joined_or_final, timeout=timeout, interval=1, message="net ads join")
+            joined = attempts[-1]
             (self.log_dir / "join.log").write_text(joined.stdout + joined.stderr)
             if joined.returncode != 0:
                 raise SandboxError(f"net ads join exited with {joined.returncode}:\n{joined.stdout}{joined.stderr}")
@@ -838,6 +846,25 @@ class DomainMember:
             self.stop()
             raise
         self.start_seconds = time.monotonic() - began
+
+    def _join(self, binds: tuple[tuple[bytes, bytes], ...], timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                *_PID_NAMESPACE,
+                "net",
+                "ads",
+                "join",
+                "--no-dns-updates",
+                "-U",
+                f"Administrator%{self.dc.admin_password}",
+            ],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            preexec_fn=lambda: _samba_private_view(None, (b"/run",), binds=binds),
+        )
 
     def winbindd_pid(self) -> int | None:
         """Host PID of winbindd (PID 1 of the member's PID namespace)."""
@@ -867,6 +894,34 @@ class DomainMember:
         if check and result.returncode != 0:
             raise SandboxError(f"{' '.join(args)} exited with {result.returncode}:\n{result.stdout}{result.stderr}")
         return result
+
+    def enter(self) -> list[str]:
+        """A command prefix that runs a program in the member's mount
+        namespace (its nsswitch.conf, pam.d, krb5.conf, winbindd's socket)
+        but the host's PID namespace, so it outlives nothing it should not:
+        ``nsenter`` execs the program itself (e.g. a hub, see
+        sandbox.hub.Hub's ``command_prefix``)."""
+        pid = self.winbindd_pid()
+        if pid is None:
+            raise SandboxError("the domain member's winbindd is not running")
+        return ["nsenter", f"--target={pid}", "--mount", "--"]
+
+    def account(self, name: str) -> tuple[str, int, int, str]:
+        """``getent passwd name`` on the member: (name, uid, gid, home)."""
+        fields = self.run(["getent", "passwd", name]).stdout.strip().split(":")
+        return fields[0], int(fields[2]), int(fields[3]), fields[5]
+
+    def make_home(self, name: str) -> Path:
+        """The domain user's home directory (winbind's template homedir,
+        under :attr:`home_root`), created 0700 and owned by them, as a
+        site's pam_mkhomedir or provisioning would."""
+        _, uid, gid, home = self.account(name)
+        path = Path(home)
+        if path.parent != self.home_root:
+            raise SandboxError(f"{name}'s home {home} is not under {self.home_root}")
+        path.mkdir(mode=0o700, exist_ok=True)
+        os.chown(path, uid, gid)
+        return path
 
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM winbindd (SIGKILL after ``timeout``); its PID namespace ends with it."""
