@@ -8,6 +8,7 @@ under CI=1 that skip is a failure (tests/ci_skips.py).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
@@ -43,6 +44,22 @@ def artifact_dir(nodeid: str) -> Path:
     path = ARTIFACTS / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def private_realm(name: str, **settings: Any) -> Iterator[sandbox.Realm]:
+    """A KDC of its own (``sandbox.Realm``'s ``max_life``, ``max_renewable_life``,
+    ``base_dir``...), stopped and removed on exit. Behind a module-scoped
+    fixture (even one defined here, which each module gets afresh) it is that
+    module's alone: tests that change its principals' policies or count its
+    KDC requests see no other module's."""
+    require_root()
+    realm = sandbox.Realm(name, **settings)
+    try:
+        realm.start()
+        yield realm
+    finally:
+        realm.close()
 
 
 @pytest.fixture(scope="session")
@@ -92,27 +109,30 @@ def pam_service() -> str:
     return sandbox.PAM_TEST_SERVICE
 
 
-@pytest.fixture
-def bare_user() -> Iterator[sandbox.UnixUser]:
-    """A fresh Unix user with a random password, no principal or keytab."""
+@contextlib.contextmanager
+def unix_user(name_prefix: str) -> Iterator[sandbox.UnixUser]:
+    """A fresh Unix user with a random password, removed on exit."""
     require_root()
-    user = sandbox.UnixUser.create("pkt")
+    user = sandbox.UnixUser.create(name_prefix)
     try:
         yield user
     finally:
         user.remove()
+
+
+@pytest.fixture
+def bare_user() -> Iterator[sandbox.UnixUser]:
+    """A fresh Unix user with a random password, no principal or keytab."""
+    with unix_user("pkt") as user:
+        yield user
 
 
 @pytest.fixture
 def attacker() -> Iterator[sandbox.UnixUser]:
     """Another local user, with a shell but no Kerberos principal: the one
     who plants things."""
-    require_root()
-    user = sandbox.UnixUser.create("pka")
-    try:
+    with unix_user("pka") as user:
         yield user
-    finally:
-        user.remove()
 
 
 @pytest.fixture
@@ -209,12 +229,8 @@ def namespaced_realm(host_dir: Path) -> Iterator[sandbox.Realm]:
     host would have its own krb5.conf anyway. Not exported to this process's
     KRB5_CONFIG: tests use ``namespaced_realm.client_env()``.
     """
-    realm = sandbox.Realm("NS.TEST", base_dir=host_dir)
-    try:
-        realm.start()
+    with private_realm("NS.TEST", base_dir=host_dir) as realm:
         yield realm
-    finally:
-        realm.close()
 
 
 @pytest.fixture(scope="session")
@@ -253,12 +269,8 @@ BROKER_LIFETIME = 90
 @pytest.fixture(scope="session")
 def broker_realm(host_dir: Path) -> Iterator[sandbox.Realm]:
     """90-second, renewable tickets; krb5.conf outside /tmp."""
-    realm = sandbox.Realm("BROKER.TEST", max_life=BROKER_LIFETIME, base_dir=host_dir)
-    try:
-        realm.start()
+    with private_realm("BROKER.TEST", max_life=BROKER_LIFETIME, base_dir=host_dir) as realm:
         yield realm
-    finally:
-        realm.close()
 
 
 @pytest.fixture
@@ -344,14 +356,8 @@ SHORT_LIFETIME = 90
 def short_realm() -> Iterator[sandbox.Realm]:
     """A second KDC whose tickets live 90 s, so expiry and renewal really
     happen during a test."""
-    require_root()
-    realm = sandbox.Realm("SHORT.TEST", max_life=SHORT_LIFETIME)
-    try:
-        realm.start()
+    with private_realm("SHORT.TEST", max_life=SHORT_LIFETIME) as realm:
         yield realm
-    finally:
-        realm.stop()
-        realm.close()
 
 
 @pytest.fixture
@@ -359,6 +365,26 @@ def short_user(short_realm: sandbox.Realm) -> Iterator[sandbox.UnixUser]:
     """A user with principal and keytab in the short-lived realm."""
     with sandbox.provisioned_user(short_realm) as user:
         yield user
+
+
+PASSWORD_LIFETIME = 60
+PASSWORD_RENEWABLE = 180
+
+
+@pytest.fixture(scope="module")
+def pw_realm() -> Iterator[sandbox.Realm]:
+    """60-second tickets renewable for 180 s, as ENVIRONMENT.md describes, for
+    password principals (``password_user``). Module-scoped: each module that
+    uses it gets a KDC of its own, so one module's ``modprinc`` never reaches
+    another's tests."""
+    with private_realm("PASSWORD.TEST", max_life=PASSWORD_LIFETIME, max_renewable_life=PASSWORD_RENEWABLE) as realm:
+        yield realm
+
+
+def password_user(realm: sandbox.Realm, user: sandbox.UnixUser, kerberos_password: str | None = None) -> str:
+    """Give ``user`` a password principal (their PAM password unless told
+    otherwise), and no keytab; the principal's name."""
+    return realm.add_password_principal(user.name, kerberos_password or user.password)
 
 
 # -- the login form, as a browser submits it --------------------------------------

@@ -13,23 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chromium import browser_cookies, chromium, require_chromium
+from event_log import events_in, find_event, logging_to, wait_for_event
 from jupyter_events.schema import EventSchema
 
 import sandbox
-from conftest import artifact_dir, form_login, logged_in
+from conftest import artifact_dir, form_login, logged_in, password_user, unix_user
 from pamkrb import audit, server_reports
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture
@@ -48,7 +38,7 @@ def fleet(hub_factory, users, tmp_path) -> tuple[sandbox.Hub, dict[str, Any], di
     events = tmp_path / "events.log"
     hub = hub_factory(
         {"Authenticator.admin_users": {admin.name}},
-        extra_config=f"import logging\nc.EventLogger.handlers = [logging.FileHandler({str(events)!r})]",
+        extra_config=logging_to(events),
     )
     hub.events = events
     sessions = {}
@@ -150,9 +140,8 @@ def password_users(realm: sandbox.Realm, count: int) -> Iterator[list[sandbox.Un
     with contextlib.ExitStack() as stack:
         users = []
         for _ in range(count):
-            user = sandbox.UnixUser.create("pkp")
-            stack.callback(user.remove)
-            realm.add_password_principal(user.name, user.password)
+            user = stack.enter_context(unix_user("pkp"))
+            password_user(realm, user)
             users.append(user)
         yield users
 
@@ -174,10 +163,7 @@ def test_twenty_users_in_mixed_states_in_chromium(hub_factory, realm, tmp_path):
     refused), 3 missing (the cache removed, or replaced by a root-owned
     file): the table, its filters and sorting, and the plot's renewals and
     failures, in Chromium."""
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
+    require_chromium()
     keytab_count = MIX["valid"] + MIX["expiring"] + MIX["error"] + MIX["missing"] + 1
     with (
         sandbox.provisioned_users(realm, keytab_count, "pkf") as keytab_users,
@@ -210,7 +196,7 @@ def test_twenty_users_in_mixed_states_in_chromium(hub_factory, realm, tmp_path):
                 # Every request of a user with a server asks the hub to renew their ticket.
                 "Authenticator.auth_refresh_age": 1,
             },
-            extra_config=f"import logging\nc.EventLogger.handlers = [logging.FileHandler({str(events)!r})]",
+            extra_config=logging_to(events),
         )
         sessions = {}
         for user in (*valid, *expiring, *login_required, *error, *missing):
@@ -276,7 +262,7 @@ def test_twenty_users_in_mixed_states_in_chromium(hub_factory, realm, tmp_path):
         # up): every login's ticket and renewal, and the refusals (one per
         # user in error, or more if a request came before its event was written).
         def plot_and_log() -> tuple[int, int] | None:
-            logged = [e for e in events_of(events) if e["__schema__"] == audit.TICKET]
+            logged = [e for e in events_in(events) if e["__schema__"] == audit.TICKET]
             counts = (
                 sum(1 for e in logged if e["action"] in ("issued", "renewed")),
                 sum(1 for e in logged if e["action"] == "refused"),
@@ -291,74 +277,57 @@ def test_twenty_users_in_mixed_states_in_chromium(hub_factory, realm, tmp_path):
         assert failed_events >= MIX["error"]
         assert ok_events >= 21  # 21 logins, and the spawns' renewals
 
-        cookies = [
-            {"name": c.name, "value": c.value, "domain": "127.0.0.1", "path": c.path or "/"}
-            for c in admin_session.cookies
-        ]
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                context = browser.new_context(viewport={"width": 1500, "height": 900})
-                context.add_cookies(cookies)
-                page = context.new_page()
-                page.goto(f"{hub.url}/hub/pamkrb/admin")
-                page.wait_for_selector("#tickets tbody tr", timeout=30_000)
+        with chromium() as browser:
+            context = browser.new_context(viewport={"width": 1500, "height": 900})
+            context.add_cookies(browser_cookies(admin_session))
+            page = context.new_page()
+            page.goto(f"{hub.url}/hub/pamkrb/admin")
+            page.wait_for_selector("#tickets tbody tr", timeout=30_000)
 
-                def shown() -> list[tuple[str, str]]:
-                    return [
-                        (row.get_attribute("data-user"), row.query_selector('td[data-key="state"]').inner_text())
-                        for row in page.query_selector_all("#tickets tbody tr")
-                    ]
+            def shown() -> list[tuple[str, str]]:
+                return [
+                    (row.get_attribute("data-user"), row.query_selector('td[data-key="state"]').inner_text())
+                    for row in page.query_selector_all("#tickets tbody tr")
+                ]
 
-                assert dict(shown()) == expected
-                assert page.inner_text("#count") == "20 of 20"
-                # The plot in the page: green bars for the renewals, red for the failures.
-                drawn = {
-                    kind: sum(int(r.get_attribute("data-count")) for r in page.query_selector_all(f"rect.{kind}"))
-                    for kind in ("renewals", "failures")
-                }
-                assert drawn == {"renewals": ok_events, "failures": failed_events}
-                assert page.query_selector("#pamkrb-timeline polyline.latency") is not None
-                # Each state's filter shows exactly the users put in it.
-                for state, count in MIX.items():
-                    page.select_option("#state-filter", state)
-                    users = {name for name, shown_state in shown() if shown_state == state}
-                    assert len(shown()) == count
-                    assert users == {n for n, s in expected.items() if s == state}
-                    assert page.inner_text("#count") == f"{count} of 20"
-                page.select_option("#state-filter", "")
-                # The text filter: one user's name.
-                page.fill("#filter", error[0].name)
-                assert shown() == [(error[0].name, "error")]
-                page.fill("#filter", "")
-                # Sorting by state, both ways; by user.
-                page.click('th[data-key="state"]')
-                order = [state for _, state in shown()]
-                assert order == sorted(order)
-                assert len(order) == 20
-                page.click('th[data-key="state"]')
-                assert [state for _, state in shown()] == sorted(order, reverse=True)
-                assert page.get_attribute('th[data-key="state"]', "aria-sort") == "descending"
-                page.click('th[data-key="user"]')
-                assert [name for name, _ in shown()] == sorted(expected)
-                out = artifact_dir("admin-page")
-                page.screenshot(path=str(out / "admin-page.png"), full_page=True)
-            finally:
-                browser.close()
+            assert dict(shown()) == expected
+            assert page.inner_text("#count") == "20 of 20"
+            # The plot in the page: green bars for the renewals, red for the failures.
+            drawn = {
+                kind: sum(int(r.get_attribute("data-count")) for r in page.query_selector_all(f"rect.{kind}"))
+                for kind in ("renewals", "failures")
+            }
+            assert drawn == {"renewals": ok_events, "failures": failed_events}
+            assert page.query_selector("#pamkrb-timeline polyline.latency") is not None
+            # Each state's filter shows exactly the users put in it.
+            for state, count in MIX.items():
+                page.select_option("#state-filter", state)
+                users = {name for name, shown_state in shown() if shown_state == state}
+                assert len(shown()) == count
+                assert users == {n for n, s in expected.items() if s == state}
+                assert page.inner_text("#count") == f"{count} of 20"
+            page.select_option("#state-filter", "")
+            # The text filter: one user's name.
+            page.fill("#filter", error[0].name)
+            assert shown() == [(error[0].name, "error")]
+            page.fill("#filter", "")
+            # Sorting by state, both ways; by user.
+            page.click('th[data-key="state"]')
+            order = [state for _, state in shown()]
+            assert order == sorted(order)
+            assert len(order) == 20
+            page.click('th[data-key="state"]')
+            assert [state for _, state in shown()] == sorted(order, reverse=True)
+            assert page.get_attribute('th[data-key="state"]', "aria-sort") == "descending"
+            page.click('th[data-key="user"]')
+            assert [name for name, _ in shown()] == sorted(expected)
+            out = artifact_dir("admin-page")
+            page.screenshot(path=str(out / "admin-page.png"), full_page=True)
         hub.stop()  # before the users go: their servers stop with it
 
 
-def events_of(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def find_ticket_event(path: Path, **wanted: Any) -> dict[str, Any] | None:
-    for event in events_of(path):
-        if event.get("__schema__") == audit.TICKET and all(event.get(k) == v for k, v in wanted.items()):
-            return event
-    return None
+    return find_event(path, __schema__=audit.TICKET, **wanted)
 
 
 def test_renew_now_and_destroy_are_for_admins_with_xsrf_and_audited(fleet, realm):
@@ -414,16 +383,7 @@ def test_renew_now_and_destroy_are_for_admins_with_xsrf_and_audited(fleet, realm
 
 
 def wait_for_ticket_event(path: Path, **wanted: Any) -> dict[str, Any]:
-    def found() -> dict[str, Any] | None:
-        if not path.exists():
-            return None
-        for line in path.read_text().splitlines():
-            event = json.loads(line)
-            if event.get("__schema__") == audit.TICKET and all(event.get(k) == v for k, v in wanted.items()):
-                return event
-        return None
-
-    return sandbox.wait_until(found, timeout=30, interval=0.2, message=f"a ticket event {wanted}")
+    return wait_for_event(path, f"a ticket event {wanted}", timeout=30, __schema__=audit.TICKET, **wanted)
 
 
 # -- a server's own renewals, reported to the hub -------------------------------------
@@ -443,7 +403,7 @@ def test_a_servers_own_renewals_and_failures_reach_the_page(hub_factory, realm, 
         events = tmp_path / "events.log"
         hub = hub_factory(
             {"Authenticator.admin_users": {admin.name}},
-            extra_config=f"import logging\nc.EventLogger.handlers = [logging.FileHandler({str(events)!r})]",
+            extra_config=logging_to(events),
         )
         session = sandbox.login_and_spawn(hub, owner)
         admin_session = form_login(hub, admin.name, admin.password).session
@@ -472,7 +432,7 @@ def test_a_servers_own_renewals_and_failures_reach_the_page(hub_factory, realm, 
         assert row["last_renewal_by"] == renewed["emitter"]
         assert row["last_renewal"] >= renewed["__timestamp__"][:19] + "Z"
         assert row["renewed_by"] == "server"
-        tickets = [e for e in events_of(events) if e["__schema__"] == audit.TICKET]
+        tickets = [e for e in events_in(events) if e["__schema__"] == audit.TICKET]
         by_server = sum(1 for e in tickets if e["action"] == "renewed" and e["emitter"]["kind"] == "server")
         by_hub = sum(1 for e in tickets if e["action"] in ("issued", "renewed") and e["emitter"]["kind"] == "hub")
         assert by_server >= 1
@@ -508,33 +468,19 @@ def test_a_servers_own_renewals_and_failures_reach_the_page(hub_factory, realm, 
 
 def renewed_by_in_chromium(hub: sandbox.Hub, admin_session: Any, name: str) -> str:
     """The text of the user's "Renewed by" cell as Chromium renders the page."""
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    cookies = [
-        {"name": c.name, "value": c.value, "domain": "127.0.0.1", "path": c.path or "/"} for c in admin_session.cookies
-    ]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context()
-            context.add_cookies(cookies)
-            page = context.new_page()
-            page.goto(f"{hub.url}/hub/pamkrb/admin")
-            cell = page.wait_for_selector(f'tr[data-user="{name}"] td[data-key="renewed_by"]', timeout=30_000)
-            page.screenshot(path=str(artifact_dir("admin-page") / "server-reports.png"), full_page=True)
-            return cell.inner_text()
-        finally:
-            browser.close()
+    with chromium() as browser:
+        context = browser.new_context()
+        context.add_cookies(browser_cookies(admin_session))
+        page = context.new_page()
+        page.goto(f"{hub.url}/hub/pamkrb/admin")
+        cell = page.wait_for_selector(f'tr[data-user="{name}"] td[data-key="renewed_by"]', timeout=30_000)
+        page.screenshot(path=str(artifact_dir("admin-page") / "server-reports.png"), full_page=True)
+        text: str = cell.inner_text()
+        return text
 
 
 def find_server_event(path: Path, **wanted: Any) -> dict[str, Any] | None:
-    for event in events_of(path):
-        ours = event.get("__schema__") == audit.TICKET and event["emitter"]["kind"] == "server"
-        if ours and all(event.get(k) == v for k, v in wanted.items()):
-            return event
-    return None
+    return find_event(path, lambda e: e["emitter"]["kind"] == "server", __schema__=audit.TICKET, **wanted)
 
 
 def check_report_endpoint(hub, owner, admin, session, admin_session, events) -> None:

@@ -14,56 +14,17 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+from event_log import logging_to, pamkrb_events, wait_for_event
 from jupyter_events.schema import EventSchema
 
 import sandbox
-from conftest import form_login, require_root
+from conftest import PASSWORD_LIFETIME, form_login, password_user
 from pamkrb import audit
 
-LIFETIME = 60
-RENEWABLE = 180
-
-
-@pytest.fixture(scope="module")
-def audit_realm() -> Iterator[sandbox.Realm]:
-    require_root()
-    realm = sandbox.Realm("AUDIT.TEST", max_life=LIFETIME, max_renewable_life=RENEWABLE)
-    try:
-        realm.start()
-        yield realm
-    finally:
-        realm.close()
-
-
-def password_principal(realm: sandbox.Realm, user: sandbox.UnixUser, password: str | None = None) -> str:
-    principal = realm.qualify(user.name)
-    realm.kadmin(f"addprinc -pw {password or user.password} {principal}")
-    return principal
-
-
-def events_in(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def pamkrb_events(path: Path) -> list[dict[str, Any]]:
-    return [e for e in events_in(path) if str(e.get("__schema__", "")).startswith("https://schema.pamkrb.dev/")]
-
-
-def wait_for_event(path: Path, message: str, timeout: float = 60, **wanted: Any) -> dict[str, Any]:
-    def found() -> dict[str, Any] | None:
-        for event in pamkrb_events(path):
-            if all(event.get(k) == v for k, v in wanted.items()):
-                return event
-        return None
-
-    return sandbox.wait_until(found, timeout=timeout, interval=0.2, message=message)
+LIFETIME = PASSWORD_LIFETIME
 
 
 SCHEMAS = {
@@ -99,18 +60,16 @@ def server_events_config(user: sandbox.UnixUser) -> tuple[dict[str, Any], Path]:
     config_dir = user.home / "jupyter-config"
     config_dir.mkdir(exist_ok=True)
     log = user.home / "server-events.log"
-    (config_dir / "jupyter_server_config.py").write_text(
-        f"import logging\nc.EventLogger.handlers = [logging.FileHandler({str(log)!r})]\n"
-    )
+    (config_dir / "jupyter_server_config.py").write_text(logging_to(log))
     os.chown(config_dir, user.uid, user.gid)
     return {"JUPYTER_CONFIG_PATH": str(config_dir)}, log
 
 
 def test_every_event_in_its_real_flow_validates_and_carries_no_secret(
-    hub_factory, audit_realm, bare_user, attacker, tmp_path
+    hub_factory, pw_realm, bare_user, attacker, tmp_path
 ):
     user = bare_user
-    principal = password_principal(audit_realm, user)
+    principal = password_user(pw_realm, user)
     hub_events = tmp_path / "hub-events.log"
     server_env, server_events = server_events_config(user)
     # Something planted at the user's cache path before they log in.
@@ -125,8 +84,8 @@ def test_every_event_in_its_real_flow_validates_and_carries_no_secret(
             "PAMKerberosAuthenticator.refresh_margin": LIFETIME + 10,
             "Spawner.environment": server_env,
         },
-        realm=audit_realm,
-        extra_config=f"import logging\nc.EventLogger.handlers = [logging.FileHandler({str(hub_events)!r})]",
+        realm=pw_realm,
+        extra_config=logging_to(hub_events),
     )
     session = sandbox.login_and_spawn(hub, user)
 
@@ -179,7 +138,7 @@ def test_every_event_in_its_real_flow_validates_and_carries_no_secret(
     wait_for_event(hub_events, "the sign-in's ticket", action="issued", trigger="sign-in", method="password")
 
     # A user whose Kerberos password differs: the KDC refuses, with its code.
-    password_principal(audit_realm, attacker, "kdc-" + attacker.password)
+    password_user(pw_realm, attacker, "kdc-" + attacker.password)
     assert form_login(hub, attacker.name, attacker.password).status_code == 403
     kdc_refusal = wait_for_event(hub_events, "the KDC's refusal", action="refused", user=attacker.name)
     assert kdc_refusal["trigger"] == "login"

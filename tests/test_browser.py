@@ -6,26 +6,16 @@ Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 from collections.abc import Iterator
 
 import pytest
+from chromium import chromium
 
 import sandbox
-from conftest import SHORT_LIFETIME, artifact_dir, assert_user_owned_cache, require_root
+from conftest import SHORT_LIFETIME, artifact_dir, assert_user_owned_cache, password_user, private_realm, require_root
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 LIFETIME = SHORT_LIFETIME
 ALWAYS_RENEW = 120
 
@@ -33,16 +23,8 @@ ALWAYS_RENEW = 120
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     require_root()
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 NOTEBOOK = {
@@ -126,6 +108,17 @@ class Session:
         self.context.close()
 
 
+@contextlib.contextmanager
+def logged_in_session(browser, hub: sandbox.Hub, user: sandbox.UnixUser) -> Iterator[Session]:
+    """A ``Session`` logged in through the form; closed however the test ends."""
+    session = Session(browser, hub, user)
+    try:
+        session.log_in()
+        yield session
+    finally:
+        session.close()
+
+
 def wait_for_count(session: Session, key: str, above: int, what: str) -> dict:
     def reached():
         status = session.status()
@@ -136,9 +129,7 @@ def wait_for_count(session: Session, key: str, above: int, what: str) -> dict:
 
 def test_notebook7_open_edit_save_and_kernel(browser, hub_factory, short_realm, short_user, request):
     hub = hub_factory({"PAMKerberosAuthenticator.refresh_margin": ALWAYS_RENEW}, realm=short_realm)
-    session = Session(browser, hub, short_user)
-    try:
-        session.log_in()
+    with logged_in_session(browser, hub, short_user) as session:
         session.put_notebook("day.ipynb")
         before = session.status()
 
@@ -160,15 +151,11 @@ def test_notebook7_open_edit_save_and_kernel(browser, hub_factory, short_realm, 
         assert short_realm.klist_valid(short_user.default_ccache)
         session.page.screenshot(path=str(artifact_dir(request.node.nodeid) / "notebook7.png"))
         assert not [e for e in session.errors if "pamkrb" in e], session.errors
-    finally:
-        session.close()
 
 
 def test_jupyterlab_opens_through_contents_only_and_saves(browser, hub_factory, short_realm, short_user, request):
     hub = hub_factory({"PAMKerberosAuthenticator.refresh_margin": ALWAYS_RENEW}, realm=short_realm)
-    session = Session(browser, hub, short_user)
-    try:
-        session.log_in()
+    with logged_in_session(browser, hub, short_user) as session:
         session.put_notebook("lab.ipynb")
         page = session.page
         page.goto(f"{session.base}/lab")
@@ -198,23 +185,17 @@ def test_jupyterlab_opens_through_contents_only_and_saves(browser, hub_factory, 
         assert item.get_attribute("data-pamkrb-state") == status["state"]
         page.screenshot(path=str(artifact_dir(request.node.nodeid) / "jupyterlab.png"))
         assert not [e for e in session.errors if "pamkrb" in e], session.errors
-    finally:
-        session.close()
 
 
 def test_status_view_screenshot(browser, hub_factory, short_realm, short_user, request):
     hub = hub_factory({"PAMKerberosAuthenticator.refresh_margin": 10}, realm=short_realm)
-    session = Session(browser, hub, short_user)
-    try:
-        session.log_in()
+    with logged_in_session(browser, hub, short_user) as session:
         page = session.page
         page.goto(f"{session.base}/pamkrb/status")
         badge = page.locator("#pamkrb-state")
         assert badge.inner_text() == "Valid"
         assert short_user.name in page.content()
         page.screenshot(path=str(artifact_dir(request.node.nodeid) / "status-view.png"))
-    finally:
-        session.close()
 
 
 def test_status_bar_of_a_namespaced_server_says_renewed_by_hub(
@@ -226,9 +207,7 @@ def test_status_bar_of_a_namespaced_server_says_renewed_by_hub(
         {"PAMKerberosAuthenticator.ticket_broker": True, "PAMKerberosAuthenticator.refresh_margin": 30},
         realm=broker_realm,
     )
-    session = Session(browser, hub, broker_user)
-    try:
-        session.log_in()
+    with logged_in_session(browser, hub, broker_user) as session:
         page = session.page
         page.goto(f"{session.base}/lab")
         item = page.locator("#pamkrb-status")
@@ -240,8 +219,6 @@ def test_status_bar_of_a_namespaced_server_says_renewed_by_hub(
         assert item.inner_text().startswith("Kerberos: valid")
         assert session.status()["renewed_by"] == "hub"
         page.screenshot(path=str(artifact_dir(request.node.nodeid) / "renewed-by-hub.png"))
-    finally:
-        session.close()
 
 
 def _sign_in_from_jupyterlabs_status_bar(page) -> None:
@@ -266,20 +243,14 @@ def test_sign_in_again_without_a_restart(browser, hub_factory, bare_user, reques
     """A password user whose ticket ran out signs in again from the browser
     (JupyterLab's status bar, Notebook 7's Help menu): the dialog gets a new
     ticket, the server is not restarted."""
-    from test_password_tickets import password_user
-
-    realm = sandbox.Realm("SIGNIN.TEST", max_life=60, max_renewable_life=60)
-    realm.start()
     user = bare_user
-    try:
+    with private_realm("SIGNIN.TEST", max_life=60, max_renewable_life=60) as realm:
         password_user(realm, user)
         hub = hub_factory(
             {"PAMKerberosAuthenticator.credential_source": "password", "PAMKerberosAuthenticator.refresh_margin": 20},
             realm=realm,
         )
-        session = Session(browser, hub, user)
-        try:
-            session.log_in()
+        with logged_in_session(browser, hub, user) as session:
             server_pids = sandbox.singleuser_pids(user.uid)
             page = session.page
             page.goto(f"{session.base}{front_end}")
@@ -297,7 +268,3 @@ def test_sign_in_again_without_a_restart(browser, hub_factory, bare_user, reques
             assert realm.klist_valid(user.default_ccache)
             assert sandbox.singleuser_pids(user.uid) == server_pids, "the server was restarted"
             page.screenshot(path=str(artifact_dir(request.node.nodeid) / "signed-in.png"))
-        finally:
-            session.close()
-    finally:
-        realm.close()

@@ -30,7 +30,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -303,25 +303,49 @@ def readable_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def doctor_hadoop(
-    realm: sandbox.Realm,
-    user: sandbox.UnixUser,
-    conf_dir: Path,
-    pam_service: str,
-    tmp_path: Path,
-    krb5_conf: Path | None = None,
-) -> subprocess.CompletedProcess[str]:
+Doctor = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def doctor(
+    hadoop_realm: sandbox.Realm, hdfs: HadoopCluster, hadoop_user: sandbox.UnixUser, pam_service: str, tmp_path: Path
+) -> Doctor:
+    """``doctor(conf_dir=None, krb5_conf=None)``: run ``pamkrb doctor
+    <hadoop_user> --hadoop-conf-dir DIR`` (the cluster's client configuration
+    unless told otherwise) with a hub config naming ``pam_service``, and the
+    realm's client environment (its krb5.conf unless told otherwise)."""
     config = tmp_path / "jupyterhub_config.py"
     config.write_text(
         "c = get_config()  # noqa: F821\n"
         'c.JupyterHub.authenticator_class = "pamkrb"\n'
         f"c.PAMKerberosAuthenticator.service = {pam_service!r}\n"
     )
-    args = ["doctor", user.name, "--config", str(config), "--hadoop-conf-dir", str(conf_dir)]
-    env = realm.client_env()
-    if krb5_conf is not None:
-        env["KRB5_CONFIG"] = str(krb5_conf)
-    return sandbox.run_pamkrb(args, env=env)
+
+    def run(conf_dir: Path | None = None, krb5_conf: Path | None = None) -> subprocess.CompletedProcess[str]:
+        conf = conf_dir or hdfs.client_conf_dir
+        args = ["doctor", hadoop_user.name, "--config", str(config), "--hadoop-conf-dir", str(conf)]
+        env = hadoop_realm.client_env()
+        if krb5_conf is not None:
+            env["KRB5_CONFIG"] = str(krb5_conf)
+        return sandbox.run_pamkrb(args, env=env)
+
+    return run
+
+
+@pytest.fixture
+def conf_copy(hdfs: HadoopCluster, readable_dir: Path) -> Path:
+    """A copy of the cluster's client configuration that a test may change."""
+    conf_dir = readable_dir / "conf"
+    shutil.copytree(hdfs.client_conf_dir, conf_dir)
+    return conf_dir
+
+
+def readable_krb5_conf(readable_dir: Path, text: str) -> Path:
+    """``text`` as a krb5.conf every user (and so the user's JVM) can read."""
+    krb5_conf = readable_dir / "krb5.conf"
+    krb5_conf.write_text(text)
+    krb5_conf.chmod(0o644)
+    return krb5_conf
 
 
 def hdfs_line(result: subprocess.CompletedProcess[str], user: sandbox.UnixUser) -> str:
@@ -330,14 +354,10 @@ def hdfs_line(result: subprocess.CompletedProcess[str], user: sandbox.UnixUser) 
 
 
 def test_a_user_with_a_ticket_gets_a_listing(
-    hadoop_realm: sandbox.Realm,
-    hdfs: HadoopCluster,
-    hadoop_user: sandbox.UnixUser,
-    pam_service: str,
-    tmp_path: Path,
+    hadoop_realm: sandbox.Realm, hdfs: HadoopCluster, hadoop_user: sandbox.UnixUser, doctor: Doctor
 ) -> None:
     started = time.monotonic()
-    result = doctor_hadoop(hadoop_realm, hadoop_user, hdfs.client_conf_dir, pam_service, tmp_path)
+    result = doctor()
     elapsed = time.monotonic() - started
 
     line = hdfs_line(result, hadoop_user)
@@ -351,16 +371,10 @@ def test_a_user_with_a_ticket_gets_a_listing(
     assert elapsed < 60, elapsed
 
 
-def test_a_user_without_a_ticket_is_told_so(
-    hadoop_realm: sandbox.Realm,
-    hdfs: HadoopCluster,
-    hadoop_user: sandbox.UnixUser,
-    pam_service: str,
-    tmp_path: Path,
-) -> None:
+def test_a_user_without_a_ticket_is_told_so(hadoop_user: sandbox.UnixUser, doctor: Doctor) -> None:
     hadoop_user.default_ccache.unlink()
 
-    result = doctor_hadoop(hadoop_realm, hadoop_user, hdfs.client_conf_dir, pam_service, tmp_path)
+    result = doctor()
 
     line = hdfs_line(result, hadoop_user)
     assert line.startswith(
@@ -374,11 +388,7 @@ def test_a_user_without_a_ticket_is_told_so(
 
 
 def test_an_expired_ticket_is_told_apart_from_none(
-    hadoop_realm: sandbox.Realm,
-    hdfs: HadoopCluster,
-    hadoop_user: sandbox.UnixUser,
-    pam_service: str,
-    tmp_path: Path,
+    hadoop_realm: sandbox.Realm, hadoop_user: sandbox.UnixUser, doctor: Doctor
 ) -> None:
     """Java says the same as for no ticket; the cache says it expired."""
     principal = f"{hadoop_user.name}@{hadoop_realm.name}"
@@ -390,7 +400,7 @@ def test_an_expired_ticket_is_told_apart_from_none(
     assert kinit.returncode == 0, kinit.stderr
     time.sleep(3)
 
-    result = doctor_hadoop(hadoop_realm, hadoop_user, hdfs.client_conf_dir, pam_service, tmp_path)
+    result = doctor()
 
     line = hdfs_line(result, hadoop_user)
     assert line.startswith(
@@ -401,16 +411,9 @@ def test_an_expired_ticket_is_told_apart_from_none(
 
 
 def test_a_principal_auth_to_local_does_not_map(
-    hadoop_realm: sandbox.Realm,
-    hdfs: HadoopCluster,
-    hadoop_user: sandbox.UnixUser,
-    pam_service: str,
-    tmp_path: Path,
-    readable_dir: Path,
+    hadoop_realm: sandbox.Realm, hadoop_user: sandbox.UnixUser, doctor: Doctor, conf_copy: Path
 ) -> None:
-    conf_dir = readable_dir / "conf"
-    shutil.copytree(hdfs.client_conf_dir, conf_dir)
-    core = conf_dir / "core-site.xml"
+    core = conf_copy / "core-site.xml"
     only_rule = r"RULE:[1:$1@$0](nobody@NOWHERE\.TEST)s/@.*//"
     text = re.sub(
         r"(<name>hadoop.security.auth_to_local</name><value>).*?(</value>)",
@@ -421,7 +424,7 @@ def test_a_principal_auth_to_local_does_not_map(
     core.write_text(text)
     principal = f"{hadoop_user.name}@{hadoop_realm.name}"
 
-    result = doctor_hadoop(hadoop_realm, hadoop_user, conf_dir, pam_service, tmp_path)
+    result = doctor(conf_copy)
 
     line = hdfs_line(result, hadoop_user)
     assert line.startswith(
@@ -432,20 +435,15 @@ def test_a_principal_auth_to_local_does_not_map(
 
 
 def test_a_realm_missing_from_the_jvms_krb5_conf(
-    hadoop_realm: sandbox.Realm,
-    hdfs: HadoopCluster,
-    hadoop_user: sandbox.UnixUser,
-    pam_service: str,
-    tmp_path: Path,
-    readable_dir: Path,
+    hadoop_realm: sandbox.Realm, hadoop_user: sandbox.UnixUser, doctor: Doctor, readable_dir: Path
 ) -> None:
     """The realm's [realms] entry removed: the KDC check fails too, and the
     Hadoop check names the file the JVM read."""
-    krb5_conf = readable_dir / "krb5.conf"
-    krb5_conf.write_text(re.sub(r"\[realms\].*", "[realms]\n", hadoop_realm.krb5_conf.read_text(), flags=re.S))
-    krb5_conf.chmod(0o644)
+    krb5_conf = readable_krb5_conf(
+        readable_dir, re.sub(r"\[realms\].*", "[realms]\n", hadoop_realm.krb5_conf.read_text(), flags=re.S)
+    )
 
-    result = doctor_hadoop(hadoop_realm, hadoop_user, hdfs.client_conf_dir, pam_service, tmp_path, krb5_conf)
+    result = doctor(krb5_conf=krb5_conf)
 
     line = hdfs_line(result, hadoop_user)
     assert line.startswith(
@@ -457,20 +455,13 @@ def test_a_realm_missing_from_the_jvms_krb5_conf(
 
 
 def test_a_resourcemanager_that_does_not_answer(
-    hadoop_realm: sandbox.Realm,
-    hdfs: HadoopCluster,
-    hadoop_user: sandbox.UnixUser,
-    pam_service: str,
-    tmp_path: Path,
-    readable_dir: Path,
+    hadoop_realm: sandbox.Realm, hadoop_user: sandbox.UnixUser, doctor: Doctor, conf_copy: Path
 ) -> None:
     """yarn-site.xml names a ResourceManager on a port nothing listens on:
     the YARN branch runs Hadoop's NodeCLI and says so within seconds (a real
     ResourceManager's answer is untested: none can be run here)."""
-    conf_dir = readable_dir / "conf"
-    shutil.copytree(hdfs.client_conf_dir, conf_dir)
     address = f"127.0.0.1:{free_port()}"
-    (conf_dir / "yarn-site.xml").write_text(
+    (conf_copy / "yarn-site.xml").write_text(
         "<configuration>"
         f"<property><name>yarn.resourcemanager.address</name><value>{address}</value></property>"
         f"<property><name>yarn.resourcemanager.principal</name><value>rm/localhost@{hadoop_realm.name}</value>"
@@ -478,7 +469,7 @@ def test_a_resourcemanager_that_does_not_answer(
     )
 
     started = time.monotonic()
-    result = doctor_hadoop(hadoop_realm, hadoop_user, conf_dir, pam_service, tmp_path)
+    result = doctor(conf_copy)
     elapsed = time.monotonic() - started
 
     assert hdfs_line(result, hadoop_user).startswith("✓ HDFS"), result.stdout
@@ -489,23 +480,17 @@ def test_a_resourcemanager_that_does_not_answer(
 
 
 def test_a_keyring_default_cache_is_warned_about(
-    hadoop_realm: sandbox.Realm,
-    hdfs: HadoopCluster,
-    hadoop_user: sandbox.UnixUser,
-    pam_service: str,
-    tmp_path: Path,
-    readable_dir: Path,
+    hadoop_realm: sandbox.Realm, hadoop_user: sandbox.UnixUser, doctor: Doctor, readable_dir: Path
 ) -> None:
     """A krb5.conf whose default cache is a KEYRING: the kernels' FILE cache
     still works, and doctor warns about JVMs started without KRB5CCNAME."""
-    krb5_conf = readable_dir / "krb5.conf"
     text = hadoop_realm.krb5_conf.read_text()
-    krb5_conf.write_text(
-        text.replace("[libdefaults]\n", "[libdefaults]\n    default_ccache_name = KEYRING:persistent:%{uid}\n", 1)
+    krb5_conf = readable_krb5_conf(
+        readable_dir,
+        text.replace("[libdefaults]\n", "[libdefaults]\n    default_ccache_name = KEYRING:persistent:%{uid}\n", 1),
     )
-    krb5_conf.chmod(0o644)
 
-    result = doctor_hadoop(hadoop_realm, hadoop_user, hdfs.client_conf_dir, pam_service, tmp_path, krb5_conf)
+    result = doctor(krb5_conf=krb5_conf)
 
     assert hdfs_line(result, hadoop_user).startswith("✓ HDFS"), result.stdout
     warning = next(line for line in result.stdout.splitlines() if line.startswith("! default credential cache"))
@@ -513,13 +498,7 @@ def test_a_keyring_default_cache_is_warned_about(
     assert result.returncode == 0, result.stdout
 
 
-def test_the_fallback_cache_is_the_one_checked(
-    hadoop_realm: sandbox.Realm,
-    hdfs: HadoopCluster,
-    hadoop_user: sandbox.UnixUser,
-    pam_service: str,
-    tmp_path: Path,
-) -> None:
+def test_the_fallback_cache_is_the_one_checked(hadoop_user: sandbox.UnixUser, doctor: Doctor) -> None:
     """When pamkrb could only write the fallback path (/run/pamkrb/<uid>/krb5cc),
     the kernels' KRB5CCNAME points there, and so does doctor's Hadoop check."""
     fallback_dir = Path(f"/run/pamkrb/{hadoop_user.uid}")
@@ -531,7 +510,7 @@ def test_the_fallback_cache_is_the_one_checked(
         fallback = fallback_dir / "krb5cc"
         hadoop_user.default_ccache.rename(fallback)
 
-        result = doctor_hadoop(hadoop_realm, hadoop_user, hdfs.client_conf_dir, pam_service, tmp_path)
+        result = doctor()
 
         line = hdfs_line(result, hadoop_user)
         assert line.startswith(f"✓ HDFS /user/{hadoop_user.name}: listed as {hadoop_user.name}"), result.stdout

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 import sandbox
-from conftest import require_root
+from conftest import private_realm
 
 LIFETIME = 30
 RENEWABLE_LIFE = 90
@@ -30,14 +30,8 @@ LIFETIMES = int(os.environ.get("PAMKRB_KDC_LIFETIMES", "4"))
 
 @pytest.fixture(scope="module")
 def renewing_realm() -> Iterator[sandbox.Realm]:
-    require_root()
-    realm = sandbox.Realm("RENEW.TEST", max_life=LIFETIME, max_renewable_life=RENEWABLE_LIFE)
-    try:
-        realm.start()
+    with private_realm("RENEW.TEST", max_life=LIFETIME, max_renewable_life=RENEWABLE_LIFE) as realm:
         yield realm
-    finally:
-        realm.stop()
-        realm.close()
 
 
 @pytest.fixture

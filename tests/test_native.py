@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import sandbox  # tools/sandbox/, on the path through pytest.ini's `pythonpath`
-from conftest import require_root
+from conftest import private_realm
 from pamkrb import _native
 from pamkrb.exceptions import (
     AccountRevoked,
@@ -594,14 +594,8 @@ ANOTHER_UID = 12345  # another local user, who plants and links things
 def renew_realm():
     """A KDC whose tickets live 60 s and renew for 180 s (set before the
     database exists, so krbtgt and every principal get them)."""
-    require_root()
-    realm = sandbox.Realm("RENEW.TEST", max_life=RENEW_LIFETIME, max_renewable_life=RENEWABLE_FOR)
-    try:
-        realm.start()
+    with private_realm("RENEW.TEST", max_life=RENEW_LIFETIME, max_renewable_life=RENEWABLE_FOR) as realm:
         yield realm
-    finally:
-        realm.stop()
-        realm.close()
 
 
 @pytest.fixture

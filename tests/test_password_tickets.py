@@ -13,7 +13,6 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,30 +20,11 @@ import requests
 from tornado import web
 
 import sandbox
-from conftest import require_root
+from conftest import PASSWORD_LIFETIME, PASSWORD_RENEWABLE, password_user
 from pamkrb import PAMKerberosAuthenticator, _native, kdc_refusals, lifecycle
 
-LIFETIME = 60
-RENEWABLE = 180
-
-
-@pytest.fixture(scope="module")
-def pw_realm() -> Iterator[sandbox.Realm]:
-    """60-second tickets renewable for 180 s, as ENVIRONMENT.md describes."""
-    require_root()
-    realm = sandbox.Realm("PASSWORD.TEST", max_life=LIFETIME, max_renewable_life=RENEWABLE)
-    try:
-        realm.start()
-        yield realm
-    finally:
-        realm.close()
-
-
-def password_user(realm: sandbox.Realm, user: sandbox.UnixUser, kerberos_password: str | None = None) -> str:
-    """Give ``user`` a password principal (their PAM password unless told otherwise)."""
-    principal = realm.qualify(user.name)
-    realm.kadmin(f"addprinc -pw {kerberos_password or user.password} {principal}")
-    return principal
+LIFETIME = PASSWORD_LIFETIME
+RENEWABLE = PASSWORD_RENEWABLE
 
 
 @pytest.fixture
@@ -288,6 +268,38 @@ def cookie_sign_in(hub: sandbox.Hub, session: Any, body: Any, **kwargs: Any) -> 
     """The same from a browser session on the hub's origin, with its XSRF token."""
     headers = {"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/") or ""}
     return session.post(f"{hub.url}/hub/api/pamkrb/ticket", data=body, headers=headers, timeout=60, **kwargs)
+
+
+def test_one_reading_of_the_sign_in_body_for_the_hub_and_the_server():
+    """pamkrb.sign_in_body is what both POST handlers call: the same 413 and
+    400s; only the hub takes an empty password (to refuse it as a wrong one,
+    in the audit trail); no error quotes the body."""
+    from pamkrb._native import MAX_SIGN_IN_BYTES
+    from pamkrb.sign_in_body import sign_in_password
+
+    assert sign_in_password(b'{"password": "s3cret"}') == "s3cret"
+    assert sign_in_password(b'{"password": ""}', allow_empty=True) == ""
+    too_large = b'{"password": "' + b"s3cret" * MAX_SIGN_IN_BYTES + b'"}'
+    refusals = {
+        too_large: 413,
+        b'{"password": ""}': 400,
+        b"password=s3cret": 400,
+        b'["s3cret"]': 400,
+        b'{"password": ["s3cret"]}': 400,
+        b'{"pass": "s3cret"}': 400,
+        b"": 400,
+    }
+    for body, status in refusals.items():
+        with pytest.raises(web.HTTPError) as refused:
+            sign_in_password(body)
+        assert refused.value.status_code == status, body[:40]
+        assert "s3cret" not in str(refused.value), body[:40]
+    for body in (b'{"password": null}', b"{not json", b'"s3cret"'):
+        with pytest.raises(web.HTTPError, match="400"):
+            sign_in_password(body, allow_empty=True)
+    from pamkrb import status_handlers, ticket_api
+
+    assert status_handlers.sign_in_password is ticket_api.sign_in_password is sign_in_password
 
 
 def test_hostile_sign_ins_change_nothing(signed_in_hub, pw_realm, pw_user, attacker):

@@ -9,8 +9,8 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from tornado import web
 
-from ._native import MAX_SIGN_IN_BYTES
 from .lifecycle import TicketState
+from .sign_in_body import sign_in_password
 
 AUTH_RESOURCE = "pamkrb"
 
@@ -46,16 +46,7 @@ class SignInHandler(APIHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        if len(self.request.body) > MAX_SIGN_IN_BYTES:
-            raise web.HTTPError(413, "request body too large")
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise web.HTTPError(400, 'send JSON: {"password": "..."}') from None
-        password = body.get("password") if isinstance(body, dict) else None
-        if not isinstance(password, str) or not password:
-            raise web.HTTPError(400, 'send JSON: {"password": "..."}')
-        status, message = await self.settings["pamkrb_sign_in"](password)
+        status, message = await self.settings["pamkrb_sign_in"](sign_in_password(self.request.body))
         self.set_status(status)
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps({"message": message, "status": await self.settings["pamkrb_status"]()}))

@@ -28,10 +28,10 @@ from jupyterhub.utils import compare_token
 from tornado import httputil, iostream, web
 
 from . import audit, kdc_refusals, usernames
-from ._native import MAX_SIGN_IN_BYTES
 from .exceptions import AccountRevoked, KerberosPasswordRejected, PasswordExpired
 from .hub_tickets import TICKET_ERRORS, explain
 from .keeper import TicketInPlace, shown
+from .sign_in_body import sign_in_password
 
 if TYPE_CHECKING:
     from .authenticator import PAMKerberosAuthenticator
@@ -310,16 +310,8 @@ class TicketAPIHandler(APIHandler):  # type: ignore[misc]  # JupyterHub is untyp
         auth = self.authenticator
         user = self._owner()
         self._check_transport()
-        if len(self.request.body) > MAX_SIGN_IN_BYTES:
-            self._refuse(413, "request body too large")
+        password = sign_in_password(self.request.body, allow_empty=True)
         self._rate_limit(self._limit("sign_ins", SIGN_INS_PER_MINUTE), user.name, "sign-in attempts")
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            self._refuse(400, 'send JSON: {"password": "..."}')
-        password = body.get("password") if isinstance(body, dict) else None
-        if not isinstance(password, str):
-            self._refuse(400, 'send JSON: {"password": "..."}')
         self._send_ticket(await sign_in_again(auth, self, user.name, password))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
