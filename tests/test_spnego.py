@@ -1,0 +1,328 @@
+"""Single sign-on (issue 23): ``Authorization: Negotiate`` at a real hub, from
+curl's GSS-API client (MIT libgssapi, the same library browsers on Linux use)
+with the user's own cache, against the session's MIT KDC.
+
+Checked: a login without a form; the delegated TGT becomes the user's cache
+(owned by them, 0600, the forwarded flag, no AS request for it); without
+delegation the configured source makes the ticket (an AS request); hostile
+tokens (garbage, another service, replayed, a foreign realm, 1 MB, a user not
+allowed) get the form with a status below 500, no cache, and the hub stays
+healthy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import HubFactory, assert_no_cache, assert_user_cache
+
+import sandbox
+
+SERVICE = "HTTP/127.0.0.1"  # curl names the service after the URL's host
+
+
+@dataclass
+class Negotiation:
+    status: int
+    location: str
+    cookies: str  # the cookie jar's text
+    token: str | None  # the Authorization header curl sent, if any
+    body: str
+
+
+@pytest.fixture(scope="module")
+def service_keytab(realm: sandbox.Realm) -> Iterator[Path]:
+    """HTTP/127.0.0.1's keys in a root-only 0600 keytab, ok_as_delegate set."""
+    directory = Path(tempfile.mkdtemp(prefix="pamkrb-spnego-"))
+    directory.chmod(0o700)
+    try:
+        principal = realm.qualify(SERVICE)
+        if not _exists(realm, principal):
+            realm.add_principal(SERVICE)
+        realm.kadmin(f"modprinc +ok_as_delegate {principal}")
+        yield realm.write_keytab(principal, directory / "http.keytab", 0, 0, 0o600)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _exists(realm: sandbox.Realm, principal: str) -> bool:
+    return principal in realm.kadmin("listprincs")
+
+
+@pytest.fixture
+def client_cache(realm: sandbox.Realm, user: sandbox.UnixUser) -> Iterator[Path]:
+    """The desktop's cache: a forwardable TGT of the user, held by root for curl."""
+    directory = Path(tempfile.mkdtemp(prefix="pamkrb-desktop-"))
+    directory.chmod(0o700)
+    cache = directory / "krb5cc"
+    try:
+        subprocess.run(
+            ["kinit", "-f", "-k", "-t", str(user.home / f"{user.name}.keytab"), "-c", f"FILE:{cache}", user.name],
+            env=realm.client_env(),
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        yield cache
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def negotiate(hub: sandbox.Hub, realm: sandbox.Realm, cache: Path, *, delegation: str = "always") -> Negotiation:
+    """curl --negotiate against /hub/login, not following the redirect."""
+    with tempfile.TemporaryDirectory(prefix="pamkrb-curl-") as tmp:
+        jar, body = Path(tmp) / "jar", Path(tmp) / "body"
+        env = realm.client_env()
+        env["KRB5CCNAME"] = f"FILE:{cache}"
+        result = subprocess.run(
+            [
+                "curl",
+                "--negotiate",
+                "-u",
+                ":",
+                "--delegation",
+                delegation,
+                "-sS",
+                "-v",
+                "--noproxy",
+                "*",
+                "-o",
+                str(body),
+                "-c",
+                str(jar),
+                "-w",
+                "%{http_code} %{redirect_url}",
+                f"{hub.url}/hub/login",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        status, _, location = result.stdout.partition(" ")
+        sent = re.search(r"^> Authorization: (Negotiate \S+)", result.stderr, re.MULTILINE)
+        return Negotiation(
+            int(status),
+            location,
+            jar.read_text() if jar.exists() else "",
+            sent[1] if sent else None,
+            body.read_text(errors="replace"),
+        )
+
+
+def flags(realm: sandbox.Realm, cache: str) -> str:
+    out = subprocess.run(
+        ["klist", "-f", "-c", f"FILE:{cache}"], env=realm.client_env(), capture_output=True, text=True, check=True
+    ).stdout
+    rows = out.splitlines()
+    for i, line in enumerate(rows):
+        if "krbtgt/" in line:
+            for following in rows[i + 1 : i + 4]:
+                match = re.search(r"Flags: (\S+)", following)
+                if match:
+                    return match[1]
+    raise AssertionError(out)
+
+
+def spnego_hub(hub_factory: HubFactory, keytab: Path, **config: Any) -> sandbox.Hub:
+    settings = {
+        "PAMKerberosAuthenticator.spnego": True,
+        "PAMKerberosAuthenticator.spnego_keytab": str(keytab),
+    }
+    settings.update({f"PAMKerberosAuthenticator.{k}": v for k, v in config.items()})
+    return hub_factory(settings)
+
+
+def logged_in(result: Negotiation) -> bool:
+    return result.status == 302 and "/hub/login" not in result.location and "jupyterhub-hub-login" in result.cookies
+
+
+def assert_refused(hub: sandbox.Hub, status: int, body: str, user: sandbox.UnixUser) -> None:
+    assert 400 <= status < 500, status
+    assert 'name="password"' in body or "password" in body.lower(), body[:500]
+    assert_no_cache(user)
+    session = hub.session()
+    assert session.get(f"{hub.url}/hub/health", timeout=10).status_code == 200
+
+
+def oversized_header_status(hub: sandbox.Hub, header: str) -> int:
+    """The status a server answers a request with ``header`` with; over a raw
+    socket, since the proxy answers and closes before the request is sent."""
+    host, port = hub.url.removeprefix("http://").split(":")
+    request = f"GET /hub/login HTTP/1.1\r\nHost: {host}\r\nAuthorization: {header}\r\n\r\n".encode()
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        try:
+            conn.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the answer is already waiting
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    match = re.match(rb"HTTP/1\.[01] (\d{3}) ", answer)
+    assert match, answer[:200]
+    return int(match[1])
+
+
+def test_login_page_offers_negotiate_beside_the_form(
+    hub_factory: HubFactory, service_keytab: Path, user: sandbox.UnixUser
+) -> None:
+    hub = spnego_hub(hub_factory, service_keytab)
+    response = hub.session().get(f"{hub.url}/hub/login", timeout=10)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Negotiate"
+    assert 'name="password"' in response.text
+
+
+def test_delegated_ticket_becomes_the_users_cache(
+    hub_factory: HubFactory,
+    realm: sandbox.Realm,
+    service_keytab: Path,
+    user: sandbox.UnixUser,
+    client_cache: Path,
+) -> None:
+    hub = spnego_hub(hub_factory, service_keytab)
+    as_requests = realm.kdc_requests("AS_REQ", client=user.name)
+    result = negotiate(hub, realm, client_cache)
+    assert logged_in(result), (result.status, result.location, hub.log_tail())
+    assert_user_cache(realm, user)
+    # The forwarded TGT itself ("F"), not one the hub fetched: the KDC saw
+    # no AS request for the user since the desktop's kinit.
+    assert "F" in flags(realm, user.default_ccache)
+    assert realm.kdc_requests("AS_REQ", client=user.name) == as_requests
+    log = hub.log_text()
+    assert result.token is not None and result.token.split()[1][:40] not in log
+
+
+def test_without_delegation_the_configured_source_makes_the_ticket(
+    hub_factory: HubFactory,
+    realm: sandbox.Realm,
+    service_keytab: Path,
+    user: sandbox.UnixUser,
+    client_cache: Path,
+) -> None:
+    hub = spnego_hub(hub_factory, service_keytab)
+    as_requests = realm.kdc_requests("AS_REQ", client=user.name)
+    result = negotiate(hub, realm, client_cache, delegation="none")
+    assert logged_in(result), (result.status, result.location, hub.log_tail())
+    assert_user_cache(realm, user)
+    assert "F" not in flags(realm, user.default_ccache)
+    # credential_source="keytab": the hub asked the KDC for a new TGT.
+    assert realm.kdc_requests("AS_REQ", client=user.name) == as_requests + 1
+
+
+def test_hostile_tokens_get_the_form(
+    hub_factory: HubFactory,
+    realm: sandbox.Realm,
+    service_keytab: Path,
+    user: sandbox.UnixUser,
+    client_cache: Path,
+) -> None:
+    hub = spnego_hub(hub_factory, service_keytab)
+
+    def send(header: str) -> Any:
+        session = hub.session()
+        return session.get(f"{hub.url}/hub/login", headers={"Authorization": header}, allow_redirects=False, timeout=30)
+
+    # Garbage, and a header that is not even base64.
+    for header in ["Negotiate " + "Z2FyYmFnZQ==", "Negotiate !!!", "Negotiate " + "A" * 100]:
+        response = send(header)
+        assert_refused(hub, response.status_code, response.text, user)
+    # A 1 MB header: the proxy refuses it (431) before the hub sees it.
+    assert 400 <= oversized_header_status(hub, "Negotiate " + "A" * (1 << 20)) < 500
+    assert_no_cache(user)
+    assert hub.session().get(f"{hub.url}/hub/health", timeout=10).status_code == 200
+
+    # A replayed token: the first use logs in; the same header again is
+    # refused by MIT's replay cache, even with the user's cache gone.
+    first = negotiate(hub, realm, client_cache)
+    assert logged_in(first)
+    assert first.token is not None
+    os.unlink(user.default_ccache)
+    replay = send(first.token)
+    assert_refused(hub, replay.status_code, replay.text, user)
+    assert "Request is a replay" in hub.log_text()
+    assert first.token.split()[1][:40] not in hub.log_text()
+
+
+def test_token_for_another_service_is_refused(
+    hub_factory: HubFactory,
+    realm: sandbox.Realm,
+    user: sandbox.UnixUser,
+    client_cache: Path,
+    tmp_path: Path,
+) -> None:
+    """The hub's keytab holds another service's keys: the browser's ticket
+    for HTTP/127.0.0.1 cannot be decrypted."""
+    other = realm.qualify(f"HTTP/other-{secrets.token_hex(3)}.invalid")
+    realm.add_principal(other)
+    keytab_dir = tmp_path / "kt"
+    keytab_dir.mkdir(mode=0o700)
+    keytab = realm.write_keytab(other, keytab_dir / "other.keytab", 0, 0, 0o600)
+    if not _exists(realm, realm.qualify(SERVICE)):
+        realm.add_principal(SERVICE)
+    hub = spnego_hub(hub_factory, keytab)
+    result = negotiate(hub, realm, client_cache)
+    assert_refused(hub, result.status, result.body, user)
+    assert "not found in keytab" in hub.log_text()
+
+
+def test_foreign_realm_and_disallowed_users_get_the_form(
+    hub_factory: HubFactory,
+    realm: sandbox.Realm,
+    service_keytab: Path,
+    user: sandbox.UnixUser,
+    client_cache: Path,
+) -> None:
+    # The hub's realm is another one: PAMKRB.TEST principals map to nobody.
+    hub = spnego_hub(hub_factory, service_keytab, realm="OTHER.TEST", principal_template=f"{{username}}@{realm.name}")
+    result = negotiate(hub, realm, client_cache)
+    assert_refused(hub, result.status, result.body, user)
+    assert "maps to no user" in hub.log_text()
+    hub.close()
+
+    # A principal that maps to a user JupyterHub does not allow.
+    hub = hub_factory(
+        {
+            "PAMKerberosAuthenticator.spnego": True,
+            "PAMKerberosAuthenticator.spnego_keytab": str(service_keytab),
+            "Authenticator.allow_all": False,
+            "Authenticator.allowed_users": {"somebody-else"},
+        }
+    )
+    result = negotiate(hub, realm, client_cache)
+    assert_refused(hub, result.status, result.body, user)
+    assert f"User {user.name!r} not allowed" in hub.log_text()
+
+
+def test_a_loose_service_keytab_is_refused(
+    hub_factory: HubFactory,
+    realm: sandbox.Realm,
+    service_keytab: Path,
+    user: sandbox.UnixUser,
+    client_cache: Path,
+    tmp_path: Path,
+) -> None:
+    """A keytab others can read is the admin's mistake: logged as an error,
+    the user gets the form, nothing is accepted."""
+    loose = tmp_path / "loose.keytab"
+    shutil.copyfile(service_keytab, loose)
+    loose.chmod(0o644)
+    hub = spnego_hub(hub_factory, loose)
+    result = negotiate(hub, realm, client_cache)
+    assert_refused(hub, result.status, result.body, user)
+    assert "readable by it alone" in hub.log_text()
