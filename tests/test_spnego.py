@@ -79,8 +79,17 @@ def client_cache(realm: sandbox.Realm, user: sandbox.UnixUser) -> Iterator[Path]
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def negotiate(hub: sandbox.Hub, realm: sandbox.Realm, cache: Path, *, delegation: str = "always") -> Negotiation:
-    """curl --negotiate against /hub/login, not following the redirect."""
+def negotiate(
+    hub: sandbox.Hub,
+    realm: sandbox.Realm,
+    cache: Path,
+    *,
+    delegation: str = "always",
+    base: str | None = None,
+    curl_args: tuple[str, ...] = (),
+) -> Negotiation:
+    """curl --negotiate against /hub/login (at ``base``, default the hub's
+    own URL), not following the redirect."""
     with tempfile.TemporaryDirectory(prefix="pamkrb-curl-") as tmp:
         jar, body = Path(tmp) / "jar", Path(tmp) / "body"
         env = realm.client_env()
@@ -103,7 +112,8 @@ def negotiate(hub: sandbox.Hub, realm: sandbox.Realm, cache: Path, *, delegation
                 str(jar),
                 "-w",
                 "%{http_code} %{redirect_url}",
-                f"{hub.url}/hub/login",
+                *curl_args,
+                f"{base or hub.url}/hub/login",
             ],
             env=env,
             capture_output=True,
@@ -326,3 +336,132 @@ def test_a_loose_service_keytab_is_refused(
     result = negotiate(hub, realm, client_cache)
     assert_refused(hub, result.status, result.body, user)
     assert "readable by it alone" in hub.log_text()
+
+
+def test_an_expired_account_is_refused_by_pams_account_check(
+    hub_factory: HubFactory,
+    realm: sandbox.Realm,
+    service_keytab: Path,
+    user: sandbox.UnixUser,
+    client_cache: Path,
+) -> None:
+    """A valid ticket is not enough: pam_acct_mgmt (pam_unix) refuses an
+    expired account, as it would a password login."""
+    subprocess.run(["usermod", "--expiredate", "1970-01-02", user.name], check=True, capture_output=True)
+    hub = spnego_hub(hub_factory, service_keytab)
+    result = negotiate(hub, realm, client_cache)
+    assert_refused(hub, result.status, result.body, user)
+    assert "PAM account check" in hub.log_text()
+
+
+# -- pamkrb doctor --spnego ---------------------------------------------------------
+
+
+def doctor_spnego(realm: sandbox.Realm, user: sandbox.UnixUser, tmp_path: Path, keytab: Path) -> Any:
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text(
+        "c = get_config()  # noqa: F821\n"
+        'c.JupyterHub.authenticator_class = "pamkrb"\n'
+        f"c.PAMKerberosAuthenticator.service = {sandbox.PAM_TEST_SERVICE!r}\n"
+        "c.PAMKerberosAuthenticator.spnego = True\n"
+        f"c.PAMKerberosAuthenticator.spnego_keytab = {str(keytab)!r}\n"
+    )
+    return sandbox.run_pamkrb(["doctor", user.name, "--spnego", "--config", str(config)], env=realm.client_env())
+
+
+def test_doctor_checks_the_service_keytab_against_the_kdc(
+    realm: sandbox.Realm, service_keytab: Path, user: sandbox.UnixUser, pam_service: str, tmp_path: Path
+) -> None:
+    result = doctor_spnego(realm, user, tmp_path, service_keytab)
+    out = result.stdout
+    principal = realm.qualify(SERVICE)
+    assert f"✓ service keytab {service_keytab}: owner root, mode 0600, {principal}; enctypes aes" in out, out
+    assert f"✓ KDC: {principal}: kvno " in out and "at the KDC matches the keytab" in out, out
+    assert f"✓ KDC: {principal} delegation: ok_as_delegate" in out, out
+    # (The user has no cache yet: that is the one ✗ of the user's own checks.)
+    assert not [line for line in out.splitlines() if line.startswith("✗") and "HTTP/" in line], out
+
+
+def test_doctor_finds_a_stale_service_key(
+    realm: sandbox.Realm, service_keytab: Path, user: sandbox.UnixUser, pam_service: str, tmp_path: Path
+) -> None:
+    """A principal re-keyed at the KDC after the keytab was exported (a new
+    kvno): the keytab's key no longer gets a ticket."""
+    other = realm.qualify(f"HTTP/stale-{secrets.token_hex(3)}.invalid")
+    realm.add_principal(other)
+    directory = tmp_path / "kt"
+    directory.mkdir(mode=0o700)
+    keytab = realm.write_keytab(other, directory / "stale.keytab", 0, 0, 0o600)
+    realm.kadmin(f"cpw -randkey {other}")
+    result = doctor_spnego(realm, user, tmp_path, keytab)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"✗ KDC: {other}: no ticket from the service keytab (kvno 1)" in result.stdout, result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_doctor_refuses_a_loose_service_keytab(
+    realm: sandbox.Realm, service_keytab: Path, user: sandbox.UnixUser, pam_service: str, tmp_path: Path
+) -> None:
+    loose = tmp_path / "loose.keytab"
+    shutil.copyfile(service_keytab, loose)
+    loose.chmod(0o644)
+    result = doctor_spnego(realm, user, tmp_path, loose)
+    assert result.returncode == 1
+    assert f"✗ service keytab {loose}: owner uid 0, mode 0644" in result.stdout, result.stdout
+
+
+# -- through nginx (pamkrb nginx-config) ------------------------------------------------
+
+SSO_NAME = "sso.test"
+
+
+def test_negotiate_through_the_generated_nginx_config(
+    hub_factory: HubFactory,
+    realm: sandbox.Realm,
+    user: sandbox.UnixUser,
+    client_cache: Path,
+    tmp_path: Path,
+) -> None:
+    """nginx-config keeps the Authorization header (and room for a large
+    token): a browser behind nginx signs in with its delegated ticket."""
+    principal = realm.qualify(f"HTTP/{SSO_NAME}")
+    if not _exists(realm, principal):
+        realm.add_principal(principal)
+    directory = tmp_path / "kt"
+    directory.mkdir(mode=0o700)
+    keytab = realm.write_keytab(principal, directory / "http.keytab", 0, 0, 0o600)
+    cert, key = sandbox.self_signed_certificate(tmp_path, [SSO_NAME])
+    hub = spnego_hub(hub_factory, keytab)
+    port = sandbox.free_port()
+    generated = sandbox.run_pamkrb(
+        [
+            "nginx-config",
+            "--server-name",
+            SSO_NAME,
+            "--upstream",
+            hub.url,
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ]
+    )
+    assert generated.returncode == 0, generated.stderr
+    assert "proxy_set_header Authorization $http_authorization;" in generated.stdout
+    nginx = sandbox.Nginx(generated.stdout)
+    try:
+        nginx.start([port])
+        result = negotiate(
+            hub,
+            realm,
+            client_cache,
+            base=f"https://{SSO_NAME}:{port}",
+            curl_args=("--resolve", f"{SSO_NAME}:{port}:127.0.0.1", "--cacert", str(cert)),
+        )
+    finally:
+        nginx.close()
+    assert logged_in(result), (result.status, result.location, hub.log_tail())
+    assert_user_cache(realm, user)
+    assert "F" in flags(realm, user.default_ccache)
