@@ -506,8 +506,7 @@ impl Name {
         let mut minor = 0;
         // SAFETY: a live name from gss_accept_sec_context; `shown` is
         // released by its Drop; a null name type is allowed.
-        let major =
-            unsafe { gss_display_name(&mut minor, self.0, &mut shown.0, ptr::null_mut()) };
+        let major = unsafe { gss_display_name(&mut minor, self.0, &mut shown.0, ptr::null_mut()) };
         if major & GSS_ERROR_MASK != 0 {
             return Err(GssError::System(format!(
                 "naming the client: {}",

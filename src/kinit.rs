@@ -103,7 +103,11 @@ impl Context {
         Ok(Context(ctx))
     }
 
-    pub(crate) fn check(&self, code: ffi::krb5_error_code, action: &str) -> Result<(), KerberosError> {
+    pub(crate) fn check(
+        &self,
+        code: ffi::krb5_error_code,
+        action: &str,
+    ) -> Result<(), KerberosError> {
         if code == 0 {
             return Ok(());
         }

@@ -210,8 +210,7 @@ pub fn check_account(
             Err(PamError::Denied {
                 stage,
                 code,
-                message: "the account stack asked for a secret, and single sign-on has none"
-                    .into(),
+                message: "the account stack asked for a secret, and single sign-on has none".into(),
             })
         }
         Err(other) => Err(other),

@@ -114,7 +114,8 @@ async def accept(settings: PAMKerberosAuthenticator, header: str) -> Negotiated:
 
 
 def map_username(settings: PAMKerberosAuthenticator, negotiated: Negotiated) -> str | None:
-    rule = settings.spnego_username
+    # Any: traitlets types a Callable trait as never None, allow_none or not.
+    rule: Any = settings.spnego_username
     if rule is None:
         return default_username(negotiated, settings.realm)
     mapped = rule(negotiated.principal)
@@ -233,7 +234,8 @@ def problems(settings: PAMKerberosAuthenticator) -> list[str]:
     found = []
     if not settings.spnego_keytab:
         found.append("spnego is on but spnego_keytab is empty")
-    if settings.spnego_username is None and not settings.realm:
+    rule: Any = settings.spnego_username
+    if rule is None and not settings.realm:
         found.append("spnego is on, but no realm is configured for the default principal → username rule")
     return found
 

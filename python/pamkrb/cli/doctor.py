@@ -524,7 +524,9 @@ def check_spnego(authenticator: PAMKerberosAuthenticator, report: Report) -> Non
     path = authenticator.spnego_keytab
     title = f"service keytab {path}"
     if not authenticator.spnego:
-        report.warn("single sign-on", "spnego is off in this configuration", "set c.PAMKerberosAuthenticator.spnego = True")
+        report.warn(
+            "single sign-on", "spnego is off in this configuration", "set c.PAMKerberosAuthenticator.spnego = True"
+        )
     try:
         keytab = _native.inspect_keytab(path)
     except KeytabError as e:
@@ -548,7 +550,8 @@ def check_spnego(authenticator: PAMKerberosAuthenticator, report: Report) -> Non
         return
     enctypes = sorted({entry.enctype_name for entry in keytab.entries})
     strong = [name for name in enctypes if not name.startswith(WEAK_ENCTYPES)]
-    report.ok(title, f"owner root, mode {keytab.mode & 0o7777:04o}, {', '.join(principals)}; enctypes {', '.join(enctypes)}")
+    mode = keytab.mode & 0o7777
+    report.ok(title, f"owner root, mode {mode:04o}, {', '.join(principals)}; enctypes {', '.join(enctypes)}")
     if not strong:
         report.fail(
             f"{title} enctypes",
@@ -616,7 +619,7 @@ def _check_service_principal(principal: str, keytab: str, kvnos: list[int], time
     rows = listed.stdout.splitlines()
     flags = ""
     for i, line in enumerate(rows):
-        if line.rstrip().endswith(principal) or f" {principal}" in line and "krbtgt/" not in line:
+        if principal in line and "krbtgt/" not in line:
             for following in rows[i + 1 : i + 4]:
                 match = re.search(r"Flags: (\S+)", following)
                 if match:
