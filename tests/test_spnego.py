@@ -88,33 +88,36 @@ def negotiate(
     delegation: str = "always",
     base: str | None = None,
     curl_args: tuple[str, ...] = (),
+    query: str = "",
+    cookies: str = "",
+    auth: bool = True,
 ) -> Negotiation:
     """curl --negotiate against /hub/login (at ``base``, default the hub's
     own URL), not following the redirect."""
     with tempfile.TemporaryDirectory(prefix="pamkrb-curl-") as tmp:
         jar, body = Path(tmp) / "jar", Path(tmp) / "body"
+        jar.write_text(cookies)
         env = realm.client_env()
         env["KRB5CCNAME"] = f"FILE:{cache}"
         result = subprocess.run(
             [
                 "curl",
-                "--negotiate",
-                "-u",
-                ":",
-                "--delegation",
-                delegation,
+                # curl sends its token at once, without waiting for the 401.
+                *(["--negotiate", "-u", ":", "--delegation", delegation] if auth else []),
                 "-sS",
                 "-v",
                 "--noproxy",
                 "*",
                 "-o",
                 str(body),
+                "-b",
+                str(jar),
                 "-c",
                 str(jar),
                 "-w",
                 "%{http_code} %{redirect_url}",
                 *curl_args,
-                f"{base or hub.url}/hub/login",
+                f"{base or hub.url}/hub/login{query}",
             ],
             env=env,
             capture_output=True,
@@ -217,6 +220,38 @@ def test_delegated_ticket_becomes_the_users_cache(
     log = hub.log_text()
     assert result.token is not None
     assert result.token.split()[1][:40] not in log
+
+
+def test_a_signed_in_browser_renegotiates_a_fresh_ticket(
+    hub_factory: HubFactory,
+    realm: sandbox.Realm,
+    service_keytab: Path,
+    user: sandbox.UnixUser,
+    client_cache: Path,
+) -> None:
+    """The delegated ticket ran out (here: is gone): /hub/login?negotiate=1
+    offers Negotiate again to a signed-in browser, which answers it, and the
+    new delegated ticket is installed, still with no AS request."""
+    hub = spnego_hub(hub_factory, service_keytab)
+    first = negotiate(hub, realm, client_cache)
+    assert logged_in(first)
+    os.unlink(user.default_ccache)
+    # Signed in, no renewal asked for: JupyterHub's own redirect, no challenge.
+    plain = negotiate(hub, realm, client_cache, cookies=first.cookies, auth=False)
+    assert plain.status == 302
+    assert_no_cache(user)
+    # Asked for one: the challenge, and a link on for a browser that cannot answer it.
+    challenged = negotiate(hub, realm, client_cache, query="?negotiate=1", cookies=first.cookies, auth=False)
+    assert challenged.status == 401
+    assert "Continue" in challenged.body
+
+    as_requests = realm.kdc_requests("AS_REQ", client=user.name)
+    again = negotiate(hub, realm, client_cache, query="?negotiate=1", cookies=first.cookies)
+    assert again.token is not None
+    assert again.status == 302, (again.status, hub.log_tail())
+    assert_user_cache(realm, user)
+    assert "F" in flags(realm, user.default_ccache)
+    assert realm.kdc_requests("AS_REQ", client=user.name) == as_requests
 
 
 def test_without_delegation_the_configured_source_makes_the_ticket(

@@ -26,6 +26,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from jupyterhub.handlers.login import LoginHandler
+from tornado.escape import xhtml_escape
 
 from . import _native, lifecycle, login
 from .exceptions import AuthenticationDenied, KerberosError, KeytabError, NativePanic, PAMSystemError
@@ -40,6 +41,10 @@ SCHEME = "Negotiate"
 # What a browser's token may be, base64-encoded: src/gssapi.rs refuses more
 # than 64 KiB of token; the header is checked before it is decoded.
 MAX_HEADER_CHARS = 4 * (64 * 1024 // 3 + 1) + len(SCHEME) + 1
+
+# GET /hub/login?negotiate=1 by a signed-in user: offer Negotiate again, so
+# that a browser whose delegated ticket ran out gets a fresh one installed.
+RENEW_ARGUMENT = "negotiate"
 
 # The key under which a negotiated login reaches ``authenticate``: its value
 # is a Negotiated object, which a form (strings only) can never send.
@@ -192,13 +197,27 @@ class NegotiateLoginHandler(LoginHandler):  # type: ignore[misc]  # JupyterHub i
 
     async def get(self) -> None:
         settings = self.authenticator
-        if not getattr(settings, "spnego", False) or self.current_user:
+        if not getattr(settings, "spnego", False):
             return await super().get()  # type: ignore[no-any-return]
         header = self.request.headers.get("Authorization")
-        if header is None or not header.strip().lower().startswith(SCHEME.lower()):
+        if header is not None and not header.strip().lower().startswith(SCHEME.lower()):
+            header = None
+        signed_in = self.current_user
+        if header is None:
+            if signed_in is None:
+                self.set_status(401)
+                self.set_header("WWW-Authenticate", SCHEME)
+                return await super().get()  # type: ignore[no-any-return]
+            if self.get_argument(RENEW_ARGUMENT, "") == "":
+                return await super().get()  # type: ignore[no-any-return]
+            # Signed in, and asked for a fresh ticket (the old one ran out):
+            # offer Negotiate again; a browser that cannot answer it follows
+            # the link on to where it was going.
             self.set_status(401)
             self.set_header("WWW-Authenticate", SCHEME)
-            return await super().get()  # type: ignore[no-any-return]
+            target = xhtml_escape(self.get_next_url(signed_in))
+            self.finish(f'<!DOCTYPE html><title>Single sign-on</title><a href="{target}">Continue</a>')
+            return None
         user = None
         try:
             negotiated = await accept(settings, header)
@@ -207,11 +226,17 @@ class NegotiateLoginHandler(LoginHandler):  # type: ignore[misc]  # JupyterHub i
         except (KeytabError, KerberosError, NativePanic) as e:
             self.log.error("Single sign-on failed (from %s): %s", self.request.remote_ip, e)
         else:
+            # A signed-in user's browser negotiating again logs in again:
+            # the post-auth hook installs the new (delegated) ticket.
             user = await self.login_user({DATA_KEY: negotiated})
             if user is not None and negotiated.output_token:
                 # Mutual authentication: the browser checks the hub too.
                 self.set_header("WWW-Authenticate", f"{SCHEME} {base64.b64encode(negotiated.output_token).decode()}")
         if user is None:
+            if signed_in is not None:
+                # Still signed in: only the new ticket failed.
+                self.redirect(self.get_next_url(signed_in))
+                return None
             # The form, as for a wrong password; no second Negotiate offer,
             # which a browser would answer with the same refused ticket.
             self.set_status(403)
@@ -242,6 +267,7 @@ def problems(settings: PAMKerberosAuthenticator) -> list[str]:
 
 __all__ = [
     "DATA_KEY",
+    "RENEW_ARGUMENT",
     "NegotiateLoginHandler",
     "Negotiated",
     "accept",
