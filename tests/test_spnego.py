@@ -91,6 +91,7 @@ def negotiate(
     query: str = "",
     cookies: str = "",
     auth: bool = True,
+    path: str = "/hub/login",
 ) -> Negotiation:
     """curl --negotiate against /hub/login (at ``base``, default the hub's
     own URL), not following the redirect."""
@@ -117,7 +118,7 @@ def negotiate(
                 "-w",
                 "%{http_code} %{redirect_url}",
                 *curl_args,
-                f"{base or hub.url}/hub/login{query}",
+                f"{base or hub.url}{path}{query}",
             ],
             env=env,
             capture_output=True,
@@ -252,6 +253,48 @@ def test_a_signed_in_browser_renegotiates_a_fresh_ticket(
     assert_user_cache(realm, user)
     assert "F" in flags(realm, user.default_ccache)
     assert realm.kdc_requests("AS_REQ", client=user.name) == as_requests
+
+
+def test_the_delegated_ticket_is_renewed_by_tgs(
+    hub_factory: HubFactory,
+    realm: sandbox.Realm,
+    service_keytab: Path,
+    user: sandbox.UnixUser,
+    client_cache: Path,
+) -> None:
+    """A short, renewable delegated TGT: at spawn the hub renews it with a
+    TGS request (the keeper's rule for renewable tickets), never an AS
+    request, and the cache stays the forwarded ticket."""
+    keytab = str(user.home / f"{user.name}.keytab")
+    subprocess.run(
+        ["kinit", "-f", "-l", "5m", "-r", "2h", "-k", "-t", keytab, "-c", f"FILE:{client_cache}", user.name],
+        env=realm.client_env(),
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    # Five minutes left is inside the margin: the hub renews at spawn.
+    hub = spnego_hub(hub_factory, service_keytab, refresh_margin=600)
+    login = negotiate(hub, realm, client_cache)
+    assert logged_in(login)
+    assert flags(realm, user.default_ccache).count("F") == 1
+    before = realm.klist(user.default_ccache)
+    as_requests = realm.kdc_requests("AS_REQ", client=user.name)
+    krbtgt = f"krbtgt/{realm.name}"
+    renewals = realm.kdc_requests("TGS_REQ", client=user.name, service=krbtgt)
+
+    negotiate(hub, realm, client_cache, cookies=login.cookies, auth=False, path="/hub/spawn")
+    sandbox.wait_until(
+        lambda: realm.kdc_requests("TGS_REQ", client=user.name, service=krbtgt) > renewals,
+        timeout=60,
+        message="a TGS renewal of the delegated ticket",
+    )
+    assert realm.kdc_requests("AS_REQ", client=user.name) == as_requests
+    sandbox.wait_until(
+        lambda: realm.klist(user.default_ccache).expires > before.expires, timeout=30, message="the renewed cache"
+    )
+    assert_user_cache(realm, user)
+    assert {"F", "R"} <= set(flags(realm, user.default_ccache))
 
 
 def test_without_delegation_the_configured_source_makes_the_ticket(
