@@ -421,7 +421,7 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         auth_model = await super().run_post_auth_hook(handler, auth_model)
         name = auth_model["name"]
         password = self.take_password(handler, name)
-        delegated = spnego.delegated_source(handler, name)
+        delegated = spnego.delegated_source(self, handler, name)
         try:
             keeper = self.tickets.keeper(name)
             if delegated is not None:

@@ -162,7 +162,7 @@ async def authenticate(settings: PAMKerberosAuthenticator, handler: Any, negotia
     return name
 
 
-def delegated_source(handler: Any, username: str) -> Obtain | None:
+def delegated_source(settings: PAMKerberosAuthenticator, handler: Any, username: str) -> Obtain | None:
     """The source that installs this request's delegated ticket as
     ``username``'s cache (taken: it is used once), or None."""
     stashed = getattr(handler, _HANDLER_ATTRIBUTE, None) if handler is not None else None
@@ -170,7 +170,8 @@ def delegated_source(handler: Any, username: str) -> Obtain | None:
         return None
     delattr(handler, _HANDLER_ATTRIBUTE)
     name, negotiated = stashed
-    if name != username or negotiated.delegated is None:
+    # JupyterHub normalized the name authenticate returned before the hook.
+    if settings.normalize_username(name) != username or negotiated.delegated is None:
         return None
     data: bytes = negotiated.delegated
 
