@@ -545,3 +545,41 @@ def test_negotiate_through_the_generated_nginx_config(
     assert logged_in(result), (result.status, result.location, hub.log_tail())
     assert_user_cache(realm, user)
     assert "F" in flags(realm, user.default_ccache)
+
+
+# -- the native boundary ------------------------------------------------------------
+
+
+def test_native_errors_map_to_the_authenticators_exceptions(service_keytab: Path, tmp_path: Path) -> None:
+    """A refused token is the client's failure (AuthenticationDenied); a
+    missing or loose keytab, or a passed deadline, is ours."""
+    from pamkrb import _native
+    from pamkrb.exceptions import AuthenticationDenied, KerberosError, KeytabError
+
+    with pytest.raises(AuthenticationDenied, match="Invalid token was supplied"):
+        _native.accept_negotiate(b"garbage", str(service_keytab))
+    with pytest.raises(AuthenticationDenied, match="65537 bytes"):
+        _native.accept_negotiate(b"\x60" * 65537, str(service_keytab))
+    with pytest.raises(KeytabError, match="does not exist"):
+        _native.accept_negotiate(b"garbage", str(tmp_path / "missing.keytab"))
+    loose = tmp_path / "loose.keytab"
+    shutil.copyfile(service_keytab, loose)
+    loose.chmod(0o640)
+    with pytest.raises(KerberosError, match="readable by it alone"):
+        _native.accept_negotiate(b"garbage", str(loose))
+    with pytest.raises(KerberosError, match="after the deadline"):
+        _native.accept_negotiate(b"garbage", str(service_keytab), deadline=0.0)
+
+
+def test_the_account_check_alone(pam_service: str, user: sandbox.UnixUser) -> None:
+    from pamkrb import _native
+    from pamkrb.exceptions import AuthenticationDenied, InvalidUsername
+
+    assert _native.pam_check_account(pam_service, user.name, remote_host="127.0.0.1") == user.name
+    with pytest.raises(AuthenticationDenied):
+        _native.pam_check_account(pam_service, f"nobody-{secrets.token_hex(3)}")
+    with pytest.raises(InvalidUsername):
+        _native.pam_check_account(pam_service, "../etc")
+    subprocess.run(["usermod", "--expiredate", "1970-01-02", user.name], check=True, capture_output=True)
+    with pytest.raises(AuthenticationDenied, match="account check"):
+        _native.pam_check_account(pam_service, user.name)
