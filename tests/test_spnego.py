@@ -583,3 +583,27 @@ def test_the_account_check_alone(pam_service: str, user: sandbox.UnixUser) -> No
     subprocess.run(["usermod", "--expiredate", "1970-01-02", user.name], check=True, capture_output=True)
     with pytest.raises(AuthenticationDenied, match="account check"):
         _native.pam_check_account(pam_service, user.name)
+
+
+def test_a_mapping_callable_decides_who_the_principal_is(
+    hub_factory: HubFactory,
+    realm: sandbox.Realm,
+    service_keytab: Path,
+    user: sandbox.UnixUser,
+    client_cache: Path,
+) -> None:
+    """spnego_username replaces the default rule: here it accepts the
+    session realm although the hub's realm is another one."""
+    rule = f"lambda principal: principal.split('@')[0] if principal.endswith('@{realm.name}') else None"
+    hub = hub_factory(
+        {
+            "PAMKerberosAuthenticator.spnego": True,
+            "PAMKerberosAuthenticator.spnego_keytab": str(service_keytab),
+            "PAMKerberosAuthenticator.realm": "OTHER.TEST",
+            "PAMKerberosAuthenticator.principal_template": f"{{username}}@{realm.name}",
+        },
+        extra_config=f"c.PAMKerberosAuthenticator.spnego_username = {rule}",
+    )
+    result = negotiate(hub, realm, client_cache)
+    assert logged_in(result), (result.status, hub.log_tail())
+    assert_user_cache(realm, user)

@@ -277,9 +277,13 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         the usual form, and a browser that sends a valid ticket for the hub's
         service principal is logged in without a form (after PAM's account
         check, with check_account, and the allow/block lists). A ticket the
-        browser delegates becomes the user's cache; without one the ticket
-        comes from credential_source. Needs spnego_keytab, and a proxy that
-        passes the Authorization header on. Default: False.
+        browser delegates becomes the user's cache when its principal is the
+        one principal_template names (else it is refused like any ticket
+        that cannot be installed: see kinit_required); without one the
+        ticket comes from credential_source. A signed-in browser gets a
+        fresh delegated ticket at /hub/login?negotiate=1. Needs
+        spnego_keytab, and a proxy that passes the Authorization header on.
+        Default: False.
         """,
     )
 

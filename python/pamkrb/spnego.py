@@ -123,7 +123,11 @@ def map_username(settings: PAMKerberosAuthenticator, negotiated: Negotiated) -> 
     rule: Any = settings.spnego_username
     if rule is None:
         return default_username(negotiated, settings.realm)
-    mapped = rule(negotiated.principal)
+    try:
+        mapped = rule(negotiated.principal)
+    except Exception as e:  # the admin's code: their failure, reported, and nobody let in
+        settings.log.error("spnego_username failed for %r: %s: %s", negotiated.principal[:256], type(e).__name__, e)
+        return None
     return mapped if isinstance(mapped, str) and mapped else None
 
 
