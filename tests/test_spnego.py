@@ -607,3 +607,140 @@ def test_a_mapping_callable_decides_who_the_principal_is(
     result = negotiate(hub, realm, client_cache)
     assert logged_in(result), (result.status, hub.log_tail())
     assert_user_cache(realm, user)
+
+
+# -- a delegated ticket's whole life: renewals, its end, a reload ---------------------
+
+# The desktop's ticket, and so the delegated one: 90 s, renewable for 150 s.
+SHORT_LIFE, RENEWABLE_LIFE = 90, 150
+# Inside SHORT_LIFE: the server renews each ticket 60 s before it ends.
+SHORT_MARGIN = 60
+
+KERNEL_KLIST = (
+    "import json, os, subprocess\n"
+    "env = {**os.environ, 'LC_ALL': 'C'}\n"
+    "listed = subprocess.run(['klist', '-f'], capture_output=True, text=True, env=env)\n"
+    "valid = subprocess.run(['klist', '-s'], env=env).returncode == 0\n"
+    "seen = {'klist': listed.stdout, 'valid': valid, 'ccname': os.environ.get('KRB5CCNAME'), 'pid': os.getpid()}\n"
+    "print(json.dumps(seen))\n"
+)
+
+
+def session_with(hub: sandbox.Hub, jar: str) -> Any:
+    """A requests session holding curl's cookies (Netscape jar text)."""
+    session = hub.session()
+    for line in jar.splitlines():
+        line = line.removeprefix("#HttpOnly_")
+        if not line or line.startswith("#"):
+            continue
+        domain, _, path, _, _, name, value = line.split("\t")
+        session.cookies.set(name, value, domain=domain, path=path)
+    return session
+
+
+def tgt_start(klist: str) -> str:
+    """The "Valid starting" column of the TGT's row in klist's output."""
+    match = re.search(r"^(\S+ \S+)\s+\S+ \S+\s+krbtgt/", klist, re.MULTILINE)
+    assert match, klist
+    return match[1]
+
+
+def in_kernel(session: Any, server: str, kernel: str) -> Any:
+    """klist in a running kernel, over a new connection to it (the proxy
+    closes one left idle for minutes; the kernel process stays)."""
+    import json
+
+    ws = sandbox.kernel_websocket(session, server, kernel)
+    try:
+        outcome = sandbox.kernel_execute(ws, KERNEL_KLIST)
+    finally:
+        ws.close()
+    assert outcome["status"] == "ok", outcome
+    return json.loads(outcome["stdout"])
+
+
+def test_a_delegated_ticket_runs_out_and_a_reload_brings_a_fresh_one(
+    hub_factory: HubFactory,
+    realm: sandbox.Realm,
+    service_keytab: Path,
+    user: sandbox.UnixUser,
+    client_cache: Path,
+) -> None:
+    """The issue's renewal chain, with short tickets: the server renews the
+    delegated TGT by TGS only until its renew-till, then says
+    login_required, worded for single sign-on (reload); a reload of the hub's
+    login page with ?negotiate=1, from a desktop with a fresh ticket,
+    installs a fresh delegated ticket with no form, and the kernel that ran
+    all along sees it."""
+    keytab = str(user.home / f"{user.name}.keytab")
+
+    def desktop_kinit(*lifetimes: str) -> None:
+        subprocess.run(
+            ["kinit", "-f", *lifetimes, "-k", "-t", keytab, "-c", f"FILE:{client_cache}", user.name],
+            env=realm.client_env(),
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+
+    desktop_kinit("-l", f"{SHORT_LIFE}s", "-r", f"{RENEWABLE_LIFE}s")
+    # No keytab and no password at the hub: only a sign-in (here, a
+    # delegation) brings a new ticket once renew-till is reached.
+    hub = spnego_hub(hub_factory, service_keytab, credential_source="password", refresh_margin=SHORT_MARGIN)
+    as_requests = realm.kdc_requests("AS_REQ", client=user.name)
+    krbtgt = f"krbtgt/{realm.name}"
+    tgs_before = realm.kdc_requests("TGS_REQ", client=user.name, service=krbtgt)
+
+    login = negotiate(hub, realm, client_cache, query=f"?next=/user/{user.name}/")
+    assert logged_in(login), (login.status, login.location, hub.log_tail())
+    delegated = realm.klist(user.default_ccache)
+    assert delegated.renew_until is not None
+    session = session_with(hub, login.cookies)
+    session.get(f"{hub.url}/hub/spawn", timeout=60)
+    hub.wait_for_server(session, user.name, timeout=120)
+    server = f"{hub.url}/user/{user.name}"
+    kernel = sandbox.start_kernel(session, server, "python3")
+    first = in_kernel(session, server, kernel)
+    assert first["valid"], first
+    assert first["ccname"].removeprefix("FILE:") == str(user.default_ccache), first
+
+    def status() -> Any:
+        return session.get(f"{server}/pamkrb/api/status", timeout=30).json()
+
+    # Renewed by TGS until the renew-till, then a sign-in is needed.
+    ended = sandbox.wait_until(
+        lambda: (s := status())["state"] == "login_required" and s,
+        timeout=RENEWABLE_LIFE + 180,
+        interval=2,
+        message="login_required after the delegated ticket's renew-till",
+    )
+    assert realm.kdc_requests("TGS_REQ", client=user.name, service=krbtgt) > tgs_before
+    assert realm.kdc_requests("AS_REQ", client=user.name) == as_requests
+    assert ended["source"] == "password"
+    assert ended["renewals"] >= 1, ended
+    assert ended["login_required_at"] is not None, ended
+    assert "sign in again by reloading" in ended["last_error"], ended
+    assert f"/hub/login?negotiate=1&next=%2Fuser%2F{user.name}%2F" in ended["last_error"], ended
+    page = session.get(f"{server}/pamkrb/status", timeout=30).text
+    assert "Expired — sign in again by reloading" in page
+    assert 'id="pamkrb-reload" href="/hub/login?negotiate=1&amp;next=' in page
+    assert not in_kernel(session, server, kernel)["valid"]
+
+    # The desktop signed in again (its own AS request); the reload.
+    desktop_kinit()
+    as_requests = realm.kdc_requests("AS_REQ", client=user.name)
+    reload = negotiate(hub, realm, client_cache, query=f"?negotiate=1&next=/user/{user.name}/", cookies=login.cookies)
+    assert reload.token is not None
+    assert reload.status == 302, (reload.status, hub.log_tail())
+    assert reload.location.endswith(f"/user/{user.name}/"), reload.location
+    assert 'name="password"' not in reload.body
+    assert_user_cache(realm, user)
+    assert "F" in flags(realm, user.default_ccache)
+    assert realm.kdc_requests("AS_REQ", client=user.name) == as_requests
+
+    # The running kernel sees the new ticket; the status is valid again.
+    second = in_kernel(session, server, kernel)
+    assert second["valid"], second
+    assert second["pid"] == first["pid"]
+    assert tgt_start(second["klist"]) != tgt_start(first["klist"]), (first, second)
+    assert status()["state"] == "valid"

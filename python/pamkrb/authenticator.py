@@ -355,6 +355,10 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
             )
         self.tickets = HubTickets(self)
         self.pending_passwords = PendingPasswords()
+        # Users whose ticket is the one their browser delegated at their
+        # last login: their server's status tells them to reload to get a
+        # fresh one (pamkrb.spnego.RENEW_ARGUMENT).
+        self.delegated_logins: set[str] = set()
         for problem in spnego.problems(self):
             self.log.warning("PAMKerberosAuthenticator: %s", problem)
         for problem in lifecycle.settings_problems(self.refresh_margin, self.refresh_interval, self.ticket_lifetime):
@@ -441,6 +445,10 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         finally:
             if password is not None:
                 password[:] = bytes(len(password))
+        if delegated is not None:
+            self.delegated_logins.add(name)
+        else:
+            self.delegated_logins.discard(name)
         expires = lifecycle.local_time(info.expires_at)
         self.log.info("Kerberos ticket for %s (%s) valid until %s", shown(name), info.principal, expires)
         return auth_model
@@ -469,7 +477,9 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         # KRB5CCNAME for every Kerberos client in the server and its kernels,
         # and what the pamkrb server extension needs to renew as the user:
         # the path in use, the fallback one if the usual one was planted.
-        spawner.environment.update(self.tickets.server_settings(in_place.target).to_env())
+        by_reload = self.spnego and user.name in self.delegated_logins
+        settings = self.tickets.server_settings(in_place.target, sign_in_by_reload=by_reload)
+        spawner.environment.update(settings.to_env())
         if self.ticket_broker:
             self.tickets.broker.track(user.name)
 

@@ -104,8 +104,9 @@ class HubTickets:
             fallback=lifecycle.fallback_ccache(self.settings.fallback_ccache_dir, paths.uid),
         )
 
-    def server_settings(self, target: Target) -> TicketSettings:
-        """What the user's server needs to keep the ticket the hub installed."""
+    def server_settings(self, target: Target, *, sign_in_by_reload: bool = False) -> TicketSettings:
+        """What the user's server needs to keep the ticket the hub installed;
+        ``sign_in_by_reload``: that ticket was delegated by single sign-on."""
         s = self.settings
         return TicketSettings(
             principal=target.principal,
@@ -120,6 +121,7 @@ class HubTickets:
             source=target.source,
             warn_before=s.warn_before,
             retain_after_stop=s.retain_ticket_after_stop,
+            sign_in_by_reload=sign_in_by_reload,
         )
 
     # -- keeping ---------------------------------------------------------------------------

@@ -219,7 +219,11 @@ ENV_TICKET_BROKER = "PAMKRB_TICKET_BROKER"
 ENV_CREDENTIAL_SOURCE = "PAMKRB_CREDENTIAL_SOURCE"
 ENV_WARN_BEFORE = "PAMKRB_WARN_BEFORE"
 ENV_RETAIN_AFTER_STOP = "PAMKRB_RETAIN_TICKET_AFTER_STOP"
+ENV_SIGN_IN = "PAMKRB_SIGN_IN"
 ENV_KRB5CCNAME = "KRB5CCNAME"
+# ENV_SIGN_IN's one value: a fresh ticket comes by reloading the hub's
+# login page (single sign-on), the sign-in dialog being the fallback.
+SIGN_IN_RELOAD = "reload"
 ENV_NAMES = frozenset(
     {
         ENV_KRB5CCNAME,
@@ -235,6 +239,7 @@ ENV_NAMES = frozenset(
         ENV_CREDENTIAL_SOURCE,
         ENV_WARN_BEFORE,
         ENV_RETAIN_AFTER_STOP,
+        ENV_SIGN_IN,
     }
 )
 """Everything the hub puts in a server's environment for pamkrb: per user,
@@ -266,6 +271,10 @@ class TicketSettings:
     # hub cannot reach that copy on another host); True keeps it, as the
     # hub's retain_ticket_after_stop does for the hub's own copy.
     retain_after_stop: bool = False
+    # True: the ticket came from single sign-on (a delegated TGT), and a
+    # reload of the hub's login page with ?negotiate=1 brings a fresh one;
+    # the status says so when a sign-in is needed.
+    sign_in_by_reload: bool = False
 
     @property
     def renewed_by(self) -> str:
@@ -289,6 +298,8 @@ class TicketSettings:
             env[ENV_RENEWABLE_LIFETIME] = str(self.renewable_lifetime)
         env[ENV_CREDENTIAL_SOURCE] = self.source
         env[ENV_WARN_BEFORE] = str(self.warn_before)
+        if self.sign_in_by_reload:
+            env[ENV_SIGN_IN] = SIGN_IN_RELOAD
         if self.broker:
             env[ENV_TICKET_BROKER] = "1"
             if self.retain_after_stop:
@@ -318,6 +329,7 @@ class TicketSettings:
             "source": environ.get(ENV_CREDENTIAL_SOURCE, "") or SOURCE_KEYTAB,
             "warn_before": _number(environ.get(ENV_WARN_BEFORE), int, DEFAULT_WARN_BEFORE),
             "retain_after_stop": environ.get(ENV_RETAIN_AFTER_STOP, "") == "1",
+            "sign_in_by_reload": environ.get(ENV_SIGN_IN, "") == SIGN_IN_RELOAD,
         }
         values.update(given)
         if values["source"] not in SOURCES:
