@@ -281,7 +281,10 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         one principal_template names (else it is refused like any ticket
         that cannot be installed: see kinit_required); without one the
         ticket comes from credential_source. A signed-in browser gets a
-        fresh delegated ticket at /hub/login?negotiate=1. Needs
+        fresh delegated ticket at /hub/login?negotiate=1: when a delegated
+        ticket reaches its renew-till, the user's server (told by
+        PAMKRB_SIGN_IN=reload) says "sign in again by reloading" with that
+        link, the sign-in dialog staying as a fallback. Needs
         spnego_keytab, and a proxy that passes the Authorization header on.
         Default: False.
         """,
