@@ -105,7 +105,7 @@ def test_settings_round_trip_through_the_environment():
     by_reload = TicketSettings("a@R", "/k", "/tmp/c", sign_in_by_reload=True)
     assert by_reload.to_env()["PAMKRB_SIGN_IN"] == "reload"
     assert TicketSettings.from_env(by_reload.to_env())[0] == by_reload
-    # Kernels inherit it with the rest (pamkrb kernelspec).
+    # One of the per-user variables a kernelspec may not pin (pamkrb kernelspec).
     assert set(by_reload.to_env()) <= lifecycle.ENV_NAMES
 
 
