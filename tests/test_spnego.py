@@ -707,7 +707,8 @@ def test_a_delegated_ticket_runs_out_and_a_reload_brings_a_fresh_one(
     def status() -> Any:
         return session.get(f"{server}/pamkrb/api/status", timeout=30).json()
 
-    # Renewed by TGS until the renew-till, then a sign-in is needed.
+    # Renewed by TGS until the renew-till (by the server, or at spawn by the
+    # hub: which one depends on how long the spawn took), then a sign-in is needed.
     ended = sandbox.wait_until(
         lambda: (s := status())["state"] == "login_required" and s,
         timeout=RENEWABLE_LIFE + 180,
@@ -717,7 +718,6 @@ def test_a_delegated_ticket_runs_out_and_a_reload_brings_a_fresh_one(
     assert realm.kdc_requests("TGS_REQ", client=user.name, service=krbtgt) > tgs_before
     assert realm.kdc_requests("AS_REQ", client=user.name) == as_requests
     assert ended["source"] == "password"
-    assert ended["renewals"] >= 1, ended
     assert ended["login_required_at"] is not None, ended
     assert "sign in again by reloading" in ended["last_error"], ended
     assert f"/hub/login?negotiate=1&next=%2Fuser%2F{user.name}%2F" in ended["last_error"], ended
