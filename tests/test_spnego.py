@@ -621,7 +621,8 @@ KERNEL_KLIST = (
     "env = {**os.environ, 'LC_ALL': 'C'}\n"
     "listed = subprocess.run(['klist', '-f'], capture_output=True, text=True, env=env)\n"
     "valid = subprocess.run(['klist', '-s'], env=env).returncode == 0\n"
-    "seen = {'klist': listed.stdout, 'valid': valid, 'ccname': os.environ.get('KRB5CCNAME'), 'pid': os.getpid()}\n"
+    "seen = {'klist': listed.stdout, 'valid': valid, 'ccname': os.environ.get('KRB5CCNAME'), 'pid': os.getpid(),\n"
+    "        'sign_in': os.environ.get('PAMKRB_SIGN_IN')}\n"
     "print(json.dumps(seen))\n"
 )
 
@@ -703,6 +704,7 @@ def test_a_delegated_ticket_runs_out_and_a_reload_brings_a_fresh_one(
     first = in_kernel(session, server, kernel)
     assert first["valid"], first
     assert first["ccname"].removeprefix("FILE:") == str(user.default_ccache), first
+    assert first["sign_in"] == "reload", first
 
     def status() -> Any:
         return session.get(f"{server}/pamkrb/api/status", timeout=30).json()
@@ -744,3 +746,30 @@ def test_a_delegated_ticket_runs_out_and_a_reload_brings_a_fresh_one(
     assert second["pid"] == first["pid"]
     assert tgt_start(second["klist"]) != tgt_start(first["klist"]), (first, second)
     assert status()["state"] == "valid"
+
+
+def test_a_password_login_at_a_single_sign_on_hub_is_not_told_to_reload(
+    hub_factory: HubFactory, service_keytab: Path, user: sandbox.UnixUser
+) -> None:
+    """Only a delegated ticket comes back by reloading: a user who typed
+    their password gets no PAMKRB_SIGN_IN, so their status keeps the
+    password wording."""
+    hub = spnego_hub(hub_factory, service_keytab)
+    session = hub.session()
+    # The form beside the 401 challenge, as a browser without a ticket sees it.
+    assert session.get(f"{hub.url}/hub/login", timeout=10).status_code == 401
+    response = session.post(
+        f"{hub.url}/hub/login",
+        data={"username": user.name, "password": user.password, "_xsrf": session.cookies.get("_xsrf")},
+        timeout=60,
+    )
+    assert "/hub/login" not in response.url, (response.status_code, hub.log_tail())
+    hub.wait_for_server(session, user.name, timeout=120)
+    seen = sandbox.run_in_server(
+        session,
+        f"{hub.url}/user/{user.name}",
+        "import json, os\nprint(json.dumps({'sign_in': os.environ.get('PAMKRB_SIGN_IN'), "
+        "'ccname': os.environ.get('KRB5CCNAME')}))",
+    )
+    assert seen["ccname"].removeprefix("FILE:") == str(user.default_ccache), seen
+    assert seen["sign_in"] is None, seen
