@@ -113,10 +113,10 @@ impl KerberosError {
 /// A krb5 library context. Each operation creates its own: contexts are not
 /// thread-safe, and a fresh one re-reads `KRB5_CONFIG`, so a configuration
 /// change needs no hub restart.
-struct Context(ffi::krb5_context);
+pub(crate) struct Context(pub(crate) ffi::krb5_context);
 
 impl Context {
-    fn new() -> Result<Self, KerberosError> {
+    pub(crate) fn new() -> Result<Self, KerberosError> {
         let mut ctx: ffi::krb5_context = ptr::null_mut();
         // SAFETY: `ctx` is a valid out-pointer; on success libkrb5 stores an
         // owned context in it, which `Drop` frees exactly once.
@@ -133,7 +133,11 @@ impl Context {
         Ok(Context(ctx))
     }
 
-    fn check(&self, code: ffi::krb5_error_code, action: &str) -> Result<(), KerberosError> {
+    pub(crate) fn check(
+        &self,
+        code: ffi::krb5_error_code,
+        action: &str,
+    ) -> Result<(), KerberosError> {
         if code == 0 {
             return Ok(());
         }
@@ -260,14 +264,14 @@ impl Drop for OwnedPrincipal<'_> {
 /// request means no other resolve in the process shares it, so our one close
 /// destroys it. `krb5_kt_add_entry` copies the principal and key contents,
 /// so the caller's `SecretBytes` stay the caller's to wipe.
-struct MemoryKeytab<'c> {
+pub(crate) struct MemoryKeytab<'c> {
     ctx: &'c Context,
-    raw: ffi::krb5_keytab,
-    name: String,
+    pub(crate) raw: ffi::krb5_keytab,
+    pub(crate) name: String,
 }
 
 impl<'c> MemoryKeytab<'c> {
-    fn new(ctx: &'c Context) -> Result<Self, KerberosError> {
+    pub(crate) fn new(ctx: &'c Context) -> Result<Self, KerberosError> {
         let suffix = crate::cache_file::random_hex().map_err(|errno| KerberosError::Library {
             action: "naming a memory keytab".into(),
             code: errno as i32,
@@ -407,13 +411,13 @@ impl Drop for Creds<'_> {
 /// shares; `krb5_cc_destroy` unlinks it from MIT's process-global table and
 /// frees its credentials through `krb5_free_cred_contents`, which zeroes the
 /// session keys (`cc_memory.c`). Nothing of it ever reaches a file.
-struct MemoryCache<'c> {
+pub(crate) struct MemoryCache<'c> {
     ctx: &'c Context,
-    raw: ffi::krb5_ccache,
+    pub(crate) raw: ffi::krb5_ccache,
 }
 
 impl<'c> MemoryCache<'c> {
-    fn new(ctx: &'c Context) -> Result<Self, KerberosError> {
+    pub(crate) fn new(ctx: &'c Context) -> Result<Self, KerberosError> {
         let mut raw: ffi::krb5_ccache = ptr::null_mut();
         // SAFETY: valid context, a static NUL-terminated type name, a null
         // hint (allowed) and an out-pointer.
@@ -452,7 +456,7 @@ fn c_length(len: usize) -> Result<libc::c_uint, KerberosError> {
 
 /// Our `Principal` in libkrb5's layout, borrowing its bytes: only for calls
 /// that read and copy a principal, never for one libkrb5 frees.
-struct LentPrincipal<'a> {
+pub(crate) struct LentPrincipal<'a> {
     /// Pointed to by `raw.data`; a Vec's buffer does not move with the Vec.
     _components: Vec<ffi::krb5_data>,
     raw: ffi::krb5_principal_data,
@@ -460,7 +464,7 @@ struct LentPrincipal<'a> {
 }
 
 impl<'a> LentPrincipal<'a> {
-    fn new(principal: &'a Principal) -> Result<Self, KerberosError> {
+    pub(crate) fn new(principal: &'a Principal) -> Result<Self, KerberosError> {
         let mut components = principal
             .components
             .iter()
@@ -482,7 +486,7 @@ impl<'a> LentPrincipal<'a> {
         })
     }
 
-    fn as_ptr(&mut self) -> ffi::krb5_principal {
+    pub(crate) fn as_ptr(&mut self) -> ffi::krb5_principal {
         &mut self.raw
     }
 }
@@ -1044,7 +1048,7 @@ unsafe fn data_bytes(data: &ffi::krb5_data) -> Vec<u8> {
 }
 
 /// # Safety: `raw` must point to a valid principal.
-unsafe fn principal_from_raw(raw: ffi::krb5_principal) -> Principal {
+pub(crate) unsafe fn principal_from_raw(raw: ffi::krb5_principal) -> Principal {
     // SAFETY: forwarded from the caller.
     let p = unsafe { &*raw };
     let count = usize::try_from(p.length).unwrap_or(0);
@@ -1087,7 +1091,7 @@ unsafe fn tagged_list(list: *mut *mut ffi::krb5_tagged_octets) -> Vec<TaggedData
 }
 
 /// # Safety: `raw` must be credentials filled in by libkrb5.
-unsafe fn credential_from_raw(raw: &ffi::krb5_creds) -> Credential {
+pub(crate) unsafe fn credential_from_raw(raw: &ffi::krb5_creds) -> Credential {
     // SAFETY: forwarded from the caller; every pointer in a filled
     // krb5_creds is valid or null with a zero length.
     unsafe {

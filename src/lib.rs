@@ -5,6 +5,7 @@ pub mod cache_file;
 pub mod ccache;
 pub mod deadline;
 pub mod fallback;
+pub mod gssapi;
 pub mod keytab;
 pub mod kinit;
 mod krb5_ffi;

@@ -167,6 +167,57 @@ pub fn authenticate(attempt: LoginAttempt<'_>) -> Result<String, PamError> {
     }
 }
 
+/// Runs only the account stack (`pam_acct_mgmt`) for `username`, who was
+/// authenticated another way (a Kerberos ticket at single sign-on): an
+/// expired or locked account, pam_access or pam_time rules still refuse
+/// them. No password exists: a module that asks for one gets none, and the
+/// user is denied. Returns PAM_USER as [`authenticate`] does.
+pub fn check_account(
+    service: &str,
+    username: &str,
+    remote_host: Option<&str>,
+) -> Result<String, PamError> {
+    let service_c = CString::new(service)
+        .map_err(|_| PamError::InvalidArgument("service contains a NUL byte"))?;
+    let user_c = CString::new(username)
+        .map_err(|_| PamError::InvalidArgument("username contains a NUL byte"))?;
+    let remote_host = remote_host
+        .map(CString::new)
+        .transpose()
+        .map_err(|_| PamError::InvalidArgument("remote host contains a NUL byte"))?;
+    let mut conversation = Conversation {
+        secrets: Vec::new(),
+        answered: std::cell::Cell::new(0),
+        ran_out: std::cell::Cell::new(false),
+        username: &user_c,
+    };
+    let conv = ffi::pam_conv {
+        conv: Some(converse),
+        appdata_ptr: (&mut conversation as *mut Conversation<'_>).cast(),
+    };
+    let transaction = Transaction::start(service, &service_c, &user_c, &conv)?;
+    if let Some(host) = &remote_host {
+        transaction.set_item(ffi::PAM_RHOST as c_int, host)?;
+    }
+    let outcome = transaction.run(Stage::AccountCheck, |h| {
+        // SAFETY: `h` is the live handle; `conversation` outlives the call.
+        unsafe { ffi::pam_acct_mgmt(h, ffi::PAM_DISALLOW_NULL_AUTHTOK as c_int) }
+    });
+    match outcome {
+        Err(PamError::System { stage, code, .. })
+            if code == ffi::PAM_CONV_ERR && conversation.ran_out.get() =>
+        {
+            Err(PamError::Denied {
+                stage,
+                code,
+                message: "the account stack asked for a secret, and single sign-on has none".into(),
+            })
+        }
+        Err(other) => Err(other),
+        Ok(()) => Ok(name_or(transaction.user(), username)),
+    }
+}
+
 /// PAM_USER as read from the handle, or `given` when it is unusable.
 fn name_or(pam_user: Option<&CStr>, given: &str) -> String {
     pam_user

@@ -9,6 +9,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyTuple};
 use crate::cache_file::{Owner, Replaced};
 use crate::ccache::{Principal, TicketInfo as NativeTicketInfo};
 use crate::deadline::Deadline;
+use crate::gssapi::{self, GssError};
 use crate::keytab::{self, KeytabError};
 use crate::kinit::KerberosError;
 use crate::kinit::TicketRequest;
@@ -838,6 +839,89 @@ fn check_username(username: &str) -> PyResult<()> {
     Ok(())
 }
 
+// -- single sign-on (gssapi.rs) ------------------------------------------------
+
+/// `GssError` in the exceptions every caller already handles: a refused
+/// token is the client's failure (AuthenticationDenied), everything else
+/// the system's (KeytabError, KerberosError).
+fn gss_error(err: GssError) -> PyErr {
+    let message = err.to_string();
+    match err {
+        GssError::Refused(_) => exceptions::AuthenticationDenied::new_err(message),
+        GssError::Keytab(e) => NativeError::from(e).into(),
+        GssError::Kerberos(e) => NativeError::from(TicketError::Kerberos(e)).into(),
+        GssError::System(_) | GssError::DeadlinePassed => {
+            exceptions::KerberosError::new_err((message, None::<i32>))
+        }
+    }
+}
+
+/// Accepts one `Authorization: Negotiate` token with the keys of the service
+/// `keytab` (root's alone, read through the safe walk), refusing replays
+/// through the MIT replay cache `replay_cache` (None: MIT's default). Returns
+/// `(principal, realm, components, output_token, delegated)`: the client as
+/// `name@REALM`, its realm and name components, the token for
+/// `WWW-Authenticate: Negotiate`, and the delegated TGT as FILE-cache bytes
+/// for `install_cache` (None when the client delegated nothing). Raises
+/// AuthenticationDenied for a bad, replayed or foreign token, KeytabError or
+/// KerberosError for a fault of ours. The GIL is released throughout.
+#[pyfunction]
+#[pyo3(signature = (token, keytab, *, replay_cache=None, deadline=None))]
+fn accept_negotiate<'py>(
+    py: Python<'py>,
+    token: &[u8],
+    keytab: &str,
+    replay_cache: Option<&str>,
+    deadline: Option<f64>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let deadline = deadline.map(monotonic_deadline).transpose()?;
+    let acceptor = gssapi::Acceptor {
+        keytab: Path::new(keytab),
+        replay_cache,
+    };
+    let accepted = py
+        .detach(|| gssapi::accept(&acceptor, token, deadline))
+        .map_err(gss_error)?;
+    let principal = &accepted.principal;
+    let components: Vec<String> = principal
+        .components
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    let delegated = accepted.delegated.as_ref().map(|cache| {
+        let mut bytes = crate::ccache::serialize(cache);
+        let out = PyBytes::new(py, &bytes);
+        crate::secret::wipe(&mut bytes);
+        out
+    });
+    (
+        principal.to_string_lossy(),
+        String::from_utf8_lossy(&principal.realm).into_owned(),
+        components,
+        PyBytes::new(py, &accepted.output_token),
+        delegated,
+    )
+        .into_pyobject(py)
+}
+
+/// Runs only PAM's account stack (`pam_acct_mgmt`, no password) for
+/// `username` on `service`: for a user authenticated by single sign-on.
+/// Returns PAM_USER; raises AuthenticationDenied or PAMSystemError.
+#[pyfunction]
+#[pyo3(signature = (service, username, *, remote_host=None))]
+fn pam_check_account(
+    py: Python<'_>,
+    service: &str,
+    username: &str,
+    remote_host: Option<&str>,
+) -> PyResult<String> {
+    template::check_username(username).map_err(NativeError::from)?;
+    let name = py
+        .detach(|| pam::check_account(service, username, remote_host))
+        .map_err(NativeError::from)?;
+    Ok(name)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Rust `log` records go to the Python logger named after the module
@@ -864,6 +948,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(validate_template, m)?)?;
     m.add_function(wrap_pyfunction!(expand_template, m)?)?;
     m.add_function(wrap_pyfunction!(check_username, m)?)?;
+    m.add_function(wrap_pyfunction!(accept_negotiate, m)?)?;
+    m.add_function(wrap_pyfunction!(pam_check_account, m)?)?;
     // Limits both the native and the Python side enforce, defined once here.
     m.add("MAX_USERNAME_LEN", template::MAX_USERNAME_LEN)?;
     m.add("MAX_PASSWORD_BYTES", crate::kinit::MAX_PASSWORD_BYTES)?;

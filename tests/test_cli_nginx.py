@@ -81,6 +81,7 @@ def test_config_keeps_origin_and_forwards_host(certificate: tuple[Path, Path]) -
         "X-Forwarded-Proto": "$scheme",
         "X-Forwarded-Host": "$http_host",
         "X-Forwarded-Port": "$server_port",
+        "Authorization": "$http_authorization",  # single sign-on's Negotiate token
     }
     assert directives(config, "proxy_pass") == ["http://127.0.0.1:8000"]
     assert directives(config, "server_name") == [" ".join(NAMES)] * 2

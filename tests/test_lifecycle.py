@@ -101,6 +101,12 @@ def test_settings_round_trip_through_the_environment():
     assert again == settings
     with_lifetime = TicketSettings("a@R", "/k", "/tmp/c", ticket_lifetime=900)
     assert TicketSettings.from_env(with_lifetime.to_env())[0] == with_lifetime
+    assert "PAMKRB_SIGN_IN" not in env
+    by_reload = TicketSettings("a@R", "/k", "/tmp/c", sign_in_by_reload=True)
+    assert by_reload.to_env()["PAMKRB_SIGN_IN"] == "reload"
+    assert TicketSettings.from_env(by_reload.to_env())[0] == by_reload
+    # One of the per-user variables a kernelspec may not pin (pamkrb kernelspec).
+    assert set(by_reload.to_env()) <= lifecycle.ENV_NAMES
 
 
 def test_defaults_apply_and_overrides_win():

@@ -193,3 +193,33 @@ def test_python_status_places_the_sign_in_fields_after_source():
     unset = lifecycle.status(lifecycle.TicketState.VALID, now=0.0, source="keytab")
     assert unset["login_required_at"] is None
     assert unset["warn_before"] is None
+
+
+@pytest.mark.parametrize("by_reload", [True, False], ids=["single-sign-on", "password"])
+def test_a_sign_in_by_reload_is_worded_in_the_status(validator, tmp_path, monkeypatch, by_reload):
+    """A ticket the browser delegated (PAMKRB_SIGN_IN=reload from the hub)
+    that ran out: login_required, and last_error (which every status bar
+    shows) says to reload the hub's login page with ?negotiate=1, back to
+    this server; still valid against the contract. A password ticket's
+    status says nothing of reloading."""
+    import asyncio
+
+    from pamkrb.refresher import TicketRefresher
+
+    monkeypatch.setenv("JUPYTERHUB_BASE_URL", "/jh/")
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/jh/user/alice/")
+    env = {
+        "PAMKRB_PRINCIPAL": "alice@EXAMPLE.ORG",
+        "PAMKRB_CCACHE": str(tmp_path / "gone"),
+        "PAMKRB_CREDENTIAL_SOURCE": "password",
+        **({"PAMKRB_SIGN_IN": "reload"} if by_reload else {}),
+    }
+    settings, missing = lifecycle.TicketSettings.from_env(env)
+    assert missing == []
+    assert settings is not None
+    assert settings.sign_in_by_reload is by_reload
+    status = asyncio.run(TicketRefresher(settings).status())
+    assert status["state"] == "login_required"
+    assert [e.message for e in validator.iter_errors(json.loads(json.dumps(status)))] == []
+    wording = "sign in again by reloading /jh/hub/login?negotiate=1&next=%2Fjh%2Fuser%2Falice%2F"
+    assert (wording in (status["last_error"] or "")) is by_reload, status

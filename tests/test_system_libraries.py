@@ -10,7 +10,7 @@ import pytest
 
 from pamkrb import _system_libraries as libraries
 
-KRB5, K5CRYPTO, PAM = libraries.LIBRARIES
+KRB5, K5CRYPTO, PAM, GSSAPI = libraries.LIBRARIES
 
 
 def loader_error(text: str) -> ImportError:
@@ -43,6 +43,13 @@ def test_an_old_krb5_names_the_missing_function_and_the_version_needed() -> None
     message = libraries.explain(error, missing=[])
     assert message.startswith("the libkrb5.so.3 on this host lacks krb5_get_init_creds_opt_set_out_ccache")
     assert "MIT Kerberos 1.17 or newer" in message
+
+
+def test_a_missing_gss_function_names_libgssapi() -> None:
+    error = loader_error("/x/_native.abi3.so: undefined symbol: gss_acquire_cred_from")
+    message = libraries.explain(error, missing=[])
+    assert message.startswith("the libgssapi_krb5.so.2 on this host lacks gss_acquire_cred_from")
+    assert "apt install libgssapi-krb5-2`" in message
 
 
 def test_an_old_glibc_names_the_floor() -> None:

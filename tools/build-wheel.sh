@@ -6,11 +6,11 @@
 #   2.28's symbol versions, whatever glibc this machine has; the tag says
 #   manylinux_2_28.
 # - libpam and libkrb5 are the host's at run time (DT_NEEDED on libpam.so.0,
-#   libkrb5.so.3, libk5crypto.so.3), never copied into the wheel: auditwheel
+#   libkrb5.so.3, libk5crypto.so.3, libgssapi_krb5.so.2), never copied into the wheel: auditwheel
 #   repair is skipped, and tools/check_wheel.py fails the build if anything
 #   else is bundled or a newer glibc symbol slipped in.
 # - zig searches no system library directory, so the link sees a directory
-#   holding only the four libraries we name, pointing at this machine's
+#   holding only the libraries we name, pointing at this machine's
 #   runtime sonames.
 set -euo pipefail
 
@@ -33,10 +33,10 @@ link_dir=target/wheel-link/$ARCH
 rm -rf "$link_dir"
 mkdir -p "$link_dir"
 # pam-sys asks for pam_misc too; --as-needed drops it because nothing uses it.
-for lib in pam:libpam.so.0 pam_misc:libpam_misc.so.0 krb5:libkrb5.so.3 k5crypto:libk5crypto.so.3; do
+for lib in pam:libpam.so.0 pam_misc:libpam_misc.so.0 krb5:libkrb5.so.3 k5crypto:libk5crypto.so.3 gssapi_krb5:libgssapi_krb5.so.2; do
     soname=${lib#*:}
     if [[ ! -e $MULTIARCH/$soname ]]; then
-        echo "wheel: $MULTIARCH/$soname is missing (apt install libpam0g libkrb5-3)" >&2
+        echo "wheel: $MULTIARCH/$soname is missing (apt install libpam0g libkrb5-3 libgssapi-krb5-2)" >&2
         exit 1
     fi
     ln -s "$MULTIARCH/$soname" "$link_dir/lib${lib%%:*}.so"

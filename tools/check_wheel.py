@@ -10,9 +10,9 @@ wheels. A wheel passes when:
 - that module needs only the system libraries we name (libpam, MIT krb5,
   glibc's own), has no RPATH/RUNPATH, and references no glibc symbol
   version newer than the floor (``objdump -T``);
-- every libkrb5/libk5crypto/libpam function it imports is one we checked
-  exists in MIT krb5 1.17 (its libkrb5.exports and libk5crypto.exports at
-  krb5-1.17-final) and Linux-PAM: a new one fails until someone checks it
+- every libkrb5/libk5crypto/libgssapi_krb5/libpam function it imports is one
+  we checked exists in MIT krb5 1.17 (its libkrb5.exports, libk5crypto.exports
+  and libgssapi_krb5.exports at krb5-1.17-final) and Linux-PAM: a new one fails until someone checks it
   too and adds it to ``REVIEWED_IMPORTS``;
 - it carries the server extension's config and the prebuilt labextension.
 
@@ -36,6 +36,7 @@ ALLOWED_NEEDED = frozenset(
     {
         "libkrb5.so.3",
         "libk5crypto.so.3",
+        "libgssapi_krb5.so.2",
         "libpam.so.0",
         "libc.so.6",
         "libm.so.6",
@@ -57,9 +58,22 @@ EXTENSION_MODULE = "pamkrb/_native.abi3.so"
 # Checked against MIT krb5 1.17's export lists (the README's floor) and Linux-PAM.
 REVIEWED_IMPORTS = frozenset(
     {
+        # Single sign-on (src/gssapi.rs), all in libgssapi_krb5.exports at krb5-1.17-final.
+        "gss_accept_sec_context",
+        "gss_acquire_cred_from",
+        "gss_delete_sec_context",
+        "gss_display_name",
+        "gss_display_status",
+        "gss_krb5_copy_ccache",
+        "gss_release_buffer",
+        "gss_release_cred",
+        "gss_release_name",
         "krb5_cc_destroy",
+        "krb5_cc_end_seq_get",
         "krb5_cc_initialize",
         "krb5_cc_new_unique",
+        "krb5_cc_next_cred",
+        "krb5_cc_start_seq_get",
         "krb5_cc_store_cred",
         "krb5_enctype_to_name",
         "krb5_free_context",
@@ -144,11 +158,11 @@ def _glibc_versions(symbols: str) -> list[tuple[int, ...]]:
 
 
 def _krb5_pam_imports(symbols: str) -> set[str]:
-    """Undefined krb5_*/pam_* functions: what the host's libkrb5/libpam must provide."""
+    """Undefined krb5_*/gss_*/pam_* functions: what the host's libkrb5, libgssapi_krb5 and libpam must provide."""
     names = set()
     for line in symbols.splitlines():
         fields = line.split()
-        if "*UND*" in fields and fields[-1].startswith(("krb5_", "pam_")):
+        if "*UND*" in fields and fields[-1].startswith(("krb5_", "gss_", "pam_")):
             names.add(fields[-1])
     return names
 
@@ -181,7 +195,7 @@ def check(wheel: Path, glibc_floor: str) -> Report:
         unexpected = [n for n in report.needed if n not in ALLOWED_NEEDED]
         if unexpected:
             report.problems.append(f"needs libraries that are not the system's PAM/Kerberos/glibc: {unexpected}")
-        for required in ("libpam.so.0", "libkrb5.so.3"):
+        for required in ("libpam.so.0", "libkrb5.so.3", "libgssapi_krb5.so.2"):
             if required not in report.needed:
                 report.problems.append(f"does not link {required}")
         if rpaths:

@@ -272,3 +272,22 @@ def expand_template(
     path: bool = False,
 ) -> str: ...
 def check_username(username: str) -> None: ...
+
+# -- single sign-on (src/gssapi.rs) -------------------------------------------
+
+def accept_negotiate(
+    token: bytes,
+    keytab: str,
+    *,
+    replay_cache: str | None = None,
+    deadline: float | None = None,
+) -> tuple[str, str, list[str], bytes, bytes | None]:
+    """Accept one ``Authorization: Negotiate`` token with the service
+    ``keytab`` (root's alone). ``(principal, realm, components,
+    output_token, delegated)``: ``delegated`` is the delegated TGT as
+    FILE-cache bytes for ``install_cache``, or None. AuthenticationDenied
+    for a bad, replayed or foreign token; KeytabError or KerberosError for a
+    fault of ours."""
+
+def pam_check_account(service: str, username: str, *, remote_host: str | None = None) -> str:
+    """PAM's account stack alone (no password), for a single sign-on; PAM_USER."""

@@ -23,17 +23,25 @@ class SystemLibrary(NamedTuple):
     suse: str
 
 
-# In the order the extension module's DT_NEEDED entries list them.
+# Every DT_NEEDED entry of the extension module that is not glibc's own.
 LIBRARIES = (
     SystemLibrary("libkrb5.so.3", "MIT Kerberos 1.17 or newer", "libkrb5-3", "krb5-libs", "krb5"),
     SystemLibrary("libk5crypto.so.3", "MIT Kerberos 1.17 or newer", "libk5crypto3", "krb5-libs", "krb5"),
     SystemLibrary("libpam.so.0", "Linux-PAM", "libpam0g", "pam", "pam"),
+    # Single sign-on (src/gssapi.rs); the loader lists it first, it is added last.
+    SystemLibrary(
+        "libgssapi_krb5.so.2", "MIT Kerberos 1.17 or newer (GSS-API)", "libgssapi-krb5-2", "krb5-libs", "krb5"
+    ),
 )
 
 GLIBC_FLOOR = "2.28"
 
 _UNDEFINED_SYMBOL = re.compile(r"undefined symbol: (\S+)")
 _GLIBC_VERSION = re.compile(r"version `(GLIBC_[0-9.]+)' not found")
+
+
+def _by_soname(soname: str) -> SystemLibrary:
+    return next(library for library in LIBRARIES if library.soname == soname)
 
 
 def _loadable(soname: str) -> bool:
@@ -88,8 +96,10 @@ def explain(error: ImportError, missing: list[SystemLibrary] | None = None) -> s
             f"(loader said: {text})"
         )
     symbol = _UNDEFINED_SYMBOL.search(text)
-    if symbol and symbol.group(1).startswith(("krb5_", "pam_")):
-        library = LIBRARIES[2] if symbol.group(1).startswith("pam_") else LIBRARIES[0]
+    if symbol and symbol.group(1).startswith(("krb5_", "gss_", "pam_")):
+        prefix = symbol.group(1).split("_", 1)[0]
+        soname = {"pam": "libpam.so.0", "gss": "libgssapi_krb5.so.2"}.get(prefix, "libkrb5.so.3")
+        library = _by_soname(soname)
         return (
             f"the {library.soname} on this host lacks {symbol.group(1)}: pamkrb needs {library.what}. "
             f"{_install_hint([library])} (loader said: {text})"

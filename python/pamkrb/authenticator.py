@@ -13,9 +13,9 @@ from typing import Any
 
 from jupyterhub.auth import PAMAuthenticator
 from tornado import web
-from traitlets import Bool, Bunch, CaselessStrEnum, Float, Integer, TraitError, Unicode, default, validate
+from traitlets import Bool, Bunch, Callable, CaselessStrEnum, Float, Integer, TraitError, Unicode, default, validate
 
-from . import _native, kdc_refusals, lifecycle, login, usernames
+from . import _native, kdc_refusals, lifecycle, login, spnego, usernames
 from .admin import HANDLERS as ADMIN_HANDLERS
 from .exceptions import (
     AuthenticationDenied,
@@ -322,6 +322,69 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         """,
     )
 
+    # -- single sign-on (pamkrb.spnego) -----------------------------------------
+
+    spnego = Bool(
+        False,
+        config=True,
+        help="""
+        Whether the login page offers Kerberos single sign-on (SPNEGO):
+        GET /hub/login answers 401 with "WWW-Authenticate: Negotiate" beside
+        the usual form, and a browser that sends a valid ticket for the hub's
+        service principal is logged in without a form (after PAM's account
+        check, with check_account, and the allow/block lists). A ticket the
+        browser delegates becomes the user's cache when its principal is the
+        one principal_template names (else it is refused like any ticket
+        that cannot be installed: see kinit_required); without one the
+        ticket comes from credential_source. A signed-in browser gets a
+        fresh delegated ticket at /hub/login?negotiate=1: when a delegated
+        ticket reaches its renew-till, the user's server (told by
+        PAMKRB_SIGN_IN=reload) says "sign in again by reloading" with that
+        link, the sign-in dialog staying as a fallback. Needs
+        spnego_keytab, and a proxy that passes the Authorization header on.
+        Default: False.
+        """,
+    )
+
+    spnego_keytab = Unicode(
+        "/etc/pamkrb/http.keytab",
+        config=True,
+        help="""
+        The hub's service keytab for single sign-on, holding the keys of
+        HTTP/<the host name browsers use>@REALM. Must be a regular file owned
+        by root with no group or other permission bits (whoever reads it can
+        log in as anyone); read through the same checks as users' keytabs.
+        Every principal in it is accepted, so keep only the hub's own there.
+        Default: "/etc/pamkrb/http.keytab".
+        """,
+    )
+
+    spnego_username = Callable(
+        None,
+        allow_none=True,
+        config=True,
+        help="""
+        Maps a single sign-on's client principal ("alice@EXAMPLE.ORG") to a
+        username, or to None to refuse it: a callable taking the principal as
+        a string. Default: None, the rule "name@REALM of `realm` → name":
+        principals of other realms or with an instance ("alice/admin") are
+        refused. The username still passes PAM's account check and the
+        allow/block lists.
+        """,
+    )
+
+    spnego_replay_cache = Unicode(
+        "",
+        config=True,
+        help="""
+        MIT replay cache for single sign-on tokens ("dfl:", "file2:/path").
+        A token seen before is refused, so a captured Authorization header
+        cannot be used twice. Default: "" (MIT's default: KRB5RCACHENAME,
+        else the file2 cache in KRB5RCACHEDIR or /var/tmp). "none:" turns
+        replay detection off; never do that.
+        """,
+    )
+
     @default("realm")
     def _default_realm(self) -> str:
         try:
@@ -359,6 +422,12 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
             )
         self.tickets = HubTickets(self)
         self.pending_passwords = PendingPasswords()
+        # Users whose ticket is the one their browser delegated at their
+        # last login: their server's status tells them to reload to get a
+        # fresh one (pamkrb.spnego.RENEW_ARGUMENT).
+        self.delegated_logins: set[str] = set()
+        for problem in spnego.problems(self):
+            self.log.warning("PAMKerberosAuthenticator: %s", problem)
         for problem in lifecycle.settings_problems(self.refresh_margin, self.refresh_interval, self.ticket_lifetime):
             self.log.warning("PAMKerberosAuthenticator: %s", problem)
         templates = (self.principal_template, self.keytab_template, self.ccache_template)
@@ -394,6 +463,9 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         Returns the username, or None if PAM denies the login. A broken PAM
         stack raises: that is our failure, not the user's.
         """
+        negotiated = data.get(spnego.DATA_KEY)
+        if isinstance(negotiated, spnego.Negotiated):
+            return await spnego.authenticate(self, handler, negotiated)
         username = data.get("username") or ""
         remote_ip = handler.request.remote_ip if handler is not None else None
         who = shown(username) + (f"@{remote_ip}" if remote_ip else "")
@@ -449,8 +521,13 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         auth_model = await super().run_post_auth_hook(handler, auth_model)
         name = auth_model["name"]
         password = self.take_password(handler, name)
+        delegated = spnego.delegated_source(self, handler, name)
         try:
-            info = (await self.tickets.keeper(name).replace("login", password=password)).info
+            keeper = self.tickets.keeper(name)
+            if delegated is not None:
+                info = (await keeper.replace("spnego", obtain=delegated)).info
+            else:
+                info = (await keeper.replace("login", password=password)).info
         except TICKET_ERRORS as e:
             rejected = isinstance(e, KerberosPasswordRejected)
             message = kdc_refusals.user_message(e) or (KERBEROS_PASSWORD_REFUSED if rejected else LOGIN_REFUSED)
@@ -459,6 +536,10 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         finally:
             if password is not None:
                 password[:] = bytes(len(password))
+        if delegated is not None:
+            self.delegated_logins.add(name)
+        else:
+            self.delegated_logins.discard(name)
         expires = lifecycle.local_time(info.expires_at)
         self.log.info("Kerberos ticket for %s (%s) valid until %s", shown(name), info.principal, expires)
         return auth_model
@@ -487,7 +568,9 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         # KRB5CCNAME for every Kerberos client in the server and its kernels,
         # and what the pamkrb server extension needs to renew as the user:
         # the path in use, the fallback one if the usual one was planted.
-        spawner.environment.update(self.tickets.server_settings(in_place.target).to_env())
+        by_reload = self.spnego and user.name in self.delegated_logins
+        settings = self.tickets.server_settings(in_place.target, sign_in_by_reload=by_reload)
+        spawner.environment.update(settings.to_env())
         if self.ticket_broker:
             self.tickets.broker.track(user.name)
 
@@ -529,4 +612,6 @@ class PAMKerberosAuthenticator(PAMAuthenticator):  # type: ignore[misc]  # Jupyt
         return True
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
-        return [*super().get_handlers(app), ("/api/pamkrb/ticket", TicketAPIHandler), *ADMIN_HANDLERS]
+        # The Negotiate login page first: tornado takes the first match for /login.
+        own = [*spnego.handlers(self), ("/api/pamkrb/ticket", TicketAPIHandler), *ADMIN_HANDLERS]
+        return [*own, *super().get_handlers(app)]

@@ -105,9 +105,10 @@ class HubTickets:
             fallback=lifecycle.fallback_ccache(self.settings.fallback_ccache_dir, paths.uid),
         )
 
-    def server_settings(self, target: Target) -> TicketSettings:
+    def server_settings(self, target: Target, *, sign_in_by_reload: bool = False) -> TicketSettings:
         """What the user's server needs to keep the ticket the hub installed
-        (``target`` as an attempt left it: with the KDC's name for the user)."""
+        (``target`` as an attempt left it: with the KDC's name for the user);
+        ``sign_in_by_reload``: that ticket was delegated by single sign-on."""
         s = self.settings
         keeper = self._keepers.get(target.username)
         return TicketSettings(
@@ -124,6 +125,7 @@ class HubTickets:
             warn_before=s.warn_before,
             retain_after_stop=s.retain_ticket_after_stop,
             password_expires_at=keeper.password_expires_at if keeper is not None else None,
+            sign_in_by_reload=sign_in_by_reload,
         )
 
     # -- keeping ---------------------------------------------------------------------------

@@ -228,7 +228,11 @@ ENV_CREDENTIAL_SOURCE = "PAMKRB_CREDENTIAL_SOURCE"
 ENV_WARN_BEFORE = "PAMKRB_WARN_BEFORE"
 ENV_RETAIN_AFTER_STOP = "PAMKRB_RETAIN_TICKET_AFTER_STOP"
 ENV_PASSWORD_EXPIRES_AT = "PAMKRB_PASSWORD_EXPIRES_AT"
+ENV_SIGN_IN = "PAMKRB_SIGN_IN"
 ENV_KRB5CCNAME = "KRB5CCNAME"
+# ENV_SIGN_IN's one value: a fresh ticket comes by reloading the hub's
+# login page (single sign-on), the sign-in dialog being the fallback.
+SIGN_IN_RELOAD = "reload"
 ENV_NAMES = frozenset(
     {
         ENV_KRB5CCNAME,
@@ -245,6 +249,7 @@ ENV_NAMES = frozenset(
         ENV_WARN_BEFORE,
         ENV_RETAIN_AFTER_STOP,
         ENV_PASSWORD_EXPIRES_AT,
+        ENV_SIGN_IN,
     }
 )
 """Everything the hub puts in a server's environment for pamkrb: per user,
@@ -279,6 +284,10 @@ class TicketSettings:
     # When the user's password expires (seconds since the epoch), as the KDC
     # reported it at their last password login; None: not reported.
     password_expires_at: int | None = None
+    # True: the ticket came from single sign-on (a delegated TGT), and a
+    # reload of the hub's login page with ?negotiate=1 brings a fresh one;
+    # the status says so when a sign-in is needed.
+    sign_in_by_reload: bool = False
 
     @property
     def renewed_by(self) -> str:
@@ -304,6 +313,8 @@ class TicketSettings:
         env[ENV_WARN_BEFORE] = str(self.warn_before)
         if self.password_expires_at is not None:
             env[ENV_PASSWORD_EXPIRES_AT] = str(self.password_expires_at)
+        if self.sign_in_by_reload:
+            env[ENV_SIGN_IN] = SIGN_IN_RELOAD
         if self.broker:
             env[ENV_TICKET_BROKER] = "1"
             if self.retain_after_stop:
@@ -334,6 +345,7 @@ class TicketSettings:
             "warn_before": _number(environ.get(ENV_WARN_BEFORE), int, DEFAULT_WARN_BEFORE),
             "retain_after_stop": environ.get(ENV_RETAIN_AFTER_STOP, "") == "1",
             "password_expires_at": _number(environ.get(ENV_PASSWORD_EXPIRES_AT), int, None),
+            "sign_in_by_reload": environ.get(ENV_SIGN_IN, "") == SIGN_IN_RELOAD,
         }
         values.update(given)
         if values["source"] not in SOURCES:

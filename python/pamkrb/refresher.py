@@ -19,7 +19,8 @@ import collections
 import logging
 import os
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import _native, delivery, lifecycle, metrics
@@ -44,6 +45,22 @@ def target_of(settings: TicketSettings) -> Target:
         source=source,
         keytab=settings.keytab,
     )
+
+
+def reload_url(environ: Mapping[str, str] = os.environ) -> str:
+    """The hub page whose reload brings a fresh single sign-on ticket: the
+    login page asked to negotiate again (pamkrb.spnego.RENEW_ARGUMENT), and
+    back to this server."""
+    base = environ.get("JUPYTERHUB_BASE_URL", "/")
+    base = base if base.endswith("/") else base + "/"
+    query = urllib.parse.urlencode({"negotiate": "1", "next": environ.get("JUPYTERHUB_SERVICE_PREFIX", base)})
+    return f"{base}hub/login?{query}"
+
+
+def reload_message(url: str) -> str:
+    """What a user whose delegated ticket ran out reads (the status's
+    last_error, which the status bar's tooltip shows)."""
+    return f"single sign-on ticket ran out: sign in again by reloading {url} (or with your password: click)"
 
 
 class TicketRefresher:
@@ -209,6 +226,11 @@ class TicketRefresher:
         now = self.clock()
         password = s.source == lifecycle.SOURCE_PASSWORD
         state = lifecycle.ticket_state(info, s.principal, s.refresh_margin, now, self.last_error, password=password)
+        last_error = self.last_error or (None if info else self._inspect_error)
+        if state is lifecycle.TicketState.LOGIN_REQUIRED and s.sign_in_by_reload:
+            # A status-bar of any version shows last_error: the one way to
+            # say "reload" without a new field in the status contract.
+            last_error = reload_message(reload_url())
         return lifecycle.status(
             state,
             info=info if info is not None and info.is_for(s.principal) else None,
@@ -217,7 +239,7 @@ class TicketRefresher:
             now=now,
             refresh_margin=s.refresh_margin,
             last_refresh=self.last_refresh,
-            last_error=self.last_error or (None if info else self._inspect_error),
+            last_error=last_error,
             renewals=self.renewals,
             triggers=self.triggers,
             renewed_by=s.renewed_by,

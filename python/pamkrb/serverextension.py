@@ -35,7 +35,7 @@ from traitlets import Float, Integer, Unicode
 from . import _native, audit, lifecycle, server_reports
 from .exceptions import PamkrbError, TicketDeliveryError
 from .lifecycle import TicketSettings
-from .refresher import TicketRefresher
+from .refresher import TicketRefresher, reload_url
 from .status_handlers import SignInHandler, StatusAPIHandler, StatusPageHandler
 
 CONTENTS_EVENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
@@ -161,6 +161,8 @@ class KerberosTicketExtension(ExtensionApp):
                 # KeyboardInterrupt, without stop_extension: the exit still runs.
                 atexit.register(self._remove_ticket_at_exit)
         self.settings["pamkrb_status"] = self.status
+        by_reload = settings is not None and settings.sign_in_by_reload
+        self.settings["pamkrb_reload_url"] = reload_url() if by_reload else None
         self.settings["pamkrb_sign_in"] = self.sign_in
 
     async def status(self) -> dict[str, Any]:

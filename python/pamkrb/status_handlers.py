@@ -60,6 +60,11 @@ class StatusPageHandler(JupyterHandler):
     async def get(self) -> None:
         status = await self.settings["pamkrb_status"]()
         label, colour = _LABELS[TicketState(status["state"])]
+        reload = self.settings.get("pamkrb_reload_url")
+        if status["state"] == TicketState.LOGIN_REQUIRED.value and reload:
+            # A single sign-on ticket: reloading the hub's login page brings
+            # a fresh one, no password needed.
+            label = "Expired — sign in again by reloading"
         rows = [
             ("Principal", status["principal"]),
             ("Credential cache", status["ccache"]),
@@ -73,6 +78,10 @@ class StatusPageHandler(JupyterHandler):
             ("Renewals by this server", status["renewals"]),
             ("Last error", status["last_error"]),
         ]
+        if reload:
+            link = html.escape(reload, quote=True)
+            anchor = f'<a id="pamkrb-reload" href="{link}">reload (single sign-on)</a>'
+            rows.insert(0, ("Sign in again", _Markup(anchor)))
         body = "\n".join(f"<tr><th>{html.escape(name)}</th><td>{_cell(value)}</td></tr>" for name, value in rows)
         self.set_header("Cache-Control", "no-store")
         self.finish(

@@ -64,6 +64,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="FILE",
         help="the hub's jupyterhub_config.py (default: pamkrb's built-in defaults)",
     )
+    parser.add_argument(
+        "--spnego",
+        action="store_true",
+        help="also check single sign-on: the service keytab (spnego_keytab: owner, mode, principals, enctypes), "
+        "that its key version matches the KDC's, and that the KDC marks the service ok_as_delegate",
+    )
     hadoop = parser.add_argument_group(
         "Hadoop",
         "with --hadoop-conf-dir, doctor also runs Hadoop's own client as the user, with the user's cache, the way "
@@ -157,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     check_batch_job_environment(config, authenticator, report)
     entry = check_user(args.user, report)
     check_pam_service(authenticator.service, report)
+    if getattr(args, "spnego", False):
+        check_spnego(authenticator, report)
     if entry is None:
         for title in ("keytab", "KDC", "credential cache") + (("Hadoop",) if hadoop_conf_dir else ()):
             report.skip(title, "no such user")
@@ -547,3 +555,133 @@ def check_fuse_lockout(
         f"write; or, if users need not mount FUSE, remove the setuid bit (chmod u-s {' '.join(programs)}) "
         f"or restrict the device (chmod 0600 {FUSE_DEVICE}, made lasting with a udev rule)",
     )
+
+
+# -- single sign-on -----------------------------------------------------------------
+
+# Enctypes browsers' KDCs no longer should issue; a keytab holding only these
+# works with old clients alone.
+WEAK_ENCTYPES = ("des", "rc4", "arcfour", "des3")
+
+
+def check_spnego(authenticator: PAMKerberosAuthenticator, report: Report) -> None:
+    """The service keytab as the hub reads it (root's, 0600), its principals
+    and enctypes; then, for each principal, a ticket from it (the KDC agrees
+    with the key), and a service ticket for it decrypted with the keytab
+    (`kvno -k`: the key versions match), with the ok_as_delegate flag."""
+    from .. import _native
+    from ..exceptions import KeytabError
+
+    path = authenticator.spnego_keytab
+    title = f"service keytab {path}"
+    if not authenticator.spnego:
+        report.warn(
+            "single sign-on", "spnego is off in this configuration", "set c.PAMKerberosAuthenticator.spnego = True"
+        )
+    try:
+        keytab = _native.inspect_keytab(path)
+    except KeytabError as e:
+        report.fail(
+            title,
+            str(e),
+            f"export the hub's service key: kadmin -q 'ktadd -k {path} HTTP/<hub host>'; chmod 600 {path}",
+        )
+        return
+    if keytab.owner_uid != 0 or keytab.mode & 0o077:
+        report.fail(
+            title,
+            f"owner uid {keytab.owner_uid}, mode {keytab.mode & 0o7777:04o}: the hub refuses it, and whoever "
+            "can read it can log in as anyone",
+            f"chown root: {path}; chmod 600 {path}",
+        )
+        return
+    principals = sorted({entry.principal for entry in keytab.entries})
+    if not principals:
+        report.fail(title, "holds no keys", f"kadmin -q 'ktadd -k {path} HTTP/<hub host>'")
+        return
+    enctypes = sorted({entry.enctype_name for entry in keytab.entries})
+    strong = [name for name in enctypes if not name.startswith(WEAK_ENCTYPES)]
+    mode = keytab.mode & 0o7777
+    report.ok(title, f"owner root, mode {mode:04o}, {', '.join(principals)}; enctypes {', '.join(enctypes)}")
+    if not strong:
+        report.fail(
+            f"{title} enctypes",
+            f"only weak enctypes ({', '.join(enctypes)})",
+            "re-export with AES keys: kadmin -q 'ktadd -k PATH -e aes256-cts-hmac-sha1-96:normal HTTP/<host>'",
+        )
+    others = [p for p in principals if not p.startswith("HTTP/")]
+    if others:
+        report.warn(
+            f"{title} principals",
+            f"also holds {', '.join(others)}: tickets for those services are accepted too",
+            "keep only HTTP/<hub host> in the service keytab",
+        )
+    for principal in principals:
+        kvnos = sorted({entry.kvno for entry in keytab.entries if entry.principal == principal})
+        _check_service_principal(principal, path, kvnos, authenticator.kdc_timeout, report)
+
+
+def _check_service_principal(principal: str, keytab: str, kvnos: list[int], timeout: float, report: Report) -> None:
+    import re
+    import subprocess
+
+    from .. import _native
+    from ..exceptions import PamkrbError
+
+    title = f"KDC: {principal}"
+    with tempfile.TemporaryDirectory(prefix="pamkrb-doctor-") as private:
+        cache = os.path.join(private, "ccache")
+        try:
+            _native.obtain_ticket(principal, keytab, cache, deadline=time.monotonic() + timeout)
+        except PamkrbError as e:
+            report.fail(
+                title,
+                f"no ticket from the service keytab (kvno {', '.join(map(str, kvnos))}): {e}",
+                "the KDC's key differs from the keytab's (re-export with ktadd -norandkey), or the KDC is unreachable",
+            )
+            return
+        env = {k: v for k, v in os.environ.items() if k != "KRB5CCNAME"}
+        try:
+            kvno = subprocess.run(
+                ["kvno", "-c", f"FILE:{cache}", "-k", keytab, principal],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            listed = subprocess.run(
+                ["klist", "-f", "-c", f"FILE:{cache}"], env=env, capture_output=True, text=True, timeout=timeout
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            report.fail(title, f"kvno could not run: {e}", "install krb5-user (Debian) or krb5-workstation (RHEL)")
+            return
+    if kvno.returncode != 0 or "keytab entry valid" not in kvno.stdout:
+        detail = (kvno.stderr or kvno.stdout).strip().splitlines()
+        report.fail(
+            title,
+            f"a service ticket does not decrypt with the keytab (kvno {', '.join(map(str, kvnos))}): "
+            f"{detail[-1] if detail else 'kvno failed'}",
+            f"re-export the key: kadmin -q 'ktadd -k {keytab} -norandkey {principal}'",
+        )
+        return
+    found = re.search(r"kvno = (\d+)", kvno.stdout)
+    report.ok(title, f"kvno {found[1] if found else '?'} at the KDC matches the keytab")
+    rows = listed.stdout.splitlines()
+    flags = ""
+    for i, line in enumerate(rows):
+        if principal in line and "krbtgt/" not in line:
+            for following in rows[i + 1 : i + 4]:
+                match = re.search(r"Flags: (\S+)", following)
+                if match:
+                    flags = match[1]
+                    break
+    if "O" in flags:
+        report.ok(f"{title} delegation", "ok_as_delegate: browsers that follow the KDC's policy delegate tickets")
+    else:
+        report.warn(
+            f"{title} delegation",
+            "not ok_as_delegate: browsers delegate only with their own allow-list, so users' servers may "
+            "get no delegated ticket",
+            f"kadmin -q 'modprinc +ok_as_delegate {principal}'",
+        )

@@ -162,6 +162,8 @@ def render(args: argparse.Namespace) -> str:
         out += [f'    add_header Strict-Transport-Security "max-age={args.hsts_max_age}" always;', ""]
     out += [
         f"    client_max_body_size {args.client_max_body_size};",
+        "    # A Negotiate token carrying an Active Directory PAC exceeds the default 8k header buffer.",
+        "    large_client_header_buffers 4 64k;",
         "",
         "    location / {",
         f"        proxy_pass {upstream};",
@@ -178,6 +180,9 @@ def render(args: argparse.Namespace) -> str:
         "        proxy_set_header X-Forwarded-Proto $scheme;",
         "        proxy_set_header X-Forwarded-Host $http_host;",
         "        proxy_set_header X-Forwarded-Port $server_port;",
+        "        # Single sign-on (spnego): the browser's Negotiate token, passed on explicitly so that no",
+        "        # proxy_set_header elsewhere clears it; the hub's WWW-Authenticate answer comes back as is.",
+        "        proxy_set_header Authorization $http_authorization;",
         "",
         "        # Kernels and terminals hold a WebSocket open for hours, often silent between cells.",
         "        proxy_read_timeout 1d;",
