@@ -61,9 +61,10 @@ test-rust:
 # Tests that mostly wait (long Spark sessions, a round every 20 s over four
 # ticket lifetimes; a Hadoop renewer race; an idle server watched over
 # several ticket lifetimes; Slurm jobs: an idle server's four lifetimes, the
-# KDC down for one): they run beside the rest of the suite, in a
+# KDC down for one; a single sign-on ticket run to its renew-till and
+# brought back by a reload): they run beside the rest of the suite, in a
 # pytest process of their own with their own realms, and their output follows.
-LONG_TESTS := tests/test_hadoop_sessions.py tests/test_hadoop_renewer.py tests/test_keeper_kdc_requests.py tests/test_slurm_spawner.py
+LONG_TESTS := tests/test_hadoop_sessions.py tests/test_hadoop_renewer.py tests/test_keeper_kdc_requests.py tests/test_slurm_spawner.py tests/test_spnego.py
 test-python:
 	mkdir -p test-artifacts
 	$(PYTHON) -m pytest -p no:cacheprovider $(LONG_TESTS) > test-artifacts/long-tests.log 2>&1 & long=$$!; \
