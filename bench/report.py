@@ -471,8 +471,8 @@ def _broker(r: dict[str, Any]) -> str:
         [
             [label, f"{h[key]['n']:,}", dur(h[key]["median"]), dur(h[key]["p99"]), dur(h[key]["max"])]
             for key, label in (
-                ("idle", "0 users tracked"),
-                ("warmup", "warm-up (servers starting, first kinits)"),
+                ("idle", "servers started, no fetch yet"),
+                ("warmup", "warm-up (servers' first fetches)"),
                 ("window", "the window (renewing)"),
             )
         ],
@@ -509,7 +509,74 @@ def _broker(r: dict[str, Any]) -> str:
         f"refused (keytab used instead), {hub['tracebacks_logged']} tracebacks. pamkrb's counters on "
         f"/hub/metrics over the window: {triggers}."
     )
-    return "\n\n".join([kdc, burst, health, memory, notes])
+    parts = [kdc, burst, health, memory, notes]
+    loop = r.get("loop")
+    if loop:
+        parts.append(_loop(loop))
+    slope = r.get("rss_slope_kib_per_hour")
+    if slope:
+        parts.append(
+            f"Hub VmRSS slope (least squares over the samples every {r.get('rss_interval', 5):g} s in the window): "
+            f"{slope['window'] / 1024:+.1f} MiB per hour; over the window's second half "
+            f"{slope['second_half'] / 1024:+.1f} MiB per hour."
+        )
+    if len(r.get("runs", [])) > 1:
+        parts.append(_broker_runs(r["runs"]))
+    return "\n\n".join(parts)
+
+
+def _loop(loop: dict[str, Any]) -> str:
+    """What the hub's event loop did in the window (bench/loop_probe.py)."""
+    per = loop["per_minute"]
+    slow = ", ".join(f"`{name}` {seconds:.2f} s" for name, seconds in loop["slow_seconds_by_name"].items()) or "none"
+    commits = ", ".join(f"`{name}` {n:,.0f}" for name, n in loop["commits_by_caller"].items()) or "none"
+    return (
+        f"The hub's event loop in the window (bench/loop_probe.py): {per['callbacks']:,.0f} callbacks a minute, "
+        f"{per['callback_seconds']:.1f} s of each minute busy; {per['commits_on_loop']:,.0f} SQLite commits a minute "
+        f"on the loop, {per['commit_seconds_on_loop']:.2f} s of each minute inside them; "
+        f"{per['slow_callbacks']:.1f} callbacks a minute over 50 ms, {per['slow_callback_seconds']:.2f} s of each "
+        f"minute. Slowest callbacks by total time: {slow}. Commits by caller: {commits}."
+    )
+
+
+def _broker_runs(runs: list[dict[str, Any]]) -> str:
+    """Every run of the comparison, in the order run (A and B interleaved)."""
+    rows = []
+    for run in runs:
+        h, per = run["health"]["window"], run.get("loop", {}).get("per_minute", {})
+        rows.append(
+            [
+                run["variant"],
+                f"{run['load_before'][0]:.1f} / {run['load_after'][0]:.1f}",
+                f"{per.get('commits_on_loop', math.nan):,.0f}",
+                f"{per.get('commit_seconds_on_loop', math.nan):.2f} s",
+                f"{per.get('slow_callback_seconds', math.nan):.2f} s",
+                dur(h["median"]),
+                dur(h["p99"]),
+                dur(h["max"]),
+                f"{run['kdc']['per_user_hour']['total']:.1f}",
+                f"{run['kdc']['per_second']['max']} / {run['kdc']['per_second']['mean']:.1f}",
+                f"{run['hub']['cpu_percent']:.0f}%",
+                f"{run['rss_slope_kib_per_hour']['window'] / 1024:+.1f}",
+            ]
+        )
+    return "Every run, in the order run (same users and realm, a fresh hub each):\n\n" + _table(
+        [
+            "run",
+            "load 1-min before / after",
+            "commits on the loop / min",
+            "in commits / min",
+            "in callbacks > 50 ms / min",
+            "health p50",
+            "p99",
+            "max",
+            "KDC req. per user-hour",
+            "KDC burst max / mean per s",
+            "hub CPU",
+            "RSS MiB/h",
+        ],
+        rows,
+    )
 
 
 def _mib(size: int | None) -> str:
