@@ -639,12 +639,17 @@ def _pamkrb_counters(hub_api: str) -> Counter[str]:
     return counters
 
 
-def _hub_servers(hub_api: str, service_token: str, names: list[str]) -> None:
-    """Start one server for each user (``TokenOnlySpawner``) as the admin service, and wait
-    until the hub says each is ready."""
+def _hub_servers(hub_api: str, service_token: str, names: list[str], spread: float) -> None:
+    """Start one server for each user (``TokenOnlySpawner``) as the admin service, one after
+    another over ``spread`` seconds (or longer, as fast as the hub spawns), and wait until the
+    hub says each is ready."""
     local = threading.local()
+    started = time.monotonic()
 
-    def spawn(name: str) -> None:
+    def spawn(index: int, name: str) -> None:
+        # Spread over one renewal period at least: each spawn gets the user's first ticket, and
+        # tickets all issued within seconds would come due together, every period.
+        time.sleep(max(0.0, started + spread * index / len(names) - time.monotonic()))
         if not hasattr(local, "session"):
             local.session = http_session()
             local.session.headers["Authorization"] = f"token {service_token}"
@@ -658,7 +663,7 @@ def _hub_servers(hub_api: str, service_token: str, names: list[str]) -> None:
             time.sleep(0.5)
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        list(pool.map(spawn, names))
+        list(pool.map(spawn, range(len(names)), names))
 
 
 # What the broker's runs compare (``Plan.broker_variants``): hub settings a
@@ -888,10 +893,10 @@ def _broker_run(
                 raise sandbox.SandboxError(f"POST /hub/api/users: HTTP {response.status_code}")
         time.sleep(2)
         rss["users in the database, 0 tracked"] = proc_status(hub_pid, "VmRSS")
-        # Every server is started before the timeline: with 1,000 users JupyterHub's own spawn
-        # (several SQLite commits each) takes minutes on this machine, longer than one period.
+        # Every server is started before the timeline, over one period at least: with 1,000 users
+        # JupyterHub's own spawn (several SQLite commits each) takes minutes on this machine.
         began = time.perf_counter()
-        _hub_servers(hub_api, service_token, [u.name for u in users])
+        _hub_servers(hub_api, service_token, [u.name for u in users], float(period))
         setup["servers_started"] = time.perf_counter() - began
         rss["servers started, before any fetch"] = proc_status(hub_pid, "VmRSS")
 

@@ -43,6 +43,11 @@ CONTENT_TYPE = "application/octet-stream"
 # request with a password, so guessing must stay slow.
 SIGN_INS_PER_MINUTE = 5
 
+# Attempts a delivery makes to get the cache's bytes: one that joined a
+# running attempt which did not read them (the broker's renewal) reads
+# again; a third is only needed if yet another started in between.
+DELIVERY_READS = 3
+
 # How stale a server token's "last used" may get from ticket fetches alone.
 # JupyterHub writes a token's last_activity, and commits the database on the
 # event loop, whenever a request finds it more than activity_resolution
@@ -154,12 +159,21 @@ async def deliverable_ticket(auth: PAMKerberosAuthenticator, user: Any, client: 
         raise web.HTTPError(403, "this user is blocked")
     tickets.serve(user)
     try:
-        in_place = await tickets.keeper(username).refresh("delivery", read=True)
+        data: bytes | None = None
+        for _ in range(DELIVERY_READS):
+            in_place = await tickets.keeper(username).refresh("delivery", read=True)
+            data = in_place.data
+            if data is not None:
+                break
+            # The fetch shared an attempt already running for the user that
+            # reads no bytes (the broker's own renewal, a refresh_user): the
+            # ticket is fresh now, so the next attempt only reads it.
+        if data is None:
+            raise web.HTTPError(503, "the ticket is being renewed; try again")
     except TICKET_ERRORS as e:
         auth.log.warning("No ticket to deliver to %s: %s", shown(username), explain(e, username))
         raise web.HTTPError(503, "no fresh Kerberos ticket for this user right now; see the hub log") from None
     tickets.broker.track(username)
-    assert in_place.data is not None
     info, target = in_place.info, in_place.target
     tickets.audit.emit(
         audit.TICKET,
@@ -172,7 +186,7 @@ async def deliverable_ticket(auth: PAMKerberosAuthenticator, user: Any, client: 
         renew_till=audit.when(info.renew_until),
         client_address=client,
     )
-    return in_place.data
+    return data
 
 
 async def sign_in_again(auth: PAMKerberosAuthenticator, handler: Any, username: str, password: str) -> bytes:
