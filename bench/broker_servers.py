@@ -1,8 +1,10 @@
 """Child process of the broker comparison: N simulated single-user servers
 that get their tickets from the hub's ticket broker.
 
-Run by ``bench/run.py``; reads one JSON object from stdin (the users' API
-tokens never appear on a command line) and prints one JSON object. Each
+Run by ``bench/run.py``; reads one JSON object from stdin and prints one
+JSON object. The hub has started the users' servers (``token_spawner``);
+each simulated server reads the API token its spawn wrote into a root-only
+directory (a token never appears on a command line). Each
 simulated server is what the pamkrb server extension runs with
 ``ticket_broker`` on, minus jupyter_server: a :class:`TicketRefresher` whose
 source is :func:`pamkrb.delivery.fetch_from_hub` (GET
@@ -27,6 +29,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from pamkrb.delivery import fetch_from_hub
@@ -55,13 +58,35 @@ def recording_source(environ: dict[str, str], events: list[tuple[float, Any, flo
     return source
 
 
+async def token_of(path: str, deadline: float) -> str:
+    """The server's API token, once its spawn has written it (``TokenOnlySpawner``)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return await asyncio.to_thread(Path(path).read_text)
+        except FileNotFoundError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 async def serve(job: dict[str, Any]) -> dict[str, Any]:
     users = job["users"]
     count = len(users)
     events: list[tuple[float, Any, float]] = []  # list.append is atomic: the attempt threads append
     lateness: list[float] = []
-    refreshers = []
-    for name, token, principal in users:
+    token_waits: list[float] = []
+    refreshers: list[TicketRefresher] = []
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    stop_at = job["stop_at"]
+
+    async def server(index: int, name: str, principal: str) -> None:
+        due = start + job["spread"] * index / count
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        # The token the hub issued to this user's server (started before).
+        token = await token_of(os.path.join(job["token_dir"], name), due + 300)
+        token_waits.append(loop.time() - due)
         settings = TicketSettings(
             principal=principal,
             keytab="",
@@ -72,14 +97,9 @@ async def serve(job: dict[str, Any]) -> dict[str, Any]:
             broker=True,
         )
         environ = {"JUPYTERHUB_API_URL": job["api_url"], "JUPYTERHUB_API_TOKEN": token}
-        refreshers.append(TicketRefresher(settings, source=recording_source(environ, events)))
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    stop_at = job["stop_at"]
-
-    async def server(index: int, refresher: TicketRefresher) -> None:
-        due = start + job["spread"] * index / count
-        reason = "start"
+        refresher = TicketRefresher(settings, source=recording_source(environ, events))
+        refreshers.append(refresher)
+        due, reason = loop.time(), "start"
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))
             lateness.append(loop.time() - due)
@@ -89,8 +109,9 @@ async def serve(job: dict[str, Any]) -> dict[str, Any]:
                 return
             due, reason = loop.time() + delay, "timer"
 
-    await asyncio.gather(*(server(i, r) for i, r in enumerate(refreshers)))
+    await asyncio.gather(*(server(i, name, principal) for i, (name, principal) in enumerate(users)))
     lateness.sort()
+    token_waits.sort()
     return {
         "events": events,
         "triggers": sum(sum(r.triggers.values()) for r in refreshers),
@@ -98,6 +119,8 @@ async def serve(job: dict[str, Any]) -> dict[str, Any]:
         "failing_at_end": sum(1 for r in refreshers if r.failures),
         "timer_lateness_p99": lateness[int(0.99 * (len(lateness) - 1))] if lateness else 0.0,
         "timer_lateness_max": lateness[-1] if lateness else 0.0,
+        "spawn_wait_p50": token_waits[len(token_waits) // 2] if token_waits else 0.0,
+        "spawn_wait_max": token_waits[-1] if token_waits else 0.0,
     }
 
 

@@ -84,6 +84,9 @@ class Plan:
     broker_idle: float = 10.0  # seconds of /hub/health probing with no user tracked
     broker_warmup: float = 120.0  # from the first server's start to the window (servers start over one period)
     broker_window: float = 600.0
+    broker_rss_interval: float = 5.0  # seconds between samples of the hub's VmRSS
+    # one run each, in this order, same users and realm (BROKER_VARIANTS); repeat names to interleave A and B
+    broker_variants: tuple[str, ...] = ("as shipped",)
     hadoop_kernel_runs: int = 3  # timed PySpark kernels (bench/hadoop.py), after one warm-up
     hadoop_suite: bool = True  # run the Hadoop test files for their durations (about 6 minutes)
 
@@ -636,30 +639,139 @@ def _pamkrb_counters(hub_api: str) -> Counter[str]:
     return counters
 
 
-def _hub_users_and_tokens(hub_api: str, service_token: str, names: list[str]) -> dict[str, str]:
-    """Create the users in the hub's database and one API token each, as the admin service."""
-    session = http_session()
-    session.headers["Authorization"] = f"token {service_token}"
-    for i in range(0, len(names), 200):
-        response = session.post(f"{hub_api}/users", json={"usernames": names[i : i + 200]}, timeout=300)
-        if response.status_code != 201:
-            raise sandbox.SandboxError(f"POST /hub/api/users: HTTP {response.status_code}: {response.text[:300]}")
-
+def _hub_servers(hub_api: str, service_token: str, names: list[str], spread: float) -> None:
+    """Start one server for each user (``TokenOnlySpawner``) as the admin service, one after
+    another over ``spread`` seconds (or longer, as fast as the hub spawns), and wait until the
+    hub says each is ready."""
     local = threading.local()
+    started = time.monotonic()
 
-    def token_of(name: str) -> str:
+    def spawn(index: int, name: str) -> None:
+        # Spread over one renewal period at least: each spawn gets the user's first ticket, and
+        # tickets all issued within seconds would come due together, every period.
+        time.sleep(max(0.0, started + spread * index / len(names) - time.monotonic()))
         if not hasattr(local, "session"):
             local.session = http_session()
             local.session.headers["Authorization"] = f"token {service_token}"
-        response = local.session.post(
-            f"{hub_api}/users/{name}/tokens", json={"note": "simulated server (bench)"}, timeout=60
-        )
-        if response.status_code != 201:
-            raise sandbox.SandboxError(f"token for {name}: HTTP {response.status_code}: {response.text[:300]}")
-        return response.json()["token"]
+        response = local.session.post(f"{hub_api}/users/{name}/server", timeout=120)
+        if response.status_code not in (201, 202):
+            raise sandbox.SandboxError(f"spawn of {name}: HTTP {response.status_code}: {response.text[:300]}")
+        deadline = time.monotonic() + 300
+        while not local.session.get(f"{hub_api}/users/{name}", timeout=60).json()["servers"].get("", {}).get("ready"):
+            if time.monotonic() > deadline:
+                raise sandbox.SandboxError(f"the server of {name} did not become ready")
+            time.sleep(0.5)
 
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        return dict(zip(names, pool.map(token_of, names)))
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(spawn, range(len(names)), names))
+
+
+# What the broker's runs compare (``Plan.broker_variants``): hub settings a
+# site could change without pamkrb (given a private directory on tmpfs), and
+# the hub config lines that put back what pamkrb changed, for an A/B on one
+# build.
+BROKER_VARIANTS: dict[str, Any] = {
+    "as shipped": lambda shm: ({}, ""),
+    "db on tmpfs": lambda shm: ({"JupyterHub.db_url": f"sqlite:///{shm / 'jupyterhub.sqlite'}"}, ""),
+    "activity_resolution 600 s": lambda shm: ({"JupyterHub.activity_resolution": 600}, ""),
+    # Before issue 22: every ticket fetch wrote the server token's
+    # last_activity (JupyterHub's own resolution, 30 s) and committed.
+    "fetch records token activity": lambda shm: (
+        {},
+        "from jupyterhub.apihandlers.base import APIHandler\n"
+        "from pamkrb.ticket_api import TicketAPIHandler\n"
+        "TicketAPIHandler._record_activity = APIHandler._record_activity\n",
+    ),
+}
+
+
+def _run_summary(r: dict[str, Any]) -> dict[str, Any]:
+    """One broker run's headline figures, for the log and the A/B table."""
+    loop = r.get("loop", {})
+    return {
+        "variant": r["variant"],
+        "load_before": [round(x, 2) for x in r["load_before"]],
+        "load_after": [round(x, 2) for x in r["load_after"]],
+        "window": r["window"],
+        "health_p50_ms": round(r["health"]["window"]["median"] * 1000, 2),
+        "health_p99_ms": round(r["health"]["window"]["p99"] * 1000, 2),
+        "health_max_ms": round(r["health"]["window"]["max"] * 1000, 2),
+        "over_50ms": r["health"]["over_50ms"],
+        "kdc_per_user_hour": round(r["kdc"]["per_user_hour"]["total"], 2),
+        "kdc_burst_max": r["kdc"]["per_second"]["max"],
+        "kdc_burst_mean": round(r["kdc"]["per_second"]["mean"], 2),
+        "fetches": r["servers"]["fetches"],
+        "statuses": r["servers"]["statuses"],
+        "hub_cpu_percent": round(r["hub"]["cpu_percent"], 1),
+        "stalls": r["hub"]["loop_stalls_logged"],
+        "loop_per_minute": {k: round(v, 3) for k, v in loop.get("per_minute", {}).items()},
+        "slow_seconds_by_name": loop.get("slow_seconds_by_name", {}),
+        "commits_by_caller": loop.get("commits_by_caller", {}),
+        "rss_kib": r["rss_kib"],
+        "rss_slope_kib_per_hour": r["rss_slope_kib_per_hour"],
+    }
+
+
+def _variant(name: str, shm: Path) -> tuple[dict[str, Any], str]:
+    """Hub config and config lines of a run named "a + b + ...@window" (BROKER_VARIANTS' names)."""
+    config: dict[str, Any] = {}
+    lines = ""
+    for part in name.split("@")[0].split("+"):
+        more, extra = BROKER_VARIANTS[part.strip()](shm)
+        config.update(more)
+        lines += extra
+    return config, lines
+
+
+def _variant_window(name: str, default: float) -> float:
+    """A run's window: "...@1200" makes it 1,200 s (a long run for the RSS slope)."""
+    return float(name.split("@")[1]) if "@" in name else default
+
+
+def _slope_per_hour(samples: list[tuple[float, int]]) -> float:
+    """Least-squares slope of (seconds, KiB) samples, in KiB per hour."""
+    if len(samples) < 2:
+        return math.nan
+    n = len(samples)
+    mt = sum(t for t, _ in samples) / n
+    mk = sum(k for _, k in samples) / n
+    var = sum((t - mt) ** 2 for t, _ in samples)
+    return sum((t - mt) * (k - mk) for t, k in samples) / var * 3600 if var else math.nan
+
+
+def _loop_probe(path: Path) -> dict[str, Any]:
+    try:
+        probe: dict[str, Any] = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return probe
+
+
+def _loop_difference(before: dict[str, Any], after: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """What the hub's loop did between two loop_probe snapshots, per minute where it is a count."""
+    if not before or not after:
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in after.items():
+        if isinstance(value, (int, float)) and key != "at":
+            out[key] = value - before.get(key, 0)
+    for key in ("slow_by_name", "slow_seconds_by_name", "commits_by_caller"):
+        out[key] = {
+            name: round(value - before.get(key, {}).get(name, 0), 3)
+            for name, value in after.get(key, {}).items()
+            if value - before.get(key, {}).get(name, 0) > 0
+        }
+    minutes = seconds / 60
+    out["per_minute"] = {
+        "callbacks": out["callbacks"] / minutes,
+        "commits_on_loop": out["commits_on_loop"] / minutes,
+        "commits_elsewhere": out["commits_elsewhere"] / minutes,
+        "callback_seconds": out["callback_seconds"] / minutes,
+        "commit_seconds_on_loop": out["commit_seconds_on_loop"] / minutes,
+        "slow_callbacks": out["slow_callbacks"] / minutes,
+        "slow_callback_seconds": out["slow_callback_seconds"] / minutes,
+    }
+    return out
 
 
 def _per_second(times: list[float], start: float, end: float) -> dict[str, Any]:
@@ -680,140 +792,203 @@ def _per_second(times: list[float], start: float, end: float) -> dict[str, Any]:
 
 
 def broker(plan: Plan) -> dict[str, Any]:
-    """The hub's ticket broker keeping N users' tickets fresh while N simulated servers fetch them."""
+    """The hub's ticket broker keeping N users' tickets fresh while N simulated servers fetch them.
+
+    Each name in ``plan.broker_variants`` (see BROKER_VARIANTS) is one run
+    with a fresh hub, the same users and realm, in the order given (list a
+    name twice to interleave A and B). The first run's figures are the
+    comparison's; every run is under "runs", with the load average.
+    """
     n = plan.broker_users
-    life, margin, renewable = plan.broker_lifetime, plan.broker_margin, plan.broker_renewable
-    period = life - margin  # a ticket is due one period after it was renewed
     setup: dict[str, float] = {}
     began = time.perf_counter()
     with (
         tempfile.TemporaryDirectory(prefix="pamkrb-bench-broker-") as base,
-        realm(max_life=life) as used,
+        realm(max_life=plan.broker_lifetime) as used,
         many_unix_users(n) as users,
     ):
         setup["unix_users"] = time.perf_counter() - began
-        keytabs, hub_caches, server_caches = (Path(base) / d for d in ("keytabs", "hub-caches", "server-caches"))
-        for d in (keytabs, hub_caches, server_caches):
-            d.mkdir(mode=0o700)
+        keytabs = Path(base) / "keytabs"
+        keytabs.mkdir(mode=0o700)
         began = time.perf_counter()
         provision_many(used, users, keytabs)
         setup["principals_and_keytabs"] = time.perf_counter() - began
         sandbox.install_pam_test_service()
-        service_token = secrets.token_hex(32)
-        config = {
-            "PAMKerberosAuthenticator.ticket_broker": True,
-            "PAMKerberosAuthenticator.refresh_margin": margin,
-            "PAMKerberosAuthenticator.renewable_lifetime": renewable,
-            "PAMKerberosAuthenticator.keytab_template": f"{keytabs}/{{username}}.keytab",
-            "PAMKerberosAuthenticator.ccache_template": f"{hub_caches}/krb5cc_{{uid}}",
-            "JupyterHub.services": [{"name": BROKER_SERVICE, "api_token": service_token}],
-            "JupyterHub.load_roles": [
-                {"name": "pamkrb-bench-admin", "scopes": ["admin:users", "tokens"], "services": [BROKER_SERVICE]}
-            ],
-            "JupyterHub.authenticate_prometheus": False,
+        runs = []
+        for index, variant in enumerate(plan.broker_variants):
+            print(f"bench: broker run {index + 1}/{len(plan.broker_variants)}: {variant}", flush=True)
+            run_dir = Path(base) / f"run{index}"
+            run_dir.mkdir(mode=0o700)
+            with tempfile.TemporaryDirectory(prefix="pamkrb-bench-broker-", dir="/dev/shm") as shm:
+                result = _broker_run(plan, used, users, keytabs, run_dir, Path(shm), variant)
+            # Each run's figures as they come: a run that fails later loses nothing measured.
+            print(f"bench: broker run {index + 1} result: {json.dumps(_run_summary(result))}", flush=True)
+            result["setup_seconds"] = {**setup, **result["setup_seconds"]}
+            runs.append(result)
+    first = dict(runs[0])
+    first["runs"] = runs
+    return first
+
+
+def _broker_run(
+    plan: Plan,
+    used: sandbox.Realm,
+    users: list[sandbox.UnixUser],
+    keytabs: Path,
+    base: Path,
+    shm: Path,
+    variant: str,
+) -> dict[str, Any]:
+    n = len(users)
+    life, margin, renewable = plan.broker_lifetime, plan.broker_margin, plan.broker_renewable
+    period = life - margin  # a ticket is due one period after it was renewed
+    setup: dict[str, float] = {}
+    load_before = os.getloadavg()
+    hub_caches, server_caches, token_dir = (base / d for d in ("hub-caches", "server-caches", "tokens"))
+    for d in (hub_caches, server_caches, token_dir):
+        d.mkdir(mode=0o700)
+    probe_file = base / "loop-probe.json"
+    variant_config, variant_lines = _variant(variant, shm)
+    window = _variant_window(variant, plan.broker_window)
+    service_token = secrets.token_hex(32)
+    config = {
+        "PAMKerberosAuthenticator.ticket_broker": True,
+        "PAMKerberosAuthenticator.refresh_margin": margin,
+        "PAMKerberosAuthenticator.renewable_lifetime": renewable,
+        "PAMKerberosAuthenticator.keytab_template": f"{keytabs}/{{username}}.keytab",
+        "PAMKerberosAuthenticator.ccache_template": f"{hub_caches}/krb5cc_{{uid}}",
+        "JupyterHub.services": [{"name": BROKER_SERVICE, "api_token": service_token}],
+        "JupyterHub.load_roles": [
+            {
+                "name": "pamkrb-bench-admin",
+                "scopes": ["admin:users", "servers", "tokens"],
+                "services": [BROKER_SERVICE],
+            }
+        ],
+        "JupyterHub.authenticate_prometheus": False,
+        "JupyterHub.spawner_class": "token_spawner.TokenOnlySpawner",
+        "TokenOnlySpawner.token_directory": str(token_dir),
+        **variant_config,
+    }
+    hub = None
+    client = None
+    try:
+        began = time.perf_counter()
+        hub = start_hub(
+            used,
+            "pamkrb",
+            config,
+            extra_config=f"import loop_probe\nloop_probe.start({str(probe_file)!r})\n{variant_lines}",
+        )
+        setup["hub_start"] = time.perf_counter() - began
+        hub_pid, kdc_pid = hub._proc.pid, used._proc.pid
+        hub_api = f"http://127.0.0.1:{hub.hub_port}/hub/api"
+        rss = {"hub started": proc_status(hub_pid, "VmRSS")}
+        session = http_session()
+        session.headers["Authorization"] = f"token {service_token}"
+        for i in range(0, n, 200):
+            chunk = [u.name for u in users[i : i + 200]]
+            response = session.post(f"{hub_api}/users", json={"usernames": chunk}, timeout=300)
+            if response.status_code != 201:
+                raise sandbox.SandboxError(f"POST /hub/api/users: HTTP {response.status_code}")
+        time.sleep(2)
+        rss["users in the database, 0 tracked"] = proc_status(hub_pid, "VmRSS")
+        # Every server is started before the timeline, over one period at least: with 1,000 users
+        # JupyterHub's own spawn (several SQLite commits each) takes minutes on this machine.
+        began = time.perf_counter()
+        _hub_servers(hub_api, service_token, [u.name for u in users], float(period))
+        setup["servers_started"] = time.perf_counter() - began
+        rss["servers started, before any fetch"] = proc_status(hub_pid, "VmRSS")
+
+        # One timeline: idle probing, the servers start (spread over one
+        # period), warm-up, then the measured window.
+        p0, t0 = time.perf_counter(), time.time()
+        idle_end = p0 + plan.broker_idle
+        window_start = idle_end + plan.broker_warmup
+        window_end = window_start + window
+
+        def wall(p: float) -> float:
+            return t0 + (p - p0)
+
+        probes: list[tuple[float, float]] = []
+        prober = threading.Thread(
+            target=_probe_health,
+            args=(f"http://127.0.0.1:{hub.hub_port}/hub/health", plan.health_interval, window_end, probes),
+            daemon=True,
+        )
+        prober.start()
+        time.sleep(max(0.0, idle_end - time.perf_counter()))
+        job = {
+            "api_url": hub_api,
+            "users": [[u.name, used.qualify(u.name)] for u in users],
+            "token_dir": str(token_dir),
+            "margin": margin,
+            "interval": 300,
+            "kdc_timeout": 15.0,
+            "ccache_dir": str(server_caches),
+            "spread": float(period),
+            # A little past the window, so the servers' process is still there to be measured at its end.
+            "stop_at": wall(window_end) + 5,
         }
-        hub = None
-        client = None
-        try:
-            began = time.perf_counter()
-            hub = start_hub(used, "pamkrb", config)
-            setup["hub_start"] = time.perf_counter() - began
-            hub_pid, kdc_pid = hub._proc.pid, used._proc.pid
-            hub_api = f"http://127.0.0.1:{hub.hub_port}/hub/api"
-            rss = {"hub started": proc_status(hub_pid, "VmRSS")}
-            began = time.perf_counter()
-            tokens = _hub_users_and_tokens(hub_api, service_token, [u.name for u in users])
-            setup["hub_users_and_tokens"] = time.perf_counter() - began
-            time.sleep(2)
-            rss["users in the database, 0 tracked"] = proc_status(hub_pid, "VmRSS")
+        client = subprocess.Popen(
+            [sys.executable, str(BENCH_DIR / "broker_servers.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=used.client_env(),
+            text=True,
+        )
+        # A thread feeds stdin and collects stdout/stderr, so no pipe fills up.
+        output: dict[str, str] = {}
+        talker = threading.Thread(
+            target=lambda: output.update(zip(("out", "err"), client.communicate(json.dumps(job)))), daemon=True
+        )
+        talker.start()
+        rss_samples: list[tuple[float, int]] = []
 
-            # One timeline: idle probing, the servers start (spread over one
-            # period), warm-up, then the measured window.
-            p0, t0 = time.perf_counter(), time.time()
-            idle_end = p0 + plan.broker_idle
-            window_start = idle_end + plan.broker_warmup
-            window_end = window_start + plan.broker_window
+        def sample_until(until: float) -> None:
+            while (now := time.perf_counter()) < until:
+                rss_samples.append((now - idle_end, proc_status(hub_pid, "VmRSS")))
+                time.sleep(min(plan.broker_rss_interval, max(0.0, until - now)))
 
-            def wall(p: float) -> float:
-                return t0 + (p - p0)
-
-            probes: list[tuple[float, float]] = []
-            prober = threading.Thread(
-                target=_probe_health,
-                args=(f"http://127.0.0.1:{hub.hub_port}/hub/health", plan.health_interval, window_end, probes),
-                daemon=True,
+        sample_until(window_start)
+        before = {
+            "as": used.kdc_requests("AS_REQ"),
+            "tgs": used.kdc_requests("TGS_REQ"),
+            "hub_cpu": process_cpu(hub_pid),
+            "kdc_cpu": process_cpu(kdc_pid),
+            "client_cpu": process_cpu(client.pid),
+            "counters": _pamkrb_counters(hub_api),
+            "loop": _loop_probe(probe_file),
+        }
+        rss["window start"] = proc_status(hub_pid, "VmRSS")
+        sample_until(window_end)
+        rss["window end"] = proc_status(hub_pid, "VmRSS")
+        after = {
+            "hub_cpu": process_cpu(hub_pid),
+            "kdc_cpu": process_cpu(kdc_pid),
+            "client_cpu": process_cpu(client.pid),
+            "counters": _pamkrb_counters(hub_api),
+            "loop": _loop_probe(probe_file),
+        }
+        threads = proc_status(hub_pid, "Threads")
+        time.sleep(1)  # the KDC's last log lines
+        after["as"], after["tgs"] = used.kdc_requests("AS_REQ"), used.kdc_requests("TGS_REQ")
+        request_times = kdc_request_times(used)
+        prober.join()
+        talker.join(timeout=window + 120)
+        if client.returncode != 0 or "out" not in output:
+            raise sandbox.SandboxError(
+                f"simulated servers exited with {client.returncode}:\n{output.get('err', '')[-3000:]}"
             )
-            prober.start()
-            time.sleep(max(0.0, idle_end - time.perf_counter()))
-            job = {
-                "api_url": hub_api,
-                "users": [[u.name, tokens[u.name], used.qualify(u.name)] for u in users],
-                "margin": margin,
-                "interval": 300,
-                "kdc_timeout": 15.0,
-                "ccache_dir": str(server_caches),
-                "spread": float(period),
-                # A little past the window, so the servers' process is still there to be measured at its end.
-                "stop_at": wall(window_end) + 5,
-            }
-            client = subprocess.Popen(
-                [sys.executable, str(BENCH_DIR / "broker_servers.py")],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=used.client_env(),
-                text=True,
-            )
-            # A thread feeds stdin and collects stdout/stderr, so no pipe fills up.
-            output: dict[str, str] = {}
-            talker = threading.Thread(
-                target=lambda: output.update(zip(("out", "err"), client.communicate(json.dumps(job)))), daemon=True
-            )
-            talker.start()
-            rss_samples: list[tuple[float, int]] = []
-
-            def sample_until(until: float) -> None:
-                while (now := time.perf_counter()) < until:
-                    rss_samples.append((now - idle_end, proc_status(hub_pid, "VmRSS")))
-                    time.sleep(min(5.0, max(0.0, until - now)))
-
-            sample_until(window_start)
-            before = {
-                "as": used.kdc_requests("AS_REQ"),
-                "tgs": used.kdc_requests("TGS_REQ"),
-                "hub_cpu": process_cpu(hub_pid),
-                "kdc_cpu": process_cpu(kdc_pid),
-                "client_cpu": process_cpu(client.pid),
-                "counters": _pamkrb_counters(hub_api),
-            }
-            rss["window start"] = proc_status(hub_pid, "VmRSS")
-            sample_until(window_end)
-            rss["window end"] = proc_status(hub_pid, "VmRSS")
-            after = {
-                "hub_cpu": process_cpu(hub_pid),
-                "kdc_cpu": process_cpu(kdc_pid),
-                "client_cpu": process_cpu(client.pid),
-                "counters": _pamkrb_counters(hub_api),
-            }
-            threads = proc_status(hub_pid, "Threads")
-            time.sleep(1)  # the KDC's last log lines
-            after["as"], after["tgs"] = used.kdc_requests("AS_REQ"), used.kdc_requests("TGS_REQ")
-            request_times = kdc_request_times(used)
-            prober.join()
-            talker.join(timeout=plan.broker_window + 120)
-            if client.returncode != 0 or "out" not in output:
-                raise sandbox.SandboxError(
-                    f"simulated servers exited with {client.returncode}:\n{output.get('err', '')[-3000:]}"
-                )
-            served = json.loads(output["out"])
-            hub_log = hub.log_text()
-        finally:
-            if client is not None and client.poll() is None:
-                client.kill()
-                client.wait(timeout=30)
-            if hub is not None:
-                hub.close()
-    window = plan.broker_window
+        served = json.loads(output["out"])
+        hub_log = hub.log_text()
+    finally:
+        if client is not None and client.poll() is None:
+            client.kill()
+            client.wait(timeout=30)
+        if hub is not None:
+            hub.close()
     user_hours = n * window / 3600
     as_req, tgs_req = after["as"] - before["as"], after["tgs"] - before["tgs"]
     ws, we = wall(window_start), wall(window_end)
@@ -827,7 +1002,17 @@ def broker(plan: Plan) -> dict[str, Any]:
     def health(lo: float, hi: float) -> dict[str, Any]:
         return Stats.of([s for at, s in probes if lo <= at < hi]).as_dict()
 
+    window_rss = [(t, kib) for t, kib in rss_samples if t >= plan.broker_warmup]
     return {
+        "variant": variant,
+        "rss_interval": plan.broker_rss_interval,
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+        "loop": _loop_difference(before["loop"], after["loop"], window),
+        "rss_slope_kib_per_hour": {
+            "window": _slope_per_hour(window_rss),
+            "second_half": _slope_per_hour(window_rss[len(window_rss) // 2 :]),
+        },
         "users": n,
         "lifetime": life,
         "margin": margin,

@@ -234,7 +234,9 @@ AUTHENTICATORS = {
 }
 
 
-def start_hub(used: sandbox.Realm, label: str, config: dict[str, Any] | None = None) -> BenchHub:
+def start_hub(
+    used: sandbox.Realm, label: str, config: dict[str, Any] | None = None, extra_config: str = ""
+) -> BenchHub:
     """Start a hub with the authenticator called ``label`` in AUTHENTICATORS."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = ARTIFACTS / f"hub-{label.replace(' ', '-')}-{os.getpid()}-{time.monotonic_ns()}.log"
@@ -243,6 +245,7 @@ def start_hub(used: sandbox.Realm, label: str, config: dict[str, Any] | None = N
         config={**HUB_CONFIG, **(config or {})},
         authenticator_class=AUTHENTICATORS[label],
         log_path=log,
+        extra_config=extra_config,
     )
     hub.start(timeout=60)
     return hub

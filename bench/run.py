@@ -10,12 +10,14 @@ See bench/README.md for what each comparison measures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 COMPARISONS = (
@@ -49,6 +51,14 @@ def main() -> int:
         action="store_true",
         help="measure nothing: rewrite RESULTS.md and results.png from the results.json in the output directory",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override one field of the plan (comparisons.Plan), e.g. broker_users=300 or "
+        "broker_variants='as shipped,db on tmpfs' (a tuple field takes a comma-separated list)",
+    )
     args = parser.parse_args()
     if args.rerender:
         import report
@@ -74,7 +84,7 @@ def main() -> int:
     import harness
     import report
 
-    plan = comparisons.QUICK if args.quick else comparisons.Plan()
+    plan = overridden(comparisons.QUICK if args.quick else comparisons.Plan(), args.set, parser)
     output = args.output or (REPO / "test-artifacts" / "bench-quick" if args.quick else REPO / "bench")
     output.mkdir(parents=True, exist_ok=True)
 
@@ -113,6 +123,24 @@ def main() -> int:
     print(report.summary(results))
     print(f"bench: wrote {output / 'RESULTS.md'} and {output / 'results.png'}")
     return 0
+
+
+def overridden(plan: Any, settings: list[str], parser: argparse.ArgumentParser) -> Any:
+    """``plan`` with each ``FIELD=VALUE`` of ``--set`` applied, the value converted to the field's type."""
+    changes: dict[str, Any] = {}
+    for setting in settings:
+        name, sep, value = setting.partition("=")
+        current = getattr(plan, name, None)
+        if not sep or current is None:
+            parser.error(f"--set {setting}: not FIELD=VALUE with a field of the plan")
+        if isinstance(current, tuple):
+            kind = type(current[0]) if current else str
+            changes[name] = tuple(kind(part.strip()) for part in value.split(","))
+        elif isinstance(current, bool):
+            changes[name] = value.lower() in ("1", "true", "yes")
+        else:
+            changes[name] = type(current)(value)
+    return dataclasses.replace(plan, **changes)
 
 
 def merged(old: dict, new: dict) -> dict:

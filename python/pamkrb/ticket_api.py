@@ -23,8 +23,9 @@ import json
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
-from jupyterhub.utils import compare_token
+from jupyterhub.utils import compare_token, utcnow
 from tornado import httputil, iostream, web
 
 from . import audit, kdc_refusals, usernames
@@ -41,6 +42,21 @@ CONTENT_TYPE = "application/octet-stream"
 # Sign-ins again (POST) per user per minute: each is a PAM check and a KDC
 # request with a password, so guessing must stay slow.
 SIGN_INS_PER_MINUTE = 5
+
+# Attempts a delivery makes to get the cache's bytes: one that joined a
+# running attempt which did not read them (the broker's renewal) reads
+# again; a third is only needed if yet another started in between.
+DELIVERY_READS = 3
+
+# How stale a server token's "last used" may get from ticket fetches alone.
+# JupyterHub writes a token's last_activity, and commits the database on the
+# event loop, whenever a request finds it more than activity_resolution
+# (30 s) old; a ticket fetch is the server's machinery, not a sign of use,
+# and the server's own activity reports (every 5 min, same token) keep the
+# value current anyway. Measured (bench/README.md, "Broker: what stalls the
+# hub"): with 1,000 servers fetching at the benchmark's pace this removes
+# about 1,000 commits a minute from the hub's loop.
+TOKEN_ACTIVITY_RESOLUTION = 3600.0
 
 
 class TooManyRequests(web.HTTPError):
@@ -143,12 +159,21 @@ async def deliverable_ticket(auth: PAMKerberosAuthenticator, user: Any, client: 
         raise web.HTTPError(403, "this user is blocked")
     tickets.serve(user)
     try:
-        in_place = await tickets.keeper(username).refresh("delivery", read=True)
+        data: bytes | None = None
+        for _ in range(DELIVERY_READS):
+            in_place = await tickets.keeper(username).refresh("delivery", read=True)
+            data = in_place.data
+            if data is not None:
+                break
+            # The fetch shared an attempt already running for the user that
+            # reads no bytes (the broker's own renewal, a refresh_user): the
+            # ticket is fresh now, so the next attempt only reads it.
+        if data is None:
+            raise web.HTTPError(503, "the ticket is being renewed; try again")
     except TICKET_ERRORS as e:
         auth.log.warning("No ticket to deliver to %s: %s", shown(username), explain(e, username))
         raise web.HTTPError(503, "no fresh Kerberos ticket for this user right now; see the hub log") from None
     tickets.broker.track(username)
-    assert in_place.data is not None
     info, target = in_place.info, in_place.target
     tickets.audit.emit(
         audit.TICKET,
@@ -161,7 +186,7 @@ async def deliverable_ticket(auth: PAMKerberosAuthenticator, user: Any, client: 
         renew_till=audit.when(info.renew_until),
         client_address=client,
     )
-    return in_place.data
+    return data
 
 
 async def sign_in_again(auth: PAMKerberosAuthenticator, handler: Any, username: str, password: str) -> bytes:
@@ -247,6 +272,16 @@ class TicketAPIHandler(APIHandler):  # type: ignore[misc]  # JupyterHub is untyp
         """The app's rate limit ``name``: one per hub, kept in its settings."""
         limit: RateLimit = self.settings.setdefault(f"pamkrb_{name}", RateLimit(per_minute))
         return limit
+
+    def _record_activity(self, obj: Any, timestamp: Any = None) -> bool:
+        """JupyterHub's activity bookkeeping, with a server token's own
+        last_activity written at most once per TOKEN_ACTIVITY_RESOLUTION."""
+        if isinstance(obj, orm.APIToken) and obj.last_activity is not None:
+            now = timestamp if timestamp is not None else utcnow(with_tz=False)
+            if (now - obj.last_activity).total_seconds() <= TOKEN_ACTIVITY_RESOLUTION:
+                return False
+        recorded: bool = super()._record_activity(obj, timestamp)
+        return recorded
 
     def _refuse(self, status: int, message: str) -> NoReturn:
         raise web.HTTPError(status, message)
