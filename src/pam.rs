@@ -112,59 +112,32 @@ pub fn authenticate(attempt: LoginAttempt<'_>) -> Result<String, PamError> {
             "one-time password contains a NUL byte",
         ));
     }
-    let service = CString::new(attempt.service)
-        .map_err(|_| PamError::InvalidArgument("service contains a NUL byte"))?;
-    let username = CString::new(attempt.username)
-        .map_err(|_| PamError::InvalidArgument("username contains a NUL byte"))?;
-    let remote_host = attempt
-        .remote_host
-        .map(CString::new)
-        .transpose()
-        .map_err(|_| PamError::InvalidArgument("remote host contains a NUL byte"))?;
-
     let mut secrets = vec![attempt.password.as_bytes()];
     secrets.extend(attempt.otp.as_ref().map(SecretBytes::as_bytes));
-    let mut conversation = Conversation {
+    in_transaction(
+        attempt.service,
+        attempt.username,
+        attempt.remote_host,
         secrets,
-        answered: std::cell::Cell::new(0),
-        ran_out: std::cell::Cell::new(false),
-        username: &username,
-    };
-    let conv = ffi::pam_conv {
-        conv: Some(converse),
-        appdata_ptr: (&mut conversation as *mut Conversation<'_>).cast(),
-    };
-    let transaction = Transaction::start(attempt.service, &service, &username, &conv)?;
-    if let Some(host) = &remote_host {
-        transaction.set_item(ffi::PAM_RHOST as c_int, host)?;
-    }
-    let outcome = transaction
-        .run(Stage::Authenticate, |h| {
-            // SAFETY: `h` is the live handle; `conversation` outlives the call.
-            unsafe { ffi::pam_authenticate(h, ffi::PAM_DISALLOW_NULL_AUTHTOK as c_int) }
-        })
-        .and_then(|()| {
-            if !attempt.check_account {
-                return Ok(());
-            }
-            transaction.run(Stage::AccountCheck, |h| {
-                // SAFETY: as above.
-                unsafe { ffi::pam_acct_mgmt(h, ffi::PAM_DISALLOW_NULL_AUTHTOK as c_int) }
-            })
-        });
-    match outcome {
-        Err(PamError::System { stage, code, .. })
-            if code == ffi::PAM_CONV_ERR && conversation.ran_out.get() =>
-        {
-            Err(PamError::Denied {
-                stage,
-                code,
-                message: "PAM asked for a secret that was not given (a one-time password?)".into(),
-            })
-        }
-        Err(other) => Err(other),
-        Ok(()) => Ok(name_or(transaction.user(), attempt.username)),
-    }
+        "PAM asked for a secret that was not given (a one-time password?)",
+        |transaction| {
+            transaction
+                .run(Stage::Authenticate, |h| {
+                    // SAFETY: `h` is the live handle; the conversation
+                    // `in_transaction` holds outlives the call.
+                    unsafe { ffi::pam_authenticate(h, ffi::PAM_DISALLOW_NULL_AUTHTOK as c_int) }
+                })
+                .and_then(|()| {
+                    if !attempt.check_account {
+                        return Ok(());
+                    }
+                    transaction.run(Stage::AccountCheck, |h| {
+                        // SAFETY: as above.
+                        unsafe { ffi::pam_acct_mgmt(h, ffi::PAM_DISALLOW_NULL_AUTHTOK as c_int) }
+                    })
+                })
+        },
+    )
 }
 
 /// Runs only the account stack (`pam_acct_mgmt`) for `username`, who was
@@ -177,6 +150,36 @@ pub fn check_account(
     username: &str,
     remote_host: Option<&str>,
 ) -> Result<String, PamError> {
+    in_transaction(
+        service,
+        username,
+        remote_host,
+        Vec::new(),
+        "the account stack asked for a secret, and single sign-on has none",
+        |transaction| {
+            transaction.run(Stage::AccountCheck, |h| {
+                // SAFETY: `h` is the live handle; the conversation
+                // `in_transaction` holds outlives the call.
+                unsafe { ffi::pam_acct_mgmt(h, ffi::PAM_DISALLOW_NULL_AUTHTOK as c_int) }
+            })
+        },
+    )
+}
+
+/// One PAM transaction for `username` at `service` (PAM_RHOST set when
+/// `remote_host` is given) whose conversation answers hidden prompts with
+/// `secrets` in order; `stages` runs the PAM calls on it. A PAM_CONV_ERR
+/// caused by asking for more secrets than given is the user's denial,
+/// worded `no_secret_left`, not a system fault. Returns PAM_USER (see
+/// [`name_or`]).
+fn in_transaction(
+    service: &str,
+    username: &str,
+    remote_host: Option<&str>,
+    secrets: Vec<&[u8]>,
+    no_secret_left: &str,
+    stages: impl FnOnce(&Transaction<'_>) -> Result<(), PamError>,
+) -> Result<String, PamError> {
     let service_c = CString::new(service)
         .map_err(|_| PamError::InvalidArgument("service contains a NUL byte"))?;
     let user_c = CString::new(username)
@@ -186,7 +189,7 @@ pub fn check_account(
         .transpose()
         .map_err(|_| PamError::InvalidArgument("remote host contains a NUL byte"))?;
     let mut conversation = Conversation {
-        secrets: Vec::new(),
+        secrets,
         answered: std::cell::Cell::new(0),
         ran_out: std::cell::Cell::new(false),
         username: &user_c,
@@ -195,22 +198,19 @@ pub fn check_account(
         conv: Some(converse),
         appdata_ptr: (&mut conversation as *mut Conversation<'_>).cast(),
     };
+    // Declared after `conversation` and `conv`: dropped (pam_end) before them.
     let transaction = Transaction::start(service, &service_c, &user_c, &conv)?;
     if let Some(host) = &remote_host {
         transaction.set_item(ffi::PAM_RHOST as c_int, host)?;
     }
-    let outcome = transaction.run(Stage::AccountCheck, |h| {
-        // SAFETY: `h` is the live handle; `conversation` outlives the call.
-        unsafe { ffi::pam_acct_mgmt(h, ffi::PAM_DISALLOW_NULL_AUTHTOK as c_int) }
-    });
-    match outcome {
+    match stages(&transaction) {
         Err(PamError::System { stage, code, .. })
             if code == ffi::PAM_CONV_ERR && conversation.ran_out.get() =>
         {
             Err(PamError::Denied {
                 stage,
                 code,
-                message: "the account stack asked for a secret, and single sign-on has none".into(),
+                message: no_secret_left.into(),
             })
         }
         Err(other) => Err(other),
