@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -42,6 +42,31 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+@contextlib.contextmanager
+def persistent_context(
+    playwright: Any,
+    profile: str,
+    *,
+    executable: str = CHROMIUM,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    **options: Any,
+) -> Iterator[Any]:
+    """A Playwright ``BrowserContext`` on the regular profile in ``profile``
+    (a test that starts Chromium twice on it sees what the first start
+    recorded), launched from ``executable`` with ``args`` after
+    CHROMIUM_ARGS and ``env``; closed on exit. ``options`` go to
+    ``launch_persistent_context``."""
+    require_chromium()
+    context = playwright.chromium.launch_persistent_context(
+        profile, executable_path=executable, args=[*CHROMIUM_ARGS, *args], env=env, **options
+    )
+    try:
+        yield context
+    finally:
+        context.close()
 
 
 def browser_cookies(session: Any) -> list[dict[str, str]]:

@@ -20,17 +20,17 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from spnego_common import SERVICE, SSO, principal_exists
 
 import sandbox
-from conftest import HubFactory, assert_no_cache, assert_user_cache
+from conftest import assert_no_cache, assert_user_cache
 
-SERVICE = "HTTP/127.0.0.1"  # curl names the service after the URL's host
+pytest_plugins = ["spnego_fixtures"]
 
 
 @dataclass
@@ -42,48 +42,9 @@ class Negotiation:
     body: str
 
 
-@pytest.fixture(scope="module")
-def service_keytab(realm: sandbox.Realm) -> Iterator[Path]:
-    """HTTP/127.0.0.1's keys in a root-only 0600 keytab, ok_as_delegate set."""
-    directory = Path(tempfile.mkdtemp(prefix="pamkrb-spnego-"))
-    directory.chmod(0o700)
-    try:
-        principal = realm.qualify(SERVICE)
-        if not _exists(realm, principal):
-            realm.add_principal(SERVICE)
-        realm.kadmin(f"modprinc +ok_as_delegate {principal}")
-        yield realm.write_keytab(principal, directory / "http.keytab", 0, 0, 0o600)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def _exists(realm: sandbox.Realm, principal: str) -> bool:
-    return principal in realm.kadmin("listprincs")
-
-
-@pytest.fixture
-def client_cache(realm: sandbox.Realm, user: sandbox.UnixUser) -> Iterator[Path]:
-    """The desktop's cache: a forwardable TGT of the user, held by root for curl."""
-    directory = Path(tempfile.mkdtemp(prefix="pamkrb-desktop-"))
-    directory.chmod(0o700)
-    cache = directory / "krb5cc"
-    try:
-        subprocess.run(
-            ["kinit", "-f", "-k", "-t", str(user.home / f"{user.name}.keytab"), "-c", f"FILE:{cache}", user.name],
-            env=realm.client_env(),
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
-        yield cache
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 def negotiate(
+    sso: SSO,
     hub: sandbox.Hub,
-    realm: sandbox.Realm,
-    cache: Path,
     *,
     delegation: str = "always",
     base: str | None = None,
@@ -93,13 +54,13 @@ def negotiate(
     auth: bool = True,
     path: str = "/hub/login",
 ) -> Negotiation:
-    """curl --negotiate against /hub/login (at ``base``, default the hub's
-    own URL), not following the redirect."""
+    """curl --negotiate with the desktop's cache against /hub/login (at
+    ``base``, default the hub's own URL), not following the redirect."""
     with tempfile.TemporaryDirectory(prefix="pamkrb-curl-") as tmp:
         jar, body = Path(tmp) / "jar", Path(tmp) / "body"
         jar.write_text(cookies)
-        env = realm.client_env()
-        env["KRB5CCNAME"] = f"FILE:{cache}"
+        env = sso.realm.client_env()
+        env["KRB5CCNAME"] = f"FILE:{sso.cache}"
         result = subprocess.run(
             [
                 "curl",
@@ -137,31 +98,17 @@ def negotiate(
         )
 
 
-def flags(realm: sandbox.Realm, cache: str) -> str:
-    out = subprocess.run(
-        ["klist", "-f", "-c", f"FILE:{cache}"], env=realm.client_env(), capture_output=True, text=True, check=True
-    ).stdout
-    rows = out.splitlines()
-    for i, line in enumerate(rows):
-        if "krbtgt/" in line:
-            for following in rows[i + 1 : i + 4]:
-                match = re.search(r"Flags: (\S+)", following)
-                if match:
-                    return match[1]
-    raise AssertionError(out)
-
-
-def spnego_hub(hub_factory: HubFactory, keytab: Path, **config: Any) -> sandbox.Hub:
-    settings = {
-        "PAMKerberosAuthenticator.spnego": True,
-        "PAMKerberosAuthenticator.spnego_keytab": str(keytab),
-    }
-    settings.update({f"PAMKerberosAuthenticator.{k}": v for k, v in config.items()})
-    return hub_factory(settings)
-
-
 def logged_in(result: Negotiation) -> bool:
     return result.status == 302 and "/hub/login" not in result.location and "jupyterhub-hub-login" in result.cookies
+
+
+def assert_signed_in(sso: SSO, hub: sandbox.Hub, result: Negotiation, *, forwarded: bool | None = None) -> None:
+    """Logged in, the user's cache in place; with ``forwarded``, whether it
+    holds the forwarded TGT ("F") or one the hub fetched."""
+    assert logged_in(result), (result.status, result.location, hub.log_tail())
+    assert_user_cache(sso.realm, sso.user)
+    if forwarded is not None:
+        assert ("F" in sso.server_flags()) == forwarded, sso.server_flags()
 
 
 def assert_refused(hub: sandbox.Hub, status: int, body: str, user: sandbox.UnixUser) -> None:
@@ -170,6 +117,30 @@ def assert_refused(hub: sandbox.Hub, status: int, body: str, user: sandbox.UnixU
     assert_no_cache(user)
     session = hub.session()
     assert session.get(f"{hub.url}/hub/health", timeout=10).status_code == 200
+
+
+def assert_negotiate_refused(sso: SSO, hub: sandbox.Hub, log: str) -> None:
+    """The desktop's token gets the form, and the hub's log says ``log``."""
+    result = negotiate(sso, hub)
+    assert_refused(hub, result.status, result.body, sso.user)
+    assert log in hub.log_text()
+
+
+def keytab_for(realm: sandbox.Realm, principal: str, tmp_path: Path, name: str) -> Path:
+    """``principal`` (added if missing) in a root-only 0600 keytab under ``tmp_path``."""
+    if not principal_exists(realm, principal):
+        realm.add_principal(principal)
+    directory = tmp_path / "kt"
+    directory.mkdir(mode=0o700)
+    return realm.write_keytab(principal, directory / name, 0, 0, 0o600)
+
+
+def loose_copy(keytab: Path, tmp_path: Path, mode: int = 0o644) -> Path:
+    """A copy of ``keytab`` that others may read: an admin's mistake."""
+    loose = tmp_path / "loose.keytab"
+    shutil.copyfile(keytab, loose)
+    loose.chmod(mode)
+    return loose
 
 
 def oversized_header_status(hub: sandbox.Hub, header: str) -> int:
@@ -192,136 +163,94 @@ def oversized_header_status(hub: sandbox.Hub, header: str) -> int:
     return int(match[1])
 
 
-def test_login_page_offers_negotiate_beside_the_form(
-    hub_factory: HubFactory, service_keytab: Path, user: sandbox.UnixUser
-) -> None:
-    hub = spnego_hub(hub_factory, service_keytab)
+def test_login_page_offers_negotiate_beside_the_form(sso: SSO) -> None:
+    hub = sso.hub()
     response = hub.session().get(f"{hub.url}/hub/login", timeout=10)
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == "Negotiate"
     assert 'name="password"' in response.text
 
 
-def test_delegated_ticket_becomes_the_users_cache(
-    hub_factory: HubFactory,
-    realm: sandbox.Realm,
-    service_keytab: Path,
-    user: sandbox.UnixUser,
-    client_cache: Path,
-) -> None:
-    hub = spnego_hub(hub_factory, service_keytab)
-    as_requests = realm.kdc_requests("AS_REQ", client=user.name)
-    result = negotiate(hub, realm, client_cache)
-    assert logged_in(result), (result.status, result.location, hub.log_tail())
-    assert_user_cache(realm, user)
+def test_delegated_ticket_becomes_the_users_cache(sso: SSO) -> None:
+    hub = sso.hub()
+    as_requests = sso.as_requests()
+    result = negotiate(sso, hub)
     # The forwarded TGT itself ("F"), not one the hub fetched: the KDC saw
     # no AS request for the user since the desktop's kinit.
-    assert "F" in flags(realm, user.default_ccache)
-    assert realm.kdc_requests("AS_REQ", client=user.name) == as_requests
+    assert_signed_in(sso, hub, result, forwarded=True)
+    assert sso.as_requests() == as_requests
     log = hub.log_text()
     assert result.token is not None
     assert result.token.split()[1][:40] not in log
 
 
-def test_a_signed_in_browser_renegotiates_a_fresh_ticket(
-    hub_factory: HubFactory,
-    realm: sandbox.Realm,
-    service_keytab: Path,
-    user: sandbox.UnixUser,
-    client_cache: Path,
-) -> None:
+def test_a_signed_in_browser_renegotiates_a_fresh_ticket(sso: SSO) -> None:
     """The delegated ticket ran out (here: is gone): /hub/login?negotiate=1
     offers Negotiate again to a signed-in browser, which answers it, and the
     new delegated ticket is installed, still with no AS request."""
-    hub = spnego_hub(hub_factory, service_keytab)
-    first = negotiate(hub, realm, client_cache)
+    hub = sso.hub()
+    first = negotiate(sso, hub)
     assert logged_in(first)
-    os.unlink(user.default_ccache)
+    os.unlink(sso.user.default_ccache)
     # Signed in, no renewal asked for: JupyterHub's own redirect, no challenge.
-    plain = negotiate(hub, realm, client_cache, cookies=first.cookies, auth=False)
+    plain = negotiate(sso, hub, cookies=first.cookies, auth=False)
     assert plain.status == 302
-    assert_no_cache(user)
+    assert_no_cache(sso.user)
     # Asked for one: the challenge, and a link on for a browser that cannot answer it.
-    challenged = negotiate(hub, realm, client_cache, query="?negotiate=1", cookies=first.cookies, auth=False)
+    challenged = negotiate(sso, hub, query="?negotiate=1", cookies=first.cookies, auth=False)
     assert challenged.status == 401
     assert "Continue" in challenged.body
 
-    as_requests = realm.kdc_requests("AS_REQ", client=user.name)
-    again = negotiate(hub, realm, client_cache, query="?negotiate=1", cookies=first.cookies)
+    as_requests = sso.as_requests()
+    again = negotiate(sso, hub, query="?negotiate=1", cookies=first.cookies)
     assert again.token is not None
     assert again.status == 302, (again.status, hub.log_tail())
-    assert_user_cache(realm, user)
-    assert "F" in flags(realm, user.default_ccache)
-    assert realm.kdc_requests("AS_REQ", client=user.name) == as_requests
+    assert_user_cache(sso.realm, sso.user)
+    assert "F" in sso.server_flags()
+    assert sso.as_requests() == as_requests
 
 
-def test_the_delegated_ticket_is_renewed_by_tgs(
-    hub_factory: HubFactory,
-    realm: sandbox.Realm,
-    service_keytab: Path,
-    user: sandbox.UnixUser,
-    client_cache: Path,
-) -> None:
+def test_the_delegated_ticket_is_renewed_by_tgs(sso: SSO) -> None:
     """A short, renewable delegated TGT: at spawn the hub renews it with a
     TGS request (the keeper's rule for renewable tickets), never an AS
     request, and the cache stays the forwarded ticket."""
-    keytab = str(user.home / f"{user.name}.keytab")
-    subprocess.run(
-        ["kinit", "-f", "-l", "5m", "-r", "2h", "-k", "-t", keytab, "-c", f"FILE:{client_cache}", user.name],
-        env=realm.client_env(),
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
+    realm, user = sso.realm, sso.user
+    sso.kinit("-l", "5m", "-r", "2h")
     # Five minutes left is inside the margin: the hub renews at spawn.
-    hub = spnego_hub(hub_factory, service_keytab, refresh_margin=600)
-    login = negotiate(hub, realm, client_cache)
+    hub = sso.hub(refresh_margin=600)
+    login = negotiate(sso, hub)
     assert logged_in(login)
-    assert flags(realm, user.default_ccache).count("F") == 1
+    assert sso.server_flags().count("F") == 1
     before = realm.klist(user.default_ccache)
-    as_requests = realm.kdc_requests("AS_REQ", client=user.name)
+    as_requests = sso.as_requests()
     krbtgt = f"krbtgt/{realm.name}"
     renewals = realm.kdc_requests("TGS_REQ", client=user.name, service=krbtgt)
 
-    negotiate(hub, realm, client_cache, cookies=login.cookies, auth=False, path="/hub/spawn")
+    negotiate(sso, hub, cookies=login.cookies, auth=False, path="/hub/spawn")
     sandbox.wait_until(
         lambda: realm.kdc_requests("TGS_REQ", client=user.name, service=krbtgt) > renewals,
         timeout=60,
         message="a TGS renewal of the delegated ticket",
     )
-    assert realm.kdc_requests("AS_REQ", client=user.name) == as_requests
+    assert sso.as_requests() == as_requests
     sandbox.wait_until(
         lambda: realm.klist(user.default_ccache).expires > before.expires, timeout=30, message="the renewed cache"
     )
     assert_user_cache(realm, user)
-    assert {"F", "R"} <= set(flags(realm, user.default_ccache))
+    assert {"F", "R"} <= set(sso.server_flags())
 
 
-def test_without_delegation_the_configured_source_makes_the_ticket(
-    hub_factory: HubFactory,
-    realm: sandbox.Realm,
-    service_keytab: Path,
-    user: sandbox.UnixUser,
-    client_cache: Path,
-) -> None:
-    hub = spnego_hub(hub_factory, service_keytab)
-    as_requests = realm.kdc_requests("AS_REQ", client=user.name)
-    result = negotiate(hub, realm, client_cache, delegation="none")
-    assert logged_in(result), (result.status, result.location, hub.log_tail())
-    assert_user_cache(realm, user)
-    assert "F" not in flags(realm, user.default_ccache)
+def test_without_delegation_the_configured_source_makes_the_ticket(sso: SSO) -> None:
+    hub = sso.hub()
+    as_requests = sso.as_requests()
+    result = negotiate(sso, hub, delegation="none")
+    assert_signed_in(sso, hub, result, forwarded=False)
     # credential_source="keytab": the hub asked the KDC for a new TGT.
-    assert realm.kdc_requests("AS_REQ", client=user.name) == as_requests + 1
+    assert sso.as_requests() == as_requests + 1
 
 
-def test_hostile_tokens_get_the_form(
-    hub_factory: HubFactory,
-    realm: sandbox.Realm,
-    service_keytab: Path,
-    user: sandbox.UnixUser,
-    client_cache: Path,
-) -> None:
-    hub = spnego_hub(hub_factory, service_keytab)
+def test_hostile_tokens_get_the_form(sso: SSO) -> None:
+    hub, user = sso.hub(), sso.user
 
     def send(header: str) -> Any:
         session = hub.session()
@@ -338,7 +267,7 @@ def test_hostile_tokens_get_the_form(
 
     # A replayed token: the first use logs in; the same header again is
     # refused by MIT's replay cache, even with the user's cache gone.
-    first = negotiate(hub, realm, client_cache)
+    first = negotiate(sso, hub)
     assert logged_in(first)
     assert first.token is not None
     os.unlink(user.default_ccache)
@@ -348,89 +277,36 @@ def test_hostile_tokens_get_the_form(
     assert first.token.split()[1][:40] not in hub.log_text()
 
 
-def test_token_for_another_service_is_refused(
-    hub_factory: HubFactory,
-    realm: sandbox.Realm,
-    user: sandbox.UnixUser,
-    client_cache: Path,
-    tmp_path: Path,
-) -> None:
+def test_token_for_another_service_is_refused(sso: SSO, tmp_path: Path) -> None:
     """The hub's keytab holds another service's keys: the browser's ticket
     for HTTP/127.0.0.1 cannot be decrypted."""
-    other = realm.qualify(f"HTTP/other-{secrets.token_hex(3)}.invalid")
-    realm.add_principal(other)
-    keytab_dir = tmp_path / "kt"
-    keytab_dir.mkdir(mode=0o700)
-    keytab = realm.write_keytab(other, keytab_dir / "other.keytab", 0, 0, 0o600)
-    if not _exists(realm, realm.qualify(SERVICE)):
-        realm.add_principal(SERVICE)
-    hub = spnego_hub(hub_factory, keytab)
-    result = negotiate(hub, realm, client_cache)
-    assert_refused(hub, result.status, result.body, user)
-    assert "not found in keytab" in hub.log_text()
+    other = sso.realm.qualify(f"HTTP/other-{secrets.token_hex(3)}.invalid")
+    keytab = keytab_for(sso.realm, other, tmp_path, "other.keytab")
+    assert_negotiate_refused(sso, sso.hub(keytab), "not found in keytab")
 
 
-def test_foreign_realm_and_disallowed_users_get_the_form(
-    hub_factory: HubFactory,
-    realm: sandbox.Realm,
-    service_keytab: Path,
-    user: sandbox.UnixUser,
-    client_cache: Path,
-) -> None:
+def test_foreign_realm_and_disallowed_users_get_the_form(sso: SSO) -> None:
     # The hub's realm is another one: PAMKRB.TEST principals map to nobody.
-    hub = spnego_hub(hub_factory, service_keytab, realm="OTHER.TEST", principal_template=f"{{username}}@{realm.name}")
-    result = negotiate(hub, realm, client_cache)
-    assert_refused(hub, result.status, result.body, user)
-    assert "maps to no user" in hub.log_text()
+    hub = sso.hub(realm="OTHER.TEST", principal_template=f"{{username}}@{sso.realm.name}")
+    assert_negotiate_refused(sso, hub, "maps to no user")
     hub.close()
 
     # A principal that maps to a user JupyterHub does not allow.
-    hub = hub_factory(
-        {
-            "PAMKerberosAuthenticator.spnego": True,
-            "PAMKerberosAuthenticator.spnego_keytab": str(service_keytab),
-            "Authenticator.allow_all": False,
-            "Authenticator.allowed_users": {"somebody-else"},
-        }
-    )
-    result = negotiate(hub, realm, client_cache)
-    assert_refused(hub, result.status, result.body, user)
-    assert f"User {user.name!r} not allowed" in hub.log_text()
+    hub = sso.hub(settings={"Authenticator.allow_all": False, "Authenticator.allowed_users": {"somebody-else"}})
+    assert_negotiate_refused(sso, hub, f"User {sso.user.name!r} not allowed")
 
 
-def test_a_loose_service_keytab_is_refused(
-    hub_factory: HubFactory,
-    realm: sandbox.Realm,
-    service_keytab: Path,
-    user: sandbox.UnixUser,
-    client_cache: Path,
-    tmp_path: Path,
-) -> None:
+def test_a_loose_service_keytab_is_refused(sso: SSO, tmp_path: Path) -> None:
     """A keytab others can read is the admin's mistake: logged as an error,
     the user gets the form, nothing is accepted."""
-    loose = tmp_path / "loose.keytab"
-    shutil.copyfile(service_keytab, loose)
-    loose.chmod(0o644)
-    hub = spnego_hub(hub_factory, loose)
-    result = negotiate(hub, realm, client_cache)
-    assert_refused(hub, result.status, result.body, user)
-    assert "readable by it alone" in hub.log_text()
+    assert_negotiate_refused(sso, sso.hub(loose_copy(sso.keytab, tmp_path)), "readable by it alone")
 
 
-def test_an_expired_account_is_refused_by_pams_account_check(
-    hub_factory: HubFactory,
-    realm: sandbox.Realm,
-    service_keytab: Path,
-    user: sandbox.UnixUser,
-    client_cache: Path,
-) -> None:
+def test_an_expired_account_is_refused_by_pams_account_check(sso: SSO) -> None:
     """A valid ticket is not enough: pam_acct_mgmt (pam_unix) refuses an
     expired account, as it would a password login."""
-    subprocess.run(["usermod", "--expiredate", "1970-01-02", user.name], check=True, capture_output=True)
-    hub = spnego_hub(hub_factory, service_keytab)
-    result = negotiate(hub, realm, client_cache)
-    assert_refused(hub, result.status, result.body, user)
-    assert "PAM account check" in hub.log_text()
+    subprocess.run(["usermod", "--expiredate", "1970-01-02", sso.user.name], check=True, capture_output=True)
+    assert_negotiate_refused(sso, sso.hub(), "PAM account check")
 
 
 # -- pamkrb doctor --spnego ---------------------------------------------------------
@@ -468,10 +344,7 @@ def test_doctor_finds_a_stale_service_key(
     """A principal re-keyed at the KDC after the keytab was exported (a new
     kvno): the keytab's key no longer gets a ticket."""
     other = realm.qualify(f"HTTP/stale-{secrets.token_hex(3)}.invalid")
-    realm.add_principal(other)
-    directory = tmp_path / "kt"
-    directory.mkdir(mode=0o700)
-    keytab = realm.write_keytab(other, directory / "stale.keytab", 0, 0, 0o600)
+    keytab = keytab_for(realm, other, tmp_path, "stale.keytab")
     realm.kadmin(f"cpw -randkey {other}")
     result = doctor_spnego(realm, user, tmp_path, keytab)
     assert result.returncode == 1, result.stdout + result.stderr
@@ -482,9 +355,7 @@ def test_doctor_finds_a_stale_service_key(
 def test_doctor_refuses_a_loose_service_keytab(
     realm: sandbox.Realm, service_keytab: Path, user: sandbox.UnixUser, pam_service: str, tmp_path: Path
 ) -> None:
-    loose = tmp_path / "loose.keytab"
-    shutil.copyfile(service_keytab, loose)
-    loose.chmod(0o644)
+    loose = loose_copy(service_keytab, tmp_path)
     result = doctor_spnego(realm, user, tmp_path, loose)
     assert result.returncode == 1
     assert f"✗ service keytab {loose}: owner uid 0, mode 0644" in result.stdout, result.stdout
@@ -495,23 +366,12 @@ def test_doctor_refuses_a_loose_service_keytab(
 SSO_NAME = "sso.test"
 
 
-def test_negotiate_through_the_generated_nginx_config(
-    hub_factory: HubFactory,
-    realm: sandbox.Realm,
-    user: sandbox.UnixUser,
-    client_cache: Path,
-    tmp_path: Path,
-) -> None:
+def test_negotiate_through_the_generated_nginx_config(sso: SSO, tmp_path: Path) -> None:
     """nginx-config keeps the Authorization header (and room for a large
     token): a browser behind nginx signs in with its delegated ticket."""
-    principal = realm.qualify(f"HTTP/{SSO_NAME}")
-    if not _exists(realm, principal):
-        realm.add_principal(principal)
-    directory = tmp_path / "kt"
-    directory.mkdir(mode=0o700)
-    keytab = realm.write_keytab(principal, directory / "http.keytab", 0, 0, 0o600)
+    keytab = keytab_for(sso.realm, sso.realm.qualify(f"HTTP/{SSO_NAME}"), tmp_path, "http.keytab")
     cert, key = sandbox.self_signed_certificate(tmp_path, [SSO_NAME])
-    hub = spnego_hub(hub_factory, keytab)
+    hub = sso.hub(keytab)
     port = sandbox.free_port()
     generated = sandbox.run_pamkrb(
         [
@@ -534,17 +394,14 @@ def test_negotiate_through_the_generated_nginx_config(
     try:
         nginx.start([port])
         result = negotiate(
+            sso,
             hub,
-            realm,
-            client_cache,
             base=f"https://{SSO_NAME}:{port}",
             curl_args=("--resolve", f"{SSO_NAME}:{port}:127.0.0.1", "--cacert", str(cert)),
         )
     finally:
         nginx.close()
-    assert logged_in(result), (result.status, result.location, hub.log_tail())
-    assert_user_cache(realm, user)
-    assert "F" in flags(realm, user.default_ccache)
+    assert_signed_in(sso, hub, result, forwarded=True)
 
 
 # -- the native boundary ------------------------------------------------------------
@@ -562,9 +419,7 @@ def test_native_errors_map_to_the_authenticators_exceptions(service_keytab: Path
         _native.accept_negotiate(b"\x60" * 65537, str(service_keytab))
     with pytest.raises(KeytabError, match="does not exist"):
         _native.accept_negotiate(b"garbage", str(tmp_path / "missing.keytab"))
-    loose = tmp_path / "loose.keytab"
-    shutil.copyfile(service_keytab, loose)
-    loose.chmod(0o640)
+    loose = loose_copy(service_keytab, tmp_path, 0o640)
     with pytest.raises(KerberosError, match="readable by it alone"):
         _native.accept_negotiate(b"garbage", str(loose))
     with pytest.raises(KerberosError, match="after the deadline"):
@@ -585,28 +440,17 @@ def test_the_account_check_alone(pam_service: str, user: sandbox.UnixUser) -> No
         _native.pam_check_account(pam_service, user.name)
 
 
-def test_a_mapping_callable_decides_who_the_principal_is(
-    hub_factory: HubFactory,
-    realm: sandbox.Realm,
-    service_keytab: Path,
-    user: sandbox.UnixUser,
-    client_cache: Path,
-) -> None:
+def test_a_mapping_callable_decides_who_the_principal_is(sso: SSO) -> None:
     """spnego_username replaces the default rule: here it accepts the
     session realm although the hub's realm is another one."""
-    rule = f"lambda principal: principal.split('@')[0] if principal.endswith('@{realm.name}') else None"
-    hub = hub_factory(
-        {
-            "PAMKerberosAuthenticator.spnego": True,
-            "PAMKerberosAuthenticator.spnego_keytab": str(service_keytab),
-            "PAMKerberosAuthenticator.realm": "OTHER.TEST",
-            "PAMKerberosAuthenticator.principal_template": f"{{username}}@{realm.name}",
-        },
+    realm_name = sso.realm.name
+    rule = f"lambda principal: principal.split('@')[0] if principal.endswith('@{realm_name}') else None"
+    hub = sso.hub(
+        realm="OTHER.TEST",
+        principal_template=f"{{username}}@{realm_name}",
         extra_config=f"c.PAMKerberosAuthenticator.spnego_username = {rule}",
     )
-    result = negotiate(hub, realm, client_cache)
-    assert logged_in(result), (result.status, hub.log_tail())
-    assert_user_cache(realm, user)
+    assert_signed_in(sso, hub, negotiate(sso, hub))
 
 
 # -- a delegated ticket's whole life: renewals, its end, a reload ---------------------
@@ -660,39 +504,23 @@ def in_kernel(session: Any, server: str, kernel: str) -> Any:
     return json.loads(outcome["stdout"])
 
 
-def test_a_delegated_ticket_runs_out_and_a_reload_brings_a_fresh_one(
-    hub_factory: HubFactory,
-    realm: sandbox.Realm,
-    service_keytab: Path,
-    user: sandbox.UnixUser,
-    client_cache: Path,
-) -> None:
+def test_a_delegated_ticket_runs_out_and_a_reload_brings_a_fresh_one(sso: SSO) -> None:
     """The issue's renewal chain, with short tickets: the server renews the
     delegated TGT by TGS only until its renew-till, then says
     login_required, worded for single sign-on (reload); a reload of the hub's
     login page with ?negotiate=1, from a desktop with a fresh ticket,
     installs a fresh delegated ticket with no form, and the kernel that ran
     all along sees it."""
-    keytab = str(user.home / f"{user.name}.keytab")
-
-    def desktop_kinit(*lifetimes: str) -> None:
-        subprocess.run(
-            ["kinit", "-f", *lifetimes, "-k", "-t", keytab, "-c", f"FILE:{client_cache}", user.name],
-            env=realm.client_env(),
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
-
-    desktop_kinit("-l", f"{SHORT_LIFE}s", "-r", f"{RENEWABLE_LIFE}s")
+    realm, user = sso.realm, sso.user
+    sso.kinit("-l", f"{SHORT_LIFE}s", "-r", f"{RENEWABLE_LIFE}s")
     # No keytab and no password at the hub: only a sign-in (here, a
     # delegation) brings a new ticket once renew-till is reached.
-    hub = spnego_hub(hub_factory, service_keytab, credential_source="password", refresh_margin=SHORT_MARGIN)
-    as_requests = realm.kdc_requests("AS_REQ", client=user.name)
+    hub = sso.hub(credential_source="password", refresh_margin=SHORT_MARGIN)
+    as_requests = sso.as_requests()
     krbtgt = f"krbtgt/{realm.name}"
     tgs_before = realm.kdc_requests("TGS_REQ", client=user.name, service=krbtgt)
 
-    login = negotiate(hub, realm, client_cache, query=f"?next=/user/{user.name}/")
+    login = negotiate(sso, hub, query=f"?next=/user/{user.name}/")
     assert logged_in(login), (login.status, login.location, hub.log_tail())
     delegated = realm.klist(user.default_ccache)
     assert delegated.renew_until is not None
@@ -718,7 +546,7 @@ def test_a_delegated_ticket_runs_out_and_a_reload_brings_a_fresh_one(
         message="login_required after the delegated ticket's renew-till",
     )
     assert realm.kdc_requests("TGS_REQ", client=user.name, service=krbtgt) > tgs_before
-    assert realm.kdc_requests("AS_REQ", client=user.name) == as_requests
+    assert sso.as_requests() == as_requests
     assert ended["source"] == "password"
     assert ended["login_required_at"] is not None, ended
     assert "sign in again by reloading" in ended["last_error"], ended
@@ -729,16 +557,16 @@ def test_a_delegated_ticket_runs_out_and_a_reload_brings_a_fresh_one(
     assert not in_kernel(session, server, kernel)["valid"]
 
     # The desktop signed in again (its own AS request); the reload.
-    desktop_kinit()
-    as_requests = realm.kdc_requests("AS_REQ", client=user.name)
-    reload = negotiate(hub, realm, client_cache, query=f"?negotiate=1&next=/user/{user.name}/", cookies=login.cookies)
+    sso.kinit()
+    as_requests = sso.as_requests()
+    reload = negotiate(sso, hub, query=f"?negotiate=1&next=/user/{user.name}/", cookies=login.cookies)
     assert reload.token is not None
     assert reload.status == 302, (reload.status, hub.log_tail())
     assert reload.location.endswith(f"/user/{user.name}/"), reload.location
     assert 'name="password"' not in reload.body
     assert_user_cache(realm, user)
-    assert "F" in flags(realm, user.default_ccache)
-    assert realm.kdc_requests("AS_REQ", client=user.name) == as_requests
+    assert "F" in sso.server_flags()
+    assert sso.as_requests() == as_requests
 
     # The running kernel sees the new ticket; the status is valid again.
     second = in_kernel(session, server, kernel)
@@ -748,13 +576,11 @@ def test_a_delegated_ticket_runs_out_and_a_reload_brings_a_fresh_one(
     assert status()["state"] == "valid"
 
 
-def test_a_password_login_at_a_single_sign_on_hub_is_not_told_to_reload(
-    hub_factory: HubFactory, service_keytab: Path, user: sandbox.UnixUser
-) -> None:
+def test_a_password_login_at_a_single_sign_on_hub_is_not_told_to_reload(sso: SSO) -> None:
     """Only a delegated ticket comes back by reloading: a user who typed
     their password gets no PAMKRB_SIGN_IN, so their status keeps the
     password wording."""
-    hub = spnego_hub(hub_factory, service_keytab)
+    hub, user = sso.hub(), sso.user
     session = hub.session()
     # The form beside the 401 challenge, as a browser without a ticket sees it.
     assert session.get(f"{hub.url}/hub/login", timeout=10).status_code == 401

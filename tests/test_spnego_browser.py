@@ -22,30 +22,20 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_spnego import SERVICE, flags, service_keytab  # noqa: F401  (service_keytab is a fixture)
+from chromium import CHROMIUM, persistent_context, require_chromium
+from spnego_common import SERVICE, SSO
 
 import sandbox
-from conftest import HubFactory, artifact_dir, require_root
+from conftest import artifact_dir, require_root
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+pytest_plugins = ["spnego_fixtures"]
+
 HOST = SERVICE.split("/", 1)[1]
 
 # Runs as root before Chromium: a private mount namespace, the policy
@@ -61,24 +51,6 @@ subprocess.run(["mount", "--make-rprivate", "/"], check=True)
 subprocess.run(["mount", "--bind", {etc!r}, "/etc/chromium"], check=True)
 os.execv({chromium!r}, [{chromium!r}, *sys.argv[1:]])
 """
-
-
-@pytest.fixture
-def desktop_cache(realm: sandbox.Realm, user: sandbox.UnixUser) -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="pamkrb-desktop-"))
-    directory.chmod(0o700)
-    cache = directory / "krb5cc"
-    try:
-        subprocess.run(
-            ["kinit", "-f", "-k", "-t", str(user.home / f"{user.name}.keytab"), "-c", f"FILE:{cache}", user.name],
-            env=realm.client_env(),
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
-        yield cache
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def delegating_chromium(directory: Path) -> str:
@@ -109,24 +81,21 @@ def browse_in(
     with sync_playwright() as playwright, tempfile.TemporaryDirectory(prefix="pamkrb-profile-") as profile:
 
         def launch() -> Any:
-            return playwright.chromium.launch_persistent_context(
+            return persistent_context(
+                playwright,
                 profile,
-                executable_path=executable,
-                args=[*CHROMIUM_ARGS, f"--auth-server-allowlist={HOST}"],
+                executable=executable,
+                args=[f"--auth-server-allowlist={HOST}"],
                 env=env,
                 viewport={"width": 1400, "height": 900},
             )
 
         # First start: the challenge is seen (and answered with the form).
-        context = launch()
-        try:
+        with launch() as context:
             first = context.new_page()
             first.goto(f"{hub.url}/hub/login")
             assert first.locator("#password_input").count() == 1
-        finally:
-            context.close()
-        context = launch()
-        try:
+        with launch() as context:
             page = context.new_page()
             page.set_default_timeout(90_000)
             try:
@@ -137,35 +106,20 @@ def browse_in(
             finally:
                 page.screenshot(path=str(shots / "lab.png"))
             return context.cookies()
-        finally:
-            context.close()
 
 
 @pytest.mark.parametrize("delegate", [False, True], ids=["negotiate", "delegate"])
 def test_a_signed_in_desktop_lands_in_jupyterlab_without_a_form(
-    hub_factory: HubFactory,
-    realm: sandbox.Realm,
-    service_keytab: Path,  # noqa: F811
-    user: sandbox.UnixUser,
-    desktop_cache: Path,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
-    delegate: bool,
+    sso: SSO, tmp_path: Path, request: pytest.FixtureRequest, delegate: bool
 ) -> None:
     require_root()
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    hub = hub_factory(
-        {
-            "PAMKerberosAuthenticator.spnego": True,
-            "PAMKerberosAuthenticator.spnego_keytab": str(service_keytab),
-            "Spawner.default_url": "/lab",
-        }
-    )
+    require_chromium()
+    realm, user = sso.realm, sso.user
+    hub = sso.hub(settings={"Spawner.default_url": "/lab"})
     executable = delegating_chromium(tmp_path) if delegate else CHROMIUM
-    as_requests = realm.kdc_requests("AS_REQ", client=user.name)
+    as_requests = sso.as_requests()
 
-    cookies = browse_in(realm, desktop_cache, hub, user, executable, artifact_dir(request.node.nodeid))
+    cookies = browse_in(realm, sso.cache, hub, user, executable, artifact_dir(request.node.nodeid))
 
     # The server's cache: the user's, 0600, their principal.
     st = os.lstat(user.default_ccache)
@@ -173,12 +127,12 @@ def test_a_signed_in_desktop_lands_in_jupyterlab_without_a_form(
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (user.uid, user.gid, 0o600)
     assert realm.klist(user.default_ccache).principal == f"{user.name}@{realm.name}"
     if delegate:
-        assert "F" in flags(realm, str(user.default_ccache))
-        assert realm.kdc_requests("AS_REQ", client=user.name) == as_requests
+        assert "F" in sso.server_flags()
+        assert sso.as_requests() == as_requests
         assert "(delegated)" in hub.log_text()
     else:
-        assert "F" not in flags(realm, str(user.default_ccache))
-        assert realm.kdc_requests("AS_REQ", client=user.name) > as_requests
+        assert "F" not in sso.server_flags()
+        assert sso.as_requests() > as_requests
 
     # A kernel sees it.
     session = hub.session()
