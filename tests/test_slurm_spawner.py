@@ -617,8 +617,9 @@ def test_the_status_bar_of_a_slurm_started_server_says_renewed_by_hub(
     """Headless Chromium logs in through the hub's form, which starts the
     server as a Slurm job; JupyterLab in that job shows the pamkrb status-bar
     item, which says the hub renews the ticket."""
+    from chromium import CHROMIUM, CHROMIUM_ARGS
     from playwright.sync_api import sync_playwright
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, Session
+    from test_browser import Session
 
     user = slurm_users[0]
     config = dict(SLURM_SPAWNER_CONFIG)
