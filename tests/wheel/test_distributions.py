@@ -50,7 +50,7 @@ DISTRIBUTIONS = (
     Distribution("debian-13", "trixie", python="3.13", glibc="2.41", krb5="1.21"),
 )
 # What a hub host has anyway; nothing to build with.
-PACKAGES = ("python3", "python3-venv", "libkrb5-3", "login")
+PACKAGES = ("python3", "python3-venv", "libkrb5-3", "libgssapi-krb5-2", "login")
 VENV = "/opt/jupyterhub"
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 _REPORTED = {"pip", "jupyterhub", "jupyter_server", "jupyter-server", "jupyterhub-pamkrb", "tornado"}
